@@ -1,0 +1,72 @@
+# pensieve - build with `make`, test with `make test`, sanitizers with `make SAN=1 test`.
+CC      ?= cc
+SAN     ?=
+SHARED  ?= ../shared
+PYTHON  ?= /usr/bin/python3
+
+ifeq ($(SAN),1)
+BUILD   ?= build-san
+OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+else
+BUILD   ?= build
+OPT     := -O2 -g
+endif
+
+WERROR  ?=
+PKG_LIB  := jansson
+PKG_TEST := check
+CPPFLAGS += -Isrc -D_GNU_SOURCE -MMD -MP $(shell pkg-config --cflags $(PKG_LIB))
+CFLAGS   += -std=c17 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter $(OPT) -pthread
+ifeq ($(WERROR),1)
+CFLAGS   += -Werror
+endif
+LDFLAGS  += $(filter -fsanitize=%,$(OPT)) -pthread
+LDLIBS   += $(shell pkg-config --libs $(PKG_LIB)) -lm
+
+LIB_SRC  := $(filter-out src/cli/%,$(wildcard src/*/*.c))
+CLI_SRC  := $(wildcard src/cli/*.c)
+TEST_SRC := $(wildcard tests/*.c)
+
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
+
+BIN      := $(BUILD)/pensieve
+TESTBIN  := $(BUILD)/check_pensieve
+
+.PHONY: all test check unit cli-test models clean
+all: $(BIN)
+
+$(BUILD)/libpensieve.a: $(LIB_OBJ)
+	@mkdir -p $(@D)
+	$(AR) rcs $@ $^
+
+$(BIN): $(CLI_OBJ) $(BUILD)/libpensieve.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%.o: CFLAGS += $(shell pkg-config --cflags $(PKG_TEST))
+$(TESTBIN): $(TEST_OBJ) $(BUILD)/libpensieve.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs $(PKG_TEST)) $(LDLIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+# Synthetic models for the reference tests, recreated from ../shared/ref/arch.
+models:
+	@tests/make_models.sh $(SHARED) $(BUILD)/cache $(PYTHON)
+
+unit: $(TESTBIN) models
+	PV_SHARED=$(SHARED) PV_CACHE=$(BUILD)/cache $(TESTBIN)
+
+cli-test: $(BIN)
+	tests/cli_test.sh $(BIN) $(SHARED)
+
+test: unit cli-test
+
+check: test
+
+clean:
+	rm -rf build build-san build-clang
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# deps.sh - install what pensieve needs to build and test on Debian 12, skipping what is there.
+set -euo pipefail
+pkgs=(build-essential clang pkg-config check libjansson-dev python3 python3-numpy)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "deps: installing ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null

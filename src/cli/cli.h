@@ -1,0 +1,16 @@
+/* cli.h - the pensieve command-line commands. Only src/cli/ may exit(). */
+#ifndef PV_CLI_H
+#define PV_CLI_H
+
+#include <stdint.h>
+
+int cmd_info(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+
+/* Strict number parsing for option values: 0 on success, -1 (after printing
+ * "pensieve: bad value for OPT") otherwise. */
+int cli_parse_int(const char *opt, const char *s, long lo, long hi, long *out);
+int cli_parse_float(const char *opt, const char *s, float *out);
+int cli_parse_u64(const char *opt, const char *s, uint64_t *out);
+
+#endif

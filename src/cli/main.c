@@ -1,0 +1,80 @@
+/* main.c - `pensieve COMMAND [options]`. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+#define PV_VERSION "0.1.0"
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "pensieve %s - run and serve GGUF language models on the CPU\n"
+            "\n"
+            "usage: pensieve COMMAND [options]\n"
+            "\n"
+            "commands:\n"
+            "  info MODEL.gguf [--json]     describe a model file\n"
+            "  run -m MODEL -p PROMPT ...   generate a continuation (pensieve run --help)\n"
+            "  version                      print the version\n",
+            PV_VERSION);
+}
+
+int cli_parse_int(const char *opt, const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        fprintf(stderr, "pensieve: bad value '%s' for %s (expected an integer in %ld..%ld)\n", s, opt, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_parse_float(const char *opt, const char *s, float *out) {
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (errno || end == s || *end || !isfinite(v)) {
+        fprintf(stderr, "pensieve: bad value '%s' for %s (expected a number)\n", s, opt);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_parse_u64(const char *opt, const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-') {
+        fprintf(stderr, "pensieve: bad value '%s' for %s (expected a non-negative integer)\n", s, opt);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "info") == 0) return cmd_info(argc - 1, argv + 1);
+    if (strcmp(cmd, "run") == 0) return cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("pensieve %s\n", PV_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "pensieve: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return 2;
+}

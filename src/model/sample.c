@@ -1,0 +1,139 @@
+#include "model/sample.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+pv_sampler_params_t pv_sampler_defaults(void) {
+    return (pv_sampler_params_t){.temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f,
+                                 .repeat_penalty = 1.0f, .repeat_last_n = 64, .seed = 0x5eed};
+}
+
+pv_sampler_t *pv_sampler_new(const pv_sampler_params_t *p, int32_t n_vocab) {
+    pv_sampler_t *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->p = *p;
+    s->n_vocab = n_vocab;
+    s->cand = malloc((size_t)n_vocab * sizeof *s->cand);
+    if (!s->cand) {
+        free(s);
+        return NULL;
+    }
+    /* splitmix64 of the seed, so that nearby seeds give unrelated streams */
+    uint64_t z = p->seed + 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    s->rng = (z ^ (z >> 31)) | 1;
+    return s;
+}
+
+void pv_sampler_free(pv_sampler_t *s) {
+    if (!s) return;
+    free(s->cand);
+    free(s);
+}
+
+float pv_sampler_uniform(pv_sampler_t *s) {
+    s->rng ^= s->rng >> 12;
+    s->rng ^= s->rng << 25;
+    s->rng ^= s->rng >> 27;
+    uint64_t r = s->rng * 0x2545f4914f6cdd1dull;
+    return (float)(r >> 40) / 16777216.0f; /* 24 random bits */
+}
+
+static void apply_repeat_penalty(const pv_sampler_params_t *p, float *logits, int32_t n_vocab,
+                                 const int32_t *history, int n_hist) {
+    if (p->repeat_penalty == 1.0f || p->repeat_last_n <= 0 || !history) return;
+    int from = n_hist > p->repeat_last_n ? n_hist - p->repeat_last_n : 0;
+    /* each distinct token is penalised once, however often it recurs */
+    for (int i = from; i < n_hist; i++) {
+        int32_t id = history[i];
+        if (id < 0 || id >= n_vocab) continue;
+        int seen = 0;
+        for (int j = from; j < i && !seen; j++) seen = history[j] == id;
+        if (seen) continue;
+        logits[id] = logits[id] > 0 ? logits[id] / p->repeat_penalty : logits[id] * p->repeat_penalty;
+    }
+}
+
+static int32_t argmax(const float *logits, int32_t n) {
+    int32_t best = 0;
+    for (int32_t i = 1; i < n; i++)
+        if (logits[i] > logits[best]) best = i;
+    return best;
+}
+
+static int cmp_cand_desc(const void *a, const void *b) {
+    const pv_candidate_t *x = a, *y = b;
+    if (x->logit != y->logit) return x->logit < y->logit ? 1 : -1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Moves the k largest candidates to the front, sorted (partial selection then sort). */
+static int keep_top_k(pv_candidate_t *c, int n, int k) {
+    if (k <= 0 || k >= n) {
+        qsort(c, (size_t)n, sizeof *c, cmp_cand_desc);
+        return n;
+    }
+    /* keep a sorted front of k and insert anything that beats its last entry */
+    qsort(c, (size_t)k, sizeof *c, cmp_cand_desc);
+    for (int i = k; i < n; i++) {
+        if (cmp_cand_desc(&c[i], &c[k - 1]) >= 0) continue;
+        pv_candidate_t x = c[i];
+        int j = k - 1;
+        while (j > 0 && cmp_cand_desc(&x, &c[j - 1]) < 0) {
+            c[j] = c[j - 1];
+            j--;
+        }
+        c[j] = x;
+    }
+    return k;
+}
+
+/* Softmax over the sorted candidates at the given temperature (logit -> probability). */
+static void cand_softmax(pv_candidate_t *c, int n, float temperature) {
+    float max = c[0].logit;
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        c[i].logit = expf((c[i].logit - max) / temperature);
+        sum += c[i].logit;
+    }
+    for (int i = 0; i < n; i++) c[i].logit = (float)(c[i].logit / sum);
+}
+
+int32_t pv_sampler_sample(pv_sampler_t *s, float *logits, const int32_t *history, int n_hist) {
+    const pv_sampler_params_t *p = &s->p;
+    apply_repeat_penalty(p, logits, s->n_vocab, history, n_hist);
+    if (p->temperature <= 0.0f) return argmax(logits, s->n_vocab);
+
+    int n = s->n_vocab;
+    for (int32_t i = 0; i < n; i++) s->cand[i] = (pv_candidate_t){i, logits[i]};
+    n = keep_top_k(s->cand, n, p->top_k);
+    cand_softmax(s->cand, n, 1.0f); /* probabilities for the p filters */
+    if (p->top_p < 1.0f) {
+        double mass = 0.0;
+        int keep = n;
+        for (int i = 0; i < n; i++) {
+            mass += s->cand[i].logit;
+            if (mass >= p->top_p) {
+                keep = i + 1;
+                break;
+            }
+        }
+        n = keep;
+    }
+    if (p->min_p > 0.0f) {
+        float floor = p->min_p * s->cand[0].logit;
+        int keep = 1;
+        while (keep < n && s->cand[keep].logit >= floor) keep++;
+        n = keep;
+    }
+    /* temperature on the survivors: p^(1/T) renormalised equals softmax(logit / T) */
+    for (int i = 0; i < n; i++) s->cand[i].logit = logf(s->cand[i].logit);
+    cand_softmax(s->cand, n, p->temperature);
+    float r = pv_sampler_uniform(s), acc = 0.0f;
+    for (int i = 0; i < n; i++) {
+        acc += s->cand[i].logit;
+        if (r < acc) return s->cand[i].id;
+    }
+    return s->cand[n - 1].id;
+}

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# cli_test.sh PENSIEVE SHARED - the command line end to end: info, run (against llama.cpp's
+# reference text), and clean refusals of malformed files. Bounded: every command has a timeout.
+set -uo pipefail
+bin=${1:-build/pensieve}
+shared=${2:-../shared}
+pass=0
+fail=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+check() { # check NAME COMMAND...: the command must succeed
+    local name=$1; shift
+    if "$@"; then ok; else bad "$name"; fi
+}
+run() { timeout 120 "$bin" "$@"; }
+
+if [ ! -d "$shared/models" ]; then
+    echo "skipped: $shared/models is absent"
+    echo "cli: 0 passed, 0 failed"
+    exit 0
+fi
+m="$shared/models/stories260K.gguf"
+
+# info, as text and as JSON
+run info "$m" >"$tmp/info.txt" 2>&1
+check "info exits 0" test $? -eq 0
+check "info names the architecture" grep -q "architecture:  llama" "$tmp/info.txt"
+check "info names the tokenizer" grep -q "SentencePiece (llama), 512 tokens bos=1 eos=2" "$tmp/info.txt"
+check "info shows hyper-parameters" grep -q "embedding_length=64" "$tmp/info.txt"
+run info --json "$shared/models/stories260K-q8_0.gguf" >"$tmp/info.json"
+check "info --json is valid JSON with the facts" python3 - "$tmp/info.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["architecture"] == "llama" and d["gguf_version"] == 3, d
+assert d["hparams"]["block_count"] == 5 and d["hparams"]["head_count_kv"] == 4
+assert d["tokenizer"]["vocab_size"] == 512 and d["tokenizer"]["bos_token_id"] == 1
+assert set(d["tensor_types"]) == {"f32", "f16", "q8_0"}, d["tensor_types"]
+assert d["n_params"] > 0 and d["file_size"] == 379168 and d["tokenizer"]["chat_template"] is False
+PY
+run info "$shared/vocab/ggml-vocab-qwen2.gguf" >"$tmp/vocab.txt" 2>&1
+check "info on a vocab-only BPE file" grep -q "byte-level BPE (gpt2), 151936 tokens" "$tmp/vocab.txt"
+
+# malformed files: one line on stderr naming the file and the problem, non-zero exit, no crash
+refuse() { # refuse FILE PATTERN
+    run info "$1" >"$tmp/out" 2>"$tmp/err"
+    local rc=$?
+    if [ $rc -ne 1 ] || [ "$(wc -l <"$tmp/err")" -ne 1 ] || ! grep -q "$2" "$tmp/err"; then
+        bad "refuse $1 (rc $rc): $(cat "$tmp/err")"
+    else ok; fi
+}
+refuse "$shared/models/stories260K-gguf-v1.gguf" "version 1"
+refuse "$shared/models/bad/q8_0-rows-not-multiple-of-block.gguf" "not a whole number of q8_0 blocks"
+head -c 1000 "$m" >"$tmp/trunc.gguf"
+refuse "$tmp/trunc.gguf" "trunc.gguf: .*offset"
+printf 'not a model at all' >"$tmp/junk.gguf"
+refuse "$tmp/junk.gguf" "not a GGUF file"
+refuse "$tmp/absent.gguf" "cannot open"
+run run -m "$shared/models/stories260K-gguf-v1.gguf" -p hi >/dev/null 2>"$tmp/err"
+check "run refuses a v1 file" test $? -eq 1
+check "run names the version" grep -q "version 1" "$tmp/err"
+run run -m "$m" -p hi --temp abc >/dev/null 2>&1
+check "a bad option value is a usage error" test $? -eq 2
+
+# the Lily story, and every reference case's greedy text up to its first near-tie
+run run -m "$m" -p "Once upon a time" -n 40 --temp 0 >"$tmp/lily.txt" 2>"$tmp/speed.txt"
+check "run prints the Lily story" grep -q "^, there was a little girl named Lily. She loved to play outside in the park." "$tmp/lily.txt"
+check "run reports speeds on stderr" grep -q "generation: 40 tokens" "$tmp/speed.txt"
+for ref in stories260K stories260K-q8_0 tinyllama-v0-q4_0; do
+    python3 - "$shared/ref/$ref.json" >"$tmp/cases" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+for i, c in enumerate(d["cases"]):
+    # compare up to the first near-tie (top-2 closer than 0.02), as ../shared/ref/README.md says
+    k = len(c["completion_ids"])
+    for j, t in enumerate(c["top5"]):
+        if t[0]["logprob"] - t[1]["logprob"] < 0.02:
+            k = j
+            break
+    print(json.dumps([c["prompt"], len(c["completion_ids"]), c["prefix_texts"][k]]))
+PY
+    while IFS= read -r line; do
+        prompt=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])[0])' "$line")
+        n=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])[1])' "$line")
+        run run -m "$shared/models/$ref.gguf" -p "$prompt" -n "$n" --temp 0 >"$tmp/out.txt" 2>/dev/null
+        if python3 - "$line" "$tmp/out.txt" <<'PY'
+import json, sys
+want = json.loads(sys.argv[1])[2]
+got = open(sys.argv[2], encoding="utf-8").read()
+sys.exit(0 if got.startswith(want) else 1)
+PY
+        then ok; else bad "run --temp 0 on $ref for '$prompt': $(head -c 200 "$tmp/out.txt")"; fi
+    done <"$tmp/cases"
+done
+
+# sampling: the same seed gives the same text, another seed another text
+run run -m "$m" -p "The cat" -n 30 --temp 1 --seed 7 >"$tmp/s1.txt" 2>/dev/null
+run run -m "$m" -p "The cat" -n 30 --temp 1 --seed 7 >"$tmp/s2.txt" 2>/dev/null
+run run -m "$m" -p "The cat" -n 30 --temp 1 --seed 8 >"$tmp/s3.txt" 2>/dev/null
+check "same seed, same text" cmp -s "$tmp/s1.txt" "$tmp/s2.txt"
+check "other seed, other text" bash -c "! cmp -s '$tmp/s1.txt' '$tmp/s3.txt'"
+
+echo "cli: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,244 @@
+/* test_kern.c - the scalar routines: float conversions, block decoding by hand,
+ * dot products against dequantize-then-multiply, and the elementwise ops. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/fp16.h"
+#include "kernels/kern.h"
+#include "kernels/ops.h"
+#include "suites.h"
+
+static const pv_type_t supported[] = {PV_TYPE_F32,  PV_TYPE_F16,  PV_TYPE_BF16, PV_TYPE_Q4_0,
+                                      PV_TYPE_Q8_0, PV_TYPE_Q4_K, PV_TYPE_Q5_K, PV_TYPE_Q6_K};
+#define N_SUPPORTED (int)(sizeof supported / sizeof supported[0])
+
+static uint32_t rng_state = 12345;
+static uint32_t rnd(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 17;
+    rng_state ^= rng_state << 5;
+    return rng_state;
+}
+static float rndf(void) { return (float)(rnd() % 20001) / 10000.0f - 1.0f; }
+
+/* Offset of each f16 scale inside a block, so random blocks get finite scales. */
+static void fix_scales(pv_type_t t, uint8_t *row, size_t n_blocks, size_t bsize) {
+    for (size_t b = 0; b < n_blocks; b++) {
+        uint8_t *p = row + b * bsize;
+        uint16_t d = pv_f32_to_f16(rndf() * 0.1f), m = pv_f32_to_f16(rndf() * 0.1f);
+        switch (t) {
+        case PV_TYPE_Q4_0:
+        case PV_TYPE_Q8_0: memcpy(p, &d, 2); break;
+        case PV_TYPE_Q4_K:
+        case PV_TYPE_Q5_K:
+            memcpy(p, &d, 2);
+            memcpy(p + 2, &m, 2);
+            break;
+        case PV_TYPE_Q6_K: memcpy(p + 208, &d, 2); break;
+        default: break;
+        }
+    }
+}
+
+/* A random row of n elements of type t (finite values throughout). */
+static uint8_t *random_row(pv_type_t t, int64_t n) {
+    size_t size = pv_type_row_size(t, n);
+    uint8_t *row = malloc(size);
+    const pv_type_layout_t *l = pv_type_layout(t);
+    if (l->blck_size == 1) {
+        for (int64_t i = 0; i < n; i++) {
+            float v = rndf();
+            if (t == PV_TYPE_F32) memcpy(row + 4 * i, &v, 4);
+            else {
+                uint16_t h = t == PV_TYPE_F16 ? pv_f32_to_f16(v) : pv_f32_to_bf16(v);
+                memcpy(row + 2 * i, &h, 2);
+            }
+        }
+        return row;
+    }
+    for (size_t i = 0; i < size; i++) row[i] = (uint8_t)rnd();
+    fix_scales(t, row, size / l->type_size, l->type_size);
+    return row;
+}
+
+START_TEST(test_f16_roundtrip_exhaustive) {
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = pv_f16_to_f32((uint16_t)h);
+        if (isnan(f)) continue;
+        ck_assert_uint_eq(pv_f32_to_f16(f), h);
+    }
+    ck_assert_float_eq(pv_f16_to_f32(0x3c00), 1.0f);
+    ck_assert_float_eq(pv_f16_to_f32(0xc000), -2.0f);
+    ck_assert_float_eq(pv_f16_to_f32(0x0001), 5.9604644775390625e-8f);
+    ck_assert_uint_eq(pv_f32_to_f16(1e6f), 0x7c00);       /* overflow -> inf */
+    ck_assert_uint_eq(pv_f32_to_f16(1.0f + 1.0f / 4096), 0x3c00); /* ties to even */
+    ck_assert_uint_eq(pv_f32_to_bf16(1.0f), 0x3f80);
+    ck_assert_float_eq(pv_bf16_to_f32(0xbf80), -1.0f);
+}
+END_TEST
+
+START_TEST(test_q4_0_by_hand) {
+    uint8_t b[18];
+    uint16_t d = pv_f32_to_f16(0.5f);
+    memcpy(b, &d, 2);
+    for (int j = 0; j < 16; j++) b[2 + j] = (uint8_t)((j & 15) | ((15 - j) << 4));
+    float y[32];
+    pv_kern_traits(PV_TYPE_Q4_0)->to_float(b, y, 32);
+    for (int j = 0; j < 16; j++) {
+        ck_assert_float_eq(y[j], (j - 8) * 0.5f);
+        ck_assert_float_eq(y[j + 16], (15 - j - 8) * 0.5f);
+    }
+}
+END_TEST
+
+START_TEST(test_q8_0_by_hand) {
+    uint8_t b[34];
+    uint16_t d = pv_f32_to_f16(0.25f);
+    memcpy(b, &d, 2);
+    for (int j = 0; j < 32; j++) b[2 + j] = (uint8_t)(int8_t)(j * 8 - 128);
+    float y[32];
+    pv_kern_traits(PV_TYPE_Q8_0)->to_float(b, y, 32);
+    for (int j = 0; j < 32; j++) ck_assert_float_eq(y[j], (j * 8 - 128) * 0.25f);
+}
+END_TEST
+
+/* q4_K: scales packed 6-bit; sub-block 5's scale is (low nibble of byte 9) | (top bits of byte 1) << 4. */
+START_TEST(test_q4_K_by_hand) {
+    uint8_t b[144] = {0};
+    uint16_t d = pv_f32_to_f16(1.0f), dmin = pv_f32_to_f16(0.5f);
+    memcpy(b, &d, 2);
+    memcpy(b + 2, &dmin, 2);
+    uint8_t *sc = b + 4, *qs = b + 16;
+    sc[0] = 3;                /* sub-block 0: scale 3 */
+    sc[4] = 2;                /* sub-block 0: min 2 */
+    sc[1] = 0x40;             /* high bits 01 of scale 5 */
+    sc[9] = 0x1 | (0x2 << 4); /* scale 5 low 1, min 5 low 2 */
+    qs[0] = 0x07;             /* element 0: q 7 */
+    qs[64 + 5] = 0x90;        /* elements 128+5 (low) 0 and 160+5 (high, sub-block 5) 9 */
+    float y[256];
+    pv_kern_traits(PV_TYPE_Q4_K)->to_float(b, y, 256);
+    ck_assert_float_eq(y[0], 1.0f * 3 * 7 - 0.5f * 2);
+    ck_assert_float_eq(y[1], -1.0f);
+    ck_assert_float_eq(y[160 + 5], 1.0f * (1 | 1 << 4) * 9 - 0.5f * 2);
+}
+END_TEST
+
+/* q6_K: element 0 = d * scales[0] * ((ql[0] & 15 | (qh[0] & 3) << 4) - 32). */
+START_TEST(test_q6_K_by_hand) {
+    uint8_t b[210] = {0};
+    uint16_t d = pv_f32_to_f16(0.5f);
+    memcpy(b + 208, &d, 2);
+    b[0] = 0x05;              /* ql[0]: low nibble 5 (element 0), high 0 (element 64) */
+    b[128] = 0x02 | (3 << 6); /* qh[0]: element 0 gets 2<<4, element 96 gets 3<<4 */
+    b[192] = 4;               /* scales[0] */
+    b[192 + 6] = (uint8_t)-2; /* scales[6] covers element 96 */
+    float y[256];
+    pv_kern_traits(PV_TYPE_Q6_K)->to_float(b, y, 256);
+    ck_assert_float_eq(y[0], 0.5f * 4 * (5 + 32 - 32));
+    ck_assert_float_eq(y[96], 0.5f * -2 * (48 - 32));
+    ck_assert_float_eq(y[1], 0.5f * 4 * -32);
+}
+END_TEST
+
+/* For every type: the dot routine equals dequantize-then-multiply (in double). */
+START_TEST(test_dot_matches_dequant) {
+    pv_type_t t = supported[_i];
+    const pv_type_layout_t *l = pv_type_layout(t);
+    const pv_kern_traits_t *k = pv_kern_traits(t);
+    ck_assert_ptr_nonnull(k);
+    for (int rep = 0; rep < 20; rep++) {
+        int64_t n = (int64_t)l->blck_size * (1 + rnd() % 8);
+        if (l->blck_size == 1) n = 1 + rnd() % 700; /* odd sizes */
+        uint8_t *row = random_row(t, n);
+        float *x = malloc((size_t)n * sizeof *x), *y = malloc((size_t)n * sizeof *y);
+        for (int64_t i = 0; i < n; i++) x[i] = rndf();
+        k->to_float(row, y, n);
+        double want = 0.0, mag = 0.0;
+        for (int64_t i = 0; i < n; i++) {
+            ck_assert(isfinite(y[i]));
+            want += (double)y[i] * x[i];
+            mag += fabs((double)y[i] * x[i]);
+        }
+        float got = k->dot_f32(row, x, n);
+        ck_assert_msg(fabs(got - want) <= 1e-5 * mag + 1e-6, "%s n=%lld: %g vs %g", l->name, (long long)n, got, want);
+        free(row);
+        free(x);
+        free(y);
+    }
+}
+END_TEST
+
+START_TEST(test_zero_blocks) {
+    pv_type_t t = supported[_i];
+    const pv_type_layout_t *l = pv_type_layout(t);
+    int64_t n = l->blck_size == 1 ? 64 : l->blck_size * 2;
+    uint8_t *row = calloc(1, pv_type_row_size(t, n));
+    float *x = malloc((size_t)n * sizeof *x), *y = malloc((size_t)n * sizeof *y);
+    for (int64_t i = 0; i < n; i++) x[i] = 1e30f;
+    pv_kern_traits(t)->to_float(row, y, n);
+    for (int64_t i = 0; i < n; i++) ck_assert_float_eq(y[i], 0.0f);
+    ck_assert_float_eq(pv_kern_traits(t)->dot_f32(row, x, n), 0.0f);
+    free(row);
+    free(x);
+    free(y);
+}
+END_TEST
+
+START_TEST(test_matvec_rows) {
+    float w[3 * 4] = {1, 2, 3, 4, 0, 1, 0, 1, -1, -1, -1, -1};
+    float x[4] = {1, 1, 2, 0.5f}, y[3], row[4];
+    pv_matvec(PV_TYPE_F32, w, 3, 4, x, y);
+    ck_assert_float_eq(y[0], 1 + 2 + 6 + 2);
+    ck_assert_float_eq(y[1], 1.5f);
+    ck_assert_float_eq(y[2], -4.5f);
+    pv_get_row(PV_TYPE_F32, w, 2, 4, row);
+    ck_assert_float_eq(row[3], -1.0f);
+    ck_assert_ptr_null(pv_kern_traits(PV_TYPE_Q2_K));
+    ck_assert_ptr_null(pv_kern_traits(PV_TYPE_COUNT));
+}
+END_TEST
+
+START_TEST(test_ops) {
+    float x[4] = {1, 2, 3, 4}, w[4] = {1, 1, 2, 1}, out[4];
+    pv_rmsnorm(out, x, w, 4, 0.0f);
+    float rms = sqrtf((1 + 4 + 9 + 16) / 4.0f);
+    ck_assert_float_eq_tol(out[2], 3 / rms * 2, 1e-6f);
+
+    float s[3] = {1000, 1000, 1000};
+    pv_softmax(s, 3); /* large values must not overflow */
+    ck_assert_float_eq_tol(s[0], 1.0f / 3, 1e-6f);
+
+    float r[4] = {1, 0, 1, 0};
+    pv_rope_pairs(r, 4, 1, 10000.0f); /* pair 0 rotates by 1 rad, pair 1 by 1/100 rad */
+    ck_assert_float_eq_tol(r[0], cosf(1), 1e-6f);
+    ck_assert_float_eq_tol(r[1], sinf(1), 1e-6f);
+    ck_assert_float_eq_tol(r[2], cosf(0.01f), 1e-6f);
+    ck_assert_float_eq_tol(r[3], sinf(0.01f), 1e-6f);
+    float r0[2] = {0.3f, -0.7f};
+    pv_rope_pairs(r0, 2, 0, 10000.0f); /* position 0 is the identity */
+    ck_assert_float_eq(r0[0], 0.3f);
+
+    float a[2] = {0, 2}, b[2] = {5, 3};
+    pv_swiglu(a, b, 2);
+    ck_assert_float_eq(a[0], 0.0f);
+    ck_assert_float_eq_tol(a[1], 2 / (1 + expf(-2)) * 3, 1e-6f);
+}
+END_TEST
+
+Suite *kern_suite(void) {
+    Suite *s = suite_create("kern");
+    TCase *tc = tcase_create("scalar");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_f16_roundtrip_exhaustive);
+    tcase_add_test(tc, test_q4_0_by_hand);
+    tcase_add_test(tc, test_q8_0_by_hand);
+    tcase_add_test(tc, test_q4_K_by_hand);
+    tcase_add_test(tc, test_q6_K_by_hand);
+    tcase_add_loop_test(tc, test_dot_matches_dequant, 0, N_SUPPORTED);
+    tcase_add_loop_test(tc, test_zero_blocks, 0, N_SUPPORTED);
+    tcase_add_test(tc, test_matvec_rows);
+    tcase_add_test(tc, test_ops);
+    suite_add_tcase(s, tc);
+    return s;
+}

@@ -1,0 +1,209 @@
+/* test_model.c - the forward pass against llama.cpp's reference outputs (../shared/ref).
+ *
+ * For each case: the prompt tokenizes to prompt_ids; greedy decoding from
+ * prompt_ids reproduces completion_ids up to the first near-tie (reference
+ * top-2 log-probabilities closer than 0.02); at every compared position the
+ * reference's top-5 log-probabilities match within 0.01 (float weights) or
+ * 0.05 (quantized weights), as ../shared/ref/README.md defines. */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/err.h"
+#include "model/model.h"
+#include "suites.h"
+
+#define NEAR_TIE 0.02
+
+/* A reference file and where its model lives: "shared" models/ or the synth cache. */
+typedef struct {
+    const char *ref;   /* path under the shared folder */
+    const char *model; /* models/NAME under shared, or NAME in the cache when in_cache */
+    int in_cache;
+} ref_case_t;
+
+static const ref_case_t refs[] = {
+    {"ref/stories260K.json", "models/stories260K.gguf", 0},
+    {"ref/stories260K-q8_0.json", "models/stories260K-q8_0.gguf", 0},
+    {"ref/tinyllama-v0-q4_0.json", "models/tinyllama-v0-q4_0.gguf", 0},
+    {"ref/arch/llama-f16.json", "llama-f16.gguf", 1},
+    {"ref/arch/llama-bf16.json", "llama-bf16.gguf", 1},
+    {"ref/arch/llama-q4_0.json", "llama-q4_0.gguf", 1},
+    {"ref/arch/llama-mqa-tied-q8_0.json", "llama-mqa-tied-q8_0.gguf", 1},
+    {"ref/arch/llama-q5_k.json", "llama-q5_k.gguf", 1},
+    {"ref/arch/llama-q6_k.json", "llama-q6_k.gguf", 1},
+    {"ref/arch/llama-gqa-q4_k_m.json", "llama-gqa-q4_k_m.gguf", 1},
+};
+#define N_REFS (int)(sizeof refs / sizeof refs[0])
+
+/* Any weight stored in blocks (quantized) widens the tolerance. */
+static double tolerance_for(const pv_model_t *m) {
+    for (uint64_t i = 0; i < m->file->n_tensors; i++)
+        if (pv_type_layout(m->file->tensors[i].type)->blck_size > 1) return 0.05;
+    return 0.01;
+}
+
+static void log_softmax(const float *logits, int n, double *out) {
+    double max = logits[0], sum = 0.0;
+    for (int i = 1; i < n; i++)
+        if (logits[i] > max) max = logits[i];
+    for (int i = 0; i < n; i++) sum += exp(logits[i] - max);
+    double lse = max + log(sum);
+    for (int i = 0; i < n; i++) out[i] = logits[i] - lse;
+}
+
+static int argmax(const float *x, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
+    return b;
+}
+
+/* Checks one case; returns the number of compared positions. */
+static int check_case(const pv_model_t *m, json_t *c, double tol, const char *label) {
+    json_t *pids = json_object_get(c, "prompt_ids"), *cids = json_object_get(c, "completion_ids");
+    json_t *top5 = json_object_get(c, "top5");
+    const char *prompt = json_string_value(json_object_get(c, "prompt"));
+    int n_prompt = (int)json_array_size(pids), n_comp = (int)json_array_size(cids), n_vocab = (int)m->hp.n_vocab;
+    ck_assert_int_gt(n_prompt, 0);
+
+    int32_t ids[4096];
+    int n = pv_tokenize(m->vocab, prompt, strlen(prompt), PV_TOK_ADD_BOS, ids, 4096);
+    ck_assert_msg(n == n_prompt, "%s: prompt gives %d tokens, reference %d", label, n, n_prompt);
+    for (int i = 0; i < n; i++)
+        ck_assert_msg(ids[i] == json_integer_value(json_array_get(pids, (size_t)i)), "%s: prompt token %d differs", label, i);
+
+    char err[PV_ERRLEN];
+    pv_ctx_t *ctx;
+    ck_assert_msg(pv_ctx_new(m, (uint32_t)(n_prompt + n_comp + 1), &ctx, err, sizeof err) == 0, "%s", err);
+    float *logits = malloc((size_t)n_vocab * sizeof *logits);
+    double *lp = malloc((size_t)n_vocab * sizeof *lp);
+    for (int i = 0; i < n_prompt; i++)
+        ck_assert_int_eq(pv_forward(ctx, ids[i], (uint32_t)i, i == n_prompt - 1 ? logits : NULL), 0);
+    int compared = 0;
+    for (int k = 0; k < n_comp; k++) {
+        json_t *t5 = json_array_get(top5, (size_t)k);
+        log_softmax(logits, n_vocab, lp);
+        double worst = 0.0;
+        for (size_t j = 0; j < json_array_size(t5); j++) {
+            json_t *e = json_array_get(t5, j);
+            int id = (int)json_integer_value(json_object_get(e, "id"));
+            double d = fabs(lp[id] - json_number_value(json_object_get(e, "logprob")));
+            if (d > worst) worst = d;
+        }
+        ck_assert_msg(worst <= tol, "%s: position %d: top-5 log-probability off by %.4f (tolerance %.2f)", label, k,
+                      worst, tol);
+        compared++;
+        int ref_id = (int)json_integer_value(json_array_get(cids, (size_t)k));
+        double gap = json_number_value(json_object_get(json_array_get(t5, 0), "logprob")) -
+                     json_number_value(json_object_get(json_array_get(t5, 1), "logprob"));
+        int got = argmax(logits, n_vocab);
+        if (gap < NEAR_TIE && got != ref_id) {
+            printf("%s: near-tie at position %d (gap %.4f): compared up to there\n", label, k, gap);
+            break;
+        }
+        ck_assert_msg(got == ref_id, "%s: position %d: greedy token %d, reference %d", label, k, got, ref_id);
+        if (k + 1 < n_comp) ck_assert_int_eq(pv_forward(ctx, got, (uint32_t)(n_prompt + k), logits), 0);
+    }
+    free(logits);
+    free(lp);
+    pv_ctx_free(ctx);
+    return compared;
+}
+
+START_TEST(test_reference) {
+    const ref_case_t *rc = &refs[_i];
+    char ref_path[512], model_path[512];
+    if (!tu_shared(ref_path, sizeof ref_path, rc->ref)) return;
+    if (rc->in_cache) {
+        snprintf(model_path, sizeof model_path, "%s/%s", tu_cache_dir(), rc->model);
+        FILE *fp = fopen(model_path, "rb");
+        if (!fp) {
+            printf("skipped: %s is absent (make models generates it)\n", model_path);
+            return;
+        }
+        fclose(fp);
+    } else if (!tu_shared(model_path, sizeof model_path, rc->model)) {
+        return;
+    }
+    json_error_t jerr;
+    json_t *root = json_load_file(ref_path, 0, &jerr);
+    ck_assert_msg(root != NULL, "%s: %s", ref_path, jerr.text);
+    char err[PV_ERRLEN];
+    pv_model_t *m;
+    ck_assert_msg(pv_model_load(model_path, &m, err, sizeof err) == 0, "%s", err);
+    double tol = tolerance_for(m);
+    json_t *cases = json_object_get(root, "cases");
+    int total = 0;
+    for (size_t i = 0; i < json_array_size(cases); i++) {
+        char label[600];
+        snprintf(label, sizeof label, "%s case %zu", rc->ref, i);
+        total += check_case(m, json_array_get(cases, i), tol, label);
+    }
+    ck_assert_int_gt(total, 0);
+    pv_model_free(m);
+    json_decref(root);
+}
+END_TEST
+
+/* Generation continues correctly across positions: running the same prompt
+ * twice in one context from position 0 gives identical logits (the cache is
+ * overwritten, not appended). */
+START_TEST(test_ctx_reuse_same_logits) {
+    char path[512];
+    if (!tu_shared(path, sizeof path, "models/stories260K.gguf")) return;
+    char err[PV_ERRLEN];
+    pv_model_t *m;
+    pv_ctx_t *ctx;
+    ck_assert_msg(pv_model_load(path, &m, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(pv_ctx_new(m, 16, &ctx, err, sizeof err), 0);
+    int32_t toks[] = {1, 403, 407, 261, 378};
+    float a[512], b[512];
+    for (uint32_t i = 0; i < 5; i++) ck_assert_int_eq(pv_forward(ctx, toks[i], i, i == 4 ? a : NULL), 0);
+    for (uint32_t i = 0; i < 5; i++) ck_assert_int_eq(pv_forward(ctx, toks[i], i, i == 4 ? b : NULL), 0);
+    ck_assert_mem_eq(a, b, sizeof a);
+    /* bad inputs are refused, not read out of bounds */
+    ck_assert_int_eq(pv_forward(ctx, 512, 0, a), PV_ERANGE);
+    ck_assert_int_eq(pv_forward(ctx, -1, 0, a), PV_ERANGE);
+    ck_assert_int_eq(pv_forward(ctx, 1, 16, a), PV_ERANGE);
+    pv_ctx_free(ctx);
+    pv_model_free(m);
+}
+END_TEST
+
+START_TEST(test_load_refusals) {
+    char path[512];
+    char err[PV_ERRLEN];
+    pv_model_t *m = NULL;
+    if (tu_shared(path, sizeof path, "models/stories260K-gguf-v1.gguf")) {
+        ck_assert_int_eq(pv_model_load(path, &m, err, sizeof err), PV_EUNSUPPORTED);
+        ck_assert_ptr_null(m);
+        ck_assert_ptr_nonnull(strstr(err, "version 1"));
+    }
+    if (tu_shared(path, sizeof path, "models/bad/q8_0-rows-not-multiple-of-block.gguf")) {
+        ck_assert_int_eq(pv_model_load(path, &m, err, sizeof err), PV_ECORRUPT);
+        ck_assert_ptr_nonnull(strstr(err, "block"));
+    }
+    if (tu_shared(path, sizeof path, "vocab/ggml-vocab-llama-spm.gguf")) {
+        ck_assert_int_ne(pv_model_load(path, &m, err, sizeof err), 0); /* vocab only: no weights */
+        ck_assert_ptr_null(m);
+    }
+    ck_assert_int_eq(pv_model_load("/nonexistent/model.gguf", &m, err, sizeof err), PV_EIO);
+}
+END_TEST
+
+Suite *model_suite(void) {
+    Suite *s = suite_create("model");
+    TCase *tc = tcase_create("reference");
+    tcase_set_timeout(tc, 900);
+    tcase_add_loop_test(tc, test_reference, 0, N_REFS);
+    suite_add_tcase(s, tc);
+    TCase *tc2 = tcase_create("context");
+    tcase_set_timeout(tc2, 120);
+    tcase_add_test(tc2, test_ctx_reuse_same_logits);
+    tcase_add_test(tc2, test_load_refusals);
+    suite_add_tcase(s, tc2);
+    return s;
+}
