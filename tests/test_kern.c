@@ -141,29 +141,45 @@ START_TEST(test_q6_K_by_hand) {
 }
 END_TEST
 
-/* For every type: the dot routine equals dequantize-then-multiply (in double). */
+/* Activations x converted to t's vec_dot_type (caller frees), and back to floats in xa. */
+static void *activations(pv_type_t t, const float *x, float *xa, int64_t n) {
+    const pv_kern_traits_t *a = pv_kern_traits(pv_kern_traits(t)->vec_dot_type);
+    void *q = malloc(pv_type_row_size(pv_kern_traits(t)->vec_dot_type, n));
+    a->from_float(x, q, n);
+    a->to_float(q, xa, n);
+    return q;
+}
+
+/* For every type: vec_dot equals dequantize-both-then-multiply (in double),
+ * and stays close to the float dot product of the unquantized activations. */
 START_TEST(test_dot_matches_dequant) {
     pv_type_t t = supported[_i];
     const pv_type_layout_t *l = pv_type_layout(t);
     const pv_kern_traits_t *k = pv_kern_traits(t);
-    ck_assert_ptr_nonnull(k);
+    ck_assert(pv_kern_supported(t));
+    int64_t blk = pv_type_layout(k->vec_dot_type)->blck_size > l->blck_size ? pv_type_layout(k->vec_dot_type)->blck_size : l->blck_size;
     for (int rep = 0; rep < 20; rep++) {
-        int64_t n = (int64_t)l->blck_size * (1 + rnd() % 8);
-        if (l->blck_size == 1) n = 1 + rnd() % 700; /* odd sizes */
+        int64_t n = blk * (1 + rnd() % 6);
+        if (blk == 1) n = 1 + rnd() % 700; /* odd sizes */
         uint8_t *row = random_row(t, n);
-        float *x = malloc((size_t)n * sizeof *x), *y = malloc((size_t)n * sizeof *y);
-        for (int64_t i = 0; i < n; i++) x[i] = rndf();
+        float *x = malloc((size_t)n * sizeof *x), *xa = malloc((size_t)n * sizeof *xa), *y = malloc((size_t)n * sizeof *y);
+        for (int64_t i = 0; i < n; i++) x[i] = rndf() * (rep % 3 == 0 ? 1e4f : 1.0f); /* extreme scales too */
+        void *q = activations(t, x, xa, n);
         k->to_float(row, y, n);
-        double want = 0.0, mag = 0.0;
+        double want = 0.0, exact = 0.0, mag = 0.0;
         for (int64_t i = 0; i < n; i++) {
             ck_assert(isfinite(y[i]));
-            want += (double)y[i] * x[i];
+            want += (double)y[i] * xa[i];
+            exact += (double)y[i] * x[i];
             mag += fabs((double)y[i] * x[i]);
         }
-        float got = k->dot_f32(row, x, n);
+        float got = k->vec_dot(row, q, n);
         ck_assert_msg(fabs(got - want) <= 1e-5 * mag + 1e-6, "%s n=%lld: %g vs %g", l->name, (long long)n, got, want);
+        ck_assert_msg(fabs(got - exact) <= 0.02 * mag + 1e-6, "%s n=%lld: %g vs float %g", l->name, (long long)n, got, exact);
+        free(q);
         free(row);
         free(x);
+        free(xa);
         free(y);
     }
 }
@@ -171,30 +187,61 @@ END_TEST
 
 START_TEST(test_zero_blocks) {
     pv_type_t t = supported[_i];
-    const pv_type_layout_t *l = pv_type_layout(t);
-    int64_t n = l->blck_size == 1 ? 64 : l->blck_size * 2;
+    int64_t n = 512; /* a whole number of blocks of every format */
     uint8_t *row = calloc(1, pv_type_row_size(t, n));
-    float *x = malloc((size_t)n * sizeof *x), *y = malloc((size_t)n * sizeof *y);
-    for (int64_t i = 0; i < n; i++) x[i] = 1e30f;
+    float *x = malloc((size_t)n * sizeof *x), *xa = malloc((size_t)n * sizeof *xa), *y = malloc((size_t)n * sizeof *y);
+    for (int64_t i = 0; i < n; i++) x[i] = 1000.0f;
     pv_kern_traits(t)->to_float(row, y, n);
     for (int64_t i = 0; i < n; i++) ck_assert_float_eq(y[i], 0.0f);
-    ck_assert_float_eq(pv_kern_traits(t)->dot_f32(row, x, n), 0.0f);
+    void *q = activations(t, x, xa, n);
+    ck_assert_float_eq(pv_kern_traits(t)->vec_dot(row, q, n), 0.0f);
+    free(q);
+    /* all-zero activations quantize to zero scales, not NaN */
+    for (int64_t i = 0; i < n; i++) x[i] = 0.0f;
+    q = activations(t, x, xa, n);
+    for (int64_t i = 0; i < n; i++) ck_assert_float_eq(xa[i], 0.0f);
+    free(q);
     free(row);
     free(x);
+    free(xa);
     free(y);
+}
+END_TEST
+
+/* q8_0 and q8_K round-trip floats within half a quantization step (plus the
+ * rounding of q8_0's half-precision scale, at most 127 * 2^-11 of a step). */
+START_TEST(test_activation_quantizers) {
+    pv_type_t types[2] = {PV_TYPE_Q8_0, PV_TYPE_Q8_K};
+    float x[512], xa[512];
+    for (int i = 0; i < 512; i++) x[i] = rndf() * (i < 256 ? 1.0f : 300.0f);
+    for (int k = 0; k < 2; k++) {
+        int blk = (int)pv_type_layout(types[k])->blck_size;
+        void *q = malloc(pv_type_row_size(types[k], 512));
+        pv_kern_traits(types[k])->from_float(x, q, 512);
+        pv_kern_traits(types[k])->to_float(q, xa, 512);
+        for (int b = 0; b < 512 / blk; b++) {
+            float amax = 0.0f;
+            for (int j = 0; j < blk; j++) amax = fmaxf(amax, fabsf(x[b * blk + j]));
+            for (int j = 0; j < blk; j++)
+                ck_assert_float_le(fabsf(xa[b * blk + j] - x[b * blk + j]), amax / 127.0f * 0.6f + 1e-7f);
+        }
+        free(q);
+    }
 }
 END_TEST
 
 START_TEST(test_matvec_rows) {
     float w[3 * 4] = {1, 2, 3, 4, 0, 1, 0, 1, -1, -1, -1, -1};
-    float x[4] = {1, 1, 2, 0.5f}, y[3], row[4];
-    pv_matvec(PV_TYPE_F32, w, 3, 4, x, y);
+    float x[4] = {1, 1, 2, 0.5f}, y[3], row[4], work[4];
+    ck_assert_uint_eq(pv_matvec_work_size(PV_TYPE_F32, 4), sizeof work);
+    pv_matvec(PV_TYPE_F32, w, 3, 4, x, y, work);
     ck_assert_float_eq(y[0], 1 + 2 + 6 + 2);
     ck_assert_float_eq(y[1], 1.5f);
     ck_assert_float_eq(y[2], -4.5f);
     pv_get_row(PV_TYPE_F32, w, 2, 4, row);
     ck_assert_float_eq(row[3], -1.0f);
     ck_assert_ptr_null(pv_kern_traits(PV_TYPE_Q2_K));
+    ck_assert(!pv_kern_supported(PV_TYPE_Q8_K)); /* activations only */
     ck_assert_ptr_null(pv_kern_traits(PV_TYPE_COUNT));
 }
 END_TEST
@@ -237,6 +284,7 @@ Suite *kern_suite(void) {
     tcase_add_test(tc, test_q6_K_by_hand);
     tcase_add_loop_test(tc, test_dot_matches_dequant, 0, N_SUPPORTED);
     tcase_add_loop_test(tc, test_zero_blocks, 0, N_SUPPORTED);
+    tcase_add_test(tc, test_activation_quantizers);
     tcase_add_test(tc, test_matvec_rows);
     tcase_add_test(tc, test_ops);
     suite_add_tcase(s, tc);

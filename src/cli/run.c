@@ -152,6 +152,10 @@ int cmd_run(int argc, char **argv) {
     }
     unsigned flags = pv_vocab_adds_bos(m->vocab) ? PV_TOK_ADD_BOS : 0;
     int n_prompt = pv_tokenize(m->vocab, o.prompt, strlen(o.prompt), flags, toks, (int)n_ctx);
+    if (n_prompt == PV_TOK_FAILED) {
+        fprintf(stderr, "pensieve: cannot tokenize the prompt (out of memory or too long)\n");
+        goto done;
+    }
     if (n_prompt < 0 || (uint32_t)n_prompt >= n_ctx) {
         fprintf(stderr, "pensieve: the prompt (%d tokens) does not fit the context of %u tokens\n",
                 n_prompt < 0 ? -n_prompt : n_prompt, n_ctx);

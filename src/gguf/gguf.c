@@ -90,7 +90,7 @@ const char *gguf_vtype_name(gguf_vtype_t t) {
 static int take_value(cursor_t *c, gguf_kv_t *kv, size_t key_len, uint32_t t, size_t *pool_need) {
     if (t >= GGUF_VT_COUNT) {
         c->p -= 4;
-        return cur_fail(c, PV_ECORRUPT, "key '%.*s': unknown value type %u", (int)key_len, kv->key, t);
+        return cur_fail(c, PV_ECORRUPT, "key '%.*s': unknown value type %u", (int)(key_len > 200 ? 200 : key_len), kv->key, t);
     }
     kv->type = (gguf_vtype_t)t;
     kv->n = 1;
@@ -176,7 +176,7 @@ static int parse_tensor_infos(cursor_t *c, gguf_file_t *f, size_t *name_lens, si
         gguf_tensor_t *t = &f->tensors[i];
         const char *name;
         size_t nlen;
-        uint32_t n_dims, type;
+        uint32_t n_dims = 0, type = 0;
         int rc = take_str(c, &name, &nlen, "tensor name");
         if (rc) return rc;
         if (nlen == 0 || nlen >= GGUF_MAX_NAME || memchr(name, 0, nlen))
@@ -323,7 +323,7 @@ static int check_kvs(cursor_t *c, gguf_file_t *f) {
     }
     if (f->n_kv < 2) return 0;
     gguf_kv_t **order = malloc(f->n_kv * sizeof *order);
-    if (!order) return PV_ENOMEM;
+    if (!order) return pv_errorf(c->err, c->errlen, PV_ENOMEM, "%s: out of memory", c->name);
     for (uint64_t i = 0; i < f->n_kv; i++) order[i] = &f->kv[i];
     qsort(order, f->n_kv, sizeof *order, cmp_kv_key);
     int rc = 0;
@@ -337,6 +337,10 @@ static int check_kvs(cursor_t *c, gguf_file_t *f) {
 int gguf_open_buffer(const void *buf, size_t size, const char *name, gguf_file_t **out, char *err,
                      size_t errlen) {
     *out = NULL;
+    if (!buf) { /* NULL + 0 below would be undefined: read (NULL, 0) as an empty image */
+        if (size) return pv_errorf(err, errlen, PV_EINVAL, "%s: no buffer for %zu bytes", name, size);
+        buf = "";
+    }
     gguf_file_t *f = calloc(1, sizeof *f);
     size_t *key_lens = NULL, *name_lens = NULL, pool_need = 0;
     if (!f || !(f->path = strdup(name))) {

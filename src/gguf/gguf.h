@@ -21,7 +21,8 @@
  * Every length, count, offset and dimension is checked against the file size
  * before use: a hostile file yields PV_ECORRUPT (or PV_EUNSUPPORTED) with a
  * message naming the file, the problem and the byte offset, never a crash or
- * an allocation larger than the file itself.
+ * a huge allocation: every count is checked against the bytes left, so the
+ * reader's own memory stays within a small multiple (about 4x) of the file size.
  *
  * Ownership: gguf_open() returns a gguf_file_t that owns the read-only
  * mapping and all strings; every pointer handed out (keys, names, string
@@ -95,7 +96,7 @@ typedef struct {
 int gguf_open(const char *path, gguf_file_t **out, char *err, size_t errlen);
 
 /* Parses a file image held by the caller, who keeps buf alive until
- * gguf_close(). name is used in messages. */
+ * gguf_close(). name is used in messages. (NULL, 0) reads as an empty file. */
 int gguf_open_buffer(const void *buf, size_t size, const char *name, gguf_file_t **out,
                      char *err, size_t errlen);
 

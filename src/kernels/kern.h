@@ -1,30 +1,46 @@
 /* kern.h - per-type compute routines (the traits table) and the matmul entry point.
  *
- * Each supported weight type has a plain scalar twin written for clarity:
- * to_float dequantizes a row, dot_f32 takes the dot product of a quantized
- * row with float activations. Later fast kernels keep the same signatures and
- * are tested against these. Block layouts are pinned by static_asserts in
- * ref.c and documented there. */
+ * As in ggml, a matmul with weights of type t first converts the float
+ * activations to t's vec_dot_type (f32 -> f32, f16 -> f16, bf16 -> bf16,
+ * q4_0/q8_0 -> q8_0, K-quants -> q8_K), so that the inner loop of a
+ * quantized dot product is an integer one; this is also what makes results
+ * match llama.cpp's. Every routine here is a plain scalar twin written for
+ * clarity; later fast kernels keep the same signatures and are tested
+ * against these. Block layouts are documented and pinned in ref.c. */
 #ifndef PV_KERN_H
 #define PV_KERN_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "gguf/gtype.h"
 
+/* row of n elements (a whole number of blocks) -> floats */
 typedef void (*pv_to_float_fn)(const void *row, float *y, int64_t n);
-typedef float (*pv_dot_f32_fn)(const void *row, const float *x, int64_t n);
+/* floats -> row of n elements (only for types that serve as vec_dot_type) */
+typedef void (*pv_from_float_fn)(const float *x, void *row, int64_t n);
+/* sum_i w[i] * a[i] over n elements; a is in the weight type's vec_dot_type */
+typedef float (*pv_vec_dot_fn)(const void *w, const void *a, int64_t n);
 
 typedef struct {
-    pv_to_float_fn to_float; /* row of n elements (n a whole number of blocks) -> floats */
-    pv_dot_f32_fn dot_f32;   /* sum_i row[i] * x[i] over n elements */
+    pv_to_float_fn to_float;
+    pv_from_float_fn from_float; /* NULL unless some type dots against this one */
+    pv_vec_dot_fn vec_dot;       /* NULL for activation-only types (q8_K) */
+    pv_type_t vec_dot_type;      /* the activation format vec_dot expects */
 } pv_kern_traits_t;
 
 /* Routines for type t, or NULL when pensieve cannot compute with it. */
 const pv_kern_traits_t *pv_kern_traits(pv_type_t t);
 
-/* y[r] = dot(row r of w, x) for r < n_rows; each row holds n_cols elements of type t. */
-void pv_matvec(pv_type_t t, const void *w, int64_t n_rows, int64_t n_cols, const float *x, float *y);
+/* 1 when t is a weight type that matmuls support. */
+int pv_kern_supported(pv_type_t t);
+
+/* Bytes of scratch pv_matvec needs for weights of type t and rows of n_cols. */
+size_t pv_matvec_work_size(pv_type_t t, int64_t n_cols);
+
+/* y[r] = dot(row r of w, x) for r < n_rows; each row holds n_cols elements of
+ * type t. work holds at least pv_matvec_work_size(t, n_cols) bytes. */
+void pv_matvec(pv_type_t t, const void *w, int64_t n_rows, int64_t n_cols, const float *x, float *y, void *work);
 
 /* Copies row r of w (n_cols elements) into y as floats (embedding lookup). */
 void pv_get_row(pv_type_t t, const void *w, int64_t r, int64_t n_cols, float *y);

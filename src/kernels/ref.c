@@ -12,9 +12,16 @@
  *                      (bit 2k and 2k+1 of qh[l] for the k-th pair of sub-blocks)
  *   q6_K  256   210    ql[128] | qh[64] | scales[16] int8 | d: 6-bit q = low 4 from ql, high 2 from qh,
  *                      element = d * scales[s] * (q - 32), 16 sub-blocks of 16
+ *   q8_K  256   292    d (f32) | qs[256] int8 | bsums[16] int16 (sums of 16 qs): activations only
+ *
+ * Quantized dot products decode a weight block to its small integers, take the
+ * integer dot product with the activation block's int8 values, and scale the
+ * integer sum once per (sub-)block, as the formats are designed for.
  */
 #include <assert.h>
+#include <math.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "base/fp16.h"
 #include "kernels/kern.h"
@@ -42,6 +49,11 @@ typedef struct {
     uint8_t qs[QK_K / 2];
 } block_q5_K;
 typedef struct {
+    float d;
+    int8_t qs[QK_K];
+    int16_t bsums[QK_K / 16];
+} block_q8_K;
+typedef struct {
     uint8_t ql[QK_K / 2];
     uint8_t qh[QK_K / 4];
     int8_t scales[QK_K / 16];
@@ -53,6 +65,7 @@ static_assert(sizeof(block_q8_0) == 34, "q8_0 block layout");
 static_assert(sizeof(block_q4_K) == 144, "q4_K block layout");
 static_assert(sizeof(block_q5_K) == 176, "q5_K block layout");
 static_assert(sizeof(block_q6_K) == 210, "q6_K block layout");
+static_assert(sizeof(block_q8_K) == 292, "q8_K block layout");
 
 /* ---- float formats ---------------------------------------------------------------------- */
 
@@ -71,22 +84,37 @@ static void bf16_to_float(const void *row, float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = pv_bf16_to_f32(x[i]);
 }
 
-/* ---- 32-element blocks -------------------------------------------------------------------- */
+/* ---- quantized blocks, decoded to small integers ----------------------------------------------
+ *
+ * Every quantized weight block decodes to integers q and, per sub-block s of
+ * `sub` elements, a scale and an offset: element i = scale[s] * q[i] - min[s].
+ * One decoder per format serves both dequantization and the dot product. */
+typedef struct {
+    int8_t q[QK_K];     /* small integers, one per element */
+    float scale[16];    /* per sub-block multiplier */
+    float min[16];      /* per sub-block offset (0 for symmetric formats) */
+    int n;              /* elements in the block */
+    int sub;            /* elements per sub-block */
+} decoded_t;
 
-static void q4_0_block(const block_q4_0 *b, float *y) {
-    float d = pv_f16_to_f32(b->d);
+static void q4_0_decode(const void *p, decoded_t *o) {
+    const block_q4_0 *b = p;
+    o->n = o->sub = QK;
+    o->scale[0] = pv_f16_to_f32(b->d);
+    o->min[0] = 0.0f;
     for (int j = 0; j < QK / 2; j++) {
-        y[j] = ((b->qs[j] & 0x0f) - 8) * d;
-        y[j + QK / 2] = ((b->qs[j] >> 4) - 8) * d;
+        o->q[j] = (int8_t)((b->qs[j] & 0x0f) - 8);
+        o->q[j + QK / 2] = (int8_t)((b->qs[j] >> 4) - 8);
     }
 }
 
-static void q8_0_block(const block_q8_0 *b, float *y) {
-    float d = pv_f16_to_f32(b->d);
-    for (int j = 0; j < QK; j++) y[j] = b->qs[j] * d;
+static void q8_0_decode(const void *p, decoded_t *o) {
+    const block_q8_0 *b = p;
+    o->n = o->sub = QK;
+    o->scale[0] = pv_f16_to_f32(b->d);
+    o->min[0] = 0.0f;
+    for (int j = 0; j < QK; j++) o->q[j] = b->qs[j];
 }
-
-/* ---- K-quants ------------------------------------------------------------------------------- */
 
 /* Scale and min of sub-block j (0..7) from the 12 packed bytes of q4_K/q5_K:
  * bytes 0-3 hold 6-bit scales 0-3 (top 2 bits: high bits of scales 4-7),
@@ -102,111 +130,215 @@ static void k_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m) {
     }
 }
 
-static void q4_K_block(const block_q4_K *b, float *y) {
-    float d = pv_f16_to_f32(b->d), dmin = pv_f16_to_f32(b->dmin);
-    const uint8_t *q = b->qs;
-    for (int s = 0; s < 8; s += 2, q += 32, y += 64) {
-        uint8_t sc0, m0, sc1, m1;
-        k_scale_min(s, b->scales, &sc0, &m0);
-        k_scale_min(s + 1, b->scales, &sc1, &m1);
+/* q4_K and q5_K share scales; qh is NULL for q4_K (no fifth bit). */
+static void k_decode(uint16_t d16, uint16_t dmin16, const uint8_t *scales, const uint8_t *qs, const uint8_t *qh,
+                     decoded_t *o) {
+    float d = pv_f16_to_f32(d16), dmin = pv_f16_to_f32(dmin16);
+    o->n = QK_K;
+    o->sub = 32;
+    for (int s = 0; s < 8; s++) {
+        uint8_t sc, m;
+        k_scale_min(s, scales, &sc, &m);
+        o->scale[s] = d * sc;
+        o->min[s] = dmin * m;
+    }
+    /* each 32 bytes of qs hold sub-blocks 2c (low nibbles) and 2c+1 (high nibbles) */
+    for (int c = 0; c < 4; c++, qs += 32) {
+        int8_t *lo = o->q + 64 * c, *hi = lo + 32;
         for (int l = 0; l < 32; l++) {
-            y[l] = d * sc0 * (q[l] & 0x0f) - dmin * m0;
-            y[l + 32] = d * sc1 * (q[l] >> 4) - dmin * m1;
+            lo[l] = (int8_t)(qs[l] & 0x0f);
+            hi[l] = (int8_t)(qs[l] >> 4);
+            if (qh) {
+                lo[l] = (int8_t)(lo[l] + (qh[l] >> (2 * c) & 1) * 16);
+                hi[l] = (int8_t)(hi[l] + (qh[l] >> (2 * c + 1) & 1) * 16);
+            }
         }
     }
 }
 
-static void q5_K_block(const block_q5_K *b, float *y) {
-    float d = pv_f16_to_f32(b->d), dmin = pv_f16_to_f32(b->dmin);
-    const uint8_t *q = b->qs;
-    for (int s = 0; s < 8; s += 2, q += 32, y += 64) {
-        uint8_t sc0, m0, sc1, m1;
-        k_scale_min(s, b->scales, &sc0, &m0);
-        k_scale_min(s + 1, b->scales, &sc1, &m1);
-        uint8_t lo_bit = (uint8_t)(1u << s), hi_bit = (uint8_t)(2u << s);
-        for (int l = 0; l < 32; l++) {
-            int q0 = (q[l] & 0x0f) + (b->qh[l] & lo_bit ? 16 : 0);
-            int q1 = (q[l] >> 4) + (b->qh[l] & hi_bit ? 16 : 0);
-            y[l] = d * sc0 * q0 - dmin * m0;
-            y[l + 32] = d * sc1 * q1 - dmin * m1;
-        }
-    }
+static void q4_K_decode(const void *p, decoded_t *o) {
+    const block_q4_K *b = p;
+    k_decode(b->d, b->dmin, b->scales, b->qs, NULL, o);
 }
 
-static void q6_K_block(const block_q6_K *b, float *y) {
+static void q5_K_decode(const void *p, decoded_t *o) {
+    const block_q5_K *b = p;
+    k_decode(b->d, b->dmin, b->scales, b->qs, b->qh, o);
+}
+
+/* q6_K: two halves of 128; in each, ql[l] and ql[l+32] give low nibbles of
+ * elements l, l+32 (low) and l+64, l+96 (high); qh[l] gives their top 2 bits. */
+static void q6_K_decode(const void *p, decoded_t *o) {
+    const block_q6_K *b = p;
     float d = pv_f16_to_f32(b->d);
+    o->n = QK_K;
+    o->sub = 16;
+    for (int s = 0; s < 16; s++) {
+        o->scale[s] = d * b->scales[s];
+        o->min[s] = 0.0f;
+    }
     const uint8_t *ql = b->ql, *qh = b->qh;
-    const int8_t *sc = b->scales;
-    for (int half = 0; half < 2; half++, ql += 64, qh += 32, sc += 8, y += 128) {
+    for (int half = 0; half < 2; half++, ql += 64, qh += 32) {
+        int8_t *q = o->q + 128 * half;
         for (int l = 0; l < 32; l++) {
-            int is = l / 16;
-            int q1 = ((ql[l] & 0x0f) | ((qh[l] >> 0 & 3) << 4)) - 32;
-            int q2 = ((ql[l + 32] & 0x0f) | ((qh[l] >> 2 & 3) << 4)) - 32;
-            int q3 = ((ql[l] >> 4) | ((qh[l] >> 4 & 3) << 4)) - 32;
-            int q4 = ((ql[l + 32] >> 4) | ((qh[l] >> 6 & 3) << 4)) - 32;
-            y[l] = d * sc[is] * q1;
-            y[l + 32] = d * sc[is + 2] * q2;
-            y[l + 64] = d * sc[is + 4] * q3;
-            y[l + 96] = d * sc[is + 6] * q4;
+            q[l] = (int8_t)(((ql[l] & 0x0f) | ((qh[l] >> 0 & 3) << 4)) - 32);
+            q[l + 32] = (int8_t)(((ql[l + 32] & 0x0f) | ((qh[l] >> 2 & 3) << 4)) - 32);
+            q[l + 64] = (int8_t)(((ql[l] >> 4) | ((qh[l] >> 4 & 3) << 4)) - 32);
+            q[l + 96] = (int8_t)(((ql[l + 32] >> 4) | ((qh[l] >> 6 & 3) << 4)) - 32);
         }
     }
 }
 
-/* Row routines from a block routine: dequantize block by block. */
-#define PV_BLOCK_ROW(name, block_t, qk)                                   \
-    static void name##_to_float(const void *row, float *y, int64_t n) {   \
-        const block_t *b = row;                                           \
-        for (int64_t i = 0; i < n / (qk); i++) name##_block(&b[i], y + i * (qk)); \
-    }                                                                     \
-    static float name##_dot_f32(const void *row, const float *x, int64_t n) { \
-        const block_t *b = row;                                           \
-        float tmp[qk], sum = 0.0f;                                        \
-        for (int64_t i = 0; i < n / (qk); i++) {                          \
-            name##_block(&b[i], tmp);                                     \
-            float s = 0.0f;                                               \
-            for (int j = 0; j < (qk); j++) s += tmp[j] * x[i * (qk) + j]; \
-            sum += s;                                                     \
-        }                                                                 \
-        return sum;                                                       \
+/* ---- activations: q8_0 and q8_K ------------------------------------------------------------- */
+
+/* Symmetric 8-bit quantization of 32 floats: d = max|x| / 127. */
+static void q8_0_from_float(const float *x, void *row, int64_t n) {
+    block_q8_0 *b = row;
+    for (int64_t i = 0; i < n / QK; i++, x += QK) {
+        float amax = 0.0f;
+        for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(x[j]));
+        float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        b[i].d = pv_f32_to_f16(d);
+        for (int j = 0; j < QK; j++) b[i].qs[j] = (int8_t)roundf(x[j] * id);
+    }
+}
+
+/* 8-bit quantization of 256 floats scaled by the element of largest magnitude
+ * (so that it maps to -127 exactly), with sums of each 16 for the K-quant mins. */
+static void q8_K_from_float(const float *x, void *row, int64_t n) {
+    block_q8_K *b = row;
+    for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
+        float max = 0.0f, amax = 0.0f;
+        for (int j = 0; j < QK_K; j++)
+            if (fabsf(x[j]) > amax) {
+                amax = fabsf(x[j]);
+                max = x[j];
+            }
+        memset(&b[i], 0, sizeof b[i]);
+        if (amax == 0.0f) continue;
+        float iscale = -127.0f / max;
+        for (int j = 0; j < QK_K; j++) {
+            long v = lrintf(iscale * x[j]);
+            b[i].qs[j] = (int8_t)(v > 127 ? 127 : v);
+            b[i].bsums[j / 16] = (int16_t)(b[i].bsums[j / 16] + b[i].qs[j]);
+        }
+        b[i].d = 1.0f / iscale;
+    }
+}
+
+static void q8_K_to_float(const void *row, float *y, int64_t n) {
+    const block_q8_K *b = row;
+    for (int64_t i = 0; i < n / QK_K; i++)
+        for (int j = 0; j < QK_K; j++) y[i * QK_K + j] = b[i].d * b[i].qs[j];
+}
+
+/* int8 values and the scale of the activation block holding element i */
+static const int8_t *q8_0_act(const void *a, int64_t i, float *d) {
+    const block_q8_0 *b = (const block_q8_0 *)a + i / QK;
+    *d = pv_f16_to_f32(b->d);
+    return b->qs + i % QK;
+}
+
+static const int8_t *q8_K_act(const void *a, int64_t i, float *d) {
+    const block_q8_K *b = (const block_q8_K *)a + i / QK_K;
+    *d = b->d;
+    return b->qs + i % QK_K;
+}
+
+typedef void (*decode_fn)(const void *block, decoded_t *o);
+typedef const int8_t *(*act_fn)(const void *a, int64_t i, float *d);
+
+static void quant_to_float(decode_fn decode, size_t block_bytes, const void *row, float *y, int64_t n) {
+    decoded_t blk;
+    const uint8_t *p = row;
+    for (int64_t i = 0; i < n; p += block_bytes) {
+        decode(p, &blk);
+        for (int j = 0; j < blk.n; j++, i++) y[i] = blk.scale[j / blk.sub] * blk.q[j] - blk.min[j / blk.sub];
+    }
+}
+
+/* sum over sub-blocks s of d_act * (scale[s] * sum(q * a) - min[s] * sum(a)): the
+ * integer sums are exact; sub-blocks never straddle an activation block. */
+static float quant_dot(decode_fn decode, size_t block_bytes, act_fn act, const void *w, const void *a, int64_t n) {
+    decoded_t blk;
+    const uint8_t *p = w;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; p += block_bytes) {
+        decode(p, &blk);
+        for (int s = 0; s < blk.n / blk.sub; s++, i += blk.sub) {
+            float da;
+            const int8_t *av = act(a, i, &da);
+            const int8_t *q = blk.q + s * blk.sub;
+            int32_t isum = 0, asum = 0;
+            for (int j = 0; j < blk.sub; j++) {
+                isum += q[j] * av[j];
+                asum += av[j];
+            }
+            sum += da * (blk.scale[s] * (float)isum - blk.min[s] * (float)asum);
+        }
+    }
+    return sum;
+}
+
+#define PV_QUANT_ROUTINES(name, block_t, act)                                               \
+    static void name##_to_float(const void *row, float *y, int64_t n) {                     \
+        quant_to_float(name##_decode, sizeof(block_t), row, y, n);                          \
+    }                                                                                       \
+    static float name##_vec_dot(const void *w, const void *a, int64_t n) {                  \
+        return quant_dot(name##_decode, sizeof(block_t), act, w, a, n);                     \
     }
 
-PV_BLOCK_ROW(q4_0, block_q4_0, QK)
-PV_BLOCK_ROW(q8_0, block_q8_0, QK)
-PV_BLOCK_ROW(q4_K, block_q4_K, QK_K)
-PV_BLOCK_ROW(q5_K, block_q5_K, QK_K)
-PV_BLOCK_ROW(q6_K, block_q6_K, QK_K)
+PV_QUANT_ROUTINES(q4_0, block_q4_0, q8_0_act)
+PV_QUANT_ROUTINES(q8_0, block_q8_0, q8_0_act)
+PV_QUANT_ROUTINES(q4_K, block_q4_K, q8_K_act)
+PV_QUANT_ROUTINES(q5_K, block_q5_K, q8_K_act)
+PV_QUANT_ROUTINES(q6_K, block_q6_K, q8_K_act)
 
-/* Float formats: dot products accumulate in float, one element at a time. */
-static float f32_dot_f32(const void *row, const float *x, int64_t n) {
-    const float *w = row;
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n; i++) sum += w[i] * x[i];
-    return sum;
+/* ---- float formats: activations take the weight's format, products summed in double ------- */
+
+static void f32_from_float(const float *x, void *row, int64_t n) { memcpy(row, x, (size_t)n * sizeof *x); }
+
+static void f16_from_float(const float *x, void *row, int64_t n) {
+    uint16_t *y = row;
+    for (int64_t i = 0; i < n; i++) y[i] = pv_f32_to_f16(x[i]);
 }
 
-static float f16_dot_f32(const void *row, const float *x, int64_t n) {
-    const uint16_t *w = row;
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n; i++) sum += pv_f16_to_f32(w[i]) * x[i];
-    return sum;
+static void bf16_from_float(const float *x, void *row, int64_t n) {
+    uint16_t *y = row;
+    for (int64_t i = 0; i < n; i++) y[i] = pv_f32_to_bf16(x[i]);
 }
 
-static float bf16_dot_f32(const void *row, const float *x, int64_t n) {
-    const uint16_t *w = row;
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n; i++) sum += pv_bf16_to_f32(w[i]) * x[i];
-    return sum;
+static float f32_vec_dot(const void *w, const void *a, int64_t n) {
+    const float *x = w, *y = a;
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++) sum += x[i] * y[i];
+    return (float)sum;
+}
+
+static float f16_vec_dot(const void *w, const void *a, int64_t n) {
+    const uint16_t *x = w, *y = a;
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++) sum += pv_f16_to_f32(x[i]) * pv_f16_to_f32(y[i]);
+    return (float)sum;
+}
+
+static float bf16_vec_dot(const void *w, const void *a, int64_t n) {
+    const uint16_t *x = w, *y = a;
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++) sum += pv_bf16_to_f32(x[i]) * pv_bf16_to_f32(y[i]);
+    return (float)sum;
 }
 
 static const pv_kern_traits_t traits[PV_TYPE_COUNT] = {
-    [PV_TYPE_F32] = {f32_to_float, f32_dot_f32},
-    [PV_TYPE_F16] = {f16_to_float, f16_dot_f32},
-    [PV_TYPE_BF16] = {bf16_to_float, bf16_dot_f32},
-    [PV_TYPE_Q4_0] = {q4_0_to_float, q4_0_dot_f32},
-    [PV_TYPE_Q8_0] = {q8_0_to_float, q8_0_dot_f32},
-    [PV_TYPE_Q4_K] = {q4_K_to_float, q4_K_dot_f32},
-    [PV_TYPE_Q5_K] = {q5_K_to_float, q5_K_dot_f32},
-    [PV_TYPE_Q6_K] = {q6_K_to_float, q6_K_dot_f32},
+    [PV_TYPE_F32] = {f32_to_float, f32_from_float, f32_vec_dot, PV_TYPE_F32},
+    [PV_TYPE_F16] = {f16_to_float, f16_from_float, f16_vec_dot, PV_TYPE_F16},
+    [PV_TYPE_BF16] = {bf16_to_float, bf16_from_float, bf16_vec_dot, PV_TYPE_BF16},
+    [PV_TYPE_Q4_0] = {q4_0_to_float, NULL, q4_0_vec_dot, PV_TYPE_Q8_0},
+    [PV_TYPE_Q8_0] = {q8_0_to_float, q8_0_from_float, q8_0_vec_dot, PV_TYPE_Q8_0},
+    [PV_TYPE_Q4_K] = {q4_K_to_float, NULL, q4_K_vec_dot, PV_TYPE_Q8_K},
+    [PV_TYPE_Q5_K] = {q5_K_to_float, NULL, q5_K_vec_dot, PV_TYPE_Q8_K},
+    [PV_TYPE_Q6_K] = {q6_K_to_float, NULL, q6_K_vec_dot, PV_TYPE_Q8_K},
+    [PV_TYPE_Q8_K] = {q8_K_to_float, q8_K_from_float, NULL, PV_TYPE_Q8_K},
 };
 
 const pv_kern_traits_t *pv_kern_traits(pv_type_t t) {
@@ -214,12 +346,23 @@ const pv_kern_traits_t *pv_kern_traits(pv_type_t t) {
     return &traits[t];
 }
 
-void pv_matvec(pv_type_t t, const void *w, int64_t n_rows, int64_t n_cols, const float *x, float *y) {
+int pv_kern_supported(pv_type_t t) {
+    const pv_kern_traits_t *k = pv_kern_traits(t);
+    return k && k->vec_dot;
+}
+
+size_t pv_matvec_work_size(pv_type_t t, int64_t n_cols) {
+    const pv_kern_traits_t *k = pv_kern_traits(t);
+    return k ? pv_type_row_size(k->vec_dot_type, n_cols) : 0;
+}
+
+void pv_matvec(pv_type_t t, const void *w, int64_t n_rows, int64_t n_cols, const float *x, float *y, void *work) {
     const pv_kern_traits_t *k = pv_kern_traits(t);
     size_t row_size = pv_type_row_size(t, n_cols);
-    assert(k && row_size);
+    assert(k && k->vec_dot && row_size);
+    pv_kern_traits(k->vec_dot_type)->from_float(x, work, n_cols);
     const uint8_t *p = w;
-    for (int64_t r = 0; r < n_rows; r++) y[r] = k->dot_f32(p + (size_t)r * row_size, x, n_cols);
+    for (int64_t r = 0; r < n_rows; r++) y[r] = k->vec_dot(p + (size_t)r * row_size, work, n_cols);
 }
 
 void pv_get_row(pv_type_t t, const void *w, int64_t r, int64_t n_cols, float *y) {

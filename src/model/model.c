@@ -77,7 +77,7 @@ static int bind_weight(const gguf_file_t *f, const char *name, int64_t n_cols, i
         return pv_errorf(err, errlen, PV_ECORRUPT, "%s: tensor %s has shape [%lld, %lld], expected [%lld, %lld]",
                          f->path, name, (long long)t->ne[0], (long long)t->ne[1], (long long)n_cols,
                          (long long)n_rows);
-    if (!pv_kern_traits(t->type))
+    if (!pv_kern_supported(t->type))
         return pv_errorf(err, errlen, PV_EUNSUPPORTED, "%s: tensor %s has type %s, which pensieve cannot compute with",
                          f->path, name, pv_type_name(t->type));
     w->t = t;

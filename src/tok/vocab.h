@@ -9,6 +9,7 @@
 #ifndef PV_VOCAB_H
 #define PV_VOCAB_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,6 +29,8 @@ typedef enum {
 typedef enum {
     PV_VOCAB_SPM = 1, /* tokenizer.ggml.model = "llama" */
 } pv_vocab_kind_t;
+
+#define PV_TOK_FAILED INT_MIN /* pv_tokenize / pv_detokenize could not run */
 
 /* pv_tokenize flags */
 #define PV_TOK_ADD_BOS 1u /* prepend BOS (when the vocab has one) */
@@ -56,7 +59,9 @@ pv_token_type_t pv_vocab_type(const pv_vocab_t *v, int32_t id);
 
 /* Encodes len bytes of text. Returns the number of ids; when that exceeds
  * n_max, returns -(number needed) and writes only n_max ids. Any byte
- * sequence is accepted (invalid UTF-8 goes through byte fallback). */
+ * sequence is accepted (invalid UTF-8 goes through byte fallback).
+ * PV_TOK_FAILED (INT_MIN) means out of memory, NULL text with len > 0, or
+ * more than 256 MiB of input. */
 int pv_tokenize(const pv_vocab_t *v, const char *text, size_t len, unsigned flags, int32_t *ids, int n_max);
 
 /* Bytes of one token as text (SentencePiece '▁' -> ' ', <0xNN> -> the byte).
