@@ -13,7 +13,7 @@ OPT     := -O2 -g
 endif
 
 WERROR  ?=
-PKG_LIB  := jansson
+PKG_LIB  := jansson libpcre2-8
 PKG_TEST := check
 CPPFLAGS += -Isrc -D_GNU_SOURCE -MMD -MP $(shell pkg-config --cflags $(PKG_LIB))
 CFLAGS   += -std=c17 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter $(OPT) -pthread
@@ -56,8 +56,10 @@ $(BUILD)/%.o: %.c
 models:
 	@tests/make_models.sh $(SHARED) $(BUILD)/cache $(PYTHON)
 
+# every suite with the dispatched (AVX2) kernels, then the model suite again on the scalar twins
 unit: $(TESTBIN) models
 	PV_SHARED=$(SHARED) PV_CACHE=$(BUILD)/cache $(TESTBIN)
+	PV_SHARED=$(SHARED) PV_CACHE=$(BUILD)/cache PV_KERNELS=scalar $(TESTBIN) model
 
 cli-test: $(BIN)
 	tests/cli_test.sh $(BIN) $(SHARED)

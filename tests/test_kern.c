@@ -1,11 +1,14 @@
 /* test_kern.c - the scalar routines: float conversions, block decoding by hand,
  * dot products against dequantize-then-multiply, and the elementwise ops. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/fp16.h"
 #include "kernels/kern.h"
+#include "kernels/kern_internal.h"
 #include "kernels/ops.h"
 #include "suites.h"
 
@@ -230,11 +233,73 @@ START_TEST(test_activation_quantizers) {
 }
 END_TEST
 
+/* The dispatched (AVX2) dot products against their scalar twins: random
+ * blocks, odd sizes, extreme activation scales and all-zero blocks. */
+START_TEST(test_fast_matches_scalar_twin) {
+    pv_type_t t = supported[_i];
+    const pv_kern_traits_t *fast = pv_kern_traits(t), *ref = pv_kern_ref(t);
+    const pv_type_layout_t *l = pv_type_layout(t);
+    const pv_kern_traits_t *act = pv_kern_ref(ref->vec_dot_type);
+    int64_t blk = pv_type_layout(ref->vec_dot_type)->blck_size > l->blck_size ? pv_type_layout(ref->vec_dot_type)->blck_size : l->blck_size;
+    printf("kern: %s dot products use %s\n", l->name, pv_kern_isa());
+    for (int rep = 0; rep < 200; rep++) {
+        int64_t n = blk == 1 ? 1 + rnd() % 1100 : blk * (1 + rnd() % 12);
+        uint8_t *row = random_row(t, n);
+        if (rep % 10 == 0) memset(row, 0, pv_type_row_size(t, n)); /* all-zero blocks */
+        float *x = malloc((size_t)n * sizeof *x);
+        float scale = rep % 4 == 0 ? 1e-6f : rep % 4 == 1 ? 3e4f : 1.0f;
+        for (int64_t i = 0; i < n; i++) x[i] = rndf() * scale;
+        if (rep % 7 == 0) x[rnd() % n] = scale * 2.0f; /* one outlier sets the block scale (within half range) */
+        void *q = malloc(pv_type_row_size(ref->vec_dot_type, n));
+        act->from_float(x, q, n);
+        float *y = malloc((size_t)n * sizeof *y), *xa = malloc((size_t)n * sizeof *xa);
+        ref->to_float(row, y, n);
+        act->to_float(q, xa, n);
+        double mag = 0.0;
+        for (int64_t i = 0; i < n; i++) mag += fabs((double)y[i] * xa[i]);
+        float want = ref->vec_dot(row, q, n), got = fast->vec_dot(row, q, n);
+        ck_assert_msg(fabs(got - want) <= 2e-5 * mag + 1e-30, "%s n=%lld rep %d: fast %g, scalar %g", l->name,
+                      (long long)n, rep, got, want);
+        free(row);
+        free(x);
+        free(q);
+        free(y);
+        free(xa);
+    }
+}
+END_TEST
+
+/* Threads split rows: any pool size gives the same result as one thread. */
+START_TEST(test_matvec_threads) {
+    int64_t rows = 301, cols = 512;
+    uint8_t *w = random_row(PV_TYPE_Q4_K, rows * cols);
+    float *x = malloc(cols * sizeof *x), *y1 = malloc(rows * sizeof *y1), *y3 = malloc(rows * sizeof *y3);
+    void *work = malloc(pv_matvec_work_size(PV_TYPE_Q4_K, cols));
+    for (int64_t i = 0; i < cols; i++) x[i] = rndf();
+    pv_pool_t *pool = pv_pool_new(3);
+    ck_assert_ptr_nonnull(pool);
+    pv_matvec(PV_TYPE_Q4_K, w, rows, cols, x, y1, work, NULL);
+    for (int rep = 0; rep < 50; rep++) { /* many runs: exercises wake-up and sleep paths */
+        memset(y3, 0, rows * sizeof *y3);
+        pv_matvec(PV_TYPE_Q4_K, w, rows, cols, x, y3, work, pool);
+        ck_assert_mem_eq(y1, y3, rows * sizeof *y1);
+        if (rep % 10 == 9) usleep(2000);
+    }
+    pv_pool_free(pool);
+    ck_assert_int_ge(pv_physical_cores(), 1);
+    free(w);
+    free(x);
+    free(y1);
+    free(y3);
+    free(work);
+}
+END_TEST
+
 START_TEST(test_matvec_rows) {
     float w[3 * 4] = {1, 2, 3, 4, 0, 1, 0, 1, -1, -1, -1, -1};
     float x[4] = {1, 1, 2, 0.5f}, y[3], row[4], work[4];
     ck_assert_uint_eq(pv_matvec_work_size(PV_TYPE_F32, 4), sizeof work);
-    pv_matvec(PV_TYPE_F32, w, 3, 4, x, y, work);
+    pv_matvec(PV_TYPE_F32, w, 3, 4, x, y, work, NULL);
     ck_assert_float_eq(y[0], 1 + 2 + 6 + 2);
     ck_assert_float_eq(y[1], 1.5f);
     ck_assert_float_eq(y[2], -4.5f);
@@ -285,6 +350,8 @@ Suite *kern_suite(void) {
     tcase_add_loop_test(tc, test_dot_matches_dequant, 0, N_SUPPORTED);
     tcase_add_loop_test(tc, test_zero_blocks, 0, N_SUPPORTED);
     tcase_add_test(tc, test_activation_quantizers);
+    tcase_add_loop_test(tc, test_fast_matches_scalar_twin, 0, N_SUPPORTED);
+    tcase_add_test(tc, test_matvec_threads);
     tcase_add_test(tc, test_matvec_rows);
     tcase_add_test(tc, test_ops);
     suite_add_tcase(s, tc);

@@ -15,6 +15,7 @@ typedef struct {
     long n_predict;       /* tokens to generate; -1: until EOS or the context is full */
     long n_ctx;           /* 0: the model's trained context */
     int echo;             /* print the prompt before the continuation */
+    long n_threads;       /* compute threads (default: physical cores) */
     pv_sampler_params_t sp;
 } run_opts_t;
 
@@ -32,12 +33,13 @@ static void run_usage(FILE *out) {
             "  --repeat-penalty R     repetition penalty (default 1.0: off)\n"
             "  --repeat-last-n N      tokens the penalty looks back over (default 64)\n"
             "  --seed S               RNG seed (default 0x5eed)\n"
+            "  -t, --threads N        compute threads (default: physical cores)\n"
             "  --echo                 print the prompt before the continuation\n"
             "Prompt and generation speeds are printed on stderr.\n");
 }
 
 static int parse_run_opts(int argc, char **argv, run_opts_t *o) {
-    *o = (run_opts_t){.n_predict = 128, .sp = pv_sampler_defaults()};
+    *o = (run_opts_t){.n_predict = 128, .n_threads = pv_physical_cores(), .sp = pv_sampler_defaults()};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -59,6 +61,7 @@ static int parse_run_opts(int argc, char **argv, run_opts_t *o) {
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) o->prompt = v;
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) rc = cli_parse_int(a, v, -1, 1 << 24, &o->n_predict);
         else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) rc = cli_parse_int(a, v, 0, 1 << 20, &o->n_ctx);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) rc = cli_parse_int(a, v, 1, 512, &o->n_threads);
         else if (!strcmp(a, "--temp")) rc = cli_parse_float(a, v, &o->sp.temperature);
         else if (!strcmp(a, "--top-k")) rc = cli_parse_int(a, v, 0, 1 << 30, &n), o->sp.top_k = (int)n;
         else if (!strcmp(a, "--top-p")) rc = cli_parse_float(a, v, &o->sp.top_p);
@@ -135,6 +138,7 @@ int cmd_run(int argc, char **argv) {
     pv_model_t *m = NULL;
     pv_ctx_t *ctx = NULL;
     pv_sampler_t *smp = NULL;
+    pv_pool_t *pool = NULL;
     int32_t *toks = NULL;
     float *logits = NULL;
     int status = 1;
@@ -146,10 +150,12 @@ int cmd_run(int argc, char **argv) {
     toks = malloc((size_t)n_ctx * sizeof *toks);
     logits = malloc(m->hp.n_vocab * sizeof *logits);
     smp = pv_sampler_new(&o.sp, (int32_t)m->hp.n_vocab);
-    if (!toks || !logits || !smp) {
+    pool = pv_pool_new((int)o.n_threads);
+    if (!toks || !logits || !smp || !pool) {
         fprintf(stderr, "pensieve: out of memory\n");
         goto done;
     }
+    pv_ctx_set_pool(ctx, pool);
     unsigned flags = pv_vocab_adds_bos(m->vocab) ? PV_TOK_ADD_BOS : 0;
     int n_prompt = pv_tokenize(m->vocab, o.prompt, strlen(o.prompt), flags, toks, (int)n_ctx);
     if (n_prompt == PV_TOK_FAILED) {
@@ -176,6 +182,7 @@ done:
     free(logits);
     pv_sampler_free(smp);
     pv_ctx_free(ctx);
+    pv_pool_free(pool);
     pv_model_free(m);
     return status;
 }

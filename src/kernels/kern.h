@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "gguf/gtype.h"
+#include "kernels/pool.h"
 
 /* row of n elements (a whole number of blocks) -> floats */
 typedef void (*pv_to_float_fn)(const void *row, float *y, int64_t n);
@@ -29,8 +30,13 @@ typedef struct {
     pv_type_t vec_dot_type;      /* the activation format vec_dot expects */
 } pv_kern_traits_t;
 
-/* Routines for type t, or NULL when pensieve cannot compute with it. */
+/* Routines for type t as dispatched on this CPU (AVX2 where available, the
+ * scalar twins otherwise or with PV_KERNELS=scalar), or NULL when pensieve
+ * cannot compute with t. */
 const pv_kern_traits_t *pv_kern_traits(pv_type_t t);
+
+/* "avx2" or "scalar": what pv_kern_traits dispatches to. */
+const char *pv_kern_isa(void);
 
 /* 1 when t is a weight type that matmuls support. */
 int pv_kern_supported(pv_type_t t);
@@ -39,8 +45,10 @@ int pv_kern_supported(pv_type_t t);
 size_t pv_matvec_work_size(pv_type_t t, int64_t n_cols);
 
 /* y[r] = dot(row r of w, x) for r < n_rows; each row holds n_cols elements of
- * type t. work holds at least pv_matvec_work_size(t, n_cols) bytes. */
-void pv_matvec(pv_type_t t, const void *w, int64_t n_rows, int64_t n_cols, const float *x, float *y, void *work);
+ * type t. work holds at least pv_matvec_work_size(t, n_cols) bytes. Rows are
+ * split over the pool's threads (pool may be NULL: the caller alone). */
+void pv_matvec(pv_type_t t, const void *w, int64_t n_rows, int64_t n_cols, const float *x, float *y, void *work,
+               pv_pool_t *pool);
 
 /* Copies row r of w (n_cols elements) into y as floats (embedding lookup). */
 void pv_get_row(pv_type_t t, const void *w, int64_t r, int64_t n_cols, float *y);

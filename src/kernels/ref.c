@@ -25,47 +25,10 @@
 
 #include "base/fp16.h"
 #include "kernels/kern.h"
+#include "kernels/kern_internal.h"
 
-#define QK 32   /* elements per q4_0 / q8_0 block */
-#define QK_K 256 /* elements per K-quant super-block */
-
-typedef struct {
-    uint16_t d;
-    uint8_t qs[QK / 2];
-} block_q4_0;
-typedef struct {
-    uint16_t d;
-    int8_t qs[QK];
-} block_q8_0;
-typedef struct {
-    uint16_t d, dmin;
-    uint8_t scales[12];
-    uint8_t qs[QK_K / 2];
-} block_q4_K;
-typedef struct {
-    uint16_t d, dmin;
-    uint8_t scales[12];
-    uint8_t qh[QK_K / 8];
-    uint8_t qs[QK_K / 2];
-} block_q5_K;
-typedef struct {
-    float d;
-    int8_t qs[QK_K];
-    int16_t bsums[QK_K / 16];
-} block_q8_K;
-typedef struct {
-    uint8_t ql[QK_K / 2];
-    uint8_t qh[QK_K / 4];
-    int8_t scales[QK_K / 16];
-    uint16_t d;
-} block_q6_K;
-
-static_assert(sizeof(block_q4_0) == 18, "q4_0 block layout");
-static_assert(sizeof(block_q8_0) == 34, "q8_0 block layout");
-static_assert(sizeof(block_q4_K) == 144, "q4_K block layout");
-static_assert(sizeof(block_q5_K) == 176, "q5_K block layout");
-static_assert(sizeof(block_q6_K) == 210, "q6_K block layout");
-static_assert(sizeof(block_q8_K) == 292, "q8_K block layout");
+#define QK PV_QK
+#define QK_K PV_QK_K
 
 /* ---- float formats ---------------------------------------------------------------------- */
 
@@ -98,7 +61,7 @@ typedef struct {
 } decoded_t;
 
 static void q4_0_decode(const void *p, decoded_t *o) {
-    const block_q4_0 *b = p;
+    const pv_block_q4_0 *b = p;
     o->n = o->sub = QK;
     o->scale[0] = pv_f16_to_f32(b->d);
     o->min[0] = 0.0f;
@@ -109,7 +72,7 @@ static void q4_0_decode(const void *p, decoded_t *o) {
 }
 
 static void q8_0_decode(const void *p, decoded_t *o) {
-    const block_q8_0 *b = p;
+    const pv_block_q8_0 *b = p;
     o->n = o->sub = QK;
     o->scale[0] = pv_f16_to_f32(b->d);
     o->min[0] = 0.0f;
@@ -120,7 +83,7 @@ static void q8_0_decode(const void *p, decoded_t *o) {
  * bytes 0-3 hold 6-bit scales 0-3 (top 2 bits: high bits of scales 4-7),
  * bytes 4-7 hold 6-bit mins 0-3 (top 2 bits: high bits of mins 4-7),
  * bytes 8-11 hold the low 4 bits of scales 4-7 (low nibble) and mins 4-7 (high nibble). */
-static void k_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m) {
+void pv__k_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m) {
     if (j < 4) {
         *sc = q[j] & 63;
         *m = q[j + 4] & 63;
@@ -138,7 +101,7 @@ static void k_decode(uint16_t d16, uint16_t dmin16, const uint8_t *scales, const
     o->sub = 32;
     for (int s = 0; s < 8; s++) {
         uint8_t sc, m;
-        k_scale_min(s, scales, &sc, &m);
+        pv__k_scale_min(s, scales, &sc, &m);
         o->scale[s] = d * sc;
         o->min[s] = dmin * m;
     }
@@ -157,19 +120,19 @@ static void k_decode(uint16_t d16, uint16_t dmin16, const uint8_t *scales, const
 }
 
 static void q4_K_decode(const void *p, decoded_t *o) {
-    const block_q4_K *b = p;
+    const pv_block_q4_K *b = p;
     k_decode(b->d, b->dmin, b->scales, b->qs, NULL, o);
 }
 
 static void q5_K_decode(const void *p, decoded_t *o) {
-    const block_q5_K *b = p;
+    const pv_block_q5_K *b = p;
     k_decode(b->d, b->dmin, b->scales, b->qs, b->qh, o);
 }
 
 /* q6_K: two halves of 128; in each, ql[l] and ql[l+32] give low nibbles of
  * elements l, l+32 (low) and l+64, l+96 (high); qh[l] gives their top 2 bits. */
 static void q6_K_decode(const void *p, decoded_t *o) {
-    const block_q6_K *b = p;
+    const pv_block_q6_K *b = p;
     float d = pv_f16_to_f32(b->d);
     o->n = QK_K;
     o->sub = 16;
@@ -193,7 +156,7 @@ static void q6_K_decode(const void *p, decoded_t *o) {
 
 /* Symmetric 8-bit quantization of 32 floats: d = max|x| / 127. */
 static void q8_0_from_float(const float *x, void *row, int64_t n) {
-    block_q8_0 *b = row;
+    pv_block_q8_0 *b = row;
     for (int64_t i = 0; i < n / QK; i++, x += QK) {
         float amax = 0.0f;
         for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(x[j]));
@@ -206,7 +169,7 @@ static void q8_0_from_float(const float *x, void *row, int64_t n) {
 /* 8-bit quantization of 256 floats scaled by the element of largest magnitude
  * (so that it maps to -127 exactly), with sums of each 16 for the K-quant mins. */
 static void q8_K_from_float(const float *x, void *row, int64_t n) {
-    block_q8_K *b = row;
+    pv_block_q8_K *b = row;
     for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
         float max = 0.0f, amax = 0.0f;
         for (int j = 0; j < QK_K; j++)
@@ -227,20 +190,20 @@ static void q8_K_from_float(const float *x, void *row, int64_t n) {
 }
 
 static void q8_K_to_float(const void *row, float *y, int64_t n) {
-    const block_q8_K *b = row;
+    const pv_block_q8_K *b = row;
     for (int64_t i = 0; i < n / QK_K; i++)
         for (int j = 0; j < QK_K; j++) y[i * QK_K + j] = b[i].d * b[i].qs[j];
 }
 
 /* int8 values and the scale of the activation block holding element i */
 static const int8_t *q8_0_act(const void *a, int64_t i, float *d) {
-    const block_q8_0 *b = (const block_q8_0 *)a + i / QK;
+    const pv_block_q8_0 *b = (const pv_block_q8_0 *)a + i / QK;
     *d = pv_f16_to_f32(b->d);
     return b->qs + i % QK;
 }
 
 static const int8_t *q8_K_act(const void *a, int64_t i, float *d) {
-    const block_q8_K *b = (const block_q8_K *)a + i / QK_K;
+    const pv_block_q8_K *b = (const pv_block_q8_K *)a + i / QK_K;
     *d = b->d;
     return b->qs + i % QK_K;
 }
@@ -288,11 +251,11 @@ static float quant_dot(decode_fn decode, size_t block_bytes, act_fn act, const v
         return quant_dot(name##_decode, sizeof(block_t), act, w, a, n);                     \
     }
 
-PV_QUANT_ROUTINES(q4_0, block_q4_0, q8_0_act)
-PV_QUANT_ROUTINES(q8_0, block_q8_0, q8_0_act)
-PV_QUANT_ROUTINES(q4_K, block_q4_K, q8_K_act)
-PV_QUANT_ROUTINES(q5_K, block_q5_K, q8_K_act)
-PV_QUANT_ROUTINES(q6_K, block_q6_K, q8_K_act)
+PV_QUANT_ROUTINES(q4_0, pv_block_q4_0, q8_0_act)
+PV_QUANT_ROUTINES(q8_0, pv_block_q8_0, q8_0_act)
+PV_QUANT_ROUTINES(q4_K, pv_block_q4_K, q8_K_act)
+PV_QUANT_ROUTINES(q5_K, pv_block_q5_K, q8_K_act)
+PV_QUANT_ROUTINES(q6_K, pv_block_q6_K, q8_K_act)
 
 /* ---- float formats: activations take the weight's format, products summed in double ------- */
 
@@ -341,33 +304,8 @@ static const pv_kern_traits_t traits[PV_TYPE_COUNT] = {
     [PV_TYPE_Q8_K] = {q8_K_to_float, q8_K_from_float, NULL, PV_TYPE_Q8_K},
 };
 
-const pv_kern_traits_t *pv_kern_traits(pv_type_t t) {
+const pv_kern_traits_t *pv_kern_ref(pv_type_t t) {
     if ((unsigned)t >= PV_TYPE_COUNT || traits[t].to_float == NULL) return NULL;
     return &traits[t];
 }
 
-int pv_kern_supported(pv_type_t t) {
-    const pv_kern_traits_t *k = pv_kern_traits(t);
-    return k && k->vec_dot;
-}
-
-size_t pv_matvec_work_size(pv_type_t t, int64_t n_cols) {
-    const pv_kern_traits_t *k = pv_kern_traits(t);
-    return k ? pv_type_row_size(k->vec_dot_type, n_cols) : 0;
-}
-
-void pv_matvec(pv_type_t t, const void *w, int64_t n_rows, int64_t n_cols, const float *x, float *y, void *work) {
-    const pv_kern_traits_t *k = pv_kern_traits(t);
-    size_t row_size = pv_type_row_size(t, n_cols);
-    assert(k && k->vec_dot && row_size);
-    pv_kern_traits(k->vec_dot_type)->from_float(x, work, n_cols);
-    const uint8_t *p = w;
-    for (int64_t r = 0; r < n_rows; r++) y[r] = k->vec_dot(p + (size_t)r * row_size, work, n_cols);
-}
-
-void pv_get_row(pv_type_t t, const void *w, int64_t r, int64_t n_cols, float *y) {
-    const pv_kern_traits_t *k = pv_kern_traits(t);
-    size_t row_size = pv_type_row_size(t, n_cols);
-    assert(k && row_size);
-    k->to_float((const uint8_t *)w + (size_t)r * row_size, y, n_cols);
-}

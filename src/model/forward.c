@@ -26,6 +26,7 @@ struct pv_ctx {
     float *hb;           /* (n_ff) gate activations */
     float *hb2;          /* (n_ff) up activations */
     void *work;          /* activations converted for a matmul; f32 is the widest format */
+    pv_pool_t *pool;     /* borrowed compute threads; NULL: the caller's thread alone */
 };
 
 int pv_ctx_new(const pv_model_t *m, uint32_t n_ctx, pv_ctx_t **out, char *err, size_t errlen) {
@@ -82,12 +83,14 @@ void pv_ctx_free(pv_ctx_t *c) {
 
 uint32_t pv_ctx_size(const pv_ctx_t *c) { return c->n_ctx; }
 
+void pv_ctx_set_pool(pv_ctx_t *c, pv_pool_t *pool) { c->pool = pool; }
+
 size_t pv_ctx_kv_bytes(const pv_ctx_t *c) {
     return 2 * (size_t)c->m->hp.n_layer * c->n_ctx * c->kv_dim * sizeof *c->k_cache;
 }
 
 static void matvec(pv_ctx_t *c, const pv_weight_t *w, const float *x, float *y) {
-    pv_matvec(w->t->type, w->t->data, w->n_rows, w->n_cols, x, y, c->work);
+    pv_matvec(w->t->type, w->t->data, w->n_rows, w->n_cols, x, y, c->work, c->pool);
 }
 
 /* Grouped-query attention of the current token (queries in c->q) over

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "gguf/gguf.h"
+#include "kernels/pool.h"
 #include "tok/vocab.h"
 
 typedef struct {
@@ -74,6 +75,10 @@ typedef struct pv_ctx pv_ctx_t;
 int pv_ctx_new(const pv_model_t *m, uint32_t n_ctx, pv_ctx_t **out, char *err, size_t errlen);
 void pv_ctx_free(pv_ctx_t *c); /* accepts NULL */
 uint32_t pv_ctx_size(const pv_ctx_t *c);
+
+/* Matmuls run on pool's threads from now on (NULL: the caller's thread). The
+ * pool is borrowed and must outlive its use by the context. */
+void pv_ctx_set_pool(pv_ctx_t *c, pv_pool_t *pool);
 size_t pv_ctx_kv_bytes(const pv_ctx_t *c);
 
 /* Runs token at position pos (positions before it must already be in the

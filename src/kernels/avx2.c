@@ -1,0 +1,208 @@
+/* avx2.c - AVX2/FMA/F16C dot products, the fast twins of ref.c's vec_dot routines.
+ *
+ * Each function computes exactly what its scalar twin computes: integer dot
+ * products of the decoded weight block with the 8-bit activation block are
+ * exact, and only the order of float additions differs. Functions carry a
+ * target attribute so the rest of the build stays generic; dispatch.c uses
+ * them only when the CPU reports AVX2, FMA and F16C. */
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "base/fp16.h"
+#include "kernels/kern.h"
+#include "kernels/kern_internal.h"
+
+#define PV_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+PV_AVX2 static inline float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* Sum of 32 products of signed bytes, as 8 int32 lanes (sign trick: |x| * (y * sign x)). */
+PV_AVX2 static inline __m256i dot_i8(__m256i x, __m256i y) {
+    __m256i ax = _mm256_sign_epi8(x, x), sy = _mm256_sign_epi8(y, x);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
+}
+
+/* 16 packed nibbles -> 32 bytes 0..15: low nibbles first, then high nibbles. */
+PV_AVX2 static inline __m256i unpack_nibbles(const uint8_t *p) {
+    __m128i b = _mm_loadu_si128((const __m128i *)p);
+    __m128i lo = _mm_and_si128(b, _mm_set1_epi8(0x0f));
+    __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0f));
+    return _mm256_set_m128i(hi, lo);
+}
+
+PV_AVX2 static float q4_0_q8_0(const void *w, const void *a, int64_t n) {
+    const pv_block_q4_0 *x = w;
+    const pv_block_q8_0 *y = a;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / PV_QK; i++) {
+        __m256i q = _mm256_sub_epi8(unpack_nibbles(x[i].qs), _mm256_set1_epi8(8));
+        __m256i s = dot_i8(q, _mm256_loadu_si256((const __m256i *)y[i].qs));
+        __m256 d = _mm256_set1_ps(pv_f16_to_f32(x[i].d) * pv_f16_to_f32(y[i].d));
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
+    }
+    return hsum_ps(acc);
+}
+
+PV_AVX2 static float q8_0_q8_0(const void *w, const void *a, int64_t n) {
+    const pv_block_q8_0 *x = w;
+    const pv_block_q8_0 *y = a;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / PV_QK; i++) {
+        __m256i s = dot_i8(_mm256_loadu_si256((const __m256i *)x[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));
+        __m256 d = _mm256_set1_ps(pv_f16_to_f32(x[i].d) * pv_f16_to_f32(y[i].d));
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
+    }
+    return hsum_ps(acc);
+}
+
+/* q4_K / q5_K x q8_K: per 32-element sub-block, an unsigned-by-signed byte dot
+ * (maddubs) scaled by the 6-bit scale; the mins term comes from the
+ * activation block's precomputed sums of 16. qh is NULL for q4_K. */
+PV_AVX2 static float k_q8_K(const uint8_t *scales, uint16_t d16, uint16_t dmin16, const uint8_t *qs, const uint8_t *qh,
+                            const pv_block_q8_K *y, __m256 *acc) {
+    uint8_t sc[8], m[8];
+    for (int s = 0; s < 8; s++) pv__k_scale_min(s, scales, &sc[s], &m[s]);
+    int32_t mins = 0;
+    for (int s = 0; s < 8; s++) mins += m[s] * (y->bsums[2 * s] + y->bsums[2 * s + 1]);
+    __m256i sumi = _mm256_setzero_si256();
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    __m256i hbits = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+    for (int c = 0; c < 4; c++) {
+        __m256i b = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+        __m256i lo = _mm256_and_si256(b, low4), hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), low4);
+        if (qh) { /* fifth bits: bit 2c of qh[l] for lo, bit 2c+1 for hi, worth 16 */
+            __m256i one = _mm256_set1_epi8(1);
+            lo = _mm256_add_epi8(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * c), one), 4));
+            hi = _mm256_add_epi8(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * c + 1), one), 4));
+        }
+        __m256i a_lo = _mm256_loadu_si256((const __m256i *)(y->qs + 64 * c));
+        __m256i a_hi = _mm256_loadu_si256((const __m256i *)(y->qs + 64 * c + 32));
+        __m256i p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, a_lo), _mm256_set1_epi16(sc[2 * c]));
+        __m256i p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, a_hi), _mm256_set1_epi16(sc[2 * c + 1]));
+        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_lo, p_hi));
+    }
+    float d = pv_f16_to_f32(d16) * y->d, dmin = pv_f16_to_f32(dmin16) * y->d;
+    *acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), *acc);
+    return -dmin * (float)mins;
+}
+
+PV_AVX2 static float q4_K_q8_K(const void *w, const void *a, int64_t n) {
+    const pv_block_q4_K *x = w;
+    const pv_block_q8_K *y = a;
+    __m256 acc = _mm256_setzero_ps();
+    float rest = 0.0f;
+    for (int64_t i = 0; i < n / PV_QK_K; i++) rest += k_q8_K(x[i].scales, x[i].d, x[i].dmin, x[i].qs, NULL, &y[i], &acc);
+    return hsum_ps(acc) + rest;
+}
+
+PV_AVX2 static float q5_K_q8_K(const void *w, const void *a, int64_t n) {
+    const pv_block_q5_K *x = w;
+    const pv_block_q8_K *y = a;
+    __m256 acc = _mm256_setzero_ps();
+    float rest = 0.0f;
+    for (int64_t i = 0; i < n / PV_QK_K; i++) rest += k_q8_K(x[i].scales, x[i].d, x[i].dmin, x[i].qs, x[i].qh, &y[i], &acc);
+    return hsum_ps(acc) + rest;
+}
+
+/* q6_K x q8_K: 6-bit values 0..63 (unsigned, so maddubs applies) minus 32,
+ * the offset taken out through the activation sums; 16 sub-blocks of 16. */
+PV_AVX2 static float q6_K_q8_K(const void *w, const void *a, int64_t n) {
+    const pv_block_q6_K *x = w;
+    const pv_block_q8_K *y = a;
+    const __m256i low4 = _mm256_set1_epi8(0x0f), three = _mm256_set1_epi8(3);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / PV_QK_K; i++) {
+        const uint8_t *ql = x[i].ql, *qh = x[i].qh;
+        const int8_t *aq = y[i].qs;
+        __m256i sumi = _mm256_setzero_si256();
+        int32_t offset = 0;
+        for (int s = 0; s < 16; s++) offset += x[i].scales[s] * y[i].bsums[s];
+        for (int half = 0; half < 2; half++, ql += 64, qh += 32, aq += 128) {
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql), l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i h = _mm256_loadu_si256((const __m256i *)qh);
+            __m256i q[4] = {
+                _mm256_or_si256(_mm256_and_si256(l0, low4), _mm256_slli_epi16(_mm256_and_si256(h, three), 4)),
+                _mm256_or_si256(_mm256_and_si256(l1, low4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), three), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), three), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), three), 4)),
+            };
+            const int8_t *sc = x[i].scales + 8 * half;
+            for (int k = 0; k < 4; k++) { /* 32 elements = sub-blocks 2k and 2k+1 of this half */
+                __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(aq + 32 * k)));
+                __m256i scl = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scl));
+            }
+        }
+        float d = pv_f16_to_f32(x[i].d) * y[i].d;
+        __m256i off = _mm256_setr_epi32(-32 * offset, 0, 0, 0, 0, 0, 0, 0);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_add_epi32(sumi, off)), acc);
+    }
+    return hsum_ps(acc);
+}
+
+PV_AVX2 static float f32_f32(const void *w, const void *a, int64_t n) {
+    const float *x = w, *y = a;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), acc1);
+    }
+    float sum = hsum_ps(_mm256_add_ps(acc0, acc1));
+    for (; i < n; i++) sum += x[i] * y[i];
+    return sum;
+}
+
+PV_AVX2 static float f16_f16(const void *w, const void *a, int64_t n) {
+    const uint16_t *x = w, *y = a;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 x0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i)));
+        __m256 x1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i + 8)));
+        __m256 y0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(y + i)));
+        __m256 y1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(y + i + 8)));
+        acc0 = _mm256_fmadd_ps(x0, y0, acc0);
+        acc1 = _mm256_fmadd_ps(x1, y1, acc1);
+    }
+    float sum = hsum_ps(_mm256_add_ps(acc0, acc1));
+    for (; i < n; i++) sum += pv_f16_to_f32(x[i]) * pv_f16_to_f32(y[i]);
+    return sum;
+}
+
+PV_AVX2 static inline __m256 load_bf16(const uint16_t *p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+
+PV_AVX2 static float bf16_bf16(const void *w, const void *a, int64_t n) {
+    const uint16_t *x = w, *y = a;
+    __m256 acc = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(load_bf16(x + i), load_bf16(y + i), acc);
+    float sum = hsum_ps(acc);
+    for (; i < n; i++) sum += pv_bf16_to_f32(x[i]) * pv_bf16_to_f32(y[i]);
+    return sum;
+}
+
+pv_vec_dot_fn pv__avx2_vec_dot(pv_type_t t) {
+    switch (t) {
+    case PV_TYPE_F32: return f32_f32;
+    case PV_TYPE_F16: return f16_f16;
+    case PV_TYPE_BF16: return bf16_bf16;
+    case PV_TYPE_Q4_0: return q4_0_q8_0;
+    case PV_TYPE_Q8_0: return q8_0_q8_0;
+    case PV_TYPE_Q4_K: return q4_K_q8_K;
+    case PV_TYPE_Q5_K: return q5_K_q8_K;
+    case PV_TYPE_Q6_K: return q6_K_q8_K;
+    default: return NULL;
+    }
+}

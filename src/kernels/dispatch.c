@@ -1,0 +1,90 @@
+/* dispatch.c - chooses, once, the implementation of each routine (AVX2 or the
+ * scalar twin), and runs matmuls on the thread pool.
+ *
+ * PV_KERNELS=scalar in the environment forces the scalar twins (for tests
+ * and for comparing). The choice is made on first use and never changes. */
+#include <assert.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kern.h"
+#include "kernels/kern_internal.h"
+
+static pv_kern_traits_t active[PV_TYPE_COUNT]; /* written once under pthread_once */
+static const char *active_isa = "scalar";
+static pthread_once_t active_once = PTHREAD_ONCE_INIT;
+
+static int cpu_has_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+
+static void choose_kernels(void) {
+    const char *want = getenv("PV_KERNELS");
+    int fast = cpu_has_avx2() && !(want && strcmp(want, "scalar") == 0);
+    for (int t = 0; t < PV_TYPE_COUNT; t++) {
+        const pv_kern_traits_t *ref = pv_kern_ref((pv_type_t)t);
+        if (!ref) continue;
+        active[t] = *ref;
+        pv_vec_dot_fn f = fast ? pv__avx2_vec_dot((pv_type_t)t) : NULL;
+        if (f) active[t].vec_dot = f;
+    }
+    if (fast) active_isa = "avx2";
+}
+
+const pv_kern_traits_t *pv_kern_traits(pv_type_t t) {
+    pthread_once(&active_once, choose_kernels);
+    if ((unsigned)t >= PV_TYPE_COUNT || active[t].to_float == NULL) return NULL;
+    return &active[t];
+}
+
+const char *pv_kern_isa(void) {
+    pthread_once(&active_once, choose_kernels);
+    return active_isa;
+}
+
+int pv_kern_supported(pv_type_t t) {
+    const pv_kern_traits_t *k = pv_kern_traits(t);
+    return k && k->vec_dot;
+}
+
+size_t pv_matvec_work_size(pv_type_t t, int64_t n_cols) {
+    const pv_kern_traits_t *k = pv_kern_traits(t);
+    return k ? pv_type_row_size(k->vec_dot_type, n_cols) : 0;
+}
+
+typedef struct {
+    pv_vec_dot_fn dot;
+    const uint8_t *w;    /* first row */
+    size_t row_size;     /* bytes per row */
+    int64_t n_rows, n_cols;
+    const void *act;     /* activations in the dot type */
+    float *y;
+} matvec_task_t;
+
+/* Thread ith of nth takes a contiguous slice of rows. */
+static void matvec_rows(void *arg, int ith, int nth) {
+    const matvec_task_t *t = arg;
+    int64_t per = (t->n_rows + nth - 1) / nth, r0 = per * ith, r1 = r0 + per < t->n_rows ? r0 + per : t->n_rows;
+    for (int64_t r = r0; r < r1; r++) t->y[r] = t->dot(t->w + (size_t)r * t->row_size, t->act, t->n_cols);
+}
+
+void pv_matvec(pv_type_t t, const void *w, int64_t n_rows, int64_t n_cols, const float *x, float *y, void *work,
+               pv_pool_t *pool) {
+    const pv_kern_traits_t *k = pv_kern_traits(t);
+    size_t row_size = pv_type_row_size(t, n_cols);
+    assert(k && k->vec_dot && row_size);
+    pv_kern_traits(k->vec_dot_type)->from_float(x, work, n_cols);
+    matvec_task_t task = {k->vec_dot, w, row_size, n_rows, n_cols, work, y};
+    /* small matrices are not worth waking the pool for */
+    if (n_rows * n_cols < 16384) matvec_rows(&task, 0, 1);
+    else pv_pool_run(pool, matvec_rows, &task);
+}
+
+void pv_get_row(pv_type_t t, const void *w, int64_t r, int64_t n_cols, float *y) {
+    const pv_kern_traits_t *k = pv_kern_traits(t);
+    size_t row_size = pv_type_row_size(t, n_cols);
+    assert(k && row_size);
+    k->to_float((const uint8_t *)w + (size_t)r * row_size, y, n_cols);
+}
