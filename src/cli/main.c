@@ -18,6 +18,7 @@ static void usage(FILE *out) {
             "commands:\n"
             "  info MODEL.gguf [--json]     describe a model file\n"
             "  run -m MODEL -p PROMPT ...   generate a continuation (pensieve run --help)\n"
+            "  bench -m MODEL [-p N] [-n N] [-t T] [-r R] [--json]   speed and bandwidth limit\n"
             "  version                      print the version\n",
             PV_VERSION);
 }
@@ -66,6 +67,7 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (strcmp(cmd, "info") == 0) return cmd_info(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0) return cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("pensieve %s\n", PV_VERSION);
         return 0;

@@ -15,6 +15,9 @@
 
 #define PV_AVX2 __attribute__((target("avx2,fma,f16c")))
 
+/* Half to float in one instruction (F16C). */
+PV_AVX2 static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+
 PV_AVX2 static inline float hsum_ps(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -36,29 +39,43 @@ PV_AVX2 static inline __m256i unpack_nibbles(const uint8_t *p) {
     return _mm256_set_m128i(hi, lo);
 }
 
+/* One q4_0 x q8_0 block: the int32 lane sums, scaled into acc. */
+PV_AVX2 static inline __m256 q4_0_block(const pv_block_q4_0 *x, const pv_block_q8_0 *y, __m256 acc) {
+    __m256i q = _mm256_sub_epi8(unpack_nibbles(x->qs), _mm256_set1_epi8(8));
+    __m256i s = dot_i8(q, _mm256_loadu_si256((const __m256i *)y->qs));
+    return _mm256_fmadd_ps(_mm256_set1_ps(h2f(x->d) * h2f(y->d)), _mm256_cvtepi32_ps(s), acc);
+}
+
+/* Two accumulators so that consecutive blocks do not wait on each other's FMA. */
 PV_AVX2 static float q4_0_q8_0(const void *w, const void *a, int64_t n) {
     const pv_block_q4_0 *x = w;
     const pv_block_q8_0 *y = a;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / PV_QK; i++) {
-        __m256i q = _mm256_sub_epi8(unpack_nibbles(x[i].qs), _mm256_set1_epi8(8));
-        __m256i s = dot_i8(q, _mm256_loadu_si256((const __m256i *)y[i].qs));
-        __m256 d = _mm256_set1_ps(pv_f16_to_f32(x[i].d) * pv_f16_to_f32(y[i].d));
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t nb = n / PV_QK, i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        acc0 = q4_0_block(&x[i], &y[i], acc0);
+        acc1 = q4_0_block(&x[i + 1], &y[i + 1], acc1);
     }
-    return hsum_ps(acc);
+    if (i < nb) acc0 = q4_0_block(&x[i], &y[i], acc0);
+    return hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+PV_AVX2 static inline __m256 q8_0_block(const pv_block_q8_0 *x, const pv_block_q8_0 *y, __m256 acc) {
+    __m256i s = dot_i8(_mm256_loadu_si256((const __m256i *)x->qs), _mm256_loadu_si256((const __m256i *)y->qs));
+    return _mm256_fmadd_ps(_mm256_set1_ps(h2f(x->d) * h2f(y->d)), _mm256_cvtepi32_ps(s), acc);
 }
 
 PV_AVX2 static float q8_0_q8_0(const void *w, const void *a, int64_t n) {
     const pv_block_q8_0 *x = w;
     const pv_block_q8_0 *y = a;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / PV_QK; i++) {
-        __m256i s = dot_i8(_mm256_loadu_si256((const __m256i *)x[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));
-        __m256 d = _mm256_set1_ps(pv_f16_to_f32(x[i].d) * pv_f16_to_f32(y[i].d));
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t nb = n / PV_QK, i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        acc0 = q8_0_block(&x[i], &y[i], acc0);
+        acc1 = q8_0_block(&x[i + 1], &y[i + 1], acc1);
     }
-    return hsum_ps(acc);
+    if (i < nb) acc0 = q8_0_block(&x[i], &y[i], acc0);
+    return hsum_ps(_mm256_add_ps(acc0, acc1));
 }
 
 /* q4_K / q5_K x q8_K: per 32-element sub-block, an unsigned-by-signed byte dot
@@ -87,7 +104,7 @@ PV_AVX2 static float k_q8_K(const uint8_t *scales, uint16_t d16, uint16_t dmin16
         __m256i p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, a_hi), _mm256_set1_epi16(sc[2 * c + 1]));
         sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_lo, p_hi));
     }
-    float d = pv_f16_to_f32(d16) * y->d, dmin = pv_f16_to_f32(dmin16) * y->d;
+    float d = h2f(d16) * y->d, dmin = h2f(dmin16) * y->d;
     *acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), *acc);
     return -dmin * (float)mins;
 }
@@ -142,7 +159,7 @@ PV_AVX2 static float q6_K_q8_K(const void *w, const void *a, int64_t n) {
                 sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scl));
             }
         }
-        float d = pv_f16_to_f32(x[i].d) * y[i].d;
+        float d = h2f(x[i].d) * y[i].d;
         __m256i off = _mm256_setr_epi32(-32 * offset, 0, 0, 0, 0, 0, 0, 0);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_add_epi32(sumi, off)), acc);
     }
@@ -175,7 +192,7 @@ PV_AVX2 static float f16_f16(const void *w, const void *a, int64_t n) {
         acc1 = _mm256_fmadd_ps(x1, y1, acc1);
     }
     float sum = hsum_ps(_mm256_add_ps(acc0, acc1));
-    for (; i < n; i++) sum += pv_f16_to_f32(x[i]) * pv_f16_to_f32(y[i]);
+    for (; i < n; i++) sum += h2f(x[i]) * h2f(y[i]);
     return sum;
 }
 
