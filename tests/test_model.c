@@ -118,8 +118,7 @@ static void check_case(const pv_model_t *m, json_t *c, double tol, double near_t
     ck_assert_msg(pv_ctx_new(m, (uint32_t)(n_prompt + n_comp + 1), &ctx, err, sizeof err) == 0, "%s", err);
     float *logits = malloc((size_t)n_vocab * sizeof *logits);
     double *lp = malloc((size_t)n_vocab * sizeof *lp);
-    for (int i = 0; i < n_prompt; i++)
-        ck_assert_int_eq(pv_forward(ctx, ids[i], (uint32_t)i, i == n_prompt - 1 ? logits : NULL), 0);
+    ck_assert_int_eq(pv_prefill(ctx, ids, n_prompt, 0, logits), 0);
     for (int k = 0; k < n_comp; k++) {
         json_t *t5 = json_array_get(top5, (size_t)k);
         log_softmax(logits, n_vocab, lp);
@@ -211,6 +210,92 @@ START_TEST(test_ctx_reuse_same_logits) {
 }
 END_TEST
 
+/* Batched prompt processing gives the logits of one-at-a-time processing,
+ * bit for bit (the same kernels run per token), at every batch size. */
+START_TEST(test_prefill_equals_sequential) {
+    char path[512];
+    if (!tu_shared(path, sizeof path, "models/stories260K-q8_0.gguf")) return;
+    char err[PV_ERRLEN];
+    pv_model_t *m;
+    ck_assert_msg(pv_model_load(path, &m, err, sizeof err) == 0, "%s", err);
+    int32_t toks[40];
+    for (int i = 0; i < 40; i++) toks[i] = (int32_t)((i * 37 + 11) % 512);
+    float want[512], got[512];
+    pv_ctx_t *seq;
+    ck_assert_int_eq(pv_ctx_new(m, 64, &seq, err, sizeof err), 0);
+    for (uint32_t i = 0; i < 40; i++) ck_assert_int_eq(pv_forward(seq, toks[i], i, i == 39 ? want : NULL), 0);
+    int batches[] = {1, 3, 16, 40, 64};
+    for (int k = 0; k < 5; k++) {
+        pv_ctx_t *c;
+        ck_assert_int_eq(pv_ctx_new_arena(m, 64, 0, batches[k], &c, err, sizeof err), 0);
+        ck_assert_int_eq(pv_prefill(c, toks, 40, 0, got), 0);
+        ck_assert_msg(memcmp(want, got, sizeof want) == 0, "batch %d differs", batches[k]);
+        pv_ctx_free(c);
+    }
+    pv_ctx_free(seq);
+    pv_model_free(m);
+}
+END_TEST
+
+/* Several sequences in one batch, interleaved, each at its own position, give
+ * each sequence's own logits; released blocks are reused; a full arena says so. */
+START_TEST(test_batch_many_sequences) {
+    char path[512];
+    if (!tu_shared(path, sizeof path, "models/stories260K.gguf")) return;
+    char err[PV_ERRLEN];
+    pv_model_t *m;
+    ck_assert_msg(pv_model_load(path, &m, err, sizeof err) == 0, "%s", err);
+    enum { NS = 3, LEN = 20 };
+    int32_t toks[NS][LEN];
+    float want[NS][512], got[NS][512];
+    for (int s = 0; s < NS; s++)
+        for (int i = 0; i < LEN; i++) toks[s][i] = (int32_t)((s * 101 + i * 13 + 7) % 512);
+    for (int s = 0; s < NS; s++) { /* each alone */
+        pv_ctx_t *c;
+        ck_assert_int_eq(pv_ctx_new(m, 32, &c, err, sizeof err), 0);
+        ck_assert_int_eq(pv_prefill(c, toks[s], LEN, 0, want[s]), 0);
+        pv_ctx_free(c);
+    }
+    pv_ctx_t *c;
+    /* an arena of 3 sequences x 2 blocks, plus the default sequence's */
+    ck_assert_int_eq(pv_ctx_new_arena(m, 32, NS * 32, 8, &c, err, sizeof err), 0);
+    pv_kv_t *kv = pv_ctx_kv(c);
+    pv_seq_t seqs[NS];
+    for (int s = 0; s < NS; s++) ck_assert_int_eq(pv_seq_init(&seqs[s], 32), 0);
+    for (int round = 0; round < 2; round++) {
+        /* sequence s starts s steps late, so every batch mixes positions */
+        for (int step = 0; step < LEN + NS - 1; step++) {
+            pv_batch_entry_t e[NS];
+            int n = 0;
+            for (int s = 0; s < NS; s++) {
+                int i = step - s;
+                if (i < 0 || i >= LEN) continue;
+                e[n++] = (pv_batch_entry_t){&seqs[s], (uint32_t)i, toks[s][i], i == LEN - 1 ? got[s] : NULL};
+            }
+            ck_assert_int_eq(pv_forward_batch(c, e, n), 0);
+        }
+        for (int s = 0; s < NS; s++) ck_assert_msg(memcmp(want[s], got[s], sizeof want[s]) == 0, "sequence %d", s);
+        for (int s = 0; s < NS; s++) pv_kv_release(kv, &seqs[s]); /* and again on reused blocks */
+        ck_assert_uint_eq(pv_kv_used_bytes(kv), 0);
+    }
+    /* the arena holds 6 blocks: a fourth sequence of 2 blocks does not fit after three */
+    pv_seq_t extra;
+    ck_assert_int_eq(pv_seq_init(&extra, 32), 0);
+    for (int s = 0; s < NS; s++) ck_assert_int_eq(pv_kv_reserve(kv, &seqs[s], 32), 0);
+    pv_batch_entry_t e = {&extra, 0, 1, NULL};
+    ck_assert_int_eq(pv_forward_batch(c, &e, 1), PV_ENOMEM);
+    e.pos = 40; /* past the sequence's capacity */
+    ck_assert_int_eq(pv_forward_batch(c, &e, 1), PV_ERANGE);
+    for (int s = 0; s < NS; s++) {
+        pv_kv_release(kv, &seqs[s]);
+        pv_seq_close(&seqs[s]);
+    }
+    pv_seq_close(&extra);
+    pv_ctx_free(c);
+    pv_model_free(m);
+}
+END_TEST
+
 START_TEST(test_load_refusals) {
     char path[512];
     char err[PV_ERRLEN];
@@ -242,6 +327,8 @@ Suite *model_suite(void) {
     tcase_set_timeout(tc2, 120);
     tcase_add_test(tc2, test_ctx_reuse_same_logits);
     tcase_add_test(tc2, test_load_refusals);
+    tcase_add_test(tc2, test_prefill_equals_sequential);
+    tcase_add_test(tc2, test_batch_many_sequences);
     suite_add_tcase(s, tc2);
     return s;
 }

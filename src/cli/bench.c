@@ -106,22 +106,25 @@ static long peak_rss_bytes(void) {
     return kb * 1024;
 }
 
-/* Seconds to run n tokens from position 0; prompt mode asks logits of the last only. */
-static double time_tokens(pv_ctx_t *ctx, const pv_model_t *m, long n, int prompt, float *logits) {
-    double t0 = now_s();
+/* Seconds to run n tokens of a fixed, varied token stream from position 0:
+ * as one prompt (batched, logits of the last only) or as generation (one
+ * token per pass, logits each time). */
+static double time_tokens(pv_ctx_t *ctx, const pv_model_t *m, long n, int prompt, float *logits, int32_t *toks) {
     uint32_t id = 1;
-    for (long i = 0; i < n; i++) {
-        id = (id * 1103515245u + 12345u) % m->hp.n_vocab; /* a fixed, varied token stream */
-        pv_forward(ctx, (int32_t)id, (uint32_t)i, !prompt || i == n - 1 ? logits : NULL);
-    }
+    for (long i = 0; i < n; i++) toks[i] = (int32_t)(id = (id * 1103515245u + 12345u) % m->hp.n_vocab);
+    double t0 = now_s();
+    if (prompt) pv_prefill(ctx, toks, (int)n, 0, logits);
+    else
+        for (long i = 0; i < n; i++) pv_forward(ctx, toks[i], (uint32_t)i, logits);
     return now_s() - t0;
 }
 
-static rate_t measure(pv_ctx_t *ctx, const pv_model_t *m, long n, int prompt, long reps, float *logits) {
+static rate_t measure(pv_ctx_t *ctx, const pv_model_t *m, long n, int prompt, long reps, float *logits,
+                      int32_t *toks) {
     double sum = 0, sum2 = 0;
-    time_tokens(ctx, m, n < 8 ? n : 8, prompt, logits); /* warm-up: pages in the weights */
+    time_tokens(ctx, m, n < 8 ? n : 8, prompt, logits, toks); /* warm-up: pages in the weights */
     for (long r = 0; r < reps; r++) {
-        double ts = (double)n / time_tokens(ctx, m, n, prompt, logits);
+        double ts = (double)n / time_tokens(ctx, m, n, prompt, logits, toks);
         sum += ts;
         sum2 += ts * ts;
     }
@@ -171,16 +174,17 @@ static int bench_model(const bench_opts_t *o, double bw) {
     }
     pv_ctx_set_pool(ctx, pool);
     float *logits = malloc(m->hp.n_vocab * sizeof *logits);
+    int32_t *toks = malloc(n_ctx * sizeof *toks);
     double bpt = bytes_per_token(m);
     json_t *out = json_array();
     char name[32];
     if (o->n_prompt > 0) {
         snprintf(name, sizeof name, "pp%ld", o->n_prompt);
-        json_array_append_new(out, result_json(name, o->n_prompt, 0, o, measure(ctx, m, o->n_prompt, 1, o->reps, logits), m, bpt, bw));
+        json_array_append_new(out, result_json(name, o->n_prompt, 0, o, measure(ctx, m, o->n_prompt, 1, o->reps, logits, toks), m, bpt, bw));
     }
     if (o->n_gen > 0) {
         snprintf(name, sizeof name, "tg%ld", o->n_gen);
-        json_array_append_new(out, result_json(name, 0, o->n_gen, o, measure(ctx, m, o->n_gen, 0, o->reps, logits), m, bpt, bw));
+        json_array_append_new(out, result_json(name, 0, o->n_gen, o, measure(ctx, m, o->n_gen, 0, o->reps, logits, toks), m, bpt, bw));
     }
     long rss = peak_rss_bytes();
     if (o->as_json) {
@@ -208,6 +212,7 @@ static int bench_model(const bench_opts_t *o, double bw) {
     }
     json_decref(out);
     free(logits);
+    free(toks);
     pv_ctx_free(ctx);
     pv_pool_free(pool);
     pv_model_free(m);

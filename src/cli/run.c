@@ -105,8 +105,7 @@ static int generate(const run_opts_t *o, const pv_model_t *m, pv_ctx_t *ctx, int
                     float *logits, pv_sampler_t *smp) {
     uint32_t n_ctx = pv_ctx_size(ctx);
     double t0 = now_s();
-    for (int i = 0; i < n_prompt; i++)
-        if (pv_forward(ctx, toks[i], (uint32_t)i, i == n_prompt - 1 ? logits : NULL)) return -1;
+    if (pv_prefill(ctx, toks, n_prompt, 0, logits)) return -1;
     double t1 = now_s();
     int n_gen = 0, n = n_prompt;
     while ((o->n_predict < 0 || n_gen < o->n_predict) && (uint32_t)n < n_ctx) {

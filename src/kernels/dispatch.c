@@ -57,29 +57,50 @@ size_t pv_matvec_work_size(pv_type_t t, int64_t n_cols) {
 typedef struct {
     pv_vec_dot_fn dot;
     const uint8_t *w;    /* first row */
-    size_t row_size;     /* bytes per row */
+    size_t row_size;     /* bytes per weight row */
     int64_t n_rows, n_cols;
-    const void *act;     /* activations in the dot type */
-    float *y;
-} matvec_task_t;
+    const uint8_t *act;  /* n_tok activation rows in the dot type */
+    size_t act_size;     /* bytes per activation row */
+    float *const *ys;    /* [n_tok] output rows */
+    int n_tok;
+} matmul_task_t;
 
-/* Thread ith of nth takes a contiguous slice of rows. */
-static void matvec_rows(void *arg, int ith, int nth) {
-    const matvec_task_t *t = arg;
+#define ROW_TILE 8 /* rows whose weights stay in L1 while every token passes over them */
+
+/* Thread ith of nth takes a contiguous slice of rows, in tiles. */
+static void matmul_rows(void *arg, int ith, int nth) {
+    const matmul_task_t *t = arg;
     int64_t per = (t->n_rows + nth - 1) / nth, r0 = per * ith, r1 = r0 + per < t->n_rows ? r0 + per : t->n_rows;
-    for (int64_t r = r0; r < r1; r++) t->y[r] = t->dot(t->w + (size_t)r * t->row_size, t->act, t->n_cols);
+    for (int64_t rt = r0; rt < r1; rt += ROW_TILE) {
+        int64_t rt_end = rt + ROW_TILE < r1 ? rt + ROW_TILE : r1;
+        for (int b = 0; b < t->n_tok; b++) {
+            const uint8_t *a = t->act + (size_t)b * t->act_size;
+            float *y = t->ys[b];
+            for (int64_t r = rt; r < rt_end; r++) y[r] = t->dot(t->w + (size_t)r * t->row_size, a, t->n_cols);
+        }
+    }
+}
+
+size_t pv_matmul_work_size(pv_type_t t, int64_t n_cols, int n_tok) {
+    return pv_matvec_work_size(t, n_cols) * (size_t)n_tok;
+}
+
+void pv_matmul(pv_type_t t, const void *w, int64_t n_rows, int64_t n_cols, const float *const *xs, float *const *ys,
+               int n_tok, void *work, pv_pool_t *pool) {
+    const pv_kern_traits_t *k = pv_kern_traits(t);
+    size_t row_size = pv_type_row_size(t, n_cols), act_size = pv_matvec_work_size(t, n_cols);
+    assert(k && k->vec_dot && row_size);
+    pv_from_float_fn quantize = pv_kern_traits(k->vec_dot_type)->from_float;
+    for (int b = 0; b < n_tok; b++) quantize(xs[b], (uint8_t *)work + (size_t)b * act_size, n_cols);
+    matmul_task_t task = {k->vec_dot, w, row_size, n_rows, n_cols, work, act_size, ys, n_tok};
+    /* small products are not worth waking the pool for */
+    if (n_rows * n_cols * n_tok < 16384) matmul_rows(&task, 0, 1);
+    else pv_pool_run(pool, matmul_rows, &task);
 }
 
 void pv_matvec(pv_type_t t, const void *w, int64_t n_rows, int64_t n_cols, const float *x, float *y, void *work,
                pv_pool_t *pool) {
-    const pv_kern_traits_t *k = pv_kern_traits(t);
-    size_t row_size = pv_type_row_size(t, n_cols);
-    assert(k && k->vec_dot && row_size);
-    pv_kern_traits(k->vec_dot_type)->from_float(x, work, n_cols);
-    matvec_task_t task = {k->vec_dot, w, row_size, n_rows, n_cols, work, y};
-    /* small matrices are not worth waking the pool for */
-    if (n_rows * n_cols < 16384) matvec_rows(&task, 0, 1);
-    else pv_pool_run(pool, matvec_rows, &task);
+    pv_matmul(t, w, n_rows, n_cols, &x, &y, 1, work, pool);
 }
 
 void pv_get_row(pv_type_t t, const void *w, int64_t r, int64_t n_cols, float *y) {

@@ -50,6 +50,13 @@ size_t pv_matvec_work_size(pv_type_t t, int64_t n_cols);
 void pv_matvec(pv_type_t t, const void *w, int64_t n_rows, int64_t n_cols, const float *x, float *y, void *work,
                pv_pool_t *pool);
 
+/* Batched: ys[b][r] = dot(row r of w, xs[b]) for n_tok tokens. Each weight
+ * tile is reused from cache by every token before the next is read. work
+ * holds pv_matmul_work_size(t, n_cols, n_tok) bytes. */
+size_t pv_matmul_work_size(pv_type_t t, int64_t n_cols, int n_tok);
+void pv_matmul(pv_type_t t, const void *w, int64_t n_rows, int64_t n_cols, const float *const *xs, float *const *ys,
+               int n_tok, void *work, pv_pool_t *pool);
+
 /* Copies row r of w (n_cols elements) into y as floats (embedding lookup). */
 void pv_get_row(pv_type_t t, const void *w, int64_t r, int64_t n_cols, float *y);
 

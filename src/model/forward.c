@@ -1,4 +1,7 @@
-/* forward.c - the llama forward pass for one token of one sequence, top to bottom. */
+/* forward.c - the llama forward pass over a batch of (sequence, position, token)
+ * entries, top to bottom. Matmuls take every token of the batch at once (each
+ * weight tile is read once per batch); attention runs per (token, head) on
+ * the thread pool over each sequence's blocks of the KV arena. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,53 +12,77 @@
 #include "kernels/ops.h"
 #include "model/model.h"
 
+#define PV_MAX_THREADS 256 /* attention scratch slots; pools are smaller */
+
 struct pv_ctx {
-    const pv_model_t *m; /* borrowed; outlives the context */
-    uint32_t n_ctx;      /* positions the KV cache holds */
-    uint32_t kv_dim;     /* n_head_kv * head_dim */
-    uint16_t *k_cache;   /* (n_layer, n_ctx, kv_dim) keys as IEEE half */
-    uint16_t *v_cache;   /* (n_layer, n_ctx, kv_dim) values as IEEE half */
-    float *k;            /* (kv_dim) this token's key before it is stored */
-    float *v;            /* (kv_dim) this token's value before it is stored */
-    float *x;            /* (n_embd) residual stream */
-    float *xb;           /* (n_embd) normed input of a sub-block */
-    float *xb2;          /* (n_embd) sub-block output */
-    float *q;            /* (n_head * head_dim) queries; also the attention output */
-    uint16_t *q16;       /* (head_dim) one head's query as halves */
-    uint16_t *acc16;     /* (head_dim) one head's weighted sum of values, in halves */
-    float *hb;           /* (n_ff) gate activations */
-    float *hb2;          /* (n_ff) up activations */
-    void *work;          /* activations converted for a matmul; f32 is the widest format */
-    pv_pool_t *pool;     /* borrowed compute threads; NULL: the caller's thread alone */
+    const pv_model_t *m;   /* borrowed; outlives the context */
+    pv_kv_t kv;            /* the KV arena (the context's memory budget) */
+    pv_seq_t seq;          /* the default sequence used by pv_forward */
+    uint32_t n_ctx;        /* positions the default sequence may reach */
+    int max_batch;         /* entries one pv_forward_batch call takes */
+    uint32_t kv_dim;       /* n_head_kv * head_dim */
+    uint32_t q_dim;        /* n_head * head_dim */
+    /* per-token activations, (max_batch, width) row-major */
+    float *x;              /* (B, n_embd) residual stream */
+    float *xb;             /* (B, max(n_embd, q_dim)) normed input / attention output */
+    float *xb2;            /* (B, n_embd) sub-block output */
+    float *q;              /* (B, q_dim) queries */
+    float *k;              /* (B, kv_dim) keys before they are stored */
+    float *v;              /* (B, kv_dim) values before they are stored */
+    float *hb;             /* (B, n_ff) gate activations */
+    float *hb2;            /* (B, n_ff) up activations */
+    const float **in;      /* [B] row pointers handed to pv_matmul */
+    float **out;           /* [B] row pointers handed to pv_matmul */
+    uint16_t *att16;       /* (PV_MAX_THREADS, 2, head_dim) per-thread query and accumulator halves */
+    void *work;            /* activations converted for a matmul (B rows) */
+    pv_pool_t *pool;       /* borrowed compute threads; NULL: the caller's thread alone */
 };
 
-int pv_ctx_new(const pv_model_t *m, uint32_t n_ctx, pv_ctx_t **out, char *err, size_t errlen) {
+static size_t max3(size_t a, size_t b, size_t c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
+
+static int alloc_scratch(pv_ctx_t *c) {
+    const pv_hparams_t *hp = &c->m->hp;
+    size_t B = (size_t)c->max_batch, d = hp->n_embd;
+    c->x = malloc(B * d * sizeof(float));
+    c->xb = malloc(B * (d > c->q_dim ? d : c->q_dim) * sizeof(float));
+    c->xb2 = malloc(B * d * sizeof(float));
+    c->q = malloc(B * c->q_dim * sizeof(float));
+    c->k = malloc(B * c->kv_dim * sizeof(float));
+    c->v = malloc(B * c->kv_dim * sizeof(float));
+    c->hb = malloc(B * hp->n_ff * sizeof(float));
+    c->hb2 = malloc(B * hp->n_ff * sizeof(float));
+    c->in = malloc(B * sizeof *c->in);
+    c->out = malloc(B * sizeof *c->out);
+    c->att16 = malloc((size_t)PV_MAX_THREADS * 2 * hp->head_dim * sizeof *c->att16);
+    c->work = malloc(B * max3(d, hp->n_ff, c->q_dim) * sizeof(float)); /* f32 is the widest dot format */
+    return c->x && c->xb && c->xb2 && c->q && c->k && c->v && c->hb && c->hb2 && c->in && c->out && c->att16 && c->work
+               ? 0
+               : PV_ENOMEM;
+}
+
+int pv_ctx_new_arena(const pv_model_t *m, uint32_t n_ctx, uint32_t kv_tokens, int max_batch, pv_ctx_t **out,
+                     char *err, size_t errlen) {
     *out = NULL;
     const pv_hparams_t *hp = &m->hp;
     if (n_ctx == 0) n_ctx = hp->n_ctx_train;
-    if (n_ctx > 1u << 20) return pv_errorf(err, errlen, PV_ERANGE, "context of %u tokens is too large", n_ctx);
+    if (kv_tokens == 0) kv_tokens = n_ctx;
+    if (max_batch <= 0) max_batch = PV_DEFAULT_BATCH;
+    if (n_ctx > 1u << 20 || kv_tokens > 1u << 24)
+        return pv_errorf(err, errlen, PV_ERANGE, "context of %u tokens is too large", n_ctx);
     pv_ctx_t *c = calloc(1, sizeof *c);
     if (!c) return pv_errorf(err, errlen, PV_ENOMEM, "out of memory");
     c->m = m;
     c->n_ctx = n_ctx;
+    c->max_batch = max_batch;
     c->kv_dim = hp->n_head_kv * hp->head_dim;
-    size_t kv_elems = (size_t)hp->n_layer * n_ctx * c->kv_dim;
-    size_t q_dim = (size_t)hp->n_head * hp->head_dim;
-    c->k_cache = calloc(kv_elems, sizeof *c->k_cache);
-    c->v_cache = calloc(kv_elems, sizeof *c->v_cache);
-    c->k = calloc(c->kv_dim, sizeof(float));
-    c->v = calloc(c->kv_dim, sizeof(float));
-    c->x = calloc(hp->n_embd, sizeof(float));
-    c->xb = calloc(hp->n_embd > q_dim ? hp->n_embd : q_dim, sizeof(float));
-    c->xb2 = calloc(hp->n_embd, sizeof(float));
-    c->q = calloc(q_dim, sizeof(float));
-    c->q16 = calloc(hp->head_dim, sizeof *c->q16);
-    c->acc16 = calloc(hp->head_dim, sizeof *c->acc16);
-    c->hb = calloc(hp->n_ff, sizeof(float));
-    c->hb2 = calloc(hp->n_ff, sizeof(float));
-    size_t max_cols = hp->n_embd > hp->n_ff ? hp->n_embd : hp->n_ff;
-    c->work = calloc(max_cols > q_dim ? max_cols : q_dim, sizeof(float));
-    if (!c->k_cache || !c->v_cache || !c->k || !c->v || !c->x || !c->xb || !c->xb2 || !c->q || !c->q16 || !c->acc16 || !c->hb || !c->hb2 || !c->work) {
+    c->q_dim = hp->n_head * hp->head_dim;
+    uint32_t n_blocks = (kv_tokens + PV_KV_BLOCK - 1) / PV_KV_BLOCK;
+    int rc = pv_kv_init(&c->kv, hp->n_layer, c->kv_dim, n_blocks, err, errlen);
+    if (rc) {
+        free(c);
+        return rc;
+    }
+    if (pv_seq_init(&c->seq, n_ctx) || alloc_scratch(c)) {
         pv_ctx_free(c);
         return pv_errorf(err, errlen, PV_ENOMEM, "out of memory for a context of %u tokens", n_ctx);
     }
@@ -63,128 +90,198 @@ int pv_ctx_new(const pv_model_t *m, uint32_t n_ctx, pv_ctx_t **out, char *err, s
     return 0;
 }
 
+int pv_ctx_new(const pv_model_t *m, uint32_t n_ctx, pv_ctx_t **out, char *err, size_t errlen) {
+    return pv_ctx_new_arena(m, n_ctx, 0, 0, out, err, errlen);
+}
+
 void pv_ctx_free(pv_ctx_t *c) {
     if (!c) return;
-    free(c->k_cache);
-    free(c->v_cache);
-    free(c->k);
-    free(c->v);
+    pv_kv_release(&c->kv, &c->seq);
+    pv_seq_close(&c->seq);
+    pv_kv_close(&c->kv);
     free(c->x);
     free(c->xb);
     free(c->xb2);
     free(c->q);
-    free(c->q16);
-    free(c->acc16);
+    free(c->k);
+    free(c->v);
     free(c->hb);
     free(c->hb2);
+    free(c->in);
+    free(c->out);
+    free(c->att16);
     free(c->work);
     free(c);
 }
 
 uint32_t pv_ctx_size(const pv_ctx_t *c) { return c->n_ctx; }
-
+int pv_ctx_max_batch(const pv_ctx_t *c) { return c->max_batch; }
+pv_kv_t *pv_ctx_kv(pv_ctx_t *c) { return &c->kv; }
 void pv_ctx_set_pool(pv_ctx_t *c, pv_pool_t *pool) { c->pool = pool; }
+size_t pv_ctx_kv_bytes(const pv_ctx_t *c) { return pv_kv_bytes(&c->kv); }
 
-size_t pv_ctx_kv_bytes(const pv_ctx_t *c) {
-    return 2 * (size_t)c->m->hp.n_layer * c->n_ctx * c->kv_dim * sizeof *c->k_cache;
+/* ys[b] = w xs[b] for the n tokens, rows of xs/ys with the given widths. */
+static void matmul(pv_ctx_t *c, const pv_weight_t *w, const float *x, size_t x_width, float *y, size_t y_width, int n) {
+    for (int b = 0; b < n; b++) {
+        c->in[b] = x + (size_t)b * x_width;
+        c->out[b] = y + (size_t)b * y_width;
+    }
+    pv_matmul(w->t->type, w->t->data, w->n_rows, w->n_cols, c->in, c->out, n, c->work, c->pool);
 }
 
-static void matvec(pv_ctx_t *c, const pv_weight_t *w, const float *x, float *y) {
-    pv_matvec(w->t->type, w->t->data, w->n_rows, w->n_cols, x, y, c->work, c->pool);
-}
+typedef struct {
+    pv_ctx_t *c;
+    const pv_batch_entry_t *e; /* the batch */
+    int n;                     /* entries */
+    uint32_t il;               /* layer */
+    float scale;               /* 1 / sqrt(head_dim) */
+} attn_task_t;
 
-/* Grouped-query attention of the current token (queries in c->q) over
- * positions 0..pos of layer il's cache; writes (n_head * head_dim) to out.
- *
- * The numerics follow llama.cpp's CPU flash attention over its default F16
+/* One (token, head) of attention over its sequence's positions 0..pos. The
+ * numerics follow llama.cpp's CPU flash attention over its default F16
  * cache, so that results agree closely: queries are rounded to half, scores
  * go through an online softmax (running max M and sum S), and the weighted
  * sum of values is accumulated in half precision. */
-static void attention(pv_ctx_t *c, uint32_t il, uint32_t pos, float *out) {
+static void attend_head(const attn_task_t *t, int b, uint32_t h, uint16_t *qh, uint16_t *acc) {
+    const pv_ctx_t *c = t->c;
     const pv_hparams_t *hp = &c->m->hp;
-    uint32_t hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
-    const uint16_t *kl = c->k_cache + (size_t)il * c->n_ctx * c->kv_dim;
-    const uint16_t *vl = c->v_cache + (size_t)il * c->n_ctx * c->kv_dim;
-    uint16_t *qh = c->q16, *acc = c->acc16;
-    float scale = 1.0f / sqrtf((float)hd);
-    for (uint32_t h = 0; h < hp->n_head; h++) {
-        size_t kv_off = (size_t)(h / group) * hd;
-        for (uint32_t i = 0; i < hd; i++) {
-            qh[i] = pv_f32_to_f16(c->q[(size_t)h * hd + i]);
-            acc[i] = 0;
+    uint32_t hd = hp->head_dim, pos = t->e[b].pos;
+    size_t kv_off = (size_t)(h / (hp->n_head / hp->n_head_kv)) * hd;
+    const float *q = c->q + (size_t)b * c->q_dim + (size_t)h * hd;
+    for (uint32_t i = 0; i < hd; i++) {
+        qh[i] = pv_f32_to_f16(q[i]);
+        acc[i] = 0;
+    }
+    float M = -INFINITY, S = 0.0f;
+    for (uint32_t p = 0; p <= pos; p++) {
+        const uint16_t *k = pv_kv_k(&c->kv, t->e[b].seq, t->il, p) + kv_off;
+        const uint16_t *v = pv_kv_v(&c->kv, t->e[b].seq, t->il, p) + kv_off;
+        double dot = 0.0;
+        for (uint32_t i = 0; i < hd; i++) dot += pv_f16_to_f32(qh[i]) * pv_f16_to_f32(k[i]);
+        float s = (float)dot * t->scale, ms = 1.0f, vs = 1.0f;
+        if (s > M) { /* new maximum: rescale what has been summed so far */
+            ms = expf(M - s);
+            M = s;
+            for (uint32_t i = 0; i < hd; i++) acc[i] = pv_f32_to_f16(pv_f16_to_f32(acc[i]) * ms);
+        } else {
+            vs = expf(s - M);
         }
-        float M = -INFINITY, S = 0.0f;
-        for (uint32_t t = 0; t <= pos; t++) {
-            const uint16_t *k = kl + (size_t)t * c->kv_dim + kv_off;
-            const uint16_t *v = vl + (size_t)t * c->kv_dim + kv_off;
-            double dot = 0.0;
-            for (uint32_t i = 0; i < hd; i++) dot += pv_f16_to_f32(qh[i]) * pv_f16_to_f32(k[i]);
-            float s = (float)dot * scale, ms = 1.0f, vs = 1.0f;
-            if (s > M) { /* new maximum: rescale what has been summed so far */
-                ms = expf(M - s);
-                M = s;
-                for (uint32_t i = 0; i < hd; i++) acc[i] = pv_f32_to_f16(pv_f16_to_f32(acc[i]) * ms);
-            } else {
-                vs = expf(s - M);
-            }
-            for (uint32_t i = 0; i < hd; i++) acc[i] = pv_f32_to_f16(pv_f16_to_f32(acc[i]) + pv_f16_to_f32(v[i]) * vs);
-            S = S * ms + vs;
+        for (uint32_t i = 0; i < hd; i++) acc[i] = pv_f32_to_f16(pv_f16_to_f32(acc[i]) + pv_f16_to_f32(v[i]) * vs);
+        S = S * ms + vs;
+    }
+    float *o = c->xb + (size_t)b * c->q_dim + (size_t)h * hd;
+    for (uint32_t i = 0; i < hd; i++) o[i] = pv_f16_to_f32(acc[i]) / S;
+}
+
+static void attention_rows(void *arg, int ith, int nth) {
+    const attn_task_t *t = arg;
+    const pv_hparams_t *hp = &t->c->m->hp;
+    uint16_t *qh = t->c->att16 + (size_t)(ith % PV_MAX_THREADS) * 2 * hp->head_dim, *acc = qh + hp->head_dim;
+    int n_tasks = t->n * (int)hp->n_head;
+    for (int i = ith; i < n_tasks; i += nth) attend_head(t, i / (int)hp->n_head, (uint32_t)(i % (int)hp->n_head), qh, acc);
+}
+
+/* Rounds the batch's keys and values to halves into each sequence's blocks. */
+static void kv_store(pv_ctx_t *c, const pv_batch_entry_t *e, int n, uint32_t il) {
+    for (int b = 0; b < n; b++) {
+        uint16_t *kd = pv_kv_k(&c->kv, e[b].seq, il, e[b].pos), *vd = pv_kv_v(&c->kv, e[b].seq, il, e[b].pos);
+        const float *ks = c->k + (size_t)b * c->kv_dim, *vs = c->v + (size_t)b * c->kv_dim;
+        for (uint32_t i = 0; i < c->kv_dim; i++) {
+            kd[i] = pv_f32_to_f16(ks[i]);
+            vd[i] = pv_f32_to_f16(vs[i]);
         }
-        float *o = out + (size_t)h * hd;
-        for (uint32_t i = 0; i < hd; i++) o[i] = pv_f16_to_f32(acc[i]) / S;
     }
 }
 
-/* Rounds this token's key and value to halves into the cache at pos. */
-static void kv_store(pv_ctx_t *c, uint32_t il, uint32_t pos) {
-    size_t off = ((size_t)il * c->n_ctx + pos) * c->kv_dim;
-    for (uint32_t i = 0; i < c->kv_dim; i++) {
-        c->k_cache[off + i] = pv_f32_to_f16(c->k[i]);
-        c->v_cache[off + i] = pv_f32_to_f16(c->v[i]);
+static int check_batch(pv_ctx_t *c, const pv_batch_entry_t *e, int n) {
+    if (n < 1 || n > c->max_batch) return PV_ERANGE;
+    for (int b = 0; b < n; b++) {
+        if (e[b].token < 0 || (uint32_t)e[b].token >= c->m->hp.n_vocab || !e[b].seq) return PV_ERANGE;
+        int rc = pv_kv_reserve(&c->kv, e[b].seq, e[b].pos + 1);
+        if (rc) return rc;
     }
+    return 0;
 }
 
-int pv_forward(pv_ctx_t *c, int32_t token, uint32_t pos, float *logits) {
+int pv_forward_batch(pv_ctx_t *c, const pv_batch_entry_t *e, int n) {
+    int rc = check_batch(c, e, n);
+    if (rc) return rc;
     const pv_model_t *m = c->m;
     const pv_hparams_t *hp = &m->hp;
-    if (token < 0 || (uint32_t)token >= hp->n_vocab || pos >= c->n_ctx) return PV_ERANGE;
-    int d = (int)hp->n_embd, hd = (int)hp->head_dim;
+    size_t d = hp->n_embd, ff = hp->n_ff, hd = hp->head_dim;
 
-    // token embedding: x = token_embd[token]                      (n_embd)
-    pv_get_row(m->tok_embd.t->type, m->tok_embd.t->data, token, d, c->x);
+    // token embeddings: x[b] = token_embd[token_b]                       (B, n_embd)
+    for (int b = 0; b < n; b++) pv_get_row(m->tok_embd.t->type, m->tok_embd.t->data, e[b].token, (int64_t)d, c->x + b * d);
 
     for (uint32_t il = 0; il < hp->n_layer; il++) {
         const pv_layer_t *L = &m->layers[il];
 
-        // attention: q, k, v projections of the normed stream   (n_head*hd), (n_head_kv*hd) x2
-        pv_rmsnorm(c->xb, c->x, L->attn_norm, d, hp->norm_eps);
-        matvec(c, &L->wq, c->xb, c->q);
-        matvec(c, &L->wk, c->xb, c->k);
-        matvec(c, &L->wv, c->xb, c->v);
+        // attention: q, k, v projections of the normed stream             (B, q_dim), (B, kv_dim) x2
+        for (int b = 0; b < n; b++) pv_rmsnorm(c->xb + b * d, c->x + b * d, L->attn_norm, (int)d, hp->norm_eps);
+        matmul(c, &L->wq, c->xb, d, c->q, c->q_dim, n);
+        matmul(c, &L->wk, c->xb, d, c->k, c->kv_dim, n);
+        matmul(c, &L->wv, c->xb, d, c->v, c->kv_dim, n);
 
-        // RoPE on each head of q and k, rotating adjacent pairs
-        for (uint32_t h = 0; h < hp->n_head; h++) pv_rope_pairs(c->q + h * hd, (int)hp->n_rot, (int)pos, hp->rope_base);
-        for (uint32_t h = 0; h < hp->n_head_kv; h++) pv_rope_pairs(c->k + h * hd, (int)hp->n_rot, (int)pos, hp->rope_base);
-        kv_store(c, il, pos);
+        // RoPE on each head of q and k (adjacent pairs), then k, v into the cache
+        for (int b = 0; b < n; b++) {
+            for (uint32_t h = 0; h < hp->n_head; h++)
+                pv_rope_pairs(c->q + b * c->q_dim + h * hd, (int)hp->n_rot, (int)e[b].pos, hp->rope_base);
+            for (uint32_t h = 0; h < hp->n_head_kv; h++)
+                pv_rope_pairs(c->k + b * c->kv_dim + h * hd, (int)hp->n_rot, (int)e[b].pos, hp->rope_base);
+        }
+        kv_store(c, e, n, il);
 
-        // softmax(q k^T / sqrt(hd)) v over the cache, then the output projection
-        attention(c, il, pos, c->xb);
-        matvec(c, &L->wo, c->xb, c->xb2);
-        pv_add(c->x, c->xb2, d);
+        // softmax(q k^T / sqrt(hd)) v per (token, head), then the output projection
+        attn_task_t at = {c, e, n, il, 1.0f / sqrtf((float)hd)};
+        if (n * hp->n_head * (e[n - 1].pos + 1) * hd < 32768) attention_rows(&at, 0, 1);
+        else pv_pool_run(c->pool, attention_rows, &at);
+        matmul(c, &L->wo, c->xb, c->q_dim, c->xb2, d, n);
+        for (int b = 0; b < n; b++) pv_add(c->x + b * d, c->xb2 + b * d, (int)d);
 
-        // feed-forward: w_down(silu(w_gate x) * w_up x)           (n_ff) -> (n_embd)
-        pv_rmsnorm(c->xb, c->x, L->ffn_norm, d, hp->norm_eps);
-        matvec(c, &L->w_gate, c->xb, c->hb);
-        matvec(c, &L->w_up, c->xb, c->hb2);
-        pv_swiglu(c->hb, c->hb2, (int)hp->n_ff);
-        matvec(c, &L->w_down, c->hb, c->xb2);
-        pv_add(c->x, c->xb2, d);
+        // feed-forward: w_down(silu(w_gate x) * w_up x)                      (B, n_ff) -> (B, n_embd)
+        for (int b = 0; b < n; b++) pv_rmsnorm(c->xb + b * d, c->x + b * d, L->ffn_norm, (int)d, hp->norm_eps);
+        matmul(c, &L->w_gate, c->xb, d, c->hb, ff, n);
+        matmul(c, &L->w_up, c->xb, d, c->hb2, ff, n);
+        for (int b = 0; b < n; b++) pv_swiglu(c->hb + b * ff, c->hb2 + b * ff, (int)ff);
+        matmul(c, &L->w_down, c->hb, ff, c->xb2, d, n);
+        for (int b = 0; b < n; b++) pv_add(c->x + b * d, c->xb2 + b * d, (int)d);
     }
 
-    // final norm and output projection to the vocabulary        (n_vocab)
-    if (logits) {
-        pv_rmsnorm(c->x, c->x, m->output_norm, d, hp->norm_eps);
-        matvec(c, &m->output, c->x, logits);
+    // final norm and output projection, only for the entries that want logits   (n_vocab)
+    int n_out = 0;
+    for (int b = 0; b < n; b++) {
+        if (!e[b].logits) continue;
+        pv_rmsnorm(c->xb + (size_t)n_out * d, c->x + b * d, m->output_norm, (int)d, hp->norm_eps);
+        c->in[n_out] = c->xb + (size_t)n_out * d;
+        c->out[n_out] = e[b].logits;
+        n_out++;
     }
+    if (n_out > 0)
+        pv_matmul(m->output.t->type, m->output.t->data, m->output.n_rows, m->output.n_cols, c->in, c->out, n_out, c->work,
+                  c->pool);
     return 0;
+}
+
+int pv_forward(pv_ctx_t *c, int32_t token, uint32_t pos, float *logits) {
+    if (pos >= c->n_ctx) return PV_ERANGE;
+    pv_batch_entry_t e = {.seq = &c->seq, .pos = pos, .token = token, .logits = logits};
+    return pv_forward_batch(c, &e, 1);
+}
+
+int pv_prefill(pv_ctx_t *c, const int32_t *tokens, int n, uint32_t pos0, float *logits) {
+    pv_batch_entry_t *e = malloc((size_t)c->max_batch * sizeof *e);
+    if (!e) return PV_ENOMEM;
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i += c->max_batch) {
+        int nb = n - i < c->max_batch ? n - i : c->max_batch;
+        for (int j = 0; j < nb; j++) {
+            uint32_t pos = pos0 + (uint32_t)(i + j);
+            e[j] = (pv_batch_entry_t){.seq = &c->seq, .pos = pos, .token = tokens[i + j],
+                                      .logits = i + j == n - 1 ? logits : NULL};
+            if (pos >= c->n_ctx) rc = PV_ERANGE;
+        }
+        if (!rc) rc = pv_forward_batch(c, e, nb);
+    }
+    free(e);
+    return rc;
 }

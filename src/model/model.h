@@ -14,6 +14,7 @@
 
 #include "gguf/gguf.h"
 #include "kernels/pool.h"
+#include "model/kv.h"
 #include "tok/vocab.h"
 
 typedef struct {
@@ -67,23 +68,46 @@ typedef struct {
 int pv_model_load(const char *path, pv_model_t **out, char *err, size_t errlen);
 void pv_model_free(pv_model_t *m); /* accepts NULL */
 
-/* ---- running a sequence ---------------------------------------------------------------- */
+/* ---- running sequences ---------------------------------------------------------------- */
 
 typedef struct pv_ctx pv_ctx_t;
 
-/* n_ctx: positions the KV cache holds (0: the model's trained context). */
+#define PV_DEFAULT_BATCH 64 /* tokens per forward pass unless asked otherwise */
+
+/* A context: a KV arena, scratch for batches of up to max_batch tokens, and a
+ * default sequence of up to n_ctx positions for pv_forward / pv_prefill.
+ * n_ctx 0: the model's trained context; kv_tokens 0: n_ctx (the arena holds
+ * kv_tokens positions over all sequences); max_batch 0: PV_DEFAULT_BATCH. */
+int pv_ctx_new_arena(const pv_model_t *m, uint32_t n_ctx, uint32_t kv_tokens, int max_batch, pv_ctx_t **out,
+                     char *err, size_t errlen);
 int pv_ctx_new(const pv_model_t *m, uint32_t n_ctx, pv_ctx_t **out, char *err, size_t errlen);
 void pv_ctx_free(pv_ctx_t *c); /* accepts NULL */
 uint32_t pv_ctx_size(const pv_ctx_t *c);
-
-/* Matmuls run on pool's threads from now on (NULL: the caller's thread). The
- * pool is borrowed and must outlive its use by the context. */
-void pv_ctx_set_pool(pv_ctx_t *c, pv_pool_t *pool);
+int pv_ctx_max_batch(const pv_ctx_t *c);
 size_t pv_ctx_kv_bytes(const pv_ctx_t *c);
+pv_kv_t *pv_ctx_kv(pv_ctx_t *c); /* the arena, for sequences other than the default one */
 
-/* Runs token at position pos (positions before it must already be in the
- * cache). When logits is non-NULL it receives n_vocab values. Returns 0, or
- * PV_ERANGE for a bad token id or a position past the context. */
+/* Matmuls and attention run on pool's threads from now on (NULL: the caller's
+ * thread). The pool is borrowed and must outlive its use by the context. */
+void pv_ctx_set_pool(pv_ctx_t *c, pv_pool_t *pool);
+
+typedef struct {
+    pv_seq_t *seq;   /* the sequence (of this context's arena) the token belongs to */
+    uint32_t pos;    /* its position; positions before it must already be in the cache
+                        or earlier in the same batch */
+    int32_t token;   /* token id */
+    float *logits;   /* receives n_vocab logits, or NULL when not needed */
+} pv_batch_entry_t;
+
+/* One forward pass over n entries (n <= max_batch), any mix of sequences.
+ * Blocks are reserved as positions grow. Returns 0, PV_ERANGE (bad token,
+ * position past the sequence's capacity, n out of range) or PV_ENOMEM (the
+ * arena is full); nothing is computed on error. */
+int pv_forward_batch(pv_ctx_t *c, const pv_batch_entry_t *e, int n);
+
+/* The default sequence: token at pos (pv_forward) or n tokens from pos0 in
+ * batches (pv_prefill); logits of the last token when non-NULL. */
 int pv_forward(pv_ctx_t *c, int32_t token, uint32_t pos, float *logits);
+int pv_prefill(pv_ctx_t *c, const int32_t *tokens, int n, uint32_t pos0, float *logits);
 
 #endif
