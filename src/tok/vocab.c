@@ -1,9 +1,13 @@
-/* vocab.c - a SentencePiece vocabulary: loading from GGUF, lookup by text,
- * special tokens and decoding. The encoder is in spm.c.
+/* vocab.c - a vocabulary: loading from GGUF, lookup by text, special tokens
+ * and decoding. The encoders are in spm.c (SentencePiece) and bpe.c
+ * (byte-level BPE), behind tokenize.c.
  *
- * Behaviour follows llama.cpp's llama_vocab for tokenizer.ggml.model =
- * "llama", including its load-time adjustments:
- *   - default ids BOS 1, EOS 2, UNK 0 (dropped when outside the vocabulary);
+ * Behaviour follows llama.cpp's llama_vocab, including its load-time
+ * adjustments:
+ *   - default ids BOS 1, EOS 2, UNK 0 for SentencePiece; BOS 11, EOS 11 and
+ *     no UNK for BPE (dropped when outside the vocabulary);
+ *   - BPE: add_bos_token defaults to false except for the Llama 3 family,
+ *     add_space_prefix to false;
  *   - empty token texts become "[EMPTY_<id>]", duplicate texts are refused;
  *   - EOT/EOM/FIM tokens are found by their text when no key names them, and
  *     those tokens (and every end-of-generation text such as "</s>" or
@@ -18,8 +22,10 @@
 
 #include "base/err.h"
 #include "tok/tok_internal.h"
+#include "tok/utf8.h"
 
 #define KEY_MODEL "tokenizer.ggml.model"
+#define KEY_PRE "tokenizer.ggml.pre"
 #define KEY_TOKENS "tokenizer.ggml.tokens"
 #define KEY_SCORES "tokenizer.ggml.scores"
 #define KEY_TYPES "tokenizer.ggml.token_type"
@@ -41,13 +47,6 @@ static const char *printable(char *dst, size_t cap, const char *src, size_t len)
     }
     dst[n] = 0;
     return dst;
-}
-
-/* FNV-1a: fast enough for short token texts, and deterministic. */
-static uint32_t hash_bytes(const char *s, size_t len) {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
 }
 
 static int is_hex(char c) {
@@ -83,7 +82,6 @@ typedef struct {
 } refusal_t;
 
 static const refusal_t refusals[] = {
-    {"gpt2", "byte-level BPE is not supported yet"},
     {"gemma4", "byte-level BPE is not supported yet"},
     {"bert", "WordPiece (BERT) tokenizers are not supported"},
     {"t5", "Unigram (T5) tokenizers are not supported"},
@@ -93,24 +91,44 @@ static const refusal_t refusals[] = {
     {"none", "the file has no vocabulary"},
 };
 
-static int check_model(const gguf_file_t *f, char *err, size_t errlen) {
+/* Sets *kind from tokenizer.ggml.model, or refuses the file. */
+static int check_model(const gguf_file_t *f, pv_vocab_kind_t *kind, char *err, size_t errlen) {
     const gguf_kv_t *kv = gguf_find_kv(f, KEY_MODEL);
     if (!kv)
         return pv_errorf(err, errlen, PV_ENOTFOUND, "%s: %s is missing (no tokenizer in this file)", f->path, KEY_MODEL);
     if (kv->type != GGUF_VT_STRING)
         return pv_errorf(err, errlen, PV_ECORRUPT, "%s: %s must be a string, not %s", f->path, KEY_MODEL,
                          gguf_vtype_name(kv->type));
-    if (kv->str_len == 5 && memcmp(kv->str, "llama", 5) == 0) return 0;
+    if (kv->str_len == 5 && memcmp(kv->str, "llama", 5) == 0) {
+        *kind = PV_VOCAB_SPM;
+        return 0;
+    }
+    if (kv->str_len == 4 && memcmp(kv->str, "gpt2", 4) == 0) {
+        *kind = PV_VOCAB_BPE;
+        return 0;
+    }
     char name[48];
     printable(name, sizeof name, kv->str, kv->str_len);
     for (size_t i = 0; i < sizeof refusals / sizeof refusals[0]; i++)
         if (strcmp(kv->str, refusals[i].model) == 0 && strlen(refusals[i].model) == kv->str_len)
             return pv_errorf(err, errlen, PV_EUNSUPPORTED,
-                             "%s: %s \"%s\": %s (only \"llama\" SentencePiece vocabularies are)", f->path, KEY_MODEL,
-                             name, refusals[i].why);
+                             "%s: %s \"%s\": %s (\"llama\" SentencePiece and \"gpt2\" byte-level BPE are)", f->path,
+                             KEY_MODEL, name, refusals[i].why);
     return pv_errorf(err, errlen, PV_EUNSUPPORTED,
-                     "%s: %s \"%s\" is an unknown tokenizer (only \"llama\" SentencePiece is supported)", f->path,
-                     KEY_MODEL, name);
+                     "%s: %s \"%s\" is an unknown tokenizer (\"llama\" SentencePiece and \"gpt2\" byte-level BPE are "
+                     "supported)",
+                     f->path, KEY_MODEL, name);
+}
+
+/* The BPE pre-tokenizer named by tokenizer.ggml.pre ("default" when absent,
+ * as llama.cpp takes it); an unknown name is refused. */
+static int load_pretok(const gguf_file_t *f, pv__pretok_t **out, char *err, size_t errlen) {
+    const gguf_kv_t *kv = gguf_find_kv(f, KEY_PRE);
+    if (kv && kv->type != GGUF_VT_STRING)
+        return pv_errorf(err, errlen, PV_ECORRUPT, "%s: %s must be a string, not %s", f->path, KEY_PRE,
+                         gguf_vtype_name(kv->type));
+    const char *name = kv ? kv->str : "default";
+    return pv__pretok_new(name, kv ? kv->str_len : strlen(name), f->path, out, err, errlen);
 }
 
 /* ------------------------------------------------------------------ token texts, scores, types */
@@ -212,7 +230,7 @@ static int build_index(pv_vocab_t *v, const gguf_file_t *f, char *err, size_t er
     for (int32_t id = 0; id < v->n_tokens; id++) {
         const char *s = pv__token_text(v, id);
         uint32_t len = v->tokens[id].len;
-        uint32_t h = hash_bytes(s, len) & v->slot_mask;
+        uint32_t h = pv__hash_bytes(s, len) & v->slot_mask;
         for (; v->slots[h] >= 0; h = (h + 1) & v->slot_mask) {
             int32_t other = v->slots[h];
             if (v->tokens[other].len == len && memcmp(pv__token_text(v, other), s, len) == 0) {
@@ -228,7 +246,7 @@ static int build_index(pv_vocab_t *v, const gguf_file_t *f, char *err, size_t er
 
 int32_t pv__vocab_find(const pv_vocab_t *v, const char *s, size_t len) {
     if (len == 0 || len > v->max_len) return -1;
-    for (uint32_t h = hash_bytes(s, len) & v->slot_mask; v->slots[h] >= 0; h = (h + 1) & v->slot_mask) {
+    for (uint32_t h = pv__hash_bytes(s, len) & v->slot_mask; v->slots[h] >= 0; h = (h + 1) & v->slot_mask) {
         const pv__token_t *t = &v->tokens[v->slots[h]];
         if (t->len == len && memcmp(v->pool + t->off, s, len) == 0) return v->slots[h];
     }
@@ -266,11 +284,17 @@ static int read_flag(const gguf_file_t *f, const char *key, int *flag, char *err
     return 0;
 }
 
-static int load_special_ids(pv_vocab_t *v, const gguf_file_t *f, char *err, size_t errlen) {
-    /* SentencePiece defaults, dropped when the vocabulary is too small for them */
-    v->bos = v->n_tokens > 1 ? 1 : -1;
-    v->eos = v->n_tokens > 2 ? 2 : -1;
-    v->unk = 0;
+static int load_special_ids(pv_vocab_t *v, const gguf_file_t *f, unsigned pre_flags, char *err, size_t errlen) {
+    /* llama.cpp's defaults, dropped when the vocabulary is too small for them */
+    if (v->kind == PV_VOCAB_BPE) {
+        v->bos = v->eos = v->n_tokens > 11 ? 11 : -1;
+        if (pre_flags & PV__PRE_NO_BOS) v->bos = -1;
+        v->unk = -1;
+    } else {
+        v->bos = v->n_tokens > 1 ? 1 : -1;
+        v->eos = v->n_tokens > 2 ? 2 : -1;
+        v->unk = 0;
+    }
     v->pad = v->eot = v->eom = -1;
     int rc = read_id(v, f, KEY_BOS, &v->bos, err, errlen);
     if (!rc) rc = read_id(v, f, KEY_EOS, &v->eos, err, errlen);
@@ -281,10 +305,11 @@ static int load_special_ids(pv_vocab_t *v, const gguf_file_t *f, char *err, size
     return rc;
 }
 
-static int load_flags(pv_vocab_t *v, const gguf_file_t *f, char *err, size_t errlen) {
-    v->add_bos = 1;
+static int load_flags(pv_vocab_t *v, const gguf_file_t *f, unsigned pre_flags, char *err, size_t errlen) {
+    int bpe = v->kind == PV_VOCAB_BPE;
+    v->add_bos = bpe ? (pre_flags & PV__PRE_ADD_BOS) != 0 : 1;
     v->add_eos = 0;
-    v->add_space_prefix = 1;
+    v->add_space_prefix = !bpe;
     int rc = read_flag(f, KEY_ADD_BOS, &v->add_bos, err, errlen);
     if (!rc) rc = read_flag(f, KEY_ADD_EOS, &v->add_eos, err, errlen);
     if (!rc) rc = read_flag(f, KEY_ADD_SPACE, &v->add_space_prefix, err, errlen);
@@ -423,14 +448,42 @@ static int cmp_special(const void *a, const void *b) {
     return (x->id > y->id) - (x->id < y->id);
 }
 
+static int cmp_u32(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The specials in matching order, and what lets tokenize.c find which of
+ * them occur in a text in one pass: their first bytes, their distinct
+ * lengths, and a hash table of their texts. */
 static int build_specials(pv_vocab_t *v, const gguf_file_t *f, char *err, size_t errlen) {
     int32_t n = 0;
     for (int32_t id = 0; id < v->n_tokens; id++) n += is_special_type(v->tokens[id].type);
+    size_t n_slots = 16;
+    while (n_slots < 2 * (size_t)n) n_slots <<= 1;
     v->specials = malloc((size_t)(n ? n : 1) * sizeof *v->specials);
-    if (!v->specials) return pv_errorf(err, errlen, PV_ENOMEM, "%s: out of memory", f->path);
-    for (int32_t id = 0; id < v->n_tokens; id++)
-        if (is_special_type(v->tokens[id].type)) v->specials[v->n_specials++] = (pv__special_t){id, v->tokens[id].len};
+    v->special_lens = malloc((size_t)(n ? n : 1) * sizeof *v->special_lens);
+    v->special_slots = malloc(n_slots * sizeof *v->special_slots);
+    if (!v->specials || !v->special_lens || !v->special_slots)
+        return pv_errorf(err, errlen, PV_ENOMEM, "%s: out of memory", f->path);
+    memset(v->special_slots, 0xff, n_slots * sizeof *v->special_slots);
+    v->special_mask = (uint32_t)(n_slots - 1);
+    for (int32_t id = 0; id < v->n_tokens; id++) {
+        if (!is_special_type(v->tokens[id].type)) continue;
+        const char *text = pv__token_text(v, id);
+        uint32_t len = v->tokens[id].len;
+        v->special_lens[v->n_specials] = len;
+        v->specials[v->n_specials++] = (pv__special_t){id, len};
+        v->special_first[(unsigned char)text[0] >> 6] |= (uint64_t)1 << ((unsigned char)text[0] & 63);
+        uint32_t h = pv__hash_bytes(text, len) & v->special_mask;
+        while (v->special_slots[h] >= 0) h = (h + 1) & v->special_mask;
+        v->special_slots[h] = id; /* texts are unique (build_index) */
+    }
     qsort(v->specials, (size_t)v->n_specials, sizeof *v->specials, cmp_special);
+    qsort(v->special_lens, (size_t)v->n_specials, sizeof *v->special_lens, cmp_u32);
+    for (int32_t i = 0; i < v->n_specials; i++)
+        if (i == 0 || v->special_lens[i] != v->special_lens[v->n_special_lens - 1])
+            v->special_lens[v->n_special_lens++] = v->special_lens[i];
     return 0;
 }
 
@@ -474,34 +527,51 @@ static void build_byte_ids(pv_vocab_t *v) {
 
 int pv_vocab_load(const gguf_file_t *f, pv_vocab_t **out, char *err, size_t errlen) {
     *out = NULL;
-    int rc = check_model(f, err, errlen);
+    pv_vocab_kind_t kind = PV_VOCAB_SPM;
+    int rc = check_model(f, &kind, err, errlen);
     if (rc) return rc;
+    pv__pretok_t *pretok = NULL; /* BPE: owned here until handed to pv__bpe_load */
+    if (kind == PV_VOCAB_BPE && (rc = load_pretok(f, &pretok, err, errlen))) return rc;
+    unsigned pre_flags = pretok ? pv__pretok_flags(pretok) : 0;
     pv_vocab_t *v = calloc(1, sizeof *v);
-    if (!v) return pv_errorf(err, errlen, PV_ENOMEM, "%s: out of memory", f->path);
-    v->kind = PV_VOCAB_SPM;
+    if (!v) {
+        pv__pretok_free(pretok);
+        return pv_errorf(err, errlen, PV_ENOMEM, "%s: out of memory", f->path);
+    }
+    v->kind = kind;
     if ((rc = load_texts(v, f, err, errlen))) goto fail;
     if ((rc = load_scores(v, f, err, errlen))) goto fail;
     if ((rc = load_types(v, f, err, errlen))) goto fail;
     if ((rc = build_index(v, f, err, errlen))) goto fail;
-    if ((rc = load_special_ids(v, f, err, errlen))) goto fail;
-    if ((rc = load_flags(v, f, err, errlen))) goto fail;
+    if ((rc = load_special_ids(v, f, pre_flags, err, errlen))) goto fail;
+    if ((rc = load_flags(v, f, pre_flags, err, errlen))) goto fail;
     if ((rc = detect_roles(v, f, err, errlen))) goto fail;
     mark_eog(v);
     apply_phi3_rstrip(v, f);
     if ((rc = build_specials(v, f, err, errlen))) goto fail;
-    if ((rc = build_pair_filter(v, f, err, errlen))) goto fail;
-    build_byte_ids(v);
+    if (kind == PV_VOCAB_BPE) {
+        rc = pv__bpe_load(v, f, pretok, &v->bpe, err, errlen);
+        pretok = NULL; /* pv__bpe_load took it, even on failure */
+        if (rc) goto fail;
+    } else {
+        if ((rc = build_pair_filter(v, f, err, errlen))) goto fail;
+        build_byte_ids(v);
+    }
     *out = v;
     return 0;
 fail:
+    pv__pretok_free(pretok);
     pv_vocab_free(v);
     return rc;
 }
 
 void pv_vocab_free(pv_vocab_t *v) {
     if (!v) return;
+    pv__bpe_free(v->bpe);
     free(v->pair_bits);
     free(v->specials);
+    free(v->special_lens);
+    free(v->special_slots);
     free(v->slots);
     free(v->pool);
     free(v->tokens);
@@ -512,8 +582,9 @@ void pv_vocab_free(pv_vocab_t *v) {
 
 pv_vocab_kind_t pv_vocab_kind(const pv_vocab_t *v) { return v->kind; }
 const char *pv_vocab_kind_name(const pv_vocab_t *v) {
-    return v->kind == PV_VOCAB_SPM ? "SentencePiece (llama)" : "unknown";
+    return v->kind == PV_VOCAB_SPM ? "SentencePiece (llama)" : "byte-level BPE (gpt2)";
 }
+const char *pv_vocab_pre(const pv_vocab_t *v) { return v->bpe ? pv__bpe_pre_name(v->bpe) : NULL; }
 int32_t pv_vocab_n_tokens(const pv_vocab_t *v) { return v->n_tokens; }
 int32_t pv_vocab_bos(const pv_vocab_t *v) { return v->bos; }
 int32_t pv_vocab_eos(const pv_vocab_t *v) { return v->eos; }
@@ -567,7 +638,32 @@ static void put_unescaped(sink_t *s, const char *t, size_t len) {
     sink_put(s, t + start, len - start);
 }
 
-/* One token's piece, as llama.cpp's token_to_piece renders it for SPM. */
+/* Text of a NORMAL byte-level BPE token: each character stands for one byte
+ * (pv__cp_to_byte). A token with a character outside that alphabet is copied
+ * as it is (Hugging Face's ByteLevel decoder does so; llama.cpp writes a
+ * debugging "[UNK_BYTE_0x..]" form instead). */
+static void put_byte_level(sink_t *s, const char *t, size_t len) {
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        int k = pv_utf8_next(t + i, len - i, &cp);
+        if (k <= 0 || pv__cp_to_byte(cp) < 0) {
+            sink_put(s, t, len);
+            return;
+        }
+        i += (size_t)k;
+    }
+    char chunk[64];
+    size_t n = 0;
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        i += (size_t)pv_utf8_next(t + i, len - i, &cp);
+        chunk[n++] = (char)pv__cp_to_byte(cp);
+        if (n == sizeof chunk) sink_put(s, chunk, n), n = 0;
+    }
+    sink_put(s, chunk, n);
+}
+
+/* One token's piece, as llama.cpp's token_to_piece renders it. */
 static void put_piece(const pv_vocab_t *v, int32_t id, unsigned flags, sink_t *s) {
     if (id < 0 || id >= v->n_tokens) return; /* hostile ids print nothing */
     const pv__token_t *t = &v->tokens[id];
@@ -582,9 +678,11 @@ static void put_piece(const pv_vocab_t *v, int32_t id, unsigned flags, sink_t *s
         sink_put(s, text, t->len);
         break;
     case PV_TOKEN_NORMAL:
-        put_unescaped(s, text, t->len);
+        if (v->kind == PV_VOCAB_BPE) put_byte_level(s, text, t->len);
+        else put_unescaped(s, text, t->len);
         break;
-    case PV_TOKEN_BYTE:
+    case PV_TOKEN_BYTE: /* BPE prints nothing for BYTE tokens, as llama.cpp */
+        if (v->kind == PV_VOCAB_BPE) break;
         byte = (char)byte_of_text(text, t->len); /* validated at load */
         sink_put(s, &byte, 1);
         break;
