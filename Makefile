@@ -26,15 +26,17 @@ LDLIBS   += $(shell pkg-config --libs $(PKG_LIB)) -lm
 LIB_SRC  := $(filter-out src/cli/%,$(wildcard src/*/*.c))
 CLI_SRC  := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/*.c)
+BENCH_SRC := $(wildcard bench/*.c)
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
+BENCH_OBJ := $(BENCH_SRC:%.c=$(BUILD)/%.o)
 
 BIN      := $(BUILD)/pensieve
 TESTBIN  := $(BUILD)/check_pensieve
 
-.PHONY: all test check unit cli-test models clean
+.PHONY: all test check unit cli-test models clean bench-tok
 all: $(BIN)
 
 $(BUILD)/libpensieve.a: $(LIB_OBJ)
@@ -51,6 +53,13 @@ $(TESTBIN): $(TEST_OBJ) $(BUILD)/libpensieve.a
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+# Tokenizer benchmark: a 77 KB prompt built from $(SHARED)/docs, per vocabulary.
+$(BUILD)/tok_bench: $(BUILD)/bench/tok_bench.o $(BUILD)/libpensieve.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+bench-tok: $(BUILD)/tok_bench
+	$(BUILD)/tok_bench $(SHARED)
 
 # Synthetic models for the reference tests, recreated from ../shared/ref/arch.
 models:
@@ -71,4 +80,4 @@ check: test
 clean:
 	rm -rf build build-san build-clang
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_OBJ:.o=.d)
