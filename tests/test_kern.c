@@ -269,6 +269,36 @@ START_TEST(test_fast_matches_scalar_twin) {
 }
 END_TEST
 
+/* The dispatched attention fold against its scalar twin: random halves,
+ * head sizes 8..256 and a stride as in the KV blocks, folded in several calls. */
+START_TEST(test_attn_fold_matches_twin) {
+    int sizes[] = {8, 32, 64, 128, 256, 12};
+    for (int si = 0; si < 6; si++) {
+        int hd = sizes[si], n = 1 + (int)(rnd() % 70);
+        size_t stride = (size_t)hd * 3;
+        uint16_t *k = malloc((size_t)n * stride * 2), *v = malloc((size_t)n * stride * 2), q[256];
+        for (size_t i = 0; i < (size_t)n * stride; i++) {
+            k[i] = pv_f32_to_f16(rndf() * 3);
+            v[i] = pv_f32_to_f16(rndf());
+        }
+        for (int i = 0; i < hd; i++) q[i] = pv_f32_to_f16(rndf() * 3);
+        pv_attn_state_t sa = {-INFINITY, 0}, sb = {-INFINITY, 0};
+        uint16_t acc_a[256] = {0}, acc_b[256] = {0};
+        for (int p0 = 0; p0 < n; p0 += 16) { /* fold in blocks of 16 positions, as the KV arena does */
+            int m = n - p0 < 16 ? n - p0 : 16;
+            pv_attn_fold(q, k + p0 * stride, v + p0 * stride, stride, m, hd, 0.125f, &sa, acc_a);
+            pv_attn_fold_ref(q, k + p0 * stride, v + p0 * stride, stride, m, hd, 0.125f, &sb, acc_b);
+        }
+        ck_assert_float_eq_tol(sa.M, sb.M, 1e-4f);
+        ck_assert_float_eq_tol(sa.S, sb.S, 1e-3f * sb.S);
+        for (int i = 0; i < hd; i++)
+            ck_assert_float_eq_tol(pv_f16_to_f32(acc_a[i]) / sa.S, pv_f16_to_f32(acc_b[i]) / sb.S, 2e-3f);
+        free(k);
+        free(v);
+    }
+}
+END_TEST
+
 /* Threads split rows: any pool size gives the same result as one thread. */
 START_TEST(test_matvec_threads) {
     int64_t rows = 301, cols = 512;
@@ -352,6 +382,7 @@ Suite *kern_suite(void) {
     tcase_add_test(tc, test_activation_quantizers);
     tcase_add_loop_test(tc, test_fast_matches_scalar_twin, 0, N_SUPPORTED);
     tcase_add_test(tc, test_matvec_threads);
+    tcase_add_test(tc, test_attn_fold_matches_twin);
     tcase_add_test(tc, test_matvec_rows);
     tcase_add_test(tc, test_ops);
     suite_add_tcase(s, tc);

@@ -6,12 +6,14 @@
  * target attribute so the rest of the build stays generic; dispatch.c uses
  * them only when the CPU reports AVX2, FMA and F16C. */
 #include <immintrin.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "base/fp16.h"
 #include "kernels/kern.h"
 #include "kernels/kern_internal.h"
+#include "kernels/ops.h"
 
 #define PV_AVX2 __attribute__((target("avx2,fma,f16c")))
 
@@ -209,6 +211,46 @@ PV_AVX2 static float bf16_bf16(const void *w, const void *a, int64_t n) {
     for (; i < n; i++) sum += pv_bf16_to_f32(x[i]) * pv_bf16_to_f32(y[i]);
     return sum;
 }
+
+/* The scalar twin's arithmetic, 8 elements at a time: the q.k dot product
+ * accumulates in float lanes (the twin sums in double), and the accumulator
+ * update is a multiply then an add, each result rounded to half as there.
+ * hd must be a multiple of 8; other sizes take the scalar twin. */
+PV_AVX2 static void attn_fold(const uint16_t *qh, const uint16_t *k, const uint16_t *v, size_t stride, int n, int hd,
+                              float scale, pv_attn_state_t *st, uint16_t *acc) {
+    if (hd % 8 != 0 || hd > 512) {
+        pv_attn_fold_ref(qh, k, v, stride, n, hd, scale, st, acc);
+        return;
+    }
+    __m256 q[64];
+    for (int i = 0; i < hd / 8; i++) q[i] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(qh + 8 * i)));
+    for (int p = 0; p < n; p++, k += stride, v += stride) {
+        __m256 dot = _mm256_setzero_ps();
+        for (int i = 0; i < hd / 8; i++)
+            dot = _mm256_fmadd_ps(q[i], _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + 8 * i))), dot);
+        float s = hsum_ps(dot) * scale, ms = 1.0f, vs = 1.0f;
+        if (s > st->M) {
+            ms = expf(st->M - s);
+            st->M = s;
+            __m256 m = _mm256_set1_ps(ms);
+            for (int i = 0; i < hd; i += 8) {
+                __m256 a = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(acc + i))), m);
+                _mm_storeu_si128((__m128i *)(acc + i), _mm256_cvtps_ph(a, _MM_FROUND_TO_NEAREST_INT));
+            }
+        } else {
+            vs = expf(s - st->M);
+        }
+        __m256 w = _mm256_set1_ps(vs);
+        for (int i = 0; i < hd; i += 8) {
+            __m256 a = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(acc + i)));
+            __m256 vv = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + i))), w);
+            _mm_storeu_si128((__m128i *)(acc + i), _mm256_cvtps_ph(_mm256_add_ps(a, vv), _MM_FROUND_TO_NEAREST_INT));
+        }
+        st->S = st->S * ms + vs;
+    }
+}
+
+pv_attn_fold_fn pv__avx2_attn_fold(void) { return attn_fold; }
 
 pv_vec_dot_fn pv__avx2_vec_dot(pv_type_t t) {
     switch (t) {

@@ -13,6 +13,7 @@
 
 static pv_kern_traits_t active[PV_TYPE_COUNT]; /* written once under pthread_once */
 static const char *active_isa = "scalar";
+static pv_attn_fold_fn active_attn_fold = pv_attn_fold_ref;
 static pthread_once_t active_once = PTHREAD_ONCE_INIT;
 
 static int cpu_has_avx2(void) {
@@ -30,7 +31,10 @@ static void choose_kernels(void) {
         pv_vec_dot_fn f = fast ? pv__avx2_vec_dot((pv_type_t)t) : NULL;
         if (f) active[t].vec_dot = f;
     }
-    if (fast) active_isa = "avx2";
+    if (fast) {
+        active_isa = "avx2";
+        active_attn_fold = pv__avx2_attn_fold();
+    }
 }
 
 const pv_kern_traits_t *pv_kern_traits(pv_type_t t) {
@@ -42,6 +46,12 @@ const pv_kern_traits_t *pv_kern_traits(pv_type_t t) {
 const char *pv_kern_isa(void) {
     pthread_once(&active_once, choose_kernels);
     return active_isa;
+}
+
+void pv_attn_fold(const uint16_t *qh, const uint16_t *k, const uint16_t *v, size_t stride, int n, int hd, float scale,
+                  pv_attn_state_t *st, uint16_t *acc) {
+    pthread_once(&active_once, choose_kernels);
+    active_attn_fold(qh, k, v, stride, n, hd, scale, st, acc);
 }
 
 int pv_kern_supported(pv_type_t t) {

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "kernels/kern.h"
+#include "kernels/ops.h"
 
 #define PV_QK 32    /* elements per q4_0 / q8_0 block */
 #define PV_QK_K 256 /* elements per K-quant super-block */
@@ -56,5 +57,6 @@ void pv__k_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m);
  * none is written for t). */
 const pv_kern_traits_t *pv_kern_ref(pv_type_t t);
 pv_vec_dot_fn pv__avx2_vec_dot(pv_type_t t);
+pv_attn_fold_fn pv__avx2_attn_fold(void);
 
 #endif

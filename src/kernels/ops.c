@@ -2,6 +2,8 @@
 
 #include <math.h>
 
+#include "base/fp16.h"
+
 void pv_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
     double ss = 0.0;
     for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
@@ -38,4 +40,22 @@ void pv_swiglu(float *a, const float *b, int n) {
 
 void pv_add(float *y, const float *x, int n) {
     for (int i = 0; i < n; i++) y[i] += x[i];
+}
+
+void pv_attn_fold_ref(const uint16_t *qh, const uint16_t *k, const uint16_t *v, size_t stride, int n, int hd,
+                      float scale, pv_attn_state_t *st, uint16_t *acc) {
+    for (int p = 0; p < n; p++, k += stride, v += stride) {
+        double dot = 0.0;
+        for (int i = 0; i < hd; i++) dot += pv_f16_to_f32(qh[i]) * pv_f16_to_f32(k[i]);
+        float s = (float)dot * scale, ms = 1.0f, vs = 1.0f;
+        if (s > st->M) { /* new maximum: rescale what has been summed so far */
+            ms = expf(st->M - s);
+            st->M = s;
+            for (int i = 0; i < hd; i++) acc[i] = pv_f32_to_f16(pv_f16_to_f32(acc[i]) * ms);
+        } else {
+            vs = expf(s - st->M);
+        }
+        for (int i = 0; i < hd; i++) acc[i] = pv_f32_to_f16(pv_f16_to_f32(acc[i]) + pv_f16_to_f32(v[i]) * vs);
+        st->S = st->S * ms + vs;
+    }
 }

@@ -152,25 +152,14 @@ static void attend_head(const attn_task_t *t, int b, uint32_t h, uint16_t *qh, u
         qh[i] = pv_f32_to_f16(q[i]);
         acc[i] = 0;
     }
-    float M = -INFINITY, S = 0.0f;
-    for (uint32_t p = 0; p <= pos; p++) {
-        const uint16_t *k = pv_kv_k(&c->kv, t->e[b].seq, t->il, p) + kv_off;
-        const uint16_t *v = pv_kv_v(&c->kv, t->e[b].seq, t->il, p) + kv_off;
-        double dot = 0.0;
-        for (uint32_t i = 0; i < hd; i++) dot += pv_f16_to_f32(qh[i]) * pv_f16_to_f32(k[i]);
-        float s = (float)dot * t->scale, ms = 1.0f, vs = 1.0f;
-        if (s > M) { /* new maximum: rescale what has been summed so far */
-            ms = expf(M - s);
-            M = s;
-            for (uint32_t i = 0; i < hd; i++) acc[i] = pv_f32_to_f16(pv_f16_to_f32(acc[i]) * ms);
-        } else {
-            vs = expf(s - M);
-        }
-        for (uint32_t i = 0; i < hd; i++) acc[i] = pv_f32_to_f16(pv_f16_to_f32(acc[i]) + pv_f16_to_f32(v[i]) * vs);
-        S = S * ms + vs;
+    pv_attn_state_t st = {-INFINITY, 0.0f};
+    for (uint32_t p = 0; p <= pos; p += PV_KV_BLOCK) { /* block by block: positions within one are contiguous */
+        int n_pos = pos + 1 - p < PV_KV_BLOCK ? (int)(pos + 1 - p) : PV_KV_BLOCK;
+        pv_attn_fold(qh, pv_kv_k(&c->kv, t->e[b].seq, t->il, p) + kv_off, pv_kv_v(&c->kv, t->e[b].seq, t->il, p) + kv_off,
+                     c->kv_dim, n_pos, (int)hd, t->scale, &st, acc);
     }
     float *o = c->xb + (size_t)b * c->q_dim + (size_t)h * hd;
-    for (uint32_t i = 0; i < hd; i++) o[i] = pv_f16_to_f32(acc[i]) / S;
+    for (uint32_t i = 0; i < hd; i++) o[i] = pv_f16_to_f32(acc[i]) / st.S;
 }
 
 static void attention_rows(void *arg, int ith, int nth) {
