@@ -104,5 +104,31 @@ run run -m "$m" -p "The cat" -n 30 --temp 1 --seed 8 >"$tmp/s3.txt" 2>/dev/null
 check "same seed, same text" cmp -s "$tmp/s1.txt" "$tmp/s2.txt"
 check "other seed, other text" bash -c "! cmp -s '$tmp/s1.txt' '$tmp/s3.txt'"
 
+# tokenize / detokenize, from vocab-only files (no tensors)
+vq="$shared/vocab/ggml-vocab-qwen2.gguf"
+vl="$shared/vocab/ggml-vocab-llama-bpe.gguf"
+vs="$shared/vocab/ggml-vocab-llama-spm.gguf"
+check "tokenize --ids" test "$(run tokenize -m "$vq" --ids "Hello world")" = "9707 1879"
+check "tokenize --special" test "$(run tokenize -m "$vq" --ids --special "<|im_start|>user<|im_end|>")" = "151644 872 151645"
+check "special text stays text without --special" test "$(run tokenize -m "$vq" --ids "<|im_end|>")" = "27 91 318 6213 91 29"
+check "tokenize --bos" test "$(run tokenize -m "$vl" --ids --bos "Hello world")" = "128000 9906 1917"
+check "no BOS by default" test "$(run tokenize -m "$vl" --ids "Hello world")" = "9906 1917"
+run tokenize -m "$vq" "Hello world" >"$tmp/pieces.txt"
+check "tokenize shows ids with pieces" grep -q "^ *1879 ' world'$" "$tmp/pieces.txt"
+check "detokenize prints the text" test "$(run detokenize -m "$vq" 9707 1879 151645)" = "Hello world<|im_end|>"
+printf 'tab\there \xff\xe2\x82 caf\xc3\xa9\n\n' >"$tmp/bytes.txt"
+for v in "$vq" "$vl" "$shared/vocab/ggml-vocab-gpt-2.gguf" "$vs"; do
+    run tokenize -m "$v" --ids - <"$tmp/bytes.txt" >"$tmp/ids.txt"
+    run detokenize -m "$v" - <"$tmp/ids.txt" >"$tmp/back.txt"
+    check "stdin round trip, byte for byte, with $(basename "$v")" cmp -s "$tmp/bytes.txt" "$tmp/back.txt"
+done
+run detokenize -m "$vq" 9707 151936 >/dev/null 2>"$tmp/err"
+check "an id outside the vocabulary is a usage error" test $? -eq 2
+run tokenize -m "$vq" >/dev/null 2>&1
+check "tokenize without text is a usage error" test $? -eq 2
+run tokenize -m "$shared/vocab/ggml-vocab-bert-bge.gguf" x >/dev/null 2>"$tmp/err"
+check "an unsupported tokenizer is refused" test $? -eq 1
+check "... in one line naming it" test "$(wc -l <"$tmp/err")" -eq 1 -a -n "$(grep '"bert"' "$tmp/err")"
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

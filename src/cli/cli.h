@@ -7,6 +7,8 @@
 int cmd_info(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
 
 /* Strict number parsing for option values: 0 on success, -1 (after printing
  * "pensieve: bad value for OPT") otherwise. */

@@ -19,6 +19,8 @@ static void usage(FILE *out) {
             "  info MODEL.gguf [--json]     describe a model file\n"
             "  run -m MODEL -p PROMPT ...   generate a continuation (pensieve run --help)\n"
             "  bench -m MODEL [-p N] [-n N] [-t T] [-r R] [--json]   speed and bandwidth limit\n"
+            "  tokenize -m MODEL [--ids] [--bos] [--special] TEXT | -   text to token ids\n"
+            "  detokenize -m MODEL ID... | -                            token ids to text\n"
             "  version                      print the version\n",
             PV_VERSION);
 }
@@ -68,6 +70,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "info") == 0) return cmd_info(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0) return cmd_run(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 1, argv + 1);
+    if (strcmp(cmd, "tokenize") == 0) return cmd_tokenize(argc - 1, argv + 1);
+    if (strcmp(cmd, "detokenize") == 0) return cmd_detokenize(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("pensieve %s\n", PV_VERSION);
         return 0;
