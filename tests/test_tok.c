@@ -1200,6 +1200,8 @@ START_TEST(test_detok_stream) {
     pv_detok_stream_init(&st, v, 0);
     const char *text;
     size_t len;
+    ck_assert_int_eq(pv_detok_stream_push(&st, 1, &text, &len), 0); /* <s>: no text, nothing held */
+    ck_assert_int_eq(len, 0);
     ck_assert_int_eq(pv_detok_stream_push(&st, euro[0], &text, &len), 0);
     ck_assert_int_eq(len, 0);
     ck_assert_int_eq(pv_detok_stream_push(&st, euro[1], &text, &len), 0);

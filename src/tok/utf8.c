@@ -121,19 +121,20 @@ int pv_detok_stream_push(pv_detok_stream_t *s, int32_t id, const char **text, si
     *text = "";
     *len = 0;
     unsigned flags = s->flags;
-    if (s->n_pushed > 0) flags &= ~PV_DETOK_STRIP_SPACE;
+    if (s->pushed) flags &= ~PV_DETOK_STRIP_SPACE;
     int n_piece = pv_token_to_piece(s->vocab, id, flags, NULL, 0);
     if (n_piece == PV_TOK_FAILED) return PV_ENOMEM;
     size_t piece = (size_t)(n_piece < 0 ? -n_piece : n_piece);
     size_t n_raw = (size_t)s->n_held + piece;
-    if (reserve(&s->raw, &s->raw_cap, n_raw) || reserve(&s->out, &s->out_cap, 3 * n_raw)) return PV_ENOMEM;
+    /* at least a few bytes, so that the buffers exist even for empty pieces */
+    if (reserve(&s->raw, &s->raw_cap, n_raw + 4) || reserve(&s->out, &s->out_cap, 3 * n_raw + 4)) return PV_ENOMEM;
     memcpy(s->raw, s->held, (size_t)s->n_held);
     if (piece) pv_token_to_piece(s->vocab, id, flags, s->raw + s->n_held, piece);
     size_t used;
     size_t n_out = pv_utf8_repair(s->raw, n_raw, 0, s->out, &used);
     s->n_held = (int)(n_raw - used); /* a proper prefix of one character: at most 3 bytes */
     memcpy(s->held, s->raw + used, (size_t)s->n_held);
-    s->n_pushed++;
+    s->pushed = 1;
     *text = s->out;
     *len = n_out;
     return 0;
@@ -144,6 +145,6 @@ int pv_detok_stream_finish(pv_detok_stream_t *s, const char **text, size_t *len)
     *text = s->n_held ? PV_UTF8_REPLACEMENT : "";
     *len = s->n_held ? 3 : 0;
     s->n_held = 0;
-    s->n_pushed = 0;
+    s->pushed = 0;
     return 0;
 }

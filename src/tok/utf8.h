@@ -48,7 +48,7 @@ size_t pv_utf8_repair(const char *in, size_t n, int final, char *out, size_t *n_
 typedef struct {
     const pv_vocab_t *vocab; /* borrowed; outlives the stream */
     unsigned flags;          /* PV_DETOK_* for every token (STRIP_SPACE: the first token only) */
-    int n_pushed;            /* tokens pushed so far */
+    int pushed;              /* 1 once a token was pushed (STRIP_SPACE applies before that only) */
     char held[4];            /* an incomplete character held back: its first n_held bytes */
     int n_held;              /* 0..3 */
     char *raw;               /* [raw_cap] held bytes + the current piece; owned */
