@@ -351,14 +351,24 @@ START_TEST(test_ops) {
     pv_softmax(s, 3); /* large values must not overflow */
     ck_assert_float_eq_tol(s[0], 1.0f / 3, 1e-6f);
 
-    float r[4] = {1, 0, 1, 0};
-    pv_rope_pairs(r, 4, 1, 10000.0f); /* pair 0 rotates by 1 rad, pair 1 by 1/100 rad */
+    float r[4] = {1, 0, 1, 0}, cs[4];
+    pv_rope_angles(cs, 4, 1, 10000.0f, NULL, 1.0f); /* pair 0 turns by 1 rad, pair 1 by 1/100 rad */
+    pv_rope_apply(r, 4, cs, 0);
     ck_assert_float_eq_tol(r[0], cosf(1), 1e-6f);
     ck_assert_float_eq_tol(r[1], sinf(1), 1e-6f);
     ck_assert_float_eq_tol(r[2], cosf(0.01f), 1e-6f);
     ck_assert_float_eq_tol(r[3], sinf(0.01f), 1e-6f);
+    float n[4] = {1, 1, 0, 0}; /* NeoX pairs (0, 2) and (1, 3); frequency divisors and scale */
+    float ff[2] = {2.0f, 1.0f};
+    pv_rope_angles(cs, 4, 1, 10000.0f, ff, 2.0f);
+    pv_rope_apply(n, 4, cs, 1);
+    ck_assert_float_eq_tol(n[0], 2 * cosf(0.5f), 1e-6f);
+    ck_assert_float_eq_tol(n[2], 2 * sinf(0.5f), 1e-6f);
+    ck_assert_float_eq_tol(n[1], 2 * cosf(0.01f), 1e-6f);
+    ck_assert_float_eq_tol(n[3], 2 * sinf(0.01f), 1e-6f);
     float r0[2] = {0.3f, -0.7f};
-    pv_rope_pairs(r0, 2, 0, 10000.0f); /* position 0 is the identity */
+    pv_rope_angles(cs, 2, 0, 10000.0f, NULL, 1.0f);
+    pv_rope_apply(r0, 2, cs, 0); /* position 0 is the identity */
     ck_assert_float_eq(r0[0], 0.3f);
 
     float a[2] = {0, 2}, b[2] = {5, 3};

@@ -13,6 +13,7 @@
 
 #include "base/err.h"
 #include "model/model.h"
+#include "gguf_writer.h"
 #include "suites.h"
 
 #define NEAR_TIE 0.02
@@ -35,6 +36,12 @@ static const ref_case_t refs[] = {
     {"ref/arch/llama-q5_k.json", "llama-q5_k.gguf", 1},
     {"ref/arch/llama-q6_k.json", "llama-q6_k.gguf", 1},
     {"ref/arch/llama-gqa-q4_k_m.json", "llama-gqa-q4_k_m.gguf", 1},
+    {"ref/arch/llama3-ropefreqs-q4_k_m.json", "llama3-ropefreqs-q4_k_m.gguf", 1},
+    {"ref/arch/phi3-q4_k.json", "phi3-q4_k.gguf", 1},
+    {"ref/arch/phi3-longrope-q8_0-long.json", "phi3-longrope-q8_0-long.gguf", 1},
+    {"ref/arch/phi3-longrope-q8_0-short.json", "phi3-longrope-q8_0-short.gguf", 1},
+    {"ref/arch/qwen2-q8_0.json", "qwen2-q8_0.gguf", 1},
+    {"ref/arch/qwen3-q6_k-tied.json", "qwen3-q6_k-tied.gguf", 1},
 };
 #define N_REFS (int)(sizeof refs / sizeof refs[0])
 
@@ -51,7 +58,7 @@ static const ref_case_t refs[] = {
  * q8_0), 0.25 (tinyllama q4_0), up to 0.59 (synthetic q5_K) in
  * log-probability; the AVX2 kernels, which differ from the scalar twins only
  * in summation order, move these figures by up to 0.09 in either direction.
- * Greedy tokens flip only where the reference's top two are within 0.19. The
+ * Greedy tokens flip only where the reference's top two are within 0.24. The
  * bounds below sit just above those figures so that any regression fails. */
 typedef struct {
     double logprob;  /* largest |ours - reference| over the top-5 ids */
@@ -65,7 +72,7 @@ static tolerance_t tolerance_for(const pv_model_t *m) {
         quantized |= pv_type_layout(t)->blck_size > 1;
         bf16 |= t == PV_TYPE_BF16;
     }
-    if (quantized) return (tolerance_t){0.65, 0.2};
+    if (quantized) return (tolerance_t){0.65, 0.25};
     if (bf16) return (tolerance_t){0.05, NEAR_TIE};
     return (tolerance_t){0.01, NEAR_TIE};
 }
@@ -99,7 +106,7 @@ typedef struct {
  * position stays comparable) and checks each position: our argmax is the
  * reference token unless its top two are within near_tie, and the top-5
  * log-probabilities are within tol. */
-static void check_case(const pv_model_t *m, json_t *c, double tol, double near_tie, const char *label,
+static void check_case(const pv_model_t *m, json_t *c, uint32_t n_ctx, double tol, double near_tie, const char *label,
                        ref_stats_t *st) {
     json_t *pids = json_object_get(c, "prompt_ids"), *cids = json_object_get(c, "completion_ids");
     json_t *top5 = json_object_get(c, "top5");
@@ -108,14 +115,16 @@ static void check_case(const pv_model_t *m, json_t *c, double tol, double near_t
     ck_assert_int_gt(n_prompt, 0);
 
     int32_t ids[4096];
-    int n = pv_tokenize(m->vocab, prompt, strlen(prompt), PV_TOK_ADD_BOS, ids, 4096);
+    int n = pv_tokenize(m->vocab, prompt, strlen(prompt), pv_vocab_adds_bos(m->vocab) ? PV_TOK_ADD_BOS : 0, ids, 4096);
     ck_assert_msg(n == n_prompt, "%s: prompt gives %d tokens, reference %d", label, n, n_prompt);
     for (int i = 0; i < n; i++)
         ck_assert_msg(ids[i] == json_integer_value(json_array_get(pids, (size_t)i)), "%s: prompt token %d differs", label, i);
 
     char err[PV_ERRLEN];
     pv_ctx_t *ctx;
-    ck_assert_msg(pv_ctx_new(m, (uint32_t)(n_prompt + n_comp + 1), &ctx, err, sizeof err) == 0, "%s", err);
+    /* the reference's context size: it decides which RoPE factors Phi-3 uses */
+    ck_assert_uint_ge(n_ctx, (uint32_t)(n_prompt + n_comp));
+    ck_assert_msg(pv_ctx_new(m, n_ctx, &ctx, err, sizeof err) == 0, "%s", err);
     float *logits = malloc((size_t)n_vocab * sizeof *logits);
     double *lp = malloc((size_t)n_vocab * sizeof *lp);
     ck_assert_int_eq(pv_prefill(ctx, ids, n_prompt, 0, logits), 0);
@@ -171,11 +180,12 @@ START_TEST(test_reference) {
     ck_assert_msg(pv_model_load(model_path, &m, err, sizeof err) == 0, "%s", err);
     tolerance_t tol = tolerance_for(m);
     json_t *cases = json_object_get(root, "cases");
+    uint32_t n_ctx = (uint32_t)json_integer_value(json_object_get(json_object_get(root, "settings"), "context"));
     ref_stats_t st = {0};
     for (size_t i = 0; i < json_array_size(cases); i++) {
         char label[600];
         snprintf(label, sizeof label, "%s case %zu", rc->ref, i);
-        check_case(m, json_array_get(cases, i), tol.logprob, tol.near_tie, label, &st);
+        check_case(m, json_array_get(cases, i), n_ctx, tol.logprob, tol.near_tie, label, &st);
     }
     ck_assert_int_gt(st.positions, 0);
     printf("%s: %d positions, greedy agrees at %d (%d near-tie flips); max |dlogprob| %.4f, max |dp| %.5f\n", rc->ref,
@@ -296,6 +306,50 @@ START_TEST(test_batch_many_sequences) {
 }
 END_TEST
 
+/* Phi-3 long-rope: a context above the original 512 takes the long factors,
+ * 512 the short ones; the long reference is only matched with the long ones. */
+START_TEST(test_phi3_rope_factors) {
+    char ref_path[512], model_path[512], err[PV_ERRLEN];
+    if (!tu_shared(ref_path, sizeof ref_path, "ref/arch/phi3-longrope-q8_0-long.json")) return;
+    snprintf(model_path, sizeof model_path, "%s/phi3-longrope-q8_0-long.gguf", tu_cache_dir());
+    pv_model_t *m;
+    if (pv_model_load(model_path, &m, err, sizeof err) != 0) {
+        printf("skipped: %s\n", err);
+        return;
+    }
+    ck_assert_uint_eq(m->hp.n_ctx_orig, 512);
+    pv_ctx_t *lo, *hi;
+    ck_assert_int_eq(pv_ctx_new(m, 512, &lo, err, sizeof err), 0);
+    ck_assert_int_eq(pv_ctx_new(m, 513, &hi, err, sizeof err), 0);
+    ck_assert_int_eq(pv_ctx_long_rope(lo), 0);
+    ck_assert_int_eq(pv_ctx_long_rope(hi), 1);
+    /* the long case's first position, computed with the short factors, is far off */
+    json_t *root = json_load_file(ref_path, 0, NULL);
+    json_t *c = json_array_get(json_object_get(root, "cases"), 0), *pids = json_object_get(c, "prompt_ids");
+    json_t *top = json_array_get(json_array_get(json_object_get(c, "top5"), 0), 0);
+    int n = (int)json_array_size(pids), id = (int)json_integer_value(json_object_get(top, "id"));
+    double ref = json_number_value(json_object_get(top, "logprob")), lp[2];
+    int32_t ids[512];
+    for (int i = 0; i < n; i++) ids[i] = (int32_t)json_integer_value(json_array_get(pids, (size_t)i));
+    pv_ctx_t *ctxs[2] = {hi, lo};
+    double *all = malloc(m->hp.n_vocab * sizeof *all);
+    float *logits = malloc(m->hp.n_vocab * sizeof *logits);
+    for (int k = 0; k < 2; k++) {
+        ck_assert_int_eq(pv_prefill(ctxs[k], ids, n, 0, logits), 0);
+        log_softmax(logits, (int)m->hp.n_vocab, all);
+        lp[k] = all[id];
+    }
+    ck_assert_msg(fabs(lp[0] - ref) < 0.1, "long factors: %.3f vs reference %.3f", lp[0], ref);
+    ck_assert_msg(fabs(lp[1] - ref) > 0.3, "short factors should not match the long reference: %.3f vs %.3f", lp[1], ref);
+    free(all);
+    free(logits);
+    json_decref(root);
+    pv_ctx_free(lo);
+    pv_ctx_free(hi);
+    pv_model_free(m);
+}
+END_TEST
+
 START_TEST(test_load_refusals) {
     char path[512];
     char err[PV_ERRLEN];
@@ -314,6 +368,25 @@ START_TEST(test_load_refusals) {
         ck_assert_ptr_null(m);
     }
     ck_assert_int_eq(pv_model_load("/nonexistent/model.gguf", &m, err, sizeof err), PV_EIO);
+
+    /* an architecture pensieve does not run is refused by name, with the list it does run */
+    gw_t w;
+    gw_init(&w);
+    gw_header(&w, 3, 0, 6);
+    gw_kv_str(&w, "general.architecture", "mamba");
+    gw_kv_u32(&w, "mamba.embedding_length", 64);
+    gw_kv_u32(&w, "mamba.block_count", 2);
+    gw_kv_u32(&w, "mamba.feed_forward_length", 128);
+    gw_kv_u32(&w, "mamba.attention.head_count", 4);
+    gw_kv_u32(&w, "mamba.context_length", 256);
+    snprintf(path, sizeof path, "%s/mamba-header.gguf", tu_cache_dir());
+    FILE *fp = fopen(path, "wb");
+    ck_assert_ptr_nonnull(fp);
+    ck_assert_uint_eq(fwrite(w.buf, 1, w.len, fp), w.len);
+    fclose(fp);
+    gw_free(&w);
+    ck_assert_int_eq(pv_model_load(path, &m, err, sizeof err), PV_EUNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(err, "'mamba' is not supported (supported: llama, phi3, qwen2, qwen3)"));
 }
 END_TEST
 
@@ -328,6 +401,7 @@ Suite *model_suite(void) {
     tcase_add_test(tc2, test_ctx_reuse_same_logits);
     tcase_add_test(tc2, test_load_refusals);
     tcase_add_test(tc2, test_prefill_equals_sequential);
+    tcase_add_test(tc2, test_phi3_rope_factors);
     tcase_add_test(tc2, test_batch_many_sequences);
     suite_add_tcase(s, tc2);
     return s;

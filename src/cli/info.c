@@ -19,12 +19,25 @@ static json_t *hparams_json(const gguf_file_t *f) {
     pv_hparams_t hp;
     char err[PV_ERRLEN];
     if (pv_hparams_read(f, &hp, err, sizeof err) != 0) return json_pack("{s:s}", "error", err);
-    return json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f}", "context_length", (json_int_t)hp.n_ctx_train,
-                     "embedding_length", (json_int_t)hp.n_embd, "block_count", (json_int_t)hp.n_layer,
-                     "feed_forward_length", (json_int_t)hp.n_ff, "head_count", (json_int_t)hp.n_head,
-                     "head_count_kv", (json_int_t)hp.n_head_kv, "head_dim", (json_int_t)hp.head_dim,
-                     "rope_dimension_count", (json_int_t)hp.n_rot, "rope_freq_base", (double)hp.rope_base,
-                     "rms_norm_eps", (double)hp.norm_eps);
+    const pv_arch_t *a = pv_arch_find(hp.arch);
+    json_t *o = json_pack("{s:b, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:s}", "supported", a != NULL,
+                          "context_length", (json_int_t)hp.n_ctx_train, "embedding_length", (json_int_t)hp.n_embd,
+                          "block_count", (json_int_t)hp.n_layer, "feed_forward_length", (json_int_t)hp.n_ff,
+                          "head_count", (json_int_t)hp.n_head, "head_count_kv", (json_int_t)hp.n_head_kv,
+                          "head_dim", (json_int_t)hp.head_dim, "rope_dimension_count", (json_int_t)hp.n_rot,
+                          "rope_freq_base", (double)hp.rope_base, "rms_norm_eps", (double)hp.norm_eps, "rope_style",
+                          hp.rope_neox ? "neox" : "pairs");
+    /* what sets this architecture apart, as arch.h lists it */
+    if (a && (a->flags & PV_ARCH_FUSED_QKV)) json_object_set_new(o, "fused_qkv", json_true());
+    if (a && (a->flags & PV_ARCH_FUSED_UP)) json_object_set_new(o, "fused_gate_up", json_true());
+    if (a && (a->flags & PV_ARCH_QKV_BIAS)) json_object_set_new(o, "qkv_bias", json_true());
+    if (a && (a->flags & PV_ARCH_QK_NORM)) json_object_set_new(o, "qk_norm", json_true());
+    if (gguf_find_tensor(f, "rope_freqs.weight")) json_object_set_new(o, "rope_freqs", json_true());
+    if (gguf_find_tensor(f, "rope_factors_long.weight")) json_object_set_new(o, "long_rope", json_true());
+    if (hp.n_ctx_orig) json_object_set_new(o, "original_context_length", json_integer(hp.n_ctx_orig));
+    if (hp.rope_attn_factor != 1.0f) json_object_set_new(o, "rope_attn_factor", json_real(hp.rope_attn_factor));
+    json_object_set_new(o, "tied_output", json_boolean(!gguf_find_tensor(f, "output.weight")));
+    return o;
 }
 
 static json_t *types_json(const gguf_file_t *f, uint64_t *n_params) {
@@ -107,6 +120,7 @@ static void print_text(const json_t *o) {
         printf("hparams:      ");
         json_object_foreach(hp, key, v) {
             if (json_is_string(v)) printf(" %s=%s", key, json_string_value(v));
+            else if (json_is_boolean(v)) printf(" %s=%s", key, json_is_true(v) ? "yes" : "no");
             else if (json_is_integer(v)) printf(" %s=%lld", key, (long long)json_integer_value(v));
             else printf(" %s=%g", key, json_real_value(v));
         }

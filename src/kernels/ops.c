@@ -24,13 +24,23 @@ void pv_softmax(float *x, int n) {
     for (int i = 0; i < n; i++) x[i] *= inv;
 }
 
-void pv_rope_pairs(float *x, int n_rot, int pos, float base) {
-    for (int i = 0; i < n_rot; i += 2) {
-        float theta = (float)pos * powf(base, -(float)i / (float)n_rot);
-        float c = cosf(theta), s = sinf(theta);
-        float x0 = x[i], x1 = x[i + 1];
-        x[i] = x0 * c - x1 * s;
-        x[i + 1] = x0 * s + x1 * c;
+void pv_rope_angles(float *cs, int n_rot, int pos, float base, const float *ff, float mscale) {
+    float theta_scale = powf(base, -2.0f / (float)n_rot), theta = (float)pos;
+    for (int i = 0; i < n_rot / 2; i++) {
+        float t = ff ? theta / ff[i] : theta;
+        cs[2 * i] = cosf(t) * mscale;
+        cs[2 * i + 1] = sinf(t) * mscale;
+        theta *= theta_scale;
+    }
+}
+
+void pv_rope_apply(float *x, int n_rot, const float *cs, int neox) {
+    int half = n_rot / 2;
+    for (int i = 0; i < half; i++) {
+        float *a = neox ? &x[i] : &x[2 * i], *b = neox ? &x[i + half] : &x[2 * i + 1];
+        float c = cs[2 * i], s = cs[2 * i + 1], x0 = *a, x1 = *b;
+        *a = x0 * c - x1 * s;
+        *b = x0 * s + x1 * c;
     }
 }
 

@@ -11,9 +11,17 @@ void pv_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
 /* In-place softmax over n values. */
 void pv_softmax(float *x, int n);
 
-/* RoPE on adjacent pairs (x[2i], x[2i+1]) of one head for i < n_rot/2, at position pos:
- * angle = pos * base^(-2i / n_rot). Elements past n_rot stay as they are. */
-void pv_rope_pairs(float *x, int n_rot, int pos, float base);
+/* RoPE, in two steps: the angles of one position, then their application to
+ * every head. Pair i (i < n_rot/2) turns by pos * base^(-2i/n_rot) / ff[i]
+ * (ff: per-frequency divisors, NULL for none), computed as ggml does (the
+ * base power by repeated multiplication); cos and sin are scaled by mscale.
+ * cs receives n_rot floats: cos_i, sin_i interleaved. */
+void pv_rope_angles(float *cs, int n_rot, int pos, float base, const float *ff, float mscale);
+
+/* Rotates one head's first n_rot elements by the angles in cs: pairs
+ * (x[2i], x[2i+1]) in the original llama style, or (x[i], x[i + n_rot/2])
+ * in the NeoX style. Elements past n_rot stay as they are. */
+void pv_rope_apply(float *x, int n_rot, const float *cs, int neox);
 
 /* a[i] = silu(a[i]) * b[i] (SwiGLU). */
 void pv_swiglu(float *a, const float *b, int n);

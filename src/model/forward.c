@@ -1,4 +1,4 @@
-/* forward.c - the llama forward pass over a batch of (sequence, position, token)
+/* forward.c - the forward pass of every arch.h architecture over a batch of (sequence, position, token)
  * entries, top to bottom. Matmuls take every token of the batch at once (each
  * weight tile is read once per batch); attention runs per (token, head) on
  * the thread pool over each sequence's blocks of the KV arena. */
@@ -31,6 +31,9 @@ struct pv_ctx {
     float *v;              /* (B, kv_dim) values before they are stored */
     float *hb;             /* (B, n_ff) gate activations */
     float *hb2;            /* (B, n_ff) up activations */
+    float *rope_cs;        /* (B, n_rot) RoPE cos/sin of each token's position */
+    const float *rope_ff;  /* (n_rot/2) frequency divisors for this context, or NULL; borrowed from the model */
+    float rope_mscale;     /* scale of the rotated values (long-rope attention factor) */
     const float **in;      /* [B] row pointers handed to pv_matmul */
     float **out;           /* [B] row pointers handed to pv_matmul */
     uint16_t *att16;       /* (PV_MAX_THREADS, 2, head_dim) per-thread query and accumulator halves */
@@ -51,14 +54,31 @@ static int alloc_scratch(pv_ctx_t *c) {
     c->v = malloc(B * c->kv_dim * sizeof(float));
     c->hb = malloc(B * hp->n_ff * sizeof(float));
     c->hb2 = malloc(B * hp->n_ff * sizeof(float));
+    c->rope_cs = malloc(B * hp->n_rot * sizeof(float) + 1);
     c->in = malloc(B * sizeof *c->in);
     c->out = malloc(B * sizeof *c->out);
     c->att16 = malloc((size_t)PV_MAX_THREADS * 2 * hp->head_dim * sizeof *c->att16);
     c->work = malloc(B * max3(d, hp->n_ff, c->q_dim) * sizeof(float)); /* f32 is the widest dot format */
-    return c->x && c->xb && c->xb2 && c->q && c->k && c->v && c->hb && c->hb2 && c->in && c->out && c->att16 && c->work
+    return c->x && c->xb && c->xb2 && c->q && c->k && c->v && c->hb && c->hb2 && c->rope_cs && c->in && c->out && c->att16 && c->work
                ? 0
                : PV_ENOMEM;
 }
+
+/* RoPE frequency divisors: Llama 3's rope_freqs, or Phi-3's long factors when
+ * the context exceeds the original one, else its short factors. The choice is
+ * the context's, as llama.cpp makes it; the file's attention factor scales
+ * the rotation either way (so the reference outputs show). */
+static void choose_rope(pv_ctx_t *c) {
+    const pv_model_t *m = c->m;
+    c->rope_ff = m->rope_freqs;
+    c->rope_mscale = m->hp.rope_attn_factor;
+    if (m->rope_long && m->rope_short) {
+        int use_long = m->hp.n_ctx_orig > 0 && c->n_ctx > m->hp.n_ctx_orig;
+        c->rope_ff = use_long ? m->rope_long : m->rope_short;
+    }
+}
+
+int pv_ctx_long_rope(const pv_ctx_t *c) { return c->rope_ff && c->rope_ff == c->m->rope_long; }
 
 int pv_ctx_new_arena(const pv_model_t *m, uint32_t n_ctx, uint32_t kv_tokens, int max_batch, pv_ctx_t **out,
                      char *err, size_t errlen) {
@@ -82,6 +102,7 @@ int pv_ctx_new_arena(const pv_model_t *m, uint32_t n_ctx, uint32_t kv_tokens, in
         free(c);
         return rc;
     }
+    choose_rope(c);
     if (pv_seq_init(&c->seq, n_ctx) || alloc_scratch(c)) {
         pv_ctx_free(c);
         return pv_errorf(err, errlen, PV_ENOMEM, "out of memory for a context of %u tokens", n_ctx);
@@ -107,6 +128,7 @@ void pv_ctx_free(pv_ctx_t *c) {
     free(c->v);
     free(c->hb);
     free(c->hb2);
+    free(c->rope_cs);
     free(c->in);
     free(c->out);
     free(c->att16);
@@ -202,6 +224,10 @@ int pv_forward_batch(pv_ctx_t *c, const pv_batch_entry_t *e, int n) {
     // token embeddings: x[b] = token_embd[token_b]                       (B, n_embd)
     for (int b = 0; b < n; b++) pv_get_row(m->tok_embd.t->type, m->tok_embd.t->data, e[b].token, (int64_t)d, c->x + b * d);
 
+    // RoPE angles of each token's position, shared by every layer and head     (B, n_rot)
+    for (int b = 0; b < n; b++)
+        pv_rope_angles(c->rope_cs + b * hp->n_rot, (int)hp->n_rot, (int)e[b].pos, hp->rope_base, c->rope_ff, c->rope_mscale);
+
     for (uint32_t il = 0; il < hp->n_layer; il++) {
         const pv_layer_t *L = &m->layers[il];
 
@@ -211,12 +237,22 @@ int pv_forward_batch(pv_ctx_t *c, const pv_batch_entry_t *e, int n) {
         matmul(c, &L->wk, c->xb, d, c->k, c->kv_dim, n);
         matmul(c, &L->wv, c->xb, d, c->v, c->kv_dim, n);
 
-        // RoPE on each head of q and k (adjacent pairs), then k, v into the cache
+        // biases (qwen2), per-head norms (qwen3), RoPE on each head of q and k, then k, v into the cache
         for (int b = 0; b < n; b++) {
-            for (uint32_t h = 0; h < hp->n_head; h++)
-                pv_rope_pairs(c->q + b * c->q_dim + h * hd, (int)hp->n_rot, (int)e[b].pos, hp->rope_base);
-            for (uint32_t h = 0; h < hp->n_head_kv; h++)
-                pv_rope_pairs(c->k + b * c->kv_dim + h * hd, (int)hp->n_rot, (int)e[b].pos, hp->rope_base);
+            float *q = c->q + b * c->q_dim, *k = c->k + b * c->kv_dim, *cs = c->rope_cs + b * hp->n_rot;
+            if (L->bq) {
+                pv_add(q, L->bq, (int)c->q_dim);
+                pv_add(k, L->bk, (int)c->kv_dim);
+                pv_add(c->v + b * c->kv_dim, L->bv, (int)c->kv_dim);
+            }
+            for (uint32_t h = 0; h < hp->n_head; h++) {
+                if (L->q_norm) pv_rmsnorm(q + h * hd, q + h * hd, L->q_norm, (int)hd, hp->norm_eps);
+                pv_rope_apply(q + h * hd, (int)hp->n_rot, cs, hp->rope_neox);
+            }
+            for (uint32_t h = 0; h < hp->n_head_kv; h++) {
+                if (L->k_norm) pv_rmsnorm(k + h * hd, k + h * hd, L->k_norm, (int)hd, hp->norm_eps);
+                pv_rope_apply(k + h * hd, (int)hp->n_rot, cs, hp->rope_neox);
+            }
         }
         kv_store(c, e, n, il);
 

@@ -1,4 +1,4 @@
-/* model.c - bind a GGUF file's tensors to the llama architecture, checking every shape. */
+/* model.c - bind a GGUF file's tensors to an architecture of arch.h, checking every shape. */
 #include "model/model.h"
 
 #include <stdio.h>
@@ -54,10 +54,12 @@ int pv_hparams_read(const gguf_file_t *f, pv_hparams_t *hp, char *err, size_t er
         return pv_errorf(err, errlen, PV_ECORRUPT, "%s: a model dimension is zero", f->path);
     if (hp->n_embd > 1u << 20 || hp->n_layer > 4096 || hp->n_ff > 1u << 22 || hp->n_head > hp->n_embd)
         return pv_errorf(err, errlen, PV_ECORRUPT, "%s: model dimensions are implausibly large", f->path);
-    if (hp->n_embd % hp->n_head != 0 || hp->n_head % hp->n_head_kv != 0)
-        return pv_errorf(err, errlen, PV_ECORRUPT, "%s: %u heads (%u kv) do not divide width %u", f->path, hp->n_head,
-                         hp->n_head_kv, hp->n_embd);
-    hp->head_dim = hp->n_embd / hp->n_head;
+    /* head size: attention.key_length where the file gives it (qwen3), else width / heads */
+    if ((rc = arch_u32(f, arch, "attention.key_length", &hp->head_dim, 0, 0, err, errlen))) return rc;
+    if (hp->head_dim == 0 && hp->n_embd % hp->n_head == 0) hp->head_dim = hp->n_embd / hp->n_head;
+    if (hp->head_dim == 0 || hp->head_dim > 4096 || hp->n_head % hp->n_head_kv != 0)
+        return pv_errorf(err, errlen, PV_ECORRUPT, "%s: %u heads (%u kv) of size %u do not fit width %u", f->path,
+                         hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_embd);
     if ((rc = arch_u32(f, arch, "rope.dimension_count", &hp->n_rot, 0, hp->head_dim, err, errlen))) return rc;
     if (hp->n_rot > hp->head_dim || hp->n_rot % 2 != 0)
         return pv_errorf(err, errlen, PV_ECORRUPT, "%s: rope.dimension_count %u does not fit head size %u", f->path,
@@ -65,6 +67,13 @@ int pv_hparams_read(const gguf_file_t *f, pv_hparams_t *hp, char *err, size_t er
     if (!(hp->norm_eps > 0.0f && hp->norm_eps < 1.0f) || !(hp->rope_base > 0.0f))
         return pv_errorf(err, errlen, PV_ECORRUPT, "%s: bad norm epsilon or rope base", f->path);
     if (hp->n_ctx_train == 0) hp->n_ctx_train = 2048;
+    const pv_arch_t *a = pv_arch_find(arch);
+    hp->rope_neox = a ? a->rope_neox : 0;
+    if ((rc = arch_u32(f, arch, "rope.scaling.original_context_length", &hp->n_ctx_orig, 0, 0, err, errlen)) ||
+        (rc = arch_f32(f, arch, "rope.scaling.attn_factor", &hp->rope_attn_factor, 1.0f, err, errlen)))
+        return rc;
+    if (!(hp->rope_attn_factor > 0.0f && hp->rope_attn_factor < 100.0f))
+        return pv_errorf(err, errlen, PV_ECORRUPT, "%s: bad rope.scaling.attn_factor", f->path);
     return 0;
 }
 
@@ -86,6 +95,16 @@ static int bind_weight(const gguf_file_t *f, const char *name, int64_t n_cols, i
     return 0;
 }
 
+/* Rows [r0, r0 + n_rows) of a bound weight, as a weight of its own (fused tensors). */
+static pv_weight_t weight_rows(const pv_weight_t *w, int64_t r0, int64_t n_rows, gguf_tensor_t *view) {
+    *view = *w->t;
+    view->data = (const uint8_t *)w->t->data + (size_t)r0 * pv_type_row_size(w->t->type, w->n_cols);
+    view->ne[1] = n_rows;
+    view->n_elems = n_rows * w->n_cols;
+    view->n_bytes = (size_t)n_rows * pv_type_row_size(w->t->type, w->n_cols);
+    return (pv_weight_t){view, n_rows, w->n_cols};
+}
+
 /* Copies a 1-D norm weight of n elements into an owned float array. */
 static int bind_norm(const gguf_file_t *f, const char *name, int64_t n, float **out, char *err, size_t errlen) {
     pv_weight_t w;
@@ -96,38 +115,99 @@ static int bind_norm(const gguf_file_t *f, const char *name, int64_t n, float **
     return 0;
 }
 
-static int bind_layer(const pv_model_t *m, uint32_t il, pv_layer_t *L, char *err, size_t errlen) {
+#define NAME(suffix) (snprintf(name, sizeof name, "blk.%u." suffix, il), name)
+
+/* q, k, v projections: separate tensors, or row ranges of attn_qkv. */
+static int bind_qkv(pv_model_t *m, uint32_t il, pv_layer_t *L, char *err, size_t errlen) {
     const gguf_file_t *f = m->file;
     const pv_hparams_t *hp = &m->hp;
     int64_t d = hp->n_embd, q = (int64_t)hp->n_head * hp->head_dim, kv = (int64_t)hp->n_head_kv * hp->head_dim;
     char name[GGUF_MAX_NAME];
-#define NAME(suffix) (snprintf(name, sizeof name, "blk.%u." suffix, il), name)
+    int rc;
+    if (m->arch->flags & PV_ARCH_FUSED_QKV) {
+        pv_weight_t qkv;
+        if ((rc = bind_weight(f, NAME("attn_qkv.weight"), d, q + 2 * kv, &qkv, err, errlen))) return rc;
+        gguf_tensor_t *views = m->views + (size_t)il * PV_VIEWS_PER_LAYER;
+        L->wq = weight_rows(&qkv, 0, q, &views[0]);
+        L->wk = weight_rows(&qkv, q, kv, &views[1]);
+        L->wv = weight_rows(&qkv, q + kv, kv, &views[2]);
+    } else if ((rc = bind_weight(f, NAME("attn_q.weight"), d, q, &L->wq, err, errlen)) ||
+               (rc = bind_weight(f, NAME("attn_k.weight"), d, kv, &L->wk, err, errlen)) ||
+               (rc = bind_weight(f, NAME("attn_v.weight"), d, kv, &L->wv, err, errlen))) {
+        return rc;
+    }
+    if ((m->arch->flags & PV_ARCH_QKV_BIAS) &&
+        ((rc = bind_norm(f, NAME("attn_q.bias"), q, &L->bq, err, errlen)) ||
+         (rc = bind_norm(f, NAME("attn_k.bias"), kv, &L->bk, err, errlen)) ||
+         (rc = bind_norm(f, NAME("attn_v.bias"), kv, &L->bv, err, errlen))))
+        return rc;
+    if ((m->arch->flags & PV_ARCH_QK_NORM) &&
+        ((rc = bind_norm(f, NAME("attn_q_norm.weight"), hp->head_dim, &L->q_norm, err, errlen)) ||
+         (rc = bind_norm(f, NAME("attn_k_norm.weight"), hp->head_dim, &L->k_norm, err, errlen))))
+        return rc;
+    return 0;
+}
+
+/* gate and up projections: separate tensors, or the two halves of ffn_up. */
+static int bind_gate_up(pv_model_t *m, uint32_t il, pv_layer_t *L, char *err, size_t errlen) {
+    const gguf_file_t *f = m->file;
+    int64_t d = m->hp.n_embd, ff = m->hp.n_ff;
+    char name[GGUF_MAX_NAME];
+    int rc;
+    if (m->arch->flags & PV_ARCH_FUSED_UP) {
+        pv_weight_t up;
+        if ((rc = bind_weight(f, NAME("ffn_up.weight"), d, 2 * ff, &up, err, errlen))) return rc;
+        gguf_tensor_t *views = m->views + (size_t)il * PV_VIEWS_PER_LAYER;
+        L->w_gate = weight_rows(&up, 0, ff, &views[3]);
+        L->w_up = weight_rows(&up, ff, ff, &views[4]);
+        return 0;
+    }
+    if ((rc = bind_weight(f, NAME("ffn_gate.weight"), d, ff, &L->w_gate, err, errlen)) ||
+        (rc = bind_weight(f, NAME("ffn_up.weight"), d, ff, &L->w_up, err, errlen)))
+        return rc;
+    return 0;
+}
+
+static int bind_layer(pv_model_t *m, uint32_t il, pv_layer_t *L, char *err, size_t errlen) {
+    const gguf_file_t *f = m->file;
+    const pv_hparams_t *hp = &m->hp;
+    int64_t d = hp->n_embd, q = (int64_t)hp->n_head * hp->head_dim;
+    char name[GGUF_MAX_NAME];
     int rc;
     if ((rc = bind_norm(f, NAME("attn_norm.weight"), d, &L->attn_norm, err, errlen)) ||
-        (rc = bind_weight(f, NAME("attn_q.weight"), d, q, &L->wq, err, errlen)) ||
-        (rc = bind_weight(f, NAME("attn_k.weight"), d, kv, &L->wk, err, errlen)) ||
-        (rc = bind_weight(f, NAME("attn_v.weight"), d, kv, &L->wv, err, errlen)) ||
+        (rc = bind_qkv(m, il, L, err, errlen)) ||
         (rc = bind_weight(f, NAME("attn_output.weight"), q, d, &L->wo, err, errlen)) ||
         (rc = bind_norm(f, NAME("ffn_norm.weight"), d, &L->ffn_norm, err, errlen)) ||
-        (rc = bind_weight(f, NAME("ffn_gate.weight"), d, hp->n_ff, &L->w_gate, err, errlen)) ||
-        (rc = bind_weight(f, NAME("ffn_up.weight"), d, hp->n_ff, &L->w_up, err, errlen)) ||
+        (rc = bind_gate_up(m, il, L, err, errlen)) ||
         (rc = bind_weight(f, NAME("ffn_down.weight"), hp->n_ff, d, &L->w_down, err, errlen)))
         return rc;
-#undef NAME
     return 0;
+}
+#undef NAME
+
+/* Optional per-frequency RoPE divisors of n_rot/2 floats: absent is fine. */
+static int bind_rope_factors(const gguf_file_t *f, const char *name, uint32_t n_rot, float **out, char *err,
+                             size_t errlen) {
+    return gguf_find_tensor(f, name) ? bind_norm(f, name, n_rot / 2, out, err, errlen) : 0;
 }
 
 static int bind_model(pv_model_t *m, char *err, size_t errlen) {
     const gguf_file_t *f = m->file;
     const pv_hparams_t *hp = &m->hp;
     int rc;
+    if ((rc = bind_rope_factors(f, "rope_freqs.weight", hp->n_rot, &m->rope_freqs, err, errlen)) ||
+        (rc = bind_rope_factors(f, "rope_factors_long.weight", hp->n_rot, &m->rope_long, err, errlen)) ||
+        (rc = bind_rope_factors(f, "rope_factors_short.weight", hp->n_rot, &m->rope_short, err, errlen)))
+        return rc;
     if ((rc = bind_weight(f, "token_embd.weight", hp->n_embd, hp->n_vocab, &m->tok_embd, err, errlen)) ||
         (rc = bind_norm(f, "output_norm.weight", hp->n_embd, &m->output_norm, err, errlen)))
         return rc;
     m->tied_output = gguf_find_tensor(f, "output.weight") == NULL;
     if (m->tied_output) m->output = m->tok_embd;
     else if ((rc = bind_weight(f, "output.weight", hp->n_embd, hp->n_vocab, &m->output, err, errlen))) return rc;
-    if (!(m->layers = calloc(hp->n_layer, sizeof *m->layers))) return pv_errorf(err, errlen, PV_ENOMEM, "out of memory");
+    m->layers = calloc(hp->n_layer, sizeof *m->layers);
+    m->views = calloc((size_t)hp->n_layer * PV_VIEWS_PER_LAYER, sizeof *m->views);
+    if (!m->layers || !m->views) return pv_errorf(err, errlen, PV_ENOMEM, "out of memory");
     for (uint32_t il = 0; il < hp->n_layer; il++)
         if ((rc = bind_layer(m, il, &m->layers[il], err, errlen))) return rc;
     return 0;
@@ -140,9 +220,9 @@ int pv_model_load(const char *path, pv_model_t **out, char *err, size_t errlen) 
     int rc = gguf_open(path, &m->file, err, errlen);
     if (rc) goto fail;
     if ((rc = pv_hparams_read(m->file, &m->hp, err, errlen))) goto fail;
-    if (strcmp(m->hp.arch, "llama") != 0) {
-        rc = pv_errorf(err, errlen, PV_EUNSUPPORTED, "%s: architecture '%s' is not supported (supported: llama)", path,
-                       m->hp.arch);
+    if (!(m->arch = pv_arch_find(m->hp.arch))) {
+        rc = pv_errorf(err, errlen, PV_EUNSUPPORTED, "%s: architecture '%s' is not supported (supported: %s)", path,
+                       m->hp.arch, pv_arch_names());
         goto fail;
     }
     if ((rc = pv_vocab_load(m->file, &m->vocab, err, errlen))) goto fail;
@@ -160,10 +240,20 @@ void pv_model_free(pv_model_t *m) {
     if (!m) return;
     if (m->layers)
         for (uint32_t il = 0; il < m->hp.n_layer; il++) {
-            free(m->layers[il].attn_norm);
-            free(m->layers[il].ffn_norm);
+            pv_layer_t *L = &m->layers[il];
+            free(L->attn_norm);
+            free(L->ffn_norm);
+            free(L->bq);
+            free(L->bk);
+            free(L->bv);
+            free(L->q_norm);
+            free(L->k_norm);
         }
     free(m->layers);
+    free(m->views);
+    free(m->rope_freqs);
+    free(m->rope_long);
+    free(m->rope_short);
     free(m->output_norm);
     pv_vocab_free(m->vocab);
     gguf_close(m->file);

@@ -14,6 +14,7 @@
 
 #include "gguf/gguf.h"
 #include "kernels/pool.h"
+#include "model/arch.h"
 #include "model/kv.h"
 #include "tok/vocab.h"
 
@@ -25,14 +26,18 @@ typedef struct {
     uint32_t n_layer;     /* transformer blocks */
     uint32_t n_head;      /* query heads */
     uint32_t n_head_kv;   /* key/value heads (GQA when < n_head) */
-    uint32_t head_dim;    /* n_embd / n_head */
+    uint32_t head_dim;    /* attention.key_length, else n_embd / n_head */
     uint32_t n_ff;        /* feed-forward width */
     uint32_t n_rot;       /* RoPE dimensions per head (rope.dimension_count) */
     float rope_base;      /* rope.freq_base */
+    int rope_neox;        /* RoPE style of the architecture (1: NeoX halves) */
+    uint32_t n_ctx_orig;  /* rope.scaling.original_context_length (0: none) */
+    float rope_attn_factor; /* rope.scaling.attn_factor (1: none) */
     float norm_eps;       /* attention.layer_norm_rms_epsilon */
 } pv_hparams_t;
 
-/* Reads and validates the hyper-parameters of a llama-family file. */
+/* Reads and validates the hyper-parameters of a llama-family file (any
+ * general.architecture; whether it can run is pv_arch_find's business). */
 int pv_hparams_read(const gguf_file_t *f, pv_hparams_t *hp, char *err, size_t errlen);
 
 typedef struct {
@@ -41,14 +46,18 @@ typedef struct {
     int64_t n_cols;         /* ne[0]: input features (row length) */
 } pv_weight_t;
 
+#define PV_VIEWS_PER_LAYER 5 /* q, k, v of attn_qkv; gate, up of ffn_up */
+
 typedef struct {
     float *attn_norm;       /* (n_embd) owned copy as floats */
-    pv_weight_t wq;         /* (n_head*head_dim, n_embd) */
+    float *bq, *bk, *bv;    /* (q_dim), (kv_dim) x2 biases, owned; NULL without PV_ARCH_QKV_BIAS */
+    float *q_norm, *k_norm; /* (head_dim) per-head norms, owned; NULL without PV_ARCH_QK_NORM */
+    pv_weight_t wq;         /* (n_head*head_dim, n_embd); with PV_ARCH_FUSED_QKV, views of attn_qkv */
     pv_weight_t wk;         /* (n_head_kv*head_dim, n_embd) */
     pv_weight_t wv;         /* (n_head_kv*head_dim, n_embd) */
     pv_weight_t wo;         /* (n_embd, n_head*head_dim) */
     float *ffn_norm;        /* (n_embd) owned */
-    pv_weight_t w_gate;     /* (n_ff, n_embd) */
+    pv_weight_t w_gate;     /* (n_ff, n_embd); with PV_ARCH_FUSED_UP, views of ffn_up */
     pv_weight_t w_up;       /* (n_ff, n_embd) */
     pv_weight_t w_down;     /* (n_embd, n_ff) */
 } pv_layer_t;
@@ -56,12 +65,17 @@ typedef struct {
 typedef struct {
     gguf_file_t *file;      /* owned: the mapping every view points into */
     pv_vocab_t *vocab;      /* owned */
+    const pv_arch_t *arch;  /* static table entry */
     pv_hparams_t hp;
     pv_weight_t tok_embd;   /* (n_vocab, n_embd) */
     float *output_norm;     /* (n_embd) owned */
     pv_weight_t output;     /* (n_vocab, n_embd); token_embd when the file ties them */
     int tied_output;        /* 1 when output.weight is absent */
     pv_layer_t *layers;     /* [n_layer] owned */
+    gguf_tensor_t *views;   /* [n_layer * PV_VIEWS_PER_LAYER] row-range views of fused tensors, owned */
+    float *rope_freqs;      /* (n_rot/2) frequency divisors (Llama 3 rope_freqs), owned; NULL if absent */
+    float *rope_long;       /* (n_rot/2) long-context divisors (rope_factors_long), owned; NULL if absent */
+    float *rope_short;      /* (n_rot/2) short-context divisors (rope_factors_short), owned; NULL if absent */
     uint64_t n_params;      /* elements over all tensors */
 } pv_model_t;
 
@@ -86,6 +100,7 @@ uint32_t pv_ctx_size(const pv_ctx_t *c);
 int pv_ctx_max_batch(const pv_ctx_t *c);
 size_t pv_ctx_kv_bytes(const pv_ctx_t *c);
 pv_kv_t *pv_ctx_kv(pv_ctx_t *c); /* the arena, for sequences other than the default one */
+int pv_ctx_long_rope(const pv_ctx_t *c); /* 1 when Phi-3's long RoPE factors apply (context > original) */
 
 /* Matmuls and attention run on pool's threads from now on (NULL: the caller's
  * thread). The pool is borrowed and must outlive its use by the context. */
