@@ -686,6 +686,31 @@ START_TEST(test_bpe_invalid_utf8) {
 }
 END_TEST
 
+/* A repeated word gives the same tokens each time (bpe.c caches words within
+ * a call): with GPT-2's pre-tokenizer " alpha" and " beta" are words of
+ * their own, so the whole is the concatenation of the parts. */
+START_TEST(test_bpe_word_cache) {
+    pv_vocab_t *v = load_shared("vocab/ggml-vocab-gpt-2.gguf");
+    if (!v) return;
+    static const char *const words[] = {" alpha", " beta", " \xe4\xb8\xad\xe6\x96\x87", " x", " 12345"};
+    int32_t want[256];
+    int n_want = 0;
+    char text[512] = "";
+    for (int rep = 0; rep < 6; rep++)
+        for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+            int n;
+            int32_t *ids = encode(v, words[i], strlen(words[i]), 0, &n);
+            ck_assert_int_le(n_want + n, 256);
+            memcpy(want + n_want, ids, (size_t)n * sizeof *ids);
+            n_want += n;
+            free(ids);
+            strcat(text, words[i]);
+        }
+    expect_ids(v, text, 0, want, n_want);
+    pv_vocab_free(v);
+}
+END_TEST
+
 /* Long hostile inputs: runs of one character (one huge word), random bytes,
  * many special tokens; no crash, exact round trips, in time. */
 START_TEST(test_bpe_long_inputs) {
@@ -1296,6 +1321,7 @@ Suite *tok_suite(void) {
     tcase_add_test(tc, test_bpe_specials);
     tcase_add_loop_test(tc, test_bpe_random_round_trip, 0, N_BPE_VOCABS);
     tcase_add_test(tc, test_bpe_invalid_utf8);
+    tcase_add_test(tc, test_bpe_word_cache);
     tcase_add_loop_test(tc, test_bpe_long_inputs, 0, 3);
     suite_add_tcase(s, tc);
 

@@ -23,8 +23,12 @@
  * merges behave exactly as llama.cpp's string-keyed map. Duplicate pairs keep
  * their first (lowest) rank, as std::map::emplace does.
  *
+ * Words of up to 64 bytes are cached for the rest of the call (a word's
+ * tokens do not depend on its neighbours, and prompts repeat words).
+ *
  * Cost: O(n log n) per word of n bytes; words are short. Scratch memory is
- * sized by the longest word and freed before returning. */
+ * about 76 bytes per byte of the longest word, plus the cache (linear in the
+ * input), all freed before returning. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -296,6 +300,31 @@ typedef struct {
     int32_t result; /* symbol id after the merge */
 } bigram_t;
 
+/* A word already encoded during this call. */
+typedef struct {
+    uint32_t hash;  /* pv__hash_bytes of the word */
+    uint32_t len;   /* word length in bytes */
+    uint32_t text;  /* offset of its bytes in the cache pool */
+    uint32_t first; /* offset of its ids in the cache ids */
+    uint32_t n_ids; /* how many */
+} cached_t;
+
+/* Per-call cache of encoded words: prompts repeat words all the time (JSON
+ * keys, identifiers, prose), and a word's tokens do not depend on its
+ * neighbours. Words of 2..CACHE_MAX_WORD bytes only. */
+#define CACHE_MAX_WORD 64
+
+typedef struct {
+    int32_t *slots;     /* [mask + 1] hash table of entry numbers, -1 = empty; owned */
+    uint32_t mask;      /* table size - 1 (0 before the first use) */
+    cached_t *entries;  /* [cap] owned */
+    size_t n, cap;      /* entries in use and allocated */
+    char *pool;         /* word bytes; owned */
+    size_t n_pool, cap_pool; /* bytes in use and allocated */
+    int32_t *ids;       /* ids of the words; owned */
+    size_t n_ids, cap_ids;   /* ids in use and allocated */
+} word_cache_t;
+
 /* Scratch for one pv_tokenize call. */
 typedef struct {
     pv__words_t words; /* the pre-tokenizer's output for the current fragment */
@@ -304,6 +333,7 @@ typedef struct {
     size_t n_heap;     /* entries in heap */
     char *spelled;     /* [2 * cap] the word in the byte-level alphabet (ignore_merges) */
     size_t cap;        /* longest word the arrays fit */
+    word_cache_t cache; /* words encoded so far */
 } bpe_work_t;
 
 static int work_reserve(bpe_work_t *w, size_t n) {
@@ -325,6 +355,54 @@ static void work_close(bpe_work_t *w) {
     free(w->syms);
     free(w->heap);
     free(w->spelled);
+    free(w->cache.slots);
+    free(w->cache.entries);
+    free(w->cache.pool);
+    free(w->cache.ids);
+}
+
+/* Makes *p (of *cap elements of size el) hold need elements. */
+static int grow(void **p, size_t *cap, size_t need, size_t el) {
+    if (need <= *cap) return 0;
+    size_t n = *cap ? *cap : 256;
+    while (n < need) n *= 2;
+    void *q = realloc(*p, n * el);
+    if (!q) return -1;
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
+/* The cached entry of word s[0..n), or NULL. */
+static const cached_t *cache_find(const word_cache_t *c, const char *s, uint32_t n, uint32_t hash) {
+    if (!c->slots) return NULL;
+    for (uint32_t h = hash & c->mask; c->slots[h] >= 0; h = (h + 1) & c->mask) {
+        const cached_t *e = &c->entries[c->slots[h]];
+        if (e->hash == hash && e->len == n && memcmp(c->pool + e->text, s, n) == 0) return e;
+    }
+    return NULL;
+}
+
+/* Records the last entry in the table, growing it as needed. */
+static int cache_index(word_cache_t *c) {
+    if (2 * c->n > c->mask) { /* keep the load under one half */
+        uint32_t size = c->slots ? 2 * (c->mask + 1) : 1024;
+        int32_t *slots = malloc(size * sizeof *slots);
+        if (!slots) return -1;
+        memset(slots, 0xff, size * sizeof *slots);
+        free(c->slots);
+        c->slots = slots;
+        c->mask = size - 1;
+        for (size_t k = 0; k + 1 < c->n; k++) {
+            uint32_t h = c->entries[k].hash & c->mask;
+            while (c->slots[h] >= 0) h = (h + 1) & c->mask;
+            c->slots[h] = (int32_t)k;
+        }
+    }
+    uint32_t h = c->entries[c->n - 1].hash & c->mask;
+    while (c->slots[h] >= 0) h = (h + 1) & c->mask;
+    c->slots[h] = (int32_t)(c->n - 1);
+    return 0;
 }
 
 /* a is popped before b: lower rank, then the leftmost pair. */
@@ -411,6 +489,36 @@ static void encode_word(const pv_vocab_t *v, const pv__bpe_t *b, bpe_work_t *w, 
     for (int32_t i = 0; i >= 0; i = w->syms[i].next) emit_symbol(v, b, w->syms[i].id, s + i, w->syms[i].n, out);
 }
 
+/* Encodes a word through the cache. 0, or -1 when out of memory. */
+static int encode_cached(const pv_vocab_t *v, const pv__bpe_t *b, bpe_work_t *w, const char *s, uint32_t n,
+                         pv__ids_t *out) {
+    if (n < 2 || n > CACHE_MAX_WORD) {
+        encode_word(v, b, w, s, (int32_t)n, out);
+        return 0;
+    }
+    word_cache_t *c = &w->cache;
+    uint32_t hash = pv__hash_bytes(s, n);
+    const cached_t *e = cache_find(c, s, n, hash);
+    if (!e) {
+        /* a word of n bytes gives at most 2 n ids (two fallback tokens per byte) */
+        if (grow((void **)&c->ids, &c->cap_ids, c->n_ids + 2 * (size_t)n, sizeof *c->ids) ||
+            grow((void **)&c->pool, &c->cap_pool, c->n_pool + n, 1) ||
+            grow((void **)&c->entries, &c->cap, c->n + 1, sizeof *c->entries) || c->n_ids + 2 * (size_t)n > UINT32_MAX ||
+            c->n_pool + n > UINT32_MAX)
+            return -1;
+        pv__ids_t ids = {.ids = c->ids + c->n_ids, .n_max = 2 * (size_t)n};
+        encode_word(v, b, w, s, (int32_t)n, &ids);
+        memcpy(c->pool + c->n_pool, s, n);
+        c->entries[c->n++] = (cached_t){hash, n, (uint32_t)c->n_pool, (uint32_t)c->n_ids, (uint32_t)ids.n};
+        c->n_pool += n;
+        c->n_ids += ids.n;
+        if (cache_index(c)) return -1;
+        e = &c->entries[c->n - 1];
+    }
+    for (uint32_t i = 0; i < e->n_ids; i++) pv__ids_push(out, c->ids[e->first + i]);
+    return 0;
+}
+
 /* ------------------------------------------------------------------ pv__bpe_encode */
 
 int pv__bpe_encode(const pv_vocab_t *v, const char *text, const pv__frags_t *frags, pv__ids_t *out) {
@@ -432,9 +540,9 @@ int pv__bpe_encode(const pv_vocab_t *v, const char *text, const pv__frags_t *fra
         }
         if ((rc = work_reserve(&w, longest)) != 0) break;
         start = 0;
-        for (size_t k = 0; k < w.words.n; k++) {
+        for (size_t k = 0; k < w.words.n && rc == 0; k++) {
             uint32_t end = w.words.ends[k];
-            encode_word(v, b, &w, s + start, (int32_t)(end - start), out);
+            rc = encode_cached(v, b, &w, s + start, end - start, out);
             start = end;
         }
     }
