@@ -82,7 +82,7 @@ typedef struct {
 } refusal_t;
 
 static const refusal_t refusals[] = {
-    {"gemma4", "byte-level BPE is not supported yet"},
+    {"gemma4", "the Gemma 4 tokenizer is not supported yet"},
     {"bert", "WordPiece (BERT) tokenizers are not supported"},
     {"t5", "Unigram (T5) tokenizers are not supported"},
     {"rwkv", "the RWKV tokenizer is not supported"},
