@@ -13,7 +13,7 @@ OPT     := -O2 -g
 endif
 
 WERROR  ?=
-PKG_LIB  := jansson libpcre2-8
+PKG_LIB  := jansson libpcre2-8 libevent libevent_pthreads
 PKG_TEST := check
 CPPFLAGS += -Isrc -D_GNU_SOURCE -MMD -MP $(shell pkg-config --cflags $(PKG_LIB))
 CFLAGS   += -std=c17 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter $(OPT) -pthread
@@ -36,7 +36,7 @@ BENCH_OBJ := $(BENCH_SRC:%.c=$(BUILD)/%.o)
 BIN      := $(BUILD)/pensieve
 TESTBIN  := $(BUILD)/check_pensieve
 
-.PHONY: all test check unit cli-test models clean bench-tok
+.PHONY: all test check unit cli-test server-test e2e models clean bench-tok
 all: $(BIN)
 
 $(BUILD)/libpensieve.a: $(LIB_OBJ)
@@ -73,7 +73,17 @@ unit: $(TESTBIN) models
 cli-test: $(BIN)
 	tests/cli_test.sh $(BIN) $(SHARED)
 
-test: unit cli-test
+# the HTTP server on 127.0.0.1: endpoints, errors, streaming, disconnects, load, memory, shutdown
+server-test: $(BIN)
+	tests/server_test.sh $(BIN) $(SHARED)
+
+# the npm Anthropic SDK and the Claude Code CLI against the server (skipped without node/npm, and under SAN=1)
+e2e: $(BIN)
+	@if [ "$(SAN)" = 1 ]; then echo "e2e: skipped under SAN=1"; \
+	elif ! command -v node >/dev/null || ! command -v npm >/dev/null; then echo "e2e: skipped: node/npm absent"; \
+	else tests/e2e/run.sh $(BIN) $(SHARED) $(BUILD)/cache $(PYTHON); fi
+
+test: unit cli-test server-test
 
 check: test
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # deps.sh - install what pensieve needs to build and test on Debian 12, skipping what is there.
 set -euo pipefail
-pkgs=(build-essential clang pkg-config check libjansson-dev libpcre2-dev python3 python3-numpy)
+pkgs=(build-essential clang pkg-config check libjansson-dev libpcre2-dev libevent-dev python3 python3-numpy curl)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -9,8 +9,9 @@ Suite *kern_suite(void);
 Suite *tok_suite(void);
 Suite *sample_suite(void);
 Suite *model_suite(void);
+Suite *sched_suite(void);
 
-#define PV_TEST_SUITES(X) X(gguf_suite) X(kern_suite) X(tok_suite) X(sample_suite) X(model_suite)
+#define PV_TEST_SUITES(X) X(gguf_suite) X(kern_suite) X(tok_suite) X(sample_suite) X(model_suite) X(sched_suite)
 
 /* Helpers shared by the suites (tests/util.c). */
 

@@ -21,6 +21,9 @@ static void usage(FILE *out) {
             "  bench -m MODEL [-p N] [-n N] [-t T] [-r R] [--json]   speed and bandwidth limit\n"
             "  tokenize -m MODEL [--ids] [--bos] [--special] TEXT | -   text to token ids\n"
             "  detokenize -m MODEL ID... | -                            token ids to text\n"
+            "  serve -m MODEL [options]     the HTTP server (Anthropic Messages API; pensieve serve --help)\n"
+            "  status [--port P]            ask a running server for /health\n"
+            "  stop [--port P]              stop a running server (pid file + SIGTERM)\n"
             "  version                      print the version\n",
             PV_VERSION);
 }
@@ -70,6 +73,9 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "info") == 0) return cmd_info(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0) return cmd_run(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 1, argv + 1);
+    if (strcmp(cmd, "serve") == 0) return cmd_serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "status") == 0) return cmd_status(argc - 1, argv + 1);
+    if (strcmp(cmd, "stop") == 0) return cmd_stop(argc - 1, argv + 1);
     if (strcmp(cmd, "tokenize") == 0) return cmd_tokenize(argc - 1, argv + 1);
     if (strcmp(cmd, "detokenize") == 0) return cmd_detokenize(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

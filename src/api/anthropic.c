@@ -1,0 +1,333 @@
+/* anthropic.c - Messages API JSON <-> generation requests. */
+#include "api/anthropic.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/err.h"
+
+#define BILLING_PREFIX "x-anthropic-billing-header:"
+#define MAX_MESSAGES 100000
+
+static int bad(char *err, size_t errlen, const char *fmt, const char *what) {
+    snprintf(err, errlen, fmt, what);
+    return -1;
+}
+
+/* Appends one content block's text to f (tool calls and results as plain
+ * bracketed text until tool syntaxes arrive). Returns 0, or -1 with err. */
+static int block_text(FILE *f, const json_t *b, int *n_parts, char *err, size_t errlen, const char *where) {
+    if (!json_is_object(b)) return bad(err, errlen, "%s: each content block must be an object", where);
+    const char *type = json_string_value(json_object_get(b, "type"));
+    if (!type) return bad(err, errlen, "%s: content block without a string \"type\"", where);
+    const char *sep = *n_parts ? "\n" : "";
+    if (!strcmp(type, "text")) {
+        const char *t = json_string_value(json_object_get(b, "text"));
+        if (!t) return bad(err, errlen, "%s: text block without a string \"text\"", where);
+        if (!*t) return bad(err, errlen, "%s: text content blocks must be non-empty", where);
+        fprintf(f, "%s%s", sep, t);
+    } else if (!strcmp(type, "tool_use")) {
+        const char *name = json_string_value(json_object_get(b, "name"));
+        char *input = json_dumps(json_object_get(b, "input"), JSON_COMPACT | JSON_ENCODE_ANY);
+        fprintf(f, "%s[tool_use %s] %s", sep, name ? name : "?", input ? input : "{}");
+        free(input);
+    } else if (!strcmp(type, "tool_result")) {
+        const json_t *c = json_object_get(b, "content");
+        fprintf(f, "%s[tool_result]", sep);
+        if (json_is_string(c)) fprintf(f, " %s", json_string_value(c));
+        else if (json_is_array(c)) {
+            size_t i;
+            const json_t *x;
+            json_array_foreach(c, i, x) {
+                const char *t = json_string_value(json_object_get(x, "text"));
+                if (t) fprintf(f, " %s", t);
+            }
+        }
+    } else {
+        return 0; /* images, documents, thinking...: not for this model; ignored */
+    }
+    (*n_parts)++;
+    return 0;
+}
+
+/* Text of a "content" (string or array of blocks) as an owned string. */
+static char *content_text(const json_t *c, char *err, size_t errlen, const char *where) {
+    if (json_is_string(c)) {
+        if (!json_string_length(c)) {
+            bad(err, errlen, "%s: content must be non-empty", where);
+            return NULL;
+        }
+        char *s = strdup(json_string_value(c));
+        if (!s) snprintf(err, errlen, "out of memory");
+        return s;
+    }
+    if (!json_is_array(c)) {
+        bad(err, errlen, "%s: content must be a string or an array of content blocks", where);
+        return NULL;
+    }
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    if (!f) return NULL;
+    int n_parts = 0, rc = 0;
+    size_t i;
+    const json_t *b;
+    json_array_foreach(c, i, b) {
+        if ((rc = block_text(f, b, &n_parts, err, errlen, where))) break;
+    }
+    fclose(f);
+    if (!rc && n_parts == 0) rc = bad(err, errlen, "%s: content must be non-empty", where);
+    if (rc) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* Top-level "system": a string or text blocks; the first billing-header block is dropped. */
+static char *system_text(const json_t *sys, char *err, size_t errlen) {
+    if (!sys || json_is_null(sys)) return NULL;
+    if (json_is_string(sys)) return json_string_length(sys) ? strdup(json_string_value(sys)) : NULL;
+    if (!json_is_array(sys)) {
+        bad(err, errlen, "%s: must be a string or an array of text blocks", "system");
+        return NULL;
+    }
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    if (!f) return NULL;
+    int n = 0, dropped = 0;
+    size_t i;
+    const json_t *b;
+    json_array_foreach(sys, i, b) {
+        const char *t = json_string_value(json_object_get(b, "text"));
+        if (!json_is_object(b) || !t) {
+            fclose(f);
+            free(out);
+            bad(err, errlen, "%s: each block must be a text block", "system");
+            return NULL;
+        }
+        if (!dropped && !strncmp(t, BILLING_PREFIX, strlen(BILLING_PREFIX))) {
+            dropped = 1; /* changes every run: it would defeat prefix reuse */
+            continue;
+        }
+        if (!*t) continue;
+        fprintf(f, "%s%s", n++ ? "\n" : "", t);
+    }
+    fclose(f);
+    if (n == 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+static int get_number(const json_t *o, const char *key, double lo, double hi, float *out, char *err, size_t errlen) {
+    const json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_number(v)) return bad(err, errlen, "%s: must be a number", key);
+    double d = json_number_value(v);
+    if (d < lo || d > hi) return bad(err, errlen, "%s: out of range", key);
+    *out = (float)d;
+    return 0;
+}
+
+int pv_anth_parse(const char *body, size_t len, pv_prompt_fmt_t fmt, int count_only, pv_anth_req_t *out,
+                  char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    json_error_t jerr;
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        snprintf(err, errlen, "invalid JSON body: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
+        return -1;
+    }
+    int rc = -1;
+    pv_chat_msg_t *msgs = NULL;
+    char **texts = NULL;
+    char *system = NULL;
+    size_t n_msgs = 0;
+    if (!json_is_object(root)) {
+        bad(err, errlen, "%s", "the request body must be a JSON object");
+        goto done;
+    }
+    /* model */
+    const json_t *model = json_object_get(root, "model");
+    if (!json_is_string(model)) {
+        bad(err, errlen, "%s: field required (a string)", "model");
+        goto done;
+    }
+    snprintf(out->model, sizeof out->model, "%s", json_string_value(model));
+    /* max_tokens */
+    const json_t *mt = json_object_get(root, "max_tokens");
+    if (!count_only || mt) {
+        if (!json_is_integer(mt)) {
+            bad(err, errlen, "%s: field required (a positive integer)", "max_tokens");
+            goto done;
+        }
+        json_int_t v = json_integer_value(mt);
+        if (v < 1) {
+            bad(err, errlen, "%s: must be at least 1", "max_tokens");
+            goto done;
+        }
+        out->max_tokens = v > (1 << 30) ? 1 << 30 : (int)v;
+    }
+    /* sampling: the Anthropic defaults are plain sampling at temperature 1 */
+    out->sp = pv_sampler_defaults();
+    out->sp.temperature = 1.0f;
+    out->sp.top_k = 0;
+    out->sp.top_p = 1.0f;
+    out->sp.min_p = 0.0f;
+    out->sp.repeat_penalty = 1.0f;
+    static atomic_ulong seed_counter;
+    out->sp.seed = (uint64_t)time(NULL) * 1000003u + atomic_fetch_add(&seed_counter, 1);
+    if (get_number(root, "temperature", 0, 2, &out->sp.temperature, err, errlen) ||
+        get_number(root, "top_p", 0, 1, &out->sp.top_p, err, errlen))
+        goto done;
+    const json_t *tk = json_object_get(root, "top_k");
+    if (tk && !json_is_null(tk)) {
+        if (!json_is_integer(tk) || json_integer_value(tk) < 0) {
+            bad(err, errlen, "%s: must be a non-negative integer", "top_k");
+            goto done;
+        }
+        out->sp.top_k = json_integer_value(tk) > (1 << 30) ? 1 << 30 : (int)json_integer_value(tk);
+    }
+    const json_t *seed = json_object_get(root, "seed"); /* extension: reproducible sampling */
+    if (json_is_integer(seed)) out->sp.seed = (uint64_t)json_integer_value(seed);
+    /* stream */
+    const json_t *st = json_object_get(root, "stream");
+    if (st && !json_is_null(st)) {
+        if (!json_is_boolean(st)) {
+            bad(err, errlen, "%s: must be a boolean", "stream");
+            goto done;
+        }
+        out->stream = json_is_true(st);
+    }
+    /* stop_sequences */
+    const json_t *ss = json_object_get(root, "stop_sequences");
+    if (ss && !json_is_null(ss)) {
+        if (!json_is_array(ss) || json_array_size(ss) > PV_SCHED_MAX_STOPS - 1) {
+            snprintf(err, errlen, "stop_sequences: must be an array of at most %d strings", PV_SCHED_MAX_STOPS - 1);
+            goto done;
+        }
+        size_t i;
+        const json_t *x;
+        json_array_foreach(ss, i, x) {
+            size_t l = json_string_length(x);
+            if (!json_is_string(x) || l == 0 || l > PV_SCHED_MAX_STOP_LEN) {
+                snprintf(err, errlen, "stop_sequences: each must be a non-empty string of at most %d bytes",
+                         PV_SCHED_MAX_STOP_LEN);
+                goto done;
+            }
+            if (!(out->stops[out->n_stops++] = strdup(json_string_value(x)))) goto done;
+        }
+    }
+    /* system */
+    err[0] = 0;
+    system = system_text(json_object_get(root, "system"), err, errlen);
+    if (!system && err[0]) goto done;
+    /* messages */
+    const json_t *ms = json_object_get(root, "messages");
+    if (!json_is_array(ms)) {
+        bad(err, errlen, "%s: field required (an array of messages)", "messages");
+        goto done;
+    }
+    n_msgs = json_array_size(ms);
+    if (n_msgs == 0 || n_msgs > MAX_MESSAGES) {
+        bad(err, errlen, "%s: must hold at least one message", "messages");
+        goto done;
+    }
+    msgs = calloc(n_msgs, sizeof *msgs);
+    texts = calloc(n_msgs, sizeof *texts);
+    if (!msgs || !texts) goto done;
+    for (size_t i = 0; i < n_msgs; i++) {
+        const json_t *m = json_array_get(ms, i);
+        char where[48];
+        snprintf(where, sizeof where, "messages.%zu", i);
+        const char *role = json_string_value(json_object_get(m, "role"));
+        if (!json_is_object(m) || !role) {
+            bad(err, errlen, "%s: each message must be an object with a string \"role\"", where);
+            goto done;
+        }
+        if (!strcmp(role, "user")) msgs[i].role = PV_ROLE_USER;
+        else if (!strcmp(role, "assistant")) msgs[i].role = PV_ROLE_ASSISTANT;
+        else if (!strcmp(role, "system")) msgs[i].role = PV_ROLE_SYSTEM;
+        else {
+            snprintf(err, errlen, "%s.role: must be \"user\", \"assistant\" or \"system\"", where);
+            goto done;
+        }
+        const json_t *c = json_object_get(m, "content");
+        if (!c) {
+            bad(err, errlen, "%s.content: field required", where);
+            goto done;
+        }
+        if (!(texts[i] = content_text(c, err, errlen, where))) goto done;
+        msgs[i].text = texts[i];
+    }
+    if (!(out->prompt = pv_prompt_render(fmt, system, msgs, (int)n_msgs))) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    rc = 0;
+done:
+    for (size_t i = 0; texts && i < n_msgs; i++) free(texts[i]);
+    free(texts);
+    free(msgs);
+    free(system);
+    json_decref(root);
+    if (rc) pv_anth_req_close(out);
+    return rc;
+}
+
+void pv_anth_req_close(pv_anth_req_t *r) {
+    free(r->prompt);
+    r->prompt = NULL;
+    for (int i = 0; i < r->n_stops; i++) free(r->stops[i]);
+    r->n_stops = 0;
+}
+
+char *pv_anth_error_body(const char *type, const char *msg) {
+    json_t *j = json_pack("{s:s, s:{s:s, s:s}}", "type", "error", "error", "type", type, "message", msg);
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    return s;
+}
+
+const char *pv_anth_stop_reason(pv_stop_t stop) {
+    switch (stop) {
+    case PV_STOP_MAX_TOKENS: return "max_tokens";
+    case PV_STOP_SEQUENCE: return "stop_sequence";
+    default: return "end_turn";
+    }
+}
+
+static json_t *usage(int n_in, int n_out) {
+    return json_pack("{s:i, s:i, s:i, s:i}", "input_tokens", n_in, "output_tokens", n_out,
+                     "cache_creation_input_tokens", 0, "cache_read_input_tokens", 0);
+}
+
+json_t *pv_anth_message(const char *id, const char *model, const char *text, size_t len, const char *stop_reason,
+                        const char *stop_sequence, int n_in, int n_out) {
+    json_t *content = json_array();
+    if (len) json_array_append_new(content, json_pack("{s:s, s:s%}", "type", "text", "text", text, len));
+    /* "o" steals content and the usage object */
+    return json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:o, s:o}", "id", id, "type", "message", "role", "assistant",
+                     "model", model, "content", content, "stop_reason", stop_reason, "stop_sequence",
+                     stop_sequence ? json_string(stop_sequence) : json_null(), "usage", usage(n_in, n_out));
+}
+
+json_t *pv_anth_message_start(const char *id, const char *model, int n_in) {
+    return json_pack("{s:s, s:s, s:s, s:s, s:[], s:n, s:n, s:o}", "id", id, "type", "message", "role", "assistant",
+                     "model", model, "content", "stop_reason", "stop_sequence", "usage", usage(n_in, 1));
+}
+
+void pv_anth_new_id(char *buf, size_t len) {
+    static atomic_ulong counter;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    unsigned long n = atomic_fetch_add(&counter, 1);
+    snprintf(buf, len, "msg_%08lx%08lx%08lx", (unsigned long)ts.tv_sec & 0xffffffffu,
+             (unsigned long)ts.tv_nsec & 0xffffffffu, n & 0xffffffffu);
+}

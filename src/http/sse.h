@@ -1,0 +1,11 @@
+/* sse.h - Server-Sent Events framing: "event: NAME\ndata: JSON\n\n". */
+#ifndef PV_SSE_H
+#define PV_SSE_H
+
+#include <event2/buffer.h>
+#include <jansson.h>
+
+/* Appends one event with data encoded compactly (borrows data). 0 or -1 on OOM. */
+int pv_sse_event(struct evbuffer *out, const char *event, const json_t *data);
+
+#endif

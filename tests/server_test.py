@@ -1,0 +1,303 @@
+#!/usr/bin/python3
+"""server_test.py MODE PORT PID - HTTP checks against a running pensieve (see server_test.sh).
+Every request has a timeout; every loop is bounded."""
+import http.client, json, socket, sys, threading, time
+
+mode, port, pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+KEY = {"x-api-key": "sekrit"}
+fails = 0
+
+
+def check(name, cond, detail=""):
+    global fails
+    if cond:
+        print("ok:", name)
+    else:
+        fails += 1
+        print("FAIL:", name, detail)
+
+
+def req(method, path, body=None, headers=None, timeout=60):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    h = dict(headers or {})
+    data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+    if data is not None:
+        h.setdefault("content-type", "application/json")
+    c.request(method, path, body=data, headers=h)
+    r = c.getresponse()
+    raw = r.read()
+    c.close()
+    try:
+        j = json.loads(raw)
+    except ValueError:
+        j = None
+    return r.status, j, r, raw
+
+
+def msg(text="Once upon a time", **kw):
+    b = {"model": "claude-test", "max_tokens": 16, "temperature": 0,
+         "messages": [{"role": "user", "content": text}]}
+    b.update(kw)
+    return b
+
+
+def is_error(j, typ):
+    return isinstance(j, dict) and j.get("type") == "error" and j["error"].get("type") == typ \
+        and isinstance(j["error"].get("message"), str)
+
+
+def vm(field):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def health():
+    s, j, _, _ = req("GET", "/health", timeout=5)
+    return j
+
+
+def stream(body, headers=KEY, stop_after=None):
+    """Returns (event names, text, final usage). stop_after: close after that many deltas."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    c.request("POST", "/v1/messages", body=json.dumps(dict(body, stream=True)).encode(),
+              headers=dict(headers, **{"content-type": "application/json"}))
+    r = c.getresponse()
+    if r.status != 200:
+        j = json.loads(r.read())
+        c.close()
+        return r.status, j, r
+    events, text, usage, deltas, ev = [], "", None, 0, None
+    for line in r:
+        line = line.decode().rstrip("\n")
+        if line.startswith("event: "):
+            ev = line[7:]
+            events.append(ev)
+        elif line.startswith("data: "):
+            d = json.loads(line[6:])
+            assert d["type"] == ev, (d, ev)
+            if ev == "content_block_delta":
+                text += d["delta"]["text"]
+                deltas += 1
+                if stop_after and deltas >= stop_after:
+                    c.sock.shutdown(socket.SHUT_RDWR)
+                    c.close()
+                    return events, text, None
+            if ev == "message_delta":
+                usage = d["usage"]
+        if ev == "message_stop" and line == "":
+            break
+    c.close()
+    return events, text, usage
+
+
+if mode == "basic":
+    s, j, r, _ = req("GET", "/health")
+    check("health 200 with the documented fields", s == 200 and j["status"] == "ok" and j["model"] == "tiny"
+          and j["slots"]["total"] == 2 and j["queue"]["limit"] == 4 and j["memory"]["kv_budget_bytes"] > 0
+          and j["memory"]["weights_bytes"] > 0 and j["memory"]["accepting_requests"] is True, j)
+    s, j, _, _ = req("POST", "/v1/messages?beta=true", msg(), KEY)
+    check("non-streaming message (query string ignored)", s == 200 and j["type"] == "message"
+          and j["id"].startswith("msg_") and j["model"] == "claude-test" and j["role"] == "assistant"
+          and j["content"][0]["type"] == "text" and j["stop_reason"] == "max_tokens"
+          and j["usage"]["output_tokens"] == 16 and j["usage"]["input_tokens"] > 3, j)
+    greedy = j["content"][0]["text"]
+    s, j2, _, _ = req("POST", "/v1/messages", msg(), {"authorization": "Bearer sekrit"})
+    check("Bearer auth; greedy is deterministic", s == 200 and j2["content"][0]["text"] == greedy, j2)
+    events, text, usage = stream(msg())
+    order = ["message_start", "content_block_start", "ping"] + ["content_block_delta"] * (len(events) - 6) + \
+            ["content_block_stop", "message_delta", "message_stop"]
+    check("stream event order", events == order and len(events) > 7, events)
+    check("stream text equals the non-streaming text", text == greedy and usage["output_tokens"] == 16, (text, greedy))
+    # stop sequence
+    cut = greedy[4:8]
+    s, j, _, _ = req("POST", "/v1/messages", msg(stop_sequences=[cut]), KEY)
+    check("stop_sequence", s == 200 and j["stop_reason"] == "stop_sequence" and j["stop_sequence"] == cut
+          and j["content"][0]["text"] == greedy[:greedy.index(cut)], j)
+    # Claude Code shapes: system blocks with the billing header, system role in messages, unknown fields
+    cc = {"model": "claude-opus-4-8", "max_tokens": 64000, "temperature": 0,
+          "system": [{"type": "text", "text": "x-anthropic-billing-header: cc_version=1;"},
+                     {"type": "text", "text": "You are helpful.", "cache_control": {"type": "ephemeral"}}],
+          "messages": [{"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]},
+                       {"role": "system", "content": "be short"}],
+          "thinking": {"type": "adaptive"}, "metadata": {"user_id": "u"}, "tools": [], "output_config": {"effort": "high"}}
+    s, j, _, _ = req("POST", "/v1/messages", cc, KEY)
+    check("Claude Code body accepted; max_tokens 64000 clamped to the context", s == 200
+          and j["stop_reason"] in ("max_tokens", "end_turn") and j["usage"]["input_tokens"] + j["usage"]["output_tokens"] <= 256, j)
+    s, c1, _, _ = req("POST", "/v1/messages/count_tokens", {"model": "x", "messages": cc["messages"], "system": cc["system"]}, KEY)
+    check("count_tokens equals usage.input_tokens", s == 200 and c1["input_tokens"] == j["usage"]["input_tokens"], (c1, j))
+    s, j, _, _ = req("GET", "/v1/models", None, KEY)
+    check("models", s == 200 and j["data"][0]["id"] == "tiny", j)
+    # errors
+    bad = [("malformed JSON", b'{"model": "x", ', 400, "invalid_request_error"),
+           ("wrong type", msg(max_tokens="16"), 400, "invalid_request_error"),
+           ("missing messages", {"model": "x", "max_tokens": 5}, 400, "invalid_request_error"),
+           ("empty content", msg(""), 400, "invalid_request_error"),
+           ("bad UTF-8", b'{"model":"x","max_tokens":5,"messages":[{"role":"user","content":"\xff\xfe"}]}', 400, "invalid_request_error"),
+           ("prompt too long", msg("Once upon a time " * 200), 400, "invalid_request_error"),
+           ("2 MB body", b'{"model":"x","pad":"' + b"a" * (2 << 20) + b'"}', 413, "request_too_large")]
+    for name, body, status, typ in bad:
+        s, j, _, _ = req("POST", "/v1/messages", body, KEY)
+        check(f"{name} -> {status} {typ}", s == status and is_error(j, typ), (s, j))
+    s, j, _, _ = req("POST", "/v1/messages", msg("Once upon a time " * 200), KEY)
+    check("too long names both counts", "prompt is too long:" in j["error"]["message"] and "> 255 maximum" in j["error"]["message"], j)
+    s, j, _, _ = req("GET", "/v1/nothing", None, KEY)
+    check("unknown route -> 404 not_found_error", s == 404 and is_error(j, "not_found_error"), j)
+    s, j, _, _ = req("POST", "/v1/messages", msg(), {"x-api-key": "wrong"})
+    check("wrong key -> 401 authentication_error", s == 401 and is_error(j, "authentication_error"), j)
+    s, j, _, _ = req("POST", "/v1/messages", msg(), {})
+    check("no key -> 401", s == 401 and is_error(j, "authentication_error"), j)
+    s, j, _, _ = req("GET", "/health", None, {})
+    check("health stays open without a key", s == 200, s)
+    # disconnect mid-stream frees the slot within a second
+    long = msg(max_tokens=200, temperature=1.0)
+    stream(long, stop_after=2)
+    t0, freed = time.time(), False
+    while time.time() - t0 < 1.0:
+        if health()["slots"]["busy"] == 0:
+            freed = True
+            break
+        time.sleep(0.05)
+    check("disconnect mid-stream frees the slot within 1 s (%.2f s)" % (time.time() - t0), freed)
+    # disconnect of a non-streaming request while it waits
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("POST", "/v1/messages", body=json.dumps(long).encode(), headers=KEY)
+    time.sleep(0.05)
+    c.sock.shutdown(socket.SHUT_RDWR)
+    c.close()
+    t0, freed = time.time(), False
+    while time.time() - t0 < 1.5:
+        if health()["slots"]["busy"] == 0:
+            freed = True
+            break
+        time.sleep(0.05)
+    check("disconnect of a non-streaming request frees the slot (%.2f s)" % (time.time() - t0), freed)
+    s, j, _, _ = req("POST", "/v1/messages", msg(), KEY)
+    check("the next request is served", s == 200 and j["content"][0]["text"] == greedy, j)
+    s, _, r, raw = req("GET", "/metrics")
+    text = raw.decode()
+    try:
+        from prometheus_client.parser import text_string_to_metric_families
+        names = {f.name for f in text_string_to_metric_families(text)}
+        parsed = True
+    except ImportError:
+        names = {l.split("{")[0].split(" ")[0] for l in text.splitlines() if l and not l.startswith("#")}
+        parsed = False
+    want = ["pensieve_requests", "pensieve_tokens_in", "pensieve_tokens_out", "pensieve_queue_length",
+            "pensieve_slots_busy", "pensieve_time_to_first_token_seconds", "pensieve_token_latency_seconds",
+            "pensieve_kv_used_bytes", "pensieve_memory_status"]
+    check("metrics exposes %s (%s)" % (len(want), "prometheus_client" if parsed else "line scan"),
+          all(any(n.startswith(w) for n in names) for w in want), names)
+    check("metrics counts 400s by endpoint", 'endpoint="/v1/messages",status="400"' in text)
+
+elif mode == "memory":
+    body = msg(max_tokens=32, temperature=0.8)
+    req("POST", "/v1/messages", body, KEY)
+    idle = vm("VmRSS")
+    first = None
+    for i in range(20):
+        s, j, _, _ = req("POST", "/v1/messages", body, KEY)
+        assert s == 200, j
+        if i == 0:
+            first = vm("VmRSS")
+    last = vm("VmRSS")
+    check("20 sequential requests: RSS after the last within 4 MB of after the first (%+.1f MB)"
+          % ((last - first) / 2**20), abs(last - first) < 4 << 20)
+    kv = health()["memory"]["kv_budget_bytes"]
+    out = []
+    th = [threading.Thread(target=lambda: out.append(stream(msg(max_tokens=64, temperature=0.8)))) for _ in range(4)]
+    [t.start() for t in th]
+    [t.join(60) for t in th]
+    hwm = vm("VmHWM")
+    check("4 concurrent streams complete", len(out) == 4 and all(o[2] for o in out))
+    check("4 concurrent: peak RSS - idle RSS = %.1f MB < KV budget %.1f MB + 64 MB"
+          % ((hwm - idle) / 2**20, kv / 2**20), hwm - idle < kv + (64 << 20))
+    time.sleep(0.3)
+    after = vm("VmRSS")
+    check("after the burst RSS returns to idle (%+.1f MB)" % ((after - idle) / 2**20), after - idle < 8 << 20)
+    print("memory: idle %.1f MB, after-first %.1f MB, after-20 %.1f MB, peak %.1f MB, after burst %.1f MB, kv %.1f MB"
+          % (idle / 2**20, first / 2**20, last / 2**20, hwm / 2**20, after / 2**20, kv / 2**20))
+
+elif mode == "load":
+    n_req, n_clients = 120, 8
+    results, lock, idx = [], threading.Lock(), [0]
+
+    def client():
+        while True:
+            with lock:
+                if idx[0] >= n_req:
+                    return
+                i = idx[0]
+                idx[0] += 1
+            try:
+                body = msg("Once upon a time" if i % 2 else "The dog", max_tokens=8 + i % 24, temperature=0.7)
+                if i % 3 == 0:
+                    ev, text, usage = stream(body)
+                    if ev == 429 and is_error(text, "rate_limit_error") and usage.getheader("retry-after"):
+                        results.append("429")
+                    else:
+                        ok = usage is not None and ev[-1] == "message_stop"
+                        results.append("ok" if ok else f"bad stream {ev} {text}")
+                else:
+                    s, j, r, _ = req("POST", "/v1/messages", body, KEY)
+                    if s == 200 and j["type"] == "message":
+                        results.append("ok")
+                    elif s == 429 and is_error(j, "rate_limit_error") and r.getheader("retry-after"):
+                        results.append("429")
+                    else:
+                        results.append(f"bad {s} {j}")
+            except Exception as e:  # noqa
+                results.append(f"exception {e!r}")
+
+    worst, stop = [0.0], [False]
+
+    def prober():
+        while not stop[0]:
+            t0 = time.time()
+            h = health()
+            worst[0] = max(worst[0], time.time() - t0)
+            assert h["status"] == "ok"
+            time.sleep(0.05)
+
+    p = threading.Thread(target=prober)
+    p.start()
+    t0 = time.time()
+    ths = [threading.Thread(target=client) for _ in range(n_clients)]
+    [t.start() for t in ths]
+    [t.join(240) for t in ths]
+    stop[0] = True
+    p.join(10)
+    bad = [r for r in results if r not in ("ok", "429")]
+    check("load: %d requests, %d clients, 2 slots: %d ok, %d clean 429, %d unexpected in %.1f s"
+          % (n_req, n_clients, results.count("ok"), results.count("429"), len(bad), time.time() - t0),
+          len(results) == n_req and not bad, bad[:3])
+    check("load: /health answered within 200 ms throughout (worst %.0f ms)" % (worst[0] * 1e3), worst[0] < 0.2)
+    s, j, _, _ = req("POST", "/v1/messages", msg(), KEY)
+    check("still serving after the load", s == 200)
+    for _ in range(20):
+        h = health()
+        if h["slots"]["busy"] == 0:
+            break
+        time.sleep(0.05)
+    check("idle after the load", h["slots"]["busy"] == 0 and h["queue"]["length"] == 0, h)
+
+elif mode == "gate":
+    s, j, r, _ = req("POST", "/v1/messages", msg())
+    check("memory gate -> 503 overloaded_error with x-memory-status", s == 503 and is_error(j, "overloaded_error")
+          and r.getheader("x-memory-status") in ("critical", "emergency")
+          and int(r.getheader("x-available-memory-bytes")) > 0, (s, j))
+    s, j, _, _ = req("GET", "/health")
+    check("health: degraded, not accepting", j["status"] == "degraded" and not j["memory"]["accepting_requests"], j)
+
+elif mode == "grace":
+    import os, signal
+    out = []
+    t = threading.Thread(target=lambda: out.append(stream(msg(max_tokens=300, temperature=0.8), headers={})))
+    t.start()
+    time.sleep(0.3)
+    os.kill(pid, signal.SIGTERM)
+    t.join(30)
+    check("a running stream finishes after SIGTERM", out and out[0][2] is not None and out[0][0][-1] == "message_stop",
+          out)
+sys.exit(1 if fails else 0)

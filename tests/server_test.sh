@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# server_test.sh PENSIEVE SHARED - the server over real HTTP on 127.0.0.1: endpoints, errors, auth,
+# streaming, disconnects, the queue bound under load, memory (VmRSS/VmHWM), shutdown.
+# Bounded: every server runs under `timeout`, every client call has a timeout, servers are stopped by PID.
+set -uo pipefail
+bin=${1:-build/pensieve}
+shared=${2:-../shared}
+here=$(cd "$(dirname "$0")" && pwd)
+tmp=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
+if [ ! -f "$shared/models/stories260K.gguf" ]; then
+    echo "skipped: $shared/models is absent"; echo "server: 0 passed, 0 failed"; exit 0
+fi
+
+# start NAME ARGS...: starts a server on a free port; sets $port and $pid
+start() {
+    local name=$1; shift
+    timeout 600 "$bin" serve --port 0 --pid-file "$tmp/$name.pid" "$@" >"$tmp/$name.log" 2>&1 &
+    tpid=$!
+    pids+=("$tpid")
+    pid=""
+    port=""
+    for _ in $(seq 1 100); do
+        port=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$tmp/$name.log" 2>/dev/null | grep -o '[0-9]*$')
+        pid=$(cat "$tmp/$name.pid" 2>/dev/null) # the server itself, not `timeout`
+        [ -n "$port" ] && [ -n "$pid" ] &&
+            [ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health")" = 200 ] && pids+=("$pid") && return 0
+        sleep 0.1
+    done
+    pids+=("$pid")
+    echo "FAIL: server $name did not start"; cat "$tmp/$name.log"; return 1
+}
+
+m="$shared/models/stories260K.gguf"
+fail=0
+start main -m "$m" --parallel 2 --queue 4 --api-key sekrit --ctx-size 256 --alias tiny || exit 1
+python3 "$here/server_test.py" basic "$port" "$pid" || fail=1
+python3 "$here/server_test.py" load "$port" "$pid" || fail=1
+# pensieve status / stop
+if PENSIEVE_PORT=$port "$bin" status | grep -q '"status":"ok"'; then echo "ok: pensieve status"; else echo "FAIL: pensieve status"; fail=1; fi
+"$bin" stop --port "$port" --pid-file "$tmp/main.pid" >/dev/null
+wait "$tpid"; rc=$? # the `timeout` wrapper passes the server's exit status on
+if [ $rc -eq 0 ]; then echo "ok: pensieve stop -> exit 0"; else echo "FAIL: server exit status $rc after stop"; fail=1; fi
+
+# memory on a bigger model: sequential flat, 4 concurrent inside the KV budget, back to idle after
+start mem -m "$shared/models/tinyllama-v0-q4_0.gguf" --parallel 4 --ctx-size 2048 --api-key sekrit || exit 1
+python3 "$here/server_test.py" memory "$port" "$pid" || fail=1
+kill -TERM "$pid"; wait "$tpid"
+
+# memory gate: a critical tier above all memory refuses new work with 503 + x-memory-status
+start gate -m "$m" --mem-critical 100000000 || exit 1
+python3 "$here/server_test.py" gate "$port" "$pid" || fail=1
+kill -TERM "$pid"; wait "$tpid"
+
+# graceful shutdown: a running stream finishes after SIGTERM, then exit 0
+start grace -m "$m" --ctx-size 512 --grace 20 || exit 1
+python3 "$here/server_test.py" grace "$port" "$pid" || fail=1
+wait "$tpid"; rc=$?
+if [ $rc -eq 0 ]; then echo "ok: SIGTERM -> exit 0"; else echo "FAIL: exit $rc after SIGTERM"; fail=1; fi
+
+# no key on a public address is refused
+if timeout 20 "$bin" serve -m "$m" --host 0.0.0.0 --port 0 >"$tmp/pub.log" 2>&1; then
+    echo "FAIL: public bind without a key"; fail=1
+else grep -q "without an API key" "$tmp/pub.log" && echo "ok: public bind without a key refused" || { echo "FAIL: message"; fail=1; }; fi
+
+[ $fail -eq 0 ] && echo "server: all passed" || echo "server: FAILED"
+exit $fail
