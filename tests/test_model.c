@@ -350,6 +350,149 @@ START_TEST(test_phi3_rope_factors) {
 }
 END_TEST
 
+/* ---- prefix cache ------------------------------------------------------------------------ */
+
+/* Logits after tokens[0..n) on seq, computing from position `from` on (earlier
+ * positions must be in the cache), in batches of 8 entries. */
+static void run_seq(pv_ctx_t *c, pv_seq_t *seq, const int32_t *tokens, uint32_t from, uint32_t n, float *logits) {
+    pv_batch_entry_t e[8];
+    for (uint32_t i = from; i < n;) {
+        int k = 0;
+        for (; k < 8 && i < n; k++, i++) e[k] = (pv_batch_entry_t){seq, i, tokens[i], i == n - 1 ? logits : NULL};
+        ck_assert_int_eq(pv_forward_batch(c, e, k), 0);
+    }
+}
+
+/* Reference logits of tokens[0..n), computed from scratch in a context of its own. */
+static void scratch_logits(const pv_model_t *m, const int32_t *tokens, uint32_t n, float *logits) {
+    char err[PV_ERRLEN];
+    pv_ctx_t *c;
+    ck_assert_int_eq(pv_ctx_new(m, 128, &c, err, sizeof err), 0);
+    ck_assert_int_eq(pv_prefill(c, tokens, (int)n, 0, logits), 0);
+    pv_ctx_free(c);
+}
+
+static pv_model_t *load_stories(void) {
+    char path[512], err[PV_ERRLEN];
+    pv_model_t *m = NULL;
+    if (!tu_shared(path, sizeof path, "models/stories260K.gguf")) return NULL;
+    ck_assert_msg(pv_model_load(path, &m, err, sizeof err) == 0, "%s", err);
+    return m;
+}
+
+/* A reused prefix gives the logits of computing from scratch, bit for bit: at a
+ * block boundary, diverging inside a block, and with readers sharing blocks. */
+START_TEST(test_prefix_reuse_equals_scratch) {
+    pv_model_t *m = load_stories();
+    if (!m) return;
+    char err[PV_ERRLEN];
+    pv_ctx_t *c;
+    ck_assert_int_eq(pv_ctx_new_arena(m, 128, 64 * PV_KV_BLOCK, 8, &c, err, sizeof err), 0);
+    pv_kv_t *kv = pv_ctx_kv(c);
+    int32_t a[100], b[100], d[100];
+    for (int i = 0; i < 100; i++) a[i] = b[i] = d[i] = (int32_t)((i * 53 + 5) % 512);
+    for (int i = 40; i < 100; i++) b[i] = (int32_t)((i * 7 + 1) % 512); /* diverges inside block 2 */
+    for (int i = 48; i < 100; i++) d[i] = (int32_t)((i * 11 + 3) % 512); /* diverges at block 3 */
+    float want[512], got[512];
+    pv_seq_t s1, s2, s3;
+    ck_assert_int_eq(pv_seq_init(&s1, 128), 0);
+    ck_assert_int_eq(pv_seq_init(&s2, 128), 0);
+    ck_assert_int_eq(pv_seq_init(&s3, 128), 0);
+
+    run_seq(c, &s1, a, 0, 60, got); /* s1 holds a[0..60); its 3 full blocks get registered */
+    pv_kv_register(kv, &s1, a, 60);
+
+    /* s2: same first 40 tokens: blocks 0-1 attach, block 2 diverges inside and is computed */
+    ck_assert_uint_eq(pv_kv_attach_prefix(kv, &s2, b, 70), 32);
+    /* s3: same first 48 tokens: blocks 0-2 attach while s1 and s2 hold blocks 0-1 too */
+    ck_assert_uint_eq(pv_kv_attach_prefix(kv, &s3, d, 70), 48);
+    ck_assert_uint_eq(kv->blk[s1.blocks[0]].n_ref, 3);
+    run_seq(c, &s2, b, 32, 70, got);
+    scratch_logits(m, b, 70, want);
+    ck_assert_msg(memcmp(want, got, sizeof want) == 0, "diverging inside a block");
+    run_seq(c, &s3, d, 48, 70, got);
+    scratch_logits(m, d, 70, want);
+    ck_assert_msg(memcmp(want, got, sizeof want) == 0, "diverging at a block boundary");
+    /* the owner continues unharmed by its readers */
+    run_seq(c, &s1, a, 60, 80, got);
+    scratch_logits(m, a, 80, want);
+    ck_assert_msg(memcmp(want, got, sizeof want) == 0, "the prefix's first owner");
+
+    /* a prompt of exactly 3 blocks still computes its last token: 2 blocks attach */
+    pv_seq_t s4;
+    ck_assert_int_eq(pv_seq_init(&s4, 128), 0);
+    ck_assert_uint_eq(pv_kv_attach_prefix(kv, &s4, a, 48), 32);
+    run_seq(c, &s4, a, 32, 48, got);
+    scratch_logits(m, a, 48, want);
+    ck_assert_msg(memcmp(want, got, sizeof want) == 0, "prompt ending on a block boundary");
+
+    /* rewriting a shared position copies the block first (copy-on-write) */
+    uint32_t shared = s4.blocks[1];
+    run_seq(c, &s4, b, 20, 30, got); /* s4 now holds b's tokens 20..29 in block 1 */
+    ck_assert_uint_ne(s4.blocks[1], shared);
+    run_seq(c, &s1, a, 80, 81, got);
+    scratch_logits(m, a, 81, want);
+    ck_assert_msg(memcmp(want, got, sizeof want) == 0, "a shared block changed under its owner");
+
+    pv_seq_t *all[] = {&s1, &s2, &s3, &s4};
+    for (int i = 0; i < 4; i++) {
+        pv_kv_release(kv, all[i]);
+        pv_seq_close(all[i]);
+    }
+    ck_assert_uint_eq(pv_kv_used_bytes(kv), 0);
+    ck_assert_uint_gt(pv_kv_cached_bytes(kv), 0); /* registered blocks stay for the next request */
+    pv_ctx_free(c);
+    pv_model_free(m);
+}
+END_TEST
+
+/* Unheld cached blocks are evicted least recently used first, only when needed. */
+START_TEST(test_prefix_lru_eviction) {
+    pv_model_t *m = load_stories();
+    if (!m) return;
+    char err[PV_ERRLEN];
+    pv_ctx_t *c;
+    ck_assert_int_eq(pv_ctx_new_arena(m, 128, 6 * PV_KV_BLOCK, 8, &c, err, sizeof err), 0); /* 6 blocks */
+    pv_kv_t *kv = pv_ctx_kv(c);
+    int32_t p[64], q[64], r[96];
+    for (int i = 0; i < 64; i++) {
+        p[i] = (int32_t)((i * 3 + 1) % 512);
+        q[i] = (int32_t)((i * 5 + 2) % 512);
+    }
+    for (int i = 0; i < 96; i++) r[i] = (int32_t)((i * 9 + 4) % 512);
+    float logits[512];
+    pv_seq_t s;
+    ck_assert_int_eq(pv_seq_init(&s, 128), 0);
+    /* p then q: 2 full blocks each, registered, released: 4 cached, p older */
+    run_seq(c, &s, p, 0, 33, logits);
+    pv_kv_register(kv, &s, p, 33);
+    pv_kv_release(kv, &s);
+    run_seq(c, &s, q, 0, 33, logits);
+    pv_kv_register(kv, &s, q, 33);
+    pv_kv_release(kv, &s);
+    ck_assert_uint_eq(kv->n_cached, 4);
+    ck_assert_uint_eq(pv_kv_attach_prefix(kv, &s, p, 40), 32); /* p is found, and now held */
+    pv_kv_release(kv, &s); /* ...and released again: p is now the most recent */
+    /* a sequence of 4 blocks takes the 2 free ones, then evicts q's (least recent) */
+    run_seq(c, &s, r, 0, 64, logits);
+    ck_assert_uint_eq(kv->n_evicted, 2);
+    pv_kv_release(kv, &s);
+    ck_assert_uint_eq(pv_kv_attach_prefix(kv, &s, q, 40), 0);
+    ck_assert_uint_eq(pv_kv_attach_prefix(kv, &s, p, 40), 32);
+    /* a sequence needing more than free + cached blocks is refused, not corrupted */
+    pv_seq_t big;
+    ck_assert_int_eq(pv_seq_init(&big, 128), 0);
+    pv_batch_entry_t e = {&big, 95, 1, NULL};
+    ck_assert_int_eq(pv_forward_batch(c, &e, 1), PV_ENOMEM);
+    pv_kv_release(kv, &s);
+    pv_kv_release(kv, &big);
+    pv_seq_close(&s);
+    pv_seq_close(&big);
+    pv_ctx_free(c);
+    pv_model_free(m);
+}
+END_TEST
+
 START_TEST(test_load_refusals) {
     char path[512];
     char err[PV_ERRLEN];
@@ -404,5 +547,10 @@ Suite *model_suite(void) {
     tcase_add_test(tc2, test_phi3_rope_factors);
     tcase_add_test(tc2, test_batch_many_sequences);
     suite_add_tcase(s, tc2);
+    TCase *tc3 = tcase_create("prefix");
+    tcase_set_timeout(tc3, 120);
+    tcase_add_test(tc3, test_prefix_reuse_equals_scratch);
+    tcase_add_test(tc3, test_prefix_lru_eviction);
+    suite_add_tcase(s, tc3);
     return s;
 }

@@ -4,6 +4,9 @@
  * PV_KERNELS=scalar in the environment forces the scalar twins (for tests
  * and for comparing). The choice is made on first use and never changes. */
 #include <assert.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,9 +19,21 @@ static const char *active_isa = "scalar";
 static pv_attn_fold_fn active_attn_fold = pv_attn_fold_ref;
 static pthread_once_t active_once = PTHREAD_ONCE_INIT;
 
+/* AVX2, FMA and F16C from CPUID, and the OS saving the AVX registers (XGETBV). */
 static int cpu_has_avx2(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    int fma = (c >> 12) & 1, osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, f16c = (c >> 29) & 1;
+    if (!(fma && osxsave && avx && f16c)) return 0;
+    unsigned xcr0_lo, xcr0_hi;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    if ((xcr0_lo & 6) != 6) return 0; /* XMM and YMM state */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    return (b >> 5) & 1;
+#else
+    return 0;
+#endif
 }
 
 static void choose_kernels(void) {

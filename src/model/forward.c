@@ -209,6 +209,7 @@ static int check_batch(pv_ctx_t *c, const pv_batch_entry_t *e, int n) {
     for (int b = 0; b < n; b++) {
         if (e[b].token < 0 || (uint32_t)e[b].token >= c->m->hp.n_vocab || !e[b].seq) return PV_ERANGE;
         int rc = pv_kv_reserve(&c->kv, e[b].seq, e[b].pos + 1);
+        if (!rc) rc = pv_kv_prepare_write(&c->kv, e[b].seq, e[b].pos);
         if (rc) return rc;
     }
     return 0;

@@ -1,10 +1,18 @@
-/* kv.h - the KV cache: one arena of fixed-size blocks, handed to sequences as they grow.
+/* kv.h - the KV cache: one arena of fixed-size blocks, shared by sequences, with a prefix cache.
  *
  * The arena is allocated once (its size is the KV budget); sequences own
- * lists of block ids in position order and return them when they end.
- * Nothing here allocates per token. Keys and values are IEEE halves, laid out
- * per block as (n_layer, PV_KV_BLOCK, kv_dim), so one layer's positions of a
- * block are contiguous for attention.
+ * lists of block ids in position order. Nothing here allocates per token.
+ * Keys and values are IEEE halves, laid out per block as (n_layer,
+ * PV_KV_BLOCK, kv_dim), so one layer's positions of a block are contiguous.
+ *
+ * Prefix cache: a full block whose contents are known is registered under a
+ * hash of its tokens chained with the hash of every block before it, so equal
+ * hashes mean equal prefixes. A new sequence attaches the longest registered
+ * run of its prompt's blocks instead of computing them (pv_kv_attach_prefix).
+ * Blocks are reference-counted: shared blocks are read-only, and a sequence
+ * about to write into one gets a private copy first (pv_kv_prepare_write).
+ * Registered blocks nobody holds stay cached, least recently used first out,
+ * and are evicted only when the arena needs a block.
  *
  * Ownership: pv_kv_t owns its storage; a pv_seq_t owns its block list (not
  * the blocks, which belong to the arena and go back with pv_kv_release). */
@@ -15,6 +23,14 @@
 #include <stdint.h>
 
 #define PV_KV_BLOCK 16 /* positions per block */
+#define PV_KV_NONE UINT32_MAX
+
+typedef struct {
+    uint32_t n_ref;      /* sequences holding the block */
+    uint32_t lru_prev;   /* cached (registered, unheld) blocks: doubly linked, PV_KV_NONE ends */
+    uint32_t lru_next;
+    uint64_t hash;       /* chain hash of the prefix ending with this block; 0: not registered */
+} pv_kv_block_t;
 
 typedef struct {
     uint32_t n_layer;    /* layers per block */
@@ -22,8 +38,16 @@ typedef struct {
     uint32_t n_blocks;   /* blocks in the arena */
     uint16_t *k;         /* (n_blocks, n_layer, PV_KV_BLOCK, kv_dim) keys */
     uint16_t *v;         /* (n_blocks, n_layer, PV_KV_BLOCK, kv_dim) values */
-    uint32_t *free_ids;  /* [n_blocks] stack of free block ids */
+    pv_kv_block_t *blk;  /* [n_blocks] bookkeeping */
+    int32_t *tokens;     /* (n_blocks, PV_KV_BLOCK) token ids of registered blocks, to confirm hash hits */
+    uint32_t *free_ids;  /* [n_blocks] stack of blocks neither held nor cached */
     uint32_t n_free;     /* entries on the stack */
+    uint32_t lru_head;   /* least recently released cached block (evicted first) */
+    uint32_t lru_tail;   /* most recently released cached block */
+    uint32_t n_cached;   /* registered blocks that nobody holds */
+    uint32_t *table;     /* [table_size] open-addressing hash table of registered block ids */
+    uint32_t table_size; /* a power of two, at least 2 * n_blocks */
+    uint64_t n_evicted;  /* cached blocks reused for new content, since init */
 } pv_kv_t;
 
 typedef struct {
@@ -37,6 +61,7 @@ int pv_kv_init(pv_kv_t *kv, uint32_t n_layer, uint32_t kv_dim, uint32_t n_blocks
 void pv_kv_close(pv_kv_t *kv);
 size_t pv_kv_bytes(const pv_kv_t *kv);        /* the whole arena */
 size_t pv_kv_used_bytes(const pv_kv_t *kv);   /* blocks held by sequences */
+size_t pv_kv_cached_bytes(const pv_kv_t *kv); /* registered blocks nobody holds (reusable, evictable) */
 
 /* A sequence that may grow to max_pos positions (holds no blocks yet). */
 int pv_seq_init(pv_seq_t *s, uint32_t max_pos);
@@ -44,12 +69,25 @@ void pv_seq_close(pv_seq_t *s); /* the blocks must have been released */
 uint32_t pv_seq_capacity(const pv_seq_t *s); /* positions it may reach */
 
 /* Makes positions [0, n_pos) of s backed by blocks. PV_ERANGE past the
- * sequence's capacity, PV_ENOMEM when the arena has no free block (nothing
- * is taken then). */
+ * sequence's capacity, PV_ENOMEM when the arena has no free or cached block
+ * (nothing is taken then). */
 int pv_kv_reserve(pv_kv_t *kv, pv_seq_t *s, uint32_t n_pos);
 
-/* Returns every block of s to the arena. */
+/* Makes the block holding pos private to s (copying it when shared or
+ * registered), so that writing there changes no other sequence or cache entry. */
+int pv_kv_prepare_write(pv_kv_t *kv, pv_seq_t *s, uint32_t pos);
+
+/* Returns every block of s to the arena (registered ones stay cached). */
 void pv_kv_release(pv_kv_t *kv, pv_seq_t *s);
+
+/* For an empty s about to process tokens[0..n): attaches the longest run of
+ * registered blocks equal to its leading full blocks, leaving at least one
+ * token to compute. Returns the positions attached (a multiple of PV_KV_BLOCK). */
+uint32_t pv_kv_attach_prefix(pv_kv_t *kv, pv_seq_t *s, const int32_t *tokens, uint32_t n);
+
+/* Registers s's full blocks among positions [0, n_pos), whose tokens are
+ * tokens[0..n_pos), so that later sequences can attach them. */
+void pv_kv_register(pv_kv_t *kv, pv_seq_t *s, const int32_t *tokens, uint32_t n_pos);
 
 /* Keys (or values) of layer il at position pos of s: kv_dim halves, and the
  * PV_KV_BLOCK - pos % PV_KV_BLOCK positions after it in the same block follow. */
