@@ -8,6 +8,7 @@
 #include "cli/cli.h"
 #include "model/model.h"
 #include "model/sample.h"
+#include "tok/utf8.h"
 
 typedef struct {
     const char *model_path;
@@ -92,12 +93,15 @@ static double now_s(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Writes one token's bytes to stdout as soon as it is chosen. */
-static void emit_token(const pv_vocab_t *v, int32_t id) {
-    char buf[256];
-    int n = pv_token_to_piece(v, id, 0, buf, sizeof buf);
-    if (n > 0) fwrite(buf, 1, (size_t)n, stdout);
+/* Writes the text a token completes to stdout as soon as it is chosen: only
+ * whole UTF-8 characters (a character split over tokens waits for its end). */
+static int emit_token(pv_detok_stream_t *ds, int32_t id) {
+    const char *text;
+    size_t len;
+    if (pv_detok_stream_push(ds, id, &text, &len)) return -1;
+    fwrite(text, 1, len, stdout);
     fflush(stdout);
+    return 0;
 }
 
 /* Feeds the prompt, then samples until n_predict, end of generation or a full context. */
@@ -107,17 +111,25 @@ static int generate(const run_opts_t *o, const pv_model_t *m, pv_ctx_t *ctx, int
     double t0 = now_s();
     if (pv_prefill(ctx, toks, n_prompt, 0, logits)) return -1;
     double t1 = now_s();
-    int n_gen = 0, n = n_prompt;
+    int n_gen = 0, n = n_prompt, rc = 0;
+    pv_detok_stream_t ds;
+    pv_detok_stream_init(&ds, m->vocab, 0);
     while ((o->n_predict < 0 || n_gen < o->n_predict) && (uint32_t)n < n_ctx) {
         int32_t id = pv_sampler_sample(smp, logits, toks, n);
         if (pv_vocab_is_eog(m->vocab, id)) break;
-        emit_token(m->vocab, id);
+        if ((rc = emit_token(&ds, id))) break;
         toks[n] = id;
         n_gen++;
         if ((uint32_t)n + 1 >= n_ctx || (o->n_predict >= 0 && n_gen >= o->n_predict)) break;
-        if (pv_forward(ctx, id, (uint32_t)n, logits)) return -1;
+        if ((rc = pv_forward(ctx, id, (uint32_t)n, logits))) break;
         n++;
     }
+    const char *tail;
+    size_t tail_len;
+    pv_detok_stream_finish(&ds, &tail, &tail_len); /* a dangling partial character becomes U+FFFD */
+    fwrite(tail, 1, tail_len, stdout);
+    pv_detok_stream_close(&ds);
+    if (rc) return -1;
     double t2 = now_s();
     printf("\n");
     fprintf(stderr, "prompt:     %d tokens in %.1f ms (%.1f tokens/s)\n", n_prompt, (t1 - t0) * 1e3,
