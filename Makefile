@@ -75,7 +75,7 @@ cli-test: $(BIN)
 
 # the HTTP server on 127.0.0.1: endpoints, errors, streaming, disconnects, load, memory, shutdown
 server-test: $(BIN)
-	tests/server_test.sh $(BIN) $(SHARED)
+	PV_SAN=$(SAN) tests/server_test.sh $(BIN) $(SHARED)
 
 # the npm Anthropic SDK and the Claude Code CLI against the server (skipped without node/npm, and under SAN=1)
 e2e: $(BIN)

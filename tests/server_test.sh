@@ -45,9 +45,12 @@ wait "$tpid"; rc=$? # the `timeout` wrapper passes the server's exit status on
 if [ $rc -eq 0 ]; then echo "ok: pensieve stop -> exit 0"; else echo "FAIL: server exit status $rc after stop"; fail=1; fi
 
 # memory on a bigger model: sequential flat, 4 concurrent inside the KV budget, back to idle after
-start mem -m "$shared/models/tinyllama-v0-q4_0.gguf" --parallel 4 --ctx-size 2048 --api-key sekrit || exit 1
-python3 "$here/server_test.py" memory "$port" "$pid" || fail=1
-kill -TERM "$pid"; wait "$tpid"
+# (skipped under sanitizers: ASan's quarantine keeps freed memory resident by design)
+if [ "${PV_SAN:-}" = 1 ]; then echo "skipped: memory checks under SAN=1"; else
+    start mem -m "$shared/models/tinyllama-v0-q4_0.gguf" --parallel 4 --ctx-size 2048 --api-key sekrit || exit 1
+    python3 "$here/server_test.py" memory "$port" "$pid" || fail=1
+    kill -TERM "$pid"; wait "$tpid"
+fi
 
 # memory gate: a critical tier above all memory refuses new work with 503 + x-memory-status
 start gate -m "$m" --mem-critical 100000000 || exit 1
