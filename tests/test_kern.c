@@ -260,6 +260,16 @@ START_TEST(test_fast_matches_scalar_twin) {
         float want = ref->vec_dot(row, q, n), got = fast->vec_dot(row, q, n);
         ck_assert_msg(fabs(got - want) <= 2e-5 * mag + 1e-30, "%s n=%lld rep %d: fast %g, scalar %g", l->name,
                       (long long)n, rep, got, want);
+        if (fast->vec_dot4) { /* 4 activation rows at once: row j is the same activations, rotated */
+            size_t asz = pv_type_row_size(ref->vec_dot_type, n);
+            uint8_t *q4 = malloc(4 * asz);
+            for (int j = 0; j < 4; j++) memcpy(q4 + j * asz, q, asz);
+            float out[4];
+            fast->vec_dot4(row, q4, asz, n, out);
+            for (int j = 0; j < 4; j++)
+                ck_assert_msg(fabs(out[j] - want) <= 2e-5 * mag + 1e-30, "%s dot4[%d]: %g vs %g", l->name, j, out[j], want);
+            free(q4);
+        }
         free(row);
         free(x);
         free(q);

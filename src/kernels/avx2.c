@@ -62,6 +62,41 @@ PV_AVX2 static float q4_0_q8_0(const void *w, const void *a, int64_t n) {
     return hsum_ps(_mm256_add_ps(acc0, acc1));
 }
 
+/* One weight row against 4 activation rows: each block's weights are
+ * decoded (and made non-negative for maddubs) once, then meet 4 tokens. */
+PV_AVX2 static inline void dot4_i8(__m256i q, const pv_block_q8_0 *const y[4], int64_t i, float dw, __m256 acc[4]) {
+    __m256i aq = _mm256_sign_epi8(q, q);
+    for (int j = 0; j < 4; j++) {
+        __m256i s = _mm256_madd_epi16(
+            _mm256_maddubs_epi16(aq, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)y[j][i].qs), q)),
+            _mm256_set1_epi16(1));
+        acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * h2f(y[j][i].d)), _mm256_cvtepi32_ps(s), acc[j]);
+    }
+}
+
+PV_AVX2 static void hsum4(const __m256 acc[4], float *out) {
+    for (int j = 0; j < 4; j++) out[j] = hsum_ps(acc[j]);
+}
+
+PV_AVX2 static void q4_0_q8_0_x4(const void *w, const void *a, size_t a_stride, int64_t n, float *out) {
+    const pv_block_q4_0 *x = w;
+    const pv_block_q8_0 *y[4];
+    for (int j = 0; j < 4; j++) y[j] = (const pv_block_q8_0 *)((const uint8_t *)a + (size_t)j * a_stride);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t i = 0; i < n / PV_QK; i++)
+        dot4_i8(_mm256_sub_epi8(unpack_nibbles(x[i].qs), _mm256_set1_epi8(8)), y, i, h2f(x[i].d), acc);
+    hsum4(acc, out);
+}
+
+PV_AVX2 static void q8_0_q8_0_x4(const void *w, const void *a, size_t a_stride, int64_t n, float *out) {
+    const pv_block_q8_0 *x = w;
+    const pv_block_q8_0 *y[4];
+    for (int j = 0; j < 4; j++) y[j] = (const pv_block_q8_0 *)((const uint8_t *)a + (size_t)j * a_stride);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t i = 0; i < n / PV_QK; i++) dot4_i8(_mm256_loadu_si256((const __m256i *)x[i].qs), y, i, h2f(x[i].d), acc);
+    hsum4(acc, out);
+}
+
 PV_AVX2 static inline __m256 q8_0_block(const pv_block_q8_0 *x, const pv_block_q8_0 *y, __m256 acc) {
     __m256i s = dot_i8(_mm256_loadu_si256((const __m256i *)x->qs), _mm256_loadu_si256((const __m256i *)y->qs));
     return _mm256_fmadd_ps(_mm256_set1_ps(h2f(x->d) * h2f(y->d)), _mm256_cvtepi32_ps(s), acc);
@@ -251,6 +286,14 @@ PV_AVX2 static void attn_fold(const uint16_t *qh, const uint16_t *k, const uint1
 }
 
 pv_attn_fold_fn pv__avx2_attn_fold(void) { return attn_fold; }
+
+pv_vec_dot4_fn pv__avx2_vec_dot4(pv_type_t t) {
+    switch (t) {
+    case PV_TYPE_Q4_0: return q4_0_q8_0_x4;
+    case PV_TYPE_Q8_0: return q8_0_q8_0_x4;
+    default: return NULL;
+    }
+}
 
 pv_vec_dot_fn pv__avx2_vec_dot(pv_type_t t) {
     switch (t) {

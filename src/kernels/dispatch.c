@@ -45,6 +45,7 @@ static void choose_kernels(void) {
         active[t] = *ref;
         pv_vec_dot_fn f = fast ? pv__avx2_vec_dot((pv_type_t)t) : NULL;
         if (f) active[t].vec_dot = f;
+        if (fast) active[t].vec_dot4 = pv__avx2_vec_dot4((pv_type_t)t);
     }
     if (fast) {
         active_isa = "avx2";
@@ -81,6 +82,7 @@ size_t pv_matvec_work_size(pv_type_t t, int64_t n_cols) {
 
 typedef struct {
     pv_vec_dot_fn dot;
+    pv_vec_dot4_fn dot4; /* NULL: dot per token */
     const uint8_t *w;    /* first row */
     size_t row_size;     /* bytes per weight row */
     int64_t n_rows, n_cols;
@@ -98,7 +100,17 @@ static void matmul_rows(void *arg, int ith, int nth) {
     int64_t per = (t->n_rows + nth - 1) / nth, r0 = per * ith, r1 = r0 + per < t->n_rows ? r0 + per : t->n_rows;
     for (int64_t rt = r0; rt < r1; rt += ROW_TILE) {
         int64_t rt_end = rt + ROW_TILE < r1 ? rt + ROW_TILE : r1;
-        for (int b = 0; b < t->n_tok; b++) {
+        int b = 0;
+        if (t->dot4)
+            for (; b + 4 <= t->n_tok; b += 4) {
+                const uint8_t *a = t->act + (size_t)b * t->act_size;
+                float out[4];
+                for (int64_t r = rt; r < rt_end; r++) {
+                    t->dot4(t->w + (size_t)r * t->row_size, a, t->act_size, t->n_cols, out);
+                    for (int j = 0; j < 4; j++) t->ys[b + j][r] = out[j];
+                }
+            }
+        for (; b < t->n_tok; b++) {
             const uint8_t *a = t->act + (size_t)b * t->act_size;
             float *y = t->ys[b];
             for (int64_t r = rt; r < rt_end; r++) y[r] = t->dot(t->w + (size_t)r * t->row_size, a, t->n_cols);
@@ -117,7 +129,7 @@ void pv_matmul(pv_type_t t, const void *w, int64_t n_rows, int64_t n_cols, const
     assert(k && k->vec_dot && row_size);
     pv_from_float_fn quantize = pv_kern_traits(k->vec_dot_type)->from_float;
     for (int b = 0; b < n_tok; b++) quantize(xs[b], (uint8_t *)work + (size_t)b * act_size, n_cols);
-    matmul_task_t task = {k->vec_dot, w, row_size, n_rows, n_cols, work, act_size, ys, n_tok};
+    matmul_task_t task = {k->vec_dot, k->vec_dot4, w, row_size, n_rows, n_cols, work, act_size, ys, n_tok};
     /* small products are not worth waking the pool for */
     if (n_rows * n_cols * n_tok < 16384) matmul_rows(&task, 0, 1);
     else pv_pool_run(pool, matmul_rows, &task);

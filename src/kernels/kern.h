@@ -22,11 +22,15 @@ typedef void (*pv_to_float_fn)(const void *row, float *y, int64_t n);
 typedef void (*pv_from_float_fn)(const float *x, void *row, int64_t n);
 /* sum_i w[i] * a[i] over n elements; a is in the weight type's vec_dot_type */
 typedef float (*pv_vec_dot_fn)(const void *w, const void *a, int64_t n);
+/* The same for one weight row and 4 activation rows a_stride bytes apart:
+ * out[j] = vec_dot(w, a + j * a_stride, n). Decodes each weight block once. */
+typedef void (*pv_vec_dot4_fn)(const void *w, const void *a, size_t a_stride, int64_t n, float *out);
 
 typedef struct {
     pv_to_float_fn to_float;
     pv_from_float_fn from_float; /* NULL unless some type dots against this one */
     pv_vec_dot_fn vec_dot;       /* NULL for activation-only types (q8_K) */
+    pv_vec_dot4_fn vec_dot4;     /* NULL where only vec_dot is written (matmuls call it 4 times) */
     pv_type_t vec_dot_type;      /* the activation format vec_dot expects */
 } pv_kern_traits_t;
 

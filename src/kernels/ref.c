@@ -293,15 +293,17 @@ static float bf16_vec_dot(const void *w, const void *a, int64_t n) {
 }
 
 static const pv_kern_traits_t traits[PV_TYPE_COUNT] = {
-    [PV_TYPE_F32] = {f32_to_float, f32_from_float, f32_vec_dot, PV_TYPE_F32},
-    [PV_TYPE_F16] = {f16_to_float, f16_from_float, f16_vec_dot, PV_TYPE_F16},
-    [PV_TYPE_BF16] = {bf16_to_float, bf16_from_float, bf16_vec_dot, PV_TYPE_BF16},
-    [PV_TYPE_Q4_0] = {q4_0_to_float, NULL, q4_0_vec_dot, PV_TYPE_Q8_0},
-    [PV_TYPE_Q8_0] = {q8_0_to_float, q8_0_from_float, q8_0_vec_dot, PV_TYPE_Q8_0},
-    [PV_TYPE_Q4_K] = {q4_K_to_float, NULL, q4_K_vec_dot, PV_TYPE_Q8_K},
-    [PV_TYPE_Q5_K] = {q5_K_to_float, NULL, q5_K_vec_dot, PV_TYPE_Q8_K},
-    [PV_TYPE_Q6_K] = {q6_K_to_float, NULL, q6_K_vec_dot, PV_TYPE_Q8_K},
-    [PV_TYPE_Q8_K] = {q8_K_to_float, q8_K_from_float, NULL, PV_TYPE_Q8_K},
+#define TRAITS(to, from, dot, dot_type) {.to_float = to, .from_float = from, .vec_dot = dot, .vec_dot_type = dot_type}
+    [PV_TYPE_F32] = TRAITS(f32_to_float, f32_from_float, f32_vec_dot, PV_TYPE_F32),
+    [PV_TYPE_F16] = TRAITS(f16_to_float, f16_from_float, f16_vec_dot, PV_TYPE_F16),
+    [PV_TYPE_BF16] = TRAITS(bf16_to_float, bf16_from_float, bf16_vec_dot, PV_TYPE_BF16),
+    [PV_TYPE_Q4_0] = TRAITS(q4_0_to_float, NULL, q4_0_vec_dot, PV_TYPE_Q8_0),
+    [PV_TYPE_Q8_0] = TRAITS(q8_0_to_float, q8_0_from_float, q8_0_vec_dot, PV_TYPE_Q8_0),
+    [PV_TYPE_Q4_K] = TRAITS(q4_K_to_float, NULL, q4_K_vec_dot, PV_TYPE_Q8_K),
+    [PV_TYPE_Q5_K] = TRAITS(q5_K_to_float, NULL, q5_K_vec_dot, PV_TYPE_Q8_K),
+    [PV_TYPE_Q6_K] = TRAITS(q6_K_to_float, NULL, q6_K_vec_dot, PV_TYPE_Q8_K),
+    [PV_TYPE_Q8_K] = TRAITS(q8_K_to_float, q8_K_from_float, NULL, PV_TYPE_Q8_K),
+#undef TRAITS
 };
 
 const pv_kern_traits_t *pv_kern_ref(pv_type_t t) {
