@@ -126,7 +126,21 @@ if mode == "basic":
     check("Claude Code body accepted; max_tokens 64000 clamped to the context", s == 200
           and j["stop_reason"] in ("max_tokens", "end_turn") and j["usage"]["input_tokens"] + j["usage"]["output_tokens"] <= 256, j)
     s, c1, _, _ = req("POST", "/v1/messages/count_tokens", {"model": "x", "messages": cc["messages"], "system": cc["system"]}, KEY)
-    check("count_tokens equals usage.input_tokens", s == 200 and c1["input_tokens"] == j["usage"]["input_tokens"], (c1, j))
+    check("count_tokens equals the prompt (usage input + cache read)", s == 200
+          and c1["input_tokens"] == j["usage"]["input_tokens"] + j["usage"]["cache_read_input_tokens"], (c1, j))
+    # the prefix cache: the same long prompt again reuses its blocks and gives the same greedy text
+    story = "Once upon a time there was a little girl named Lily. She liked to play in the park with her ball. " * 3
+    s, a1, _, _ = req("POST", "/v1/messages", msg(story, temperature=0), KEY)
+    s2, a2, _, _ = req("POST", "/v1/messages", msg(story, temperature=0), KEY)
+    total = a1["usage"]["input_tokens"] + a1["usage"]["cache_read_input_tokens"]
+    check("a repeated prompt is read from the prefix cache", s == 200 and s2 == 200
+          and a2["usage"]["cache_read_input_tokens"] >= 64 and a2["usage"]["cache_read_input_tokens"] < total
+          and a2["usage"]["input_tokens"] + a2["usage"]["cache_read_input_tokens"] == total
+          and a2["content"][0]["text"] == a1["content"][0]["text"], (a1["usage"], a2["usage"]))
+    s, _, _, raw = req("GET", "/metrics")
+    cached = [l for l in raw.decode().splitlines() if l.startswith("pensieve_prompt_tokens_cached_total ")]
+    check("metrics count cached prompt tokens", s == 200 and cached and int(cached[0].split()[1]) >= 64
+          and "pensieve_prefix_cache_hit_ratio" in raw.decode(), cached)
     s, j, _, _ = req("GET", "/v1/models", None, KEY)
     check("models", s == 200 and j["data"][0]["id"] == "tiny", j)
     # errors

@@ -303,24 +303,26 @@ const char *pv_anth_stop_reason(pv_stop_t stop) {
     }
 }
 
-static json_t *usage(int n_in, int n_out) {
-    return json_pack("{s:i, s:i, s:i, s:i}", "input_tokens", n_in, "output_tokens", n_out,
-                     "cache_creation_input_tokens", 0, "cache_read_input_tokens", 0);
+/* Anthropic counts prompt tokens read from the cache apart from the others:
+ * input_tokens + cache_read_input_tokens is the whole prompt. */
+json_t *pv_anth_usage(int n_prompt, int n_cached, int n_out) {
+    return json_pack("{s:i, s:i, s:i, s:i}", "input_tokens", n_prompt - n_cached, "output_tokens", n_out,
+                     "cache_creation_input_tokens", 0, "cache_read_input_tokens", n_cached);
 }
 
 json_t *pv_anth_message(const char *id, const char *model, const char *text, size_t len, const char *stop_reason,
-                        const char *stop_sequence, int n_in, int n_out) {
+                        const char *stop_sequence, int n_in, int n_cached, int n_out) {
     json_t *content = json_array();
     if (len) json_array_append_new(content, json_pack("{s:s, s:s%}", "type", "text", "text", text, len));
     /* "o" steals content and the usage object */
     return json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:o, s:o}", "id", id, "type", "message", "role", "assistant",
                      "model", model, "content", content, "stop_reason", stop_reason, "stop_sequence",
-                     stop_sequence ? json_string(stop_sequence) : json_null(), "usage", usage(n_in, n_out));
+                     stop_sequence ? json_string(stop_sequence) : json_null(), "usage", pv_anth_usage(n_in, n_cached, n_out));
 }
 
 json_t *pv_anth_message_start(const char *id, const char *model, int n_in) {
     return json_pack("{s:s, s:s, s:s, s:s, s:[], s:n, s:n, s:o}", "id", id, "type", "message", "role", "assistant",
-                     "model", model, "content", "stop_reason", "stop_sequence", "usage", usage(n_in, 1));
+                     "model", model, "content", "stop_reason", "stop_sequence", "usage", pv_anth_usage(n_in, 0, 1));
 }
 
 void pv_anth_new_id(char *buf, size_t len) {

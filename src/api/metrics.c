@@ -88,6 +88,22 @@ char *pv_metrics_render(const pv_metrics_t *m, const pv_server_state_t *st) {
             (unsigned long long)st->stats.kv_used_bytes, (unsigned long long)st->stats.kv_bytes,
             (unsigned long long)(st->mem.available_bytes == UINT64_MAX ? 0 : st->mem.available_bytes),
             (unsigned long long)st->mem.rss_bytes, (int)st->mem_status);
+    /* the prefix cache: prompt tokens computed vs reused, what stays cached, what was evicted */
+    uint64_t computed = st->stats.n_prompt_tokens, reused = st->stats.n_cached_tokens;
+    fprintf(f,
+            "# HELP pensieve_prompt_tokens_computed_total Prompt tokens run through the model.\n"
+            "# TYPE pensieve_prompt_tokens_computed_total counter\npensieve_prompt_tokens_computed_total %llu\n"
+            "# HELP pensieve_prompt_tokens_cached_total Prompt tokens reused from the prefix cache.\n"
+            "# TYPE pensieve_prompt_tokens_cached_total counter\npensieve_prompt_tokens_cached_total %llu\n"
+            "# HELP pensieve_prefix_cache_hit_ratio Share of prompt tokens reused from the prefix cache.\n"
+            "# TYPE pensieve_prefix_cache_hit_ratio gauge\npensieve_prefix_cache_hit_ratio %.6f\n"
+            "# HELP pensieve_kv_cached_bytes KV bytes of cached prefix blocks no request holds.\n"
+            "# TYPE pensieve_kv_cached_bytes gauge\npensieve_kv_cached_bytes %llu\n"
+            "# HELP pensieve_prefix_cache_evictions_total Cached blocks evicted to make room.\n"
+            "# TYPE pensieve_prefix_cache_evictions_total counter\npensieve_prefix_cache_evictions_total %llu\n",
+            (unsigned long long)computed, (unsigned long long)reused,
+            computed + reused ? (double)reused / (double)(computed + reused) : 0.0,
+            (unsigned long long)st->stats.kv_cached_bytes, (unsigned long long)st->stats.n_evicted_blocks);
     hist_render(f, "pensieve_time_to_first_token_seconds", "Time from submission to the first generated token.",
                 &m->ttft);
     hist_render(f, "pensieve_token_latency_seconds", "Time per generated token after the first.",
@@ -101,11 +117,12 @@ char *pv_metrics_render(const pv_metrics_t *m, const pv_server_state_t *st) {
 
 json_t *pv_health_json(const pv_server_state_t *st) {
     uint64_t avail = st->mem.available_bytes == UINT64_MAX ? 0 : st->mem.available_bytes;
-    return json_pack("{s:s, s:s, s:{s:i, s:i}, s:{s:i, s:i}, s:{s:s, s:I, s:I, s:I, s:I, s:I, s:b}}", "status",
+    return json_pack("{s:s, s:s, s:{s:i, s:i}, s:{s:i, s:i}, s:{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:b}}", "status",
                      st->status, "model", st->model, "slots", "busy", st->stats.n_busy, "total", st->stats.n_slots,
                      "queue", "length", st->stats.n_queued, "limit", st->stats.queue_limit, "memory", "status",
                      pv_mem_status_name(st->mem_status), "available_bytes", (json_int_t)avail, "rss_bytes",
                      (json_int_t)st->mem.rss_bytes, "kv_used_bytes", (json_int_t)st->stats.kv_used_bytes,
-                     "kv_budget_bytes", (json_int_t)st->stats.kv_bytes, "weights_bytes",
+                     "kv_budget_bytes", (json_int_t)st->stats.kv_bytes, "kv_cached_bytes",
+                     (json_int_t)st->stats.kv_cached_bytes, "weights_bytes",
                      (json_int_t)st->weights_bytes, "accepting_requests", st->accepting);
 }

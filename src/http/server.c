@@ -174,6 +174,14 @@ static conn_t *conn_get(pv_server_t *s, struct evhttp_request *ev) {
 
 /* ---- generation requests ------------------------------------------------------------------ */
 
+/* Shutting down with nothing left to run: the last replies may still sit in
+ * their connections' output buffers, so the loop ends a moment later, when
+ * evhttp has had the chance to write them. */
+static void exit_after_drain(pv_server_t *s) {
+    struct timeval tv = {0, 250000};
+    event_base_loopexit(s->base, &tv);
+}
+
 static void hreq_free(hreq_t *h) {
     pv_server_t *s = h->srv;
     for (hreq_t **p = &s->active; *p; p = &(*p)->next)
@@ -187,7 +195,7 @@ static void hreq_free(hreq_t *h) {
     free(h->text.p);
     free(h->all.p);
     free(h);
-    if (s->stopping && s->n_active == 0) event_base_loopexit(s->base, NULL);
+    if (s->stopping && s->n_active == 0) exit_after_drain(s);
 }
 
 static void sse_send(hreq_t *h, const char *event, json_t *data) { /* steals data */
@@ -270,15 +278,15 @@ static void hreq_pump(hreq_t *h) {
     if (h->stream) {
         sse_send(h, "content_block_stop", json_pack("{s:s, s:i}", "type", "content_block_stop", "index", 0));
         sse_send(h, "message_delta",
-                 json_pack("{s:s, s:{s:s, s:o}, s:{s:i, s:i}}", "type", "message_delta", "delta", "stop_reason", reason,
-                           "stop_sequence", stop_seq ? json_string(stop_seq) : json_null(), "usage", "input_tokens",
-                           st.n_prompt, "output_tokens", st.n_gen));
+                 json_pack("{s:s, s:{s:s, s:o}, s:o}", "type", "message_delta", "delta", "stop_reason", reason,
+                           "stop_sequence", stop_seq ? json_string(stop_seq) : json_null(), "usage",
+                           pv_anth_usage(st.n_prompt, st.n_cached, st.n_gen)));
         sse_send(h, "message_stop", json_pack("{s:s}", "type", "message_stop"));
         evhttp_send_reply_end(h->ev);
     } else {
         reply_obj(s, h->ev, PV_EP_MESSAGES, 200,
                   pv_anth_message(h->id, h->model, h->all.p ? h->all.p : "", h->all.len, reason, stop_seq, st.n_prompt,
-                                  st.n_gen));
+                                  st.n_cached, st.n_gen));
     }
     hreq_free(h);
 }

@@ -2,7 +2,10 @@
  *
  * One pv_ctx_t holds the KV arena for every slot (n_slots x n_ctx positions,
  * in blocks); each slot is a pv_seq_t of that arena, reserving blocks as it
- * grows and returning them when its request ends. A step is one
+ * grows and returning them when its request ends. Prompts start from the
+ * longest cached prefix in the arena (blocks of earlier or running requests,
+ * shared read-only); a slot registers its blocks once its prompt is in and
+ * again when it ends, so later requests, in any slot, can reuse them. A step is one
  * pv_forward_batch(): one decode token per generating slot, then prompt
  * chunks of the slots still reading their prompt, up to the batch size. */
 #include "sched/sched.h"
@@ -160,6 +163,7 @@ struct pv_sched {
     uint64_t kv_used;      /* published after each step */
     uint64_t n_prompt_tok; /* counters since start */
     uint64_t n_gen_tok;    /* counters since start */
+    uint64_t n_cached_tok; /* counters since start */
     pthread_t th;          /* the scheduler thread */
     int started;           /* th is running */
 };
@@ -252,7 +256,10 @@ void pv_sched_stats(pv_sched_t *s, pv_sched_stats_t *st) {
     *st = (pv_sched_stats_t){.n_busy = busy, .n_slots = s->o.n_slots, .n_queued = q,
                              .queue_limit = s->o.queue_limit, .n_ctx = s->n_ctx, .kv_used_bytes = s->kv_used,
                              .kv_bytes = pv_ctx_kv_bytes(s->ctx),
-                             .n_prompt_tokens = s->n_prompt_tok, .n_gen_tokens = s->n_gen_tok};
+                             .n_prompt_tokens = s->n_prompt_tok, .n_gen_tokens = s->n_gen_tok,
+                             .n_cached_tokens = s->n_cached_tok,
+                             .kv_cached_bytes = pv_kv_cached_bytes(pv_ctx_kv(s->ctx)),
+                             .n_evicted_blocks = pv_ctx_kv(s->ctx)->n_evicted};
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -368,6 +375,8 @@ static void slot_end(pv_sched_t *s, slot_t *sl, pv_stop_t why, int stop_index, c
         emit_text(s, sl, tail, n, 1);
     }
     req_finish(s, sl->req, why, stop_index, msg);
+    if (why != PV_STOP_ERROR) /* what is in the cache stays findable for the next turn */
+        pv_kv_register(pv_ctx_kv(s->ctx), &sl->seq, sl->toks, (uint32_t)sl->n_fed);
     pv_kv_release(pv_ctx_kv(s->ctx), &sl->seq);
     pv_sampler_free(sl->smp);
     sl->smp = NULL;
@@ -379,13 +388,15 @@ static void slot_begin(pv_sched_t *s, slot_t *sl, pv_req_t *r) {
     sl->req = r;
     memcpy(sl->toks, r->prompt, (size_t)r->n_prompt * sizeof *sl->toks);
     sl->n_tok = r->n_prompt;
-    sl->n_fed = 0;
+    sl->n_fed = (int)pv_kv_attach_prefix(pv_ctx_kv(s->ctx), &sl->seq, r->prompt, (uint32_t)r->n_prompt);
+    s->n_cached_tok += (uint64_t)sl->n_fed; /* under s->mu: admission holds it */
     sl->n_gen = 0;
     sl->n_utf8 = 0;
     sl->n_hold = 0;
     sl->smp = pv_sampler_new(&r->sp, (int32_t)s->m->hp.n_vocab);
     pthread_mutex_lock(&r->mu);
     r->st.admitted = 1;
+    r->st.n_cached = sl->n_fed;
     pthread_mutex_unlock(&r->mu);
 }
 
@@ -454,9 +465,12 @@ static void step_slots(pv_sched_t *s, uint64_t *n_prompt, uint64_t *n_gen) {
             slot_end(s, sl, PV_STOP_ERROR, -1, rc == PV_ENOMEM ? "the KV cache is full" : "the forward pass failed");
             continue;
         }
-        if (sl->n_fed < sl->req->n_prompt) *n_prompt += (uint64_t)sl->n_take;
+        int prefill = sl->n_fed < sl->req->n_prompt;
+        if (prefill) *n_prompt += (uint64_t)sl->n_take;
         else *n_gen += 1;
         sl->n_fed += sl->n_take;
+        if (prefill && sl->n_fed == sl->req->n_prompt) /* the prompt is in: others may share it now */
+            pv_kv_register(pv_ctx_kv(s->ctx), &sl->seq, sl->toks, (uint32_t)sl->n_fed);
         if (sl->n_fed == sl->n_tok) slot_sample(s, sl);
     }
 }

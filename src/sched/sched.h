@@ -59,6 +59,7 @@ typedef struct {
     pv_stop_t stop;    /* why it ended (when done) */
     int stop_index;    /* which stop sequence matched, -1 if none */
     int n_prompt;      /* prompt tokens */
+    int n_cached;      /* of those, reused from the prefix cache (not computed) */
     int n_gen;         /* generated tokens (the end-of-generation token not counted) */
     double t_first_s;  /* seconds from submission to the first generated token; < 0 before */
     double t_gen_s;    /* seconds from the first to the last generated token */
@@ -104,7 +105,10 @@ typedef struct {
     uint32_t n_ctx;         /* positions per slot */
     uint64_t kv_used_bytes; /* KV bytes holding live positions */
     uint64_t kv_bytes;      /* the whole KV budget (every slot's cache) */
-    uint64_t n_prompt_tokens; /* prompt tokens processed since start */
+    uint64_t n_prompt_tokens; /* prompt tokens processed (computed) since start */
+    uint64_t n_cached_tokens; /* prompt tokens reused from the prefix cache since start */
+    uint64_t kv_cached_bytes; /* KV bytes of cached prefix blocks that no request holds */
+    uint64_t n_evicted_blocks; /* cached blocks evicted for room since start */
     uint64_t n_gen_tokens;    /* tokens generated since start */
 } pv_sched_stats_t;
 
