@@ -12,6 +12,7 @@ int cmd_status(int argc, char **argv);
 int cmd_stop(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
+int cmd_template(int argc, char **argv);
 
 /* Strict number parsing for option values: 0 on success, -1 (after printing
  * "pensieve: bad value for OPT") otherwise. */

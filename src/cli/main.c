@@ -21,6 +21,7 @@ static void usage(FILE *out) {
             "  bench -m MODEL [-p N] [-n N] [-t T] [-r R] [--json]   speed and bandwidth limit\n"
             "  tokenize -m MODEL [--ids] [--bos] [--special] TEXT | -   text to token ids\n"
             "  detokenize -m MODEL ID... | -                            token ids to text\n"
+            "  template (-t FILE.jinja | -m MODEL) [-c CONTEXT.json]      render a chat template\n"
             "  serve -m MODEL [options]     the HTTP server (Anthropic Messages API; pensieve serve --help)\n"
             "  status [--port P]            ask a running server for /health\n"
             "  stop [--port P]              stop a running server (pid file + SIGTERM)\n"
@@ -78,6 +79,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "stop") == 0) return cmd_stop(argc - 1, argv + 1);
     if (strcmp(cmd, "tokenize") == 0) return cmd_tokenize(argc - 1, argv + 1);
     if (strcmp(cmd, "detokenize") == 0) return cmd_detokenize(argc - 1, argv + 1);
+    if (strcmp(cmd, "template") == 0) return cmd_template(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("pensieve %s\n", PV_VERSION);
         return 0;
