@@ -10,8 +10,9 @@ Suite *tok_suite(void);
 Suite *sample_suite(void);
 Suite *model_suite(void);
 Suite *sched_suite(void);
+Suite *chat_suite(void);
 
-#define PV_TEST_SUITES(X) X(gguf_suite) X(kern_suite) X(tok_suite) X(sample_suite) X(model_suite) X(sched_suite)
+#define PV_TEST_SUITES(X) X(gguf_suite) X(kern_suite) X(tok_suite) X(sample_suite) X(model_suite) X(sched_suite) X(chat_suite)
 
 /* Helpers shared by the suites (tests/util.c). */
 

@@ -1220,7 +1220,12 @@ static int parse_body(parser_t *P, const char *const *ends, nvec_t *body, const 
         tok_t *t = cur(P);
         jn_t *n = NULL;
         if (t->kind == TK_EOF) {
-            if (ends) return fail(P, "unexpected end of template, expected '%s'", ends[0]), -1;
+            if (ends) {
+                char want[128] = "";
+                for (const char *const *e = ends; *e; e++)
+                    snprintf(want + strlen(want), sizeof want - strlen(want), "%s'%s'", e == ends ? "" : " or ", *e);
+                return fail(P, "unexpected end of template, expected %s", want), -1;
+            }
             break;
         } else if (t->kind == TK_TEXT) {
             if (!(n = mk(P, JN_TEXT))) return -1;

@@ -1247,8 +1247,9 @@ static int f_tojson(fctx_t *f, jv_t *p, jv_t *out) {
     }
     jv_buf_t b;
     jv_buf_init(&b, R->a, R->lim.max_output);
-    int rc = jv_tojson(&b, f->in, &o, R->err, R->errlen);
-    if (rc == PV_EINVAL) return fail_kind(R, PV_JINJA_RUNTIME, rc, "%s", R->err);
+    char msg[PV_ERRLEN];
+    int rc = jv_tojson(&b, f->in, &o, msg, sizeof msg);
+    if (rc == PV_EINVAL) return RT_ERR(R, "%s", msg);
     if (rc) return chk(R, rc);
     *out = jv_str(b.p ? b.p : "", b.n);
     return 0;
@@ -1984,10 +1985,11 @@ static int exec_for(rs_t *R, scope_t *S, const jn_t *n) {
         jv_t *kept = jv_alloc(R->a, count, sizeof *kept);
         size_t k = 0;
         if (!kept && count) return NOMEM(R);
+        scope_t *fs = scope_new(R, S);
+        if (!fs) return NOMEM(R);
         for (size_t i = 0; i < count; i++) {
-            scope_t *fs = scope_new(R, S);
             jv_t cond;
-            if (!fs) return NOMEM(R);
+            fs->n = 0;
             if ((rc = assign(R, fs, n->names, n->nnames, src[i])) || (rc = ev(R, fs, n->b, &cond))) return rc;
             if (jv_truthy(cond)) kept[k++] = src[i];
         }
@@ -2002,11 +2004,14 @@ static int exec_for(rs_t *R, scope_t *S, const jn_t *n) {
     if (!ls) return NOMEM(R);
     ls->items = src;
     ls->n = count;
+    /* One scope serves every iteration, emptied each time: nothing outlives an
+     * iteration that could see it (macros close over the top level only). */
+    scope_t *it = scope_new(R, S);
+    if (!it) return NOMEM(R);
     for (size_t i = 0; i < count; i++) {
         if (++R->steps > R->lim.max_steps)
             return LIMIT_ERR(R, "template exceeded %llu loop iterations and macro calls", (unsigned long long)R->lim.max_steps);
-        scope_t *it = scope_new(R, S);
-        if (!it) return NOMEM(R);
+        it->n = 0;
         ls->i = i;
         if ((rc = assign(R, it, n->names, n->nnames, src[i]))) return rc;
         if ((rc = scope_set(R, it, "loop", (jv_t){.type = JV_LOOP, .u.ptr = ls}))) return rc;
