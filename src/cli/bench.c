@@ -151,7 +151,7 @@ static int parse_bench_opts(int argc, char **argv, bench_opts_t *o) {
         else if (!strcmp(a, "-m") || !strcmp(a, "--model")) o->model_path = argv[++i];
         else if (!strcmp(a, "-p")) rc = cli_parse_int(a, argv[++i], 0, 1 << 16, &o->n_prompt);
         else if (!strcmp(a, "-n")) rc = cli_parse_int(a, argv[++i], 0, 1 << 16, &o->n_gen);
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) rc = cli_parse_int(a, argv[++i], 1, 512, &o->n_threads);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) rc = cli_parse_int(a, argv[++i], 1, PV_MAX_THREADS, &o->n_threads);
         else if (!strcmp(a, "-r")) rc = cli_parse_int(a, argv[++i], 1, 1000, &o->reps);
         else rc = -1;
         if (rc) return -1;

@@ -62,7 +62,7 @@ static int parse_run_opts(int argc, char **argv, run_opts_t *o) {
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) o->prompt = v;
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) rc = cli_parse_int(a, v, -1, 1 << 24, &o->n_predict);
         else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) rc = cli_parse_int(a, v, 0, 1 << 20, &o->n_ctx);
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) rc = cli_parse_int(a, v, 1, 512, &o->n_threads);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) rc = cli_parse_int(a, v, 1, PV_MAX_THREADS, &o->n_threads);
         else if (!strcmp(a, "--temp")) rc = cli_parse_float(a, v, &o->sp.temperature);
         else if (!strcmp(a, "--top-k")) rc = cli_parse_int(a, v, 0, 1 << 30, &n), o->sp.top_k = (int)n;
         else if (!strcmp(a, "--top-p")) rc = cli_parse_float(a, v, &o->sp.top_p);

@@ -61,7 +61,7 @@ static const opt_t opts[] = {
     {"--kv-budget", "PENSIEVE_KV_BUDGET", 'i', 0, 1 << 24, O(kv_budget_mb),
      "MB for the whole KV cache; caps the context per slot"},
     {"--api-key", "PENSIEVE_API_KEY", 's', 0, 0, O(api_key), "require this key (x-api-key or Bearer)"},
-    {"--threads", "PENSIEVE_THREADS", 'i', 1, 512, O(threads), "compute threads (default: physical cores)"},
+    {"--threads", "PENSIEVE_THREADS", 'i', 1, PV_MAX_THREADS, O(threads), "compute threads (default: physical cores)"},
     {"--alias", "PENSIEVE_ALIAS", 's', 0, 0, O(alias), "model name to report (default: the file name)"},
     {"--insecure-public", "PENSIEVE_INSECURE_PUBLIC", 'b', 0, 1, O(insecure_public),
      "allow a non-loopback --host without an API key"},

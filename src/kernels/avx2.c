@@ -247,33 +247,84 @@ PV_AVX2 static float bf16_bf16(const void *w, const void *a, int64_t n) {
     return sum;
 }
 
-/* The scalar twin's arithmetic, 8 elements at a time: the q.k dot product
- * accumulates in float lanes (the twin sums in double), and the accumulator
- * update is a multiply then an add, each result rounded to half as there.
- * hd must be a multiple of 8; other sizes take the scalar twin. */
+/* e^x for 8 floats, within about 2 ulp of expf over its range; large
+ * negative x gives 0, as expf does (-inf included). Range reduction
+ * x = n ln2 + r with |r| <= ln2/2, a degree-6 polynomial for e^r, then 2^n
+ * through the exponent bits. */
+PV_AVX2 static inline __m256 exp_ps(__m256 x) {
+    x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.37626f)), _mm256_set1_ps(-87.33654f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/* The sums of 8 vectors, as the 8 lanes of one. */
+PV_AVX2 static inline __m256 hsum8_ps(const __m256 v[8]) {
+    __m256 t0 = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+    __m256 t1 = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(t0, t1, 0x20), _mm256_permute2f128_ps(t0, t1, 0x31));
+}
+
+/* Scores of up to 16 positions: scale * (q . k_p), 8 at a time. */
+PV_AVX2 static void attn_scores(const __m256 *q, const uint16_t *k, size_t stride, int n, int hd, float scale, float *s) {
+    for (int p0 = 0; p0 < n; p0 += 8) {
+        __m256 acc[8];
+        for (int j = 0; j < 8; j++) {
+            acc[j] = _mm256_setzero_ps();
+            if (p0 + j >= n) continue;
+            const uint16_t *kp = k + (size_t)(p0 + j) * stride;
+            for (int i = 0; i < hd / 8; i++)
+                acc[j] = _mm256_fmadd_ps(q[i], _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kp + 8 * i))), acc[j]);
+        }
+        _mm256_storeu_ps(s + p0, _mm256_mul_ps(hsum8_ps(acc), _mm256_set1_ps(scale)));
+    }
+}
+
+/* The scalar twin's arithmetic, vectorised: scores 8 positions at a time,
+ * the exponentials of the online softmax for a whole block at once (the
+ * running maximum is followed position by position first, so each position
+ * gets the factor the twin gives it), and the accumulator update as a
+ * multiply then an add, each result rounded to half as in the twin. The dot
+ * products sum in float lanes (the twin sums in double). hd must be a
+ * multiple of 8 (others take the twin), n at most 16 per call. */
 PV_AVX2 static void attn_fold(const uint16_t *qh, const uint16_t *k, const uint16_t *v, size_t stride, int n, int hd,
                               float scale, pv_attn_state_t *st, uint16_t *acc) {
-    if (hd % 8 != 0 || hd > 512) {
+    if (hd % 8 != 0 || hd > 512 || n > 16) {
         pv_attn_fold_ref(qh, k, v, stride, n, hd, scale, st, acc);
         return;
     }
     __m256 q[64];
     for (int i = 0; i < hd / 8; i++) q[i] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(qh + 8 * i)));
-    for (int p = 0; p < n; p++, k += stride, v += stride) {
-        __m256 dot = _mm256_setzero_ps();
-        for (int i = 0; i < hd / 8; i++)
-            dot = _mm256_fmadd_ps(q[i], _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + 8 * i))), dot);
-        float s = hsum_ps(dot) * scale, ms = 1.0f, vs = 1.0f;
-        if (s > st->M) {
-            ms = expf(st->M - s);
-            st->M = s;
+    float s[16], arg[16], e[16];
+    int new_max[16];
+    attn_scores(q, k, stride, n, hd, scale, s);
+    float M = st->M;
+    for (int p = 0; p < n; p++) { /* exp(M_old - s) where s is a new maximum, else exp(s - M) */
+        new_max[p] = s[p] > M;
+        arg[p] = new_max[p] ? M - s[p] : s[p] - M;
+        if (new_max[p]) M = s[p];
+    }
+    for (int p = 0; p < n; p += 8) _mm256_storeu_ps(e + p, exp_ps(_mm256_loadu_ps(arg + p)));
+    for (int p = 0; p < n; p++, v += stride) {
+        float ms = 1.0f, vs = 1.0f;
+        if (new_max[p]) {
+            ms = e[p];
             __m256 m = _mm256_set1_ps(ms);
             for (int i = 0; i < hd; i += 8) {
                 __m256 a = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(acc + i))), m);
                 _mm_storeu_si128((__m128i *)(acc + i), _mm256_cvtps_ph(a, _MM_FROUND_TO_NEAREST_INT));
             }
         } else {
-            vs = expf(s - st->M);
+            vs = e[p];
         }
         __m256 w = _mm256_set1_ps(vs);
         for (int i = 0; i < hd; i += 8) {
@@ -283,6 +334,7 @@ PV_AVX2 static void attn_fold(const uint16_t *qh, const uint16_t *k, const uint1
         }
         st->S = st->S * ms + vs;
     }
+    st->M = M;
 }
 
 pv_attn_fold_fn pv__avx2_attn_fold(void) { return attn_fold; }

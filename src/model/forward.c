@@ -12,7 +12,7 @@
 #include "kernels/ops.h"
 #include "model/model.h"
 
-#define PV_MAX_THREADS 256 /* attention scratch slots; pools are smaller */
+#define PV_ATTN_GROUP 8 /* consecutive tokens of one sequence that share each KV block read */
 
 struct pv_ctx {
     const pv_model_t *m;   /* borrowed; outlives the context */
@@ -36,7 +36,8 @@ struct pv_ctx {
     float rope_mscale;     /* scale of the rotated values (long-rope attention factor) */
     const float **in;      /* [B] row pointers handed to pv_matmul */
     float **out;           /* [B] row pointers handed to pv_matmul */
-    uint16_t *att16;       /* (PV_MAX_THREADS, 2, head_dim) per-thread query and accumulator halves */
+    uint16_t *att16;       /* (PV_MAX_THREADS, PV_ATTN_GROUP, 2, head_dim) per-thread query and accumulator halves */
+    int *groups;           /* [max_batch + 1] first entry of each attention group, then n (end marker) */
     void *work;            /* activations converted for a matmul (B rows) */
     pv_pool_t *pool;       /* borrowed compute threads; NULL: the caller's thread alone */
 };
@@ -57,9 +58,11 @@ static int alloc_scratch(pv_ctx_t *c) {
     c->rope_cs = malloc(B * hp->n_rot * sizeof(float) + 1);
     c->in = malloc(B * sizeof *c->in);
     c->out = malloc(B * sizeof *c->out);
-    c->att16 = malloc((size_t)PV_MAX_THREADS * 2 * hp->head_dim * sizeof *c->att16);
+    c->att16 = malloc((size_t)PV_MAX_THREADS * PV_ATTN_GROUP * 2 * hp->head_dim * sizeof *c->att16);
+    c->groups = malloc((B + 1) * sizeof *c->groups);
     c->work = malloc(B * max3(d, hp->n_ff, c->q_dim) * sizeof(float)); /* f32 is the widest dot format */
-    return c->x && c->xb && c->xb2 && c->q && c->k && c->v && c->hb && c->hb2 && c->rope_cs && c->in && c->out && c->att16 && c->work
+    return c->x && c->xb && c->xb2 && c->q && c->k && c->v && c->hb && c->hb2 && c->rope_cs && c->in && c->out && c->att16 && c->groups &&
+                   c->work
                ? 0
                : PV_ENOMEM;
 }
@@ -132,6 +135,7 @@ void pv_ctx_free(pv_ctx_t *c) {
     free(c->in);
     free(c->out);
     free(c->att16);
+    free(c->groups);
     free(c->work);
     free(c);
 }
@@ -139,7 +143,11 @@ void pv_ctx_free(pv_ctx_t *c) {
 uint32_t pv_ctx_size(const pv_ctx_t *c) { return c->n_ctx; }
 int pv_ctx_max_batch(const pv_ctx_t *c) { return c->max_batch; }
 pv_kv_t *pv_ctx_kv(pv_ctx_t *c) { return &c->kv; }
-void pv_ctx_set_pool(pv_ctx_t *c, pv_pool_t *pool) { c->pool = pool; }
+int pv_ctx_set_pool(pv_ctx_t *c, pv_pool_t *pool) {
+    if (pv_pool_size(pool) > PV_MAX_THREADS) return PV_ERANGE; /* per-thread attention scratch */
+    c->pool = pool;
+    return 0;
+}
 size_t pv_ctx_kv_bytes(const pv_ctx_t *c) { return pv_kv_bytes(&c->kv); }
 
 /* ys[b] = w xs[b] for the n tokens, rows of xs/ys with the given widths. */
@@ -154,42 +162,70 @@ static void matmul(pv_ctx_t *c, const pv_weight_t *w, const float *x, size_t x_w
 typedef struct {
     pv_ctx_t *c;
     const pv_batch_entry_t *e; /* the batch */
-    int n;                     /* entries */
+    int n_groups;              /* attention groups (c->groups) */
     uint32_t il;               /* layer */
     float scale;               /* 1 / sqrt(head_dim) */
 } attn_task_t;
 
-/* One (token, head) of attention over its sequence's positions 0..pos. The
- * numerics follow llama.cpp's CPU flash attention over its default F16
- * cache, so that results agree closely: queries are rounded to half, scores
- * go through an online softmax (running max M and sum S), and the weighted
- * sum of values is accumulated in half precision. */
-static void attend_head(const attn_task_t *t, int b, uint32_t h, uint16_t *qh, uint16_t *acc) {
+/* Splits the batch into groups of up to PV_ATTN_GROUP consecutive entries of
+ * one sequence (a prompt chunk), whose queries then read each KV block once
+ * for the whole group. Returns the number of groups. */
+static int attention_groups(pv_ctx_t *c, const pv_batch_entry_t *e, int n) {
+    int g = 0;
+    for (int b = 0; b < n; b++)
+        if (b == 0 || e[b].seq != e[b - 1].seq || b - c->groups[g - 1] == PV_ATTN_GROUP) c->groups[g++] = b;
+    c->groups[g] = n;
+    return g;
+}
+
+/* Attention of one head for a group of tokens over their sequence's positions
+ * 0..pos (each its own pos), block by block, every token of the group folding
+ * a block while it is in cache. The numerics follow llama.cpp's CPU flash
+ * attention over its default F16 cache, so that results agree closely:
+ * queries are rounded to half, scores go through an online softmax (running
+ * max M and sum S), and the weighted sum of values is accumulated in half
+ * precision (pv_attn_fold). */
+static void attend_group(const attn_task_t *t, int g, uint32_t h, uint16_t *scratch) {
     const pv_ctx_t *c = t->c;
     const pv_hparams_t *hp = &c->m->hp;
-    uint32_t hd = hp->head_dim, pos = t->e[b].pos;
+    uint32_t hd = hp->head_dim, max_pos = 0;
+    int b0 = c->groups[g], n = c->groups[g + 1] - b0;
     size_t kv_off = (size_t)(h / (hp->n_head / hp->n_head_kv)) * hd;
-    const float *q = c->q + (size_t)b * c->q_dim + (size_t)h * hd;
-    for (uint32_t i = 0; i < hd; i++) {
-        qh[i] = pv_f32_to_f16(q[i]);
-        acc[i] = 0;
+    const pv_seq_t *seq = t->e[b0].seq;
+    pv_attn_state_t st[PV_ATTN_GROUP];
+    for (int j = 0; j < n; j++) {
+        const float *q = c->q + (size_t)(b0 + j) * c->q_dim + (size_t)h * hd;
+        uint16_t *qh = scratch + (size_t)j * 2 * hd, *acc = qh + hd;
+        for (uint32_t i = 0; i < hd; i++) {
+            qh[i] = pv_f32_to_f16(q[i]);
+            acc[i] = 0;
+        }
+        st[j] = (pv_attn_state_t){-INFINITY, 0.0f};
+        if (t->e[b0 + j].pos > max_pos) max_pos = t->e[b0 + j].pos;
     }
-    pv_attn_state_t st = {-INFINITY, 0.0f};
-    for (uint32_t p = 0; p <= pos; p += PV_KV_BLOCK) { /* block by block: positions within one are contiguous */
-        int n_pos = pos + 1 - p < PV_KV_BLOCK ? (int)(pos + 1 - p) : PV_KV_BLOCK;
-        pv_attn_fold(qh, pv_kv_k(&c->kv, t->e[b].seq, t->il, p) + kv_off, pv_kv_v(&c->kv, t->e[b].seq, t->il, p) + kv_off,
-                     c->kv_dim, n_pos, (int)hd, t->scale, &st, acc);
+    for (uint32_t p = 0; p <= max_pos; p += PV_KV_BLOCK) { /* positions within a block are contiguous */
+        const uint16_t *k = pv_kv_k(&c->kv, seq, t->il, p) + kv_off, *v = pv_kv_v(&c->kv, seq, t->il, p) + kv_off;
+        for (int j = 0; j < n; j++) {
+            uint32_t pos = t->e[b0 + j].pos;
+            if (pos < p) continue;
+            int n_pos = pos + 1 - p < PV_KV_BLOCK ? (int)(pos + 1 - p) : PV_KV_BLOCK;
+            uint16_t *qh = scratch + (size_t)j * 2 * hd;
+            pv_attn_fold(qh, k, v, c->kv_dim, n_pos, (int)hd, t->scale, &st[j], qh + hd);
+        }
     }
-    float *o = c->xb + (size_t)b * c->q_dim + (size_t)h * hd;
-    for (uint32_t i = 0; i < hd; i++) o[i] = pv_f16_to_f32(acc[i]) / st.S;
+    for (int j = 0; j < n; j++) {
+        const uint16_t *acc = scratch + (size_t)j * 2 * hd + hd;
+        float *o = c->xb + (size_t)(b0 + j) * c->q_dim + (size_t)h * hd;
+        for (uint32_t i = 0; i < hd; i++) o[i] = pv_f16_to_f32(acc[i]) / st[j].S;
+    }
 }
 
 static void attention_rows(void *arg, int ith, int nth) {
     const attn_task_t *t = arg;
     const pv_hparams_t *hp = &t->c->m->hp;
-    uint16_t *qh = t->c->att16 + (size_t)(ith % PV_MAX_THREADS) * 2 * hp->head_dim, *acc = qh + hp->head_dim;
-    int n_tasks = t->n * (int)hp->n_head;
-    for (int i = ith; i < n_tasks; i += nth) attend_head(t, i / (int)hp->n_head, (uint32_t)(i % (int)hp->n_head), qh, acc);
+    uint16_t *scratch = t->c->att16 + (size_t)ith * PV_ATTN_GROUP * 2 * hp->head_dim;
+    int n_tasks = t->n_groups * (int)hp->n_head;
+    for (int i = ith; i < n_tasks; i += nth) attend_group(t, i / (int)hp->n_head, (uint32_t)(i % (int)hp->n_head), scratch);
 }
 
 /* Rounds the batch's keys and values to halves into each sequence's blocks. */
@@ -225,6 +261,8 @@ int pv_forward_batch(pv_ctx_t *c, const pv_batch_entry_t *e, int n) {
     // token embeddings: x[b] = token_embd[token_b]                       (B, n_embd)
     for (int b = 0; b < n; b++) pv_get_row(m->tok_embd.t->type, m->tok_embd.t->data, e[b].token, (int64_t)d, c->x + b * d);
 
+    int n_groups = attention_groups(c, e, n);
+
     // RoPE angles of each token's position, shared by every layer and head     (B, n_rot)
     for (int b = 0; b < n; b++)
         pv_rope_angles(c->rope_cs + b * hp->n_rot, (int)hp->n_rot, (int)e[b].pos, hp->rope_base, c->rope_ff, c->rope_mscale);
@@ -258,7 +296,7 @@ int pv_forward_batch(pv_ctx_t *c, const pv_batch_entry_t *e, int n) {
         kv_store(c, e, n, il);
 
         // softmax(q k^T / sqrt(hd)) v per (token, head), then the output projection
-        attn_task_t at = {c, e, n, il, 1.0f / sqrtf((float)hd)};
+        attn_task_t at = {c, e, n_groups, il, 1.0f / sqrtf((float)hd)};
         if (n * hp->n_head * (e[n - 1].pos + 1) * hd < 32768) attention_rows(&at, 0, 1);
         else pv_pool_run(c->pool, attention_rows, &at);
         matmul(c, &L->wo, c->xb, c->q_dim, c->xb2, d, n);

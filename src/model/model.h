@@ -102,9 +102,12 @@ size_t pv_ctx_kv_bytes(const pv_ctx_t *c);
 pv_kv_t *pv_ctx_kv(pv_ctx_t *c); /* the arena, for sequences other than the default one */
 int pv_ctx_long_rope(const pv_ctx_t *c); /* 1 when Phi-3's long RoPE factors apply (context > original) */
 
+#define PV_MAX_THREADS 64 /* largest pool a context takes (it keeps attention scratch per thread) */
+
 /* Matmuls and attention run on pool's threads from now on (NULL: the caller's
- * thread). The pool is borrowed and must outlive its use by the context. */
-void pv_ctx_set_pool(pv_ctx_t *c, pv_pool_t *pool);
+ * thread). The pool is borrowed and must outlive its use by the context.
+ * PV_ERANGE for a pool of more than PV_MAX_THREADS threads. */
+int pv_ctx_set_pool(pv_ctx_t *c, pv_pool_t *pool);
 
 typedef struct {
     pv_seq_t *seq;   /* the sequence (of this context's arena) the token belongs to */
