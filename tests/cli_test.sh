@@ -130,5 +130,51 @@ run tokenize -m "$shared/vocab/ggml-vocab-bert-bge.gguf" x >/dev/null 2>"$tmp/er
 check "an unsupported tokenizer is refused" test $? -eq 1
 check "... in one line naming it" test "$(wc -l <"$tmp/err")" -eq 1 -a -n "$(grep '"bert"' "$tmp/err")"
 
+# template: reference cases byte for byte (no newline added); raise_exception exits 1 with its message
+tc="$shared/templates/cases"
+if [ -d "$tc" ]; then
+    python3 - "$tc" "$tmp" <<'PY'
+import json, sys
+d, tmp = sys.argv[1], sys.argv[2]
+data = json.load(open(f"{d}/conversations.json", encoding="utf-8"))
+cases = [json.loads(line) for line in open(f"{d}/cases.jsonl", encoding="utf-8")]
+def ctx(c):  # the variables, built as verify_cases.py documents
+    conv = next(x for x in data["conversations"] if x["name"] == c["conversation"])
+    return {"messages": conv["messages"], "tools": data["tools"] if c["tools"] else None,
+            "documents": data["documents"] if c["documents"] else None,
+            "add_generation_prompt": c["add_generation_prompt"], "bos_token": c["bos_token"],
+            "eos_token": c["eos_token"], **c["kwargs"]}
+ok = next(c for c in cases if c["template"].startswith("openai-gpt-oss") and "expected" in c and c["tools"])
+raised = next(c for c in cases if c.get("error_kind") == "raise_exception")
+for name, c in (("ok", ok), ("raise", raised)):
+    json.dump(ctx(c), open(f"{tmp}/{name}.json", "w", encoding="utf-8"), ensure_ascii=False)
+    for ext, text in (("tpl", c["template"]), ("now", c["now"]), ("want", c.get("expected", c.get("error")))):
+        open(f"{tmp}/{name}.{ext}", "w", encoding="utf-8", newline="").write(text)
+PY
+    PENSIEVE_NOW=$(cat "$tmp/ok.now") run template -t "$shared/templates/$(cat "$tmp/ok.tpl")" -c "$tmp/ok.json" >"$tmp/ok.out"
+    check "template renders a reference case" test $? -eq 0
+    check "... byte for byte, with no newline added" cmp -s "$tmp/ok.want" "$tmp/ok.out"
+    PENSIEVE_NOW=$(cat "$tmp/raise.now") run template -t "$shared/templates/$(cat "$tmp/raise.tpl")" \
+        -c "$tmp/raise.json" >"$tmp/raise.out" 2>"$tmp/raise.err"
+    check "raise_exception exits 1" test $? -eq 1
+    check "... with the template's message on stderr" grep -qF "$(cat "$tmp/raise.want")" "$tmp/raise.err"
+    check "... and nothing on stdout" test ! -s "$tmp/raise.out"
+    printf "{{ strftime_now('%%Y-%%m-%%d %%H:%%M') }}\n" >"$tmp/now.jinja"
+    check "strftime_now formats PENSIEVE_NOW" \
+        test "$(PENSIEVE_NOW=2024-02-29T10:30:00 run template -t "$tmp/now.jinja")" = "2024-02-29 10:30"
+    echo '{"messages":[{"role":"user","content":"Hi"}],"add_generation_prompt":true}' >"$tmp/hi.json"
+    run template -m "$vq" -c "$tmp/hi.json" >"$tmp/qwen.out"
+    printf '<|im_start|>system\nYou are a helpful assistant<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n' >"$tmp/qwen.want"
+    check "template -m renders the model's chat template" cmp -s "$tmp/qwen.want" "$tmp/qwen.out"
+    run template -t "$tmp/now.jinja" -m "$vq" >/dev/null 2>&1
+    check "template with both -t and -m is a usage error" test $? -eq 2
+    printf '{%% for x in y %%}' >"$tmp/bad.jinja"
+    run template -t "$tmp/bad.jinja" >/dev/null 2>"$tmp/err"
+    check "a template syntax error exits 1" test $? -eq 1
+    check "... naming the missing tag" grep -q "endfor" "$tmp/err"
+else
+    echo "skipped: template checks ($tc is absent)"
+fi
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -178,6 +178,9 @@ START_TEST(test_api_basics) {
                     "{{ {'b':1,'a':2}|dictsort }} {{ [1,2,2,'A','a']|unique|list }} {{ range(2, 9, 3)|list }}", NULL);
     ck_assert_str_eq(out, "a-3 x1y 1,2,3 [('a', 2), ('b', 1)] [1, 2, 'A'] [2, 5, 8]");
     free(out);
+    out = render_ok("{{ 'héllo ωσ'|upper }} {{ 'ÀÉ ПРИВЕТ'|lower }} {{ 'élan vital'|title }}", NULL);
+    ck_assert_str_eq(out, "HÉLLO ΩΣ àé привет Élan Vital");
+    free(out);
     struct tm tm;
     ck_assert_int_eq(pv_jinja_parse_time("2025-13-01", &tm), PV_EINVAL);
     ck_assert_int_eq(pv_jinja_parse_time("not a date", &tm), PV_EINVAL);

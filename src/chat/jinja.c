@@ -119,23 +119,6 @@ static int hexval(char c) {
          : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 }
 
-static size_t put_utf8(char *o, uint32_t c) {
-    if (c >= 0xd800 && c <= 0xdfff) c = 0xfffd;
-    if (c < 0x80) { o[0] = (char)c; return 1; }
-    if (c < 0x800) { o[0] = (char)(0xc0 | c >> 6); o[1] = (char)(0x80 | (c & 0x3f)); return 2; }
-    if (c < 0x10000) {
-        o[0] = (char)(0xe0 | c >> 12);
-        o[1] = (char)(0x80 | ((c >> 6) & 0x3f));
-        o[2] = (char)(0x80 | (c & 0x3f));
-        return 3;
-    }
-    o[0] = (char)(0xf0 | c >> 18);
-    o[1] = (char)(0x80 | ((c >> 12) & 0x3f));
-    o[2] = (char)(0x80 | ((c >> 6) & 0x3f));
-    o[3] = (char)(0x80 | (c & 0x3f));
-    return 4;
-}
-
 /* Python's unicode-escape decoding of a string literal's body s[0..n). */
 static int unescape(lexer_t *L, const char *s, size_t n, jv_t *out) {
     char *o = jv_alloc(L->a, n + 1, 1), *w = o;
@@ -169,14 +152,14 @@ static int unescape(lexer_t *L, const char *s, size_t n, jv_t *out) {
             }
             if (cp > 0x10ffff) return lex_fail(L, "illegal Unicode character in a string literal");
             i += digits;
-            w += put_utf8(w, cp); /* at most digits + 2 bytes: fits */
+            w += jv_utf8_put(w, cp); /* at most digits + 2 bytes: fits */
             break;
         }
         default:
             if (c >= '0' && c <= '7') {
                 uint32_t cp = (uint32_t)(c - '0');
                 for (int k = 0; k < 2 && i < n && s[i] >= '0' && s[i] <= '7'; k++) cp = cp * 8 + (uint32_t)(s[i++] - '0');
-                w += put_utf8(w, cp);
+                w += jv_utf8_put(w, cp);
             } else {
                 *w++ = '\\';
                 *w++ = c;

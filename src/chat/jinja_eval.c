@@ -311,34 +311,72 @@ static const char *find_bytes(const char *h, size_t hn, const char *nd, size_t n
     return NULL;
 }
 
-/* ASCII case mapping (1 upper, 0 lower), every character. */
-static int map_case(rs_t *R, jv_t s, int upper, jv_t *out) {
-    char *p = jv_alloc(R->a, s.n + 1, 1);
+/* Case pairs outside ASCII: Latin-1, Latin Extended-A, Greek, Cyrillic. The
+ * characters whose mapping changes length (ß, ŉ, İ) are left as they are. */
+static int ext_a_pair(uint32_t c) {
+    return (c >= 0x100 && c <= 0x12f) || (c >= 0x132 && c <= 0x137) || (c >= 0x139 && c <= 0x148) || (c >= 0x14a && c <= 0x177) ||
+           (c >= 0x179 && c <= 0x17e);
+}
+static int ext_a_is_lower(uint32_t c) {
+    int odd_upper = (c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17e);
+    return odd_upper ? c % 2 == 0 : c % 2 == 1;
+}
+
+static uint32_t to_upper(uint32_t c) {
+    if (c >= 'a' && c <= 'z') return c - 32;
+    if (c < 0x80) return c;
+    if ((c >= 0xe0 && c <= 0xfe && c != 0xf7) || (c >= 0x3b1 && c <= 0x3cb && c != 0x3c2) || (c >= 0x430 && c <= 0x44f))
+        return c - 0x20;
+    if (c == 0xff) return 0x178;
+    if (ext_a_pair(c) && ext_a_is_lower(c)) return c - 1;
+    if (c >= 0x450 && c <= 0x45f) return c - 0x50;
+    return c;
+}
+
+static uint32_t to_lower(uint32_t c) {
+    if (c >= 'A' && c <= 'Z') return c + 32;
+    if (c < 0x80) return c;
+    if ((c >= 0xc0 && c <= 0xde && c != 0xd7) || (c >= 0x391 && c <= 0x3ab && c != 0x3a2) || (c >= 0x410 && c <= 0x42f))
+        return c + 0x20;
+    if (c == 0x178) return 0xff;
+    if (ext_a_pair(c) && !ext_a_is_lower(c)) return c + 1;
+    if (c >= 0x400 && c <= 0x40f) return c + 0x50;
+    return c;
+}
+
+static int is_cased(uint32_t c) { return to_upper(c) != c || to_lower(c) != c; }
+
+/* Case mapping of every character: CASE_LOWER, CASE_UPPER, CASE_TITLE
+ * (str.title) or CASE_CAPITALIZE (str.capitalize). */
+enum { CASE_LOWER, CASE_UPPER, CASE_TITLE, CASE_CAPITALIZE };
+static int map_case(rs_t *R, jv_t s, int mode, jv_t *out) {
+    char *p = jv_alloc(R->a, s.n + 4, 1); /* + 4: room for one encoded character past the end */
+    size_t w = 0;
+    int prev_cased = 0;
     if (!p) return NOMEM(R);
-    for (size_t i = 0; i < s.n; i++) {
-        char c = s.s[i];
-        p[i] = upper ? (c >= 'a' && c <= 'z' ? c - 32 : c) : (c >= 'A' && c <= 'Z' ? c + 32 : c);
+    for (size_t i = 0; i < s.n;) {
+        uint32_t c, m;
+        size_t k = jv_utf8_next(s.s + i, s.n - i, &c);
+        if (k == 1 && c >= 0x80) { /* a stray byte: copied */
+            p[w++] = s.s[i++];
+            continue;
+        }
+        if (mode == CASE_UPPER) m = to_upper(c);
+        else if (mode == CASE_LOWER) m = to_lower(c);
+        else if (mode == CASE_CAPITALIZE) m = i == 0 ? to_upper(c) : to_lower(c);
+        else m = prev_cased ? to_lower(c) : to_upper(c);
+        prev_cased = is_cased(c);
+        if (jv_utf8_put(p + w, m) != k) memcpy(p + w, s.s + i, k); /* every pair keeps its length */
+        w += k;
+        i += k;
     }
-    *out = jv_str(p, s.n);
+    *out = jv_str(p, w);
     return 0;
 }
 
 /* title(): 1, capitalize(): 0. */
 static int title_case(rs_t *R, jv_t s, int title, jv_t *out) {
-    int rc = map_case(R, s, 0, out);
-    if (rc) return rc;
-    char *p = (char *)out->s;
-    if (!title) {
-        if (s.n && p[0] >= 'a' && p[0] <= 'z') p[0] -= 32;
-        return 0;
-    }
-    int prev_cased = 0;
-    for (size_t i = 0; i < s.n; i++) { /* non-ASCII bytes count as cased letters */
-        int cased = (p[i] >= 'a' && p[i] <= 'z') || (p[i] >= 'A' && p[i] <= 'Z') || (unsigned char)p[i] >= 0x80;
-        if (cased && !prev_cased && p[i] >= 'a' && p[i] <= 'z') p[i] -= 32;
-        prev_cased = cased;
-    }
-    return 0;
+    return map_case(R, s, title ? CASE_TITLE : CASE_CAPITALIZE, out);
 }
 
 static int str_replace(rs_t *R, jv_t s, jv_t old, jv_t rep, int64_t count, jv_t *out) {

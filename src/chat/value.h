@@ -153,6 +153,8 @@ int jv_tojson(jv_buf_t *b, jv_t v, const jv_json_opts_t *o, char *err, size_t er
 size_t jv_utf8_len(const char *s, size_t n);
 /* Byte offset of character index ci (clamped to n). */
 size_t jv_utf8_offset(const char *s, size_t n, size_t ci);
+/* Encodes cp (surrogates become U+FFFD) into o (4 bytes room); its length. */
+size_t jv_utf8_put(char *o, uint32_t cp);
 /* Decodes one character at s[0..n), n > 0; returns its byte length. */
 size_t jv_utf8_next(const char *s, size_t n, uint32_t *cp);
 
