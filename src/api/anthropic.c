@@ -175,14 +175,7 @@ int pv_anth_parse(const char *body, size_t len, pv_prompt_fmt_t fmt, int count_o
         out->max_tokens = v > (1 << 30) ? 1 << 30 : (int)v;
     }
     /* sampling: the Anthropic defaults are plain sampling at temperature 1 */
-    out->sp = pv_sampler_defaults();
-    out->sp.temperature = 1.0f;
-    out->sp.top_k = 0;
-    out->sp.top_p = 1.0f;
-    out->sp.min_p = 0.0f;
-    out->sp.repeat_penalty = 1.0f;
-    static atomic_ulong seed_counter;
-    out->sp.seed = (uint64_t)time(NULL) * 1000003u + atomic_fetch_add(&seed_counter, 1);
+    out->sp = pv_sampler_plain();
     if (get_number(root, "temperature", 0, 2, &out->sp.temperature, err, errlen) ||
         get_number(root, "top_p", 0, 1, &out->sp.top_p, err, errlen))
         goto done;

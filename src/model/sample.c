@@ -1,11 +1,19 @@
 #include "model/sample.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 
 pv_sampler_params_t pv_sampler_defaults(void) {
     return (pv_sampler_params_t){.temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f,
                                  .repeat_penalty = 1.0f, .repeat_last_n = 64, .seed = 0x5eed};
+}
+
+pv_sampler_params_t pv_sampler_plain(void) {
+    static atomic_ulong counter; /* two requests in one second still differ */
+    return (pv_sampler_params_t){.temperature = 1.0f, .top_p = 1.0f, .repeat_penalty = 1.0f, .repeat_last_n = 64,
+                                 .seed = (uint64_t)time(NULL) * 1000003u + atomic_fetch_add(&counter, 1)};
 }
 
 pv_sampler_t *pv_sampler_new(const pv_sampler_params_t *p, int32_t n_vocab) {

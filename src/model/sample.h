@@ -24,6 +24,9 @@ typedef struct {
 
 /* Defaults as llama.cpp's CLI uses them: temp 0.8, top-k 40, top-p 0.95, min-p 0.05. */
 pv_sampler_params_t pv_sampler_defaults(void);
+/* The HTTP APIs' defaults (Anthropic's and OpenAI's agree): plain sampling at
+ * temperature 1 (no top-k, top-p or min-p, no penalty) with a fresh seed per call. */
+pv_sampler_params_t pv_sampler_plain(void);
 
 typedef struct {
     int32_t id; /* token id */
