@@ -83,3 +83,23 @@ char *pv_prompt_render(pv_prompt_fmt_t fmt, const char *system, const pv_chat_ms
     }
     return out;
 }
+
+char *pv_prompt_tools_text(const pv_prompt_tool_t *t, int n) {
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    if (!f) return NULL;
+    fputs("# Tools\n\nYou may call these functions. To call one, answer with a JSON object "
+          "{\"name\": NAME, \"arguments\": {...}} and nothing else.\n",
+          f);
+    for (int i = 0; i < n; i++) {
+        fprintf(f, "\n- %s", t[i].name);
+        if (t[i].description && *t[i].description) fprintf(f, ": %s", t[i].description);
+        if (t[i].parameters) fprintf(f, "\n  parameters: %s", t[i].parameters);
+    }
+    if (fclose(f)) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}

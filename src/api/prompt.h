@@ -11,7 +11,18 @@
  *   plain   no template (or an unknown one):
  *           System: TEXT\nUser: TEXT\nAssistant: TEXT\n ... Assistant:
  *           with "\nUser:" as an implicit stop sequence.
- * Templated formats are tokenized with special-token parsing; plain is not. */
+ * Templated formats are tokenized with special-token parsing; plain is not.
+ *
+ * Tool definitions (OpenAI's "tools") are, until the template engine renders
+ * them the model's own way, one block of system text (pv_prompt_tools_text):
+ *   # Tools
+ *
+ *   You may call these functions. To call one, answer with a JSON object
+ *   {"name": NAME, "arguments": {...}} and nothing else.
+ *
+ *   - NAME: DESCRIPTION
+ *     parameters: SCHEMA (compact JSON)
+ *   ... */
 #ifndef PV_PROMPT_H
 #define PV_PROMPT_H
 
@@ -33,6 +44,12 @@ typedef struct {
     const char *text; /* borrowed, nul-terminated */
 } pv_chat_msg_t;
 
+typedef struct {
+    const char *name;        /* borrowed, nul-terminated */
+    const char *description; /* borrowed; NULL: none */
+    const char *parameters;  /* borrowed: the JSON Schema as compact JSON text; NULL: none */
+} pv_prompt_tool_t;
+
 pv_prompt_fmt_t pv_prompt_detect(const char *chat_template); /* NULL: plain */
 const char *pv_prompt_fmt_name(pv_prompt_fmt_t f);
 int pv_prompt_fmt_special(pv_prompt_fmt_t f);     /* 1: tokenize with special-token parsing */
@@ -41,5 +58,8 @@ const char *pv_prompt_fmt_stop(pv_prompt_fmt_t f); /* implicit stop sequence, or
 /* Renders the conversation (system text may be NULL) and the opening of the
  * assistant's turn. Returns an owned string (free()), NULL on OOM. */
 char *pv_prompt_render(pv_prompt_fmt_t f, const char *system, const pv_chat_msg_t *msgs, int n);
+
+/* The tools block above as an owned string (free()), NULL on OOM. n >= 1. */
+char *pv_prompt_tools_text(const pv_prompt_tool_t *tools, int n);
 
 #endif
