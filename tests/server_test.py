@@ -58,6 +58,16 @@ def health():
     return j
 
 
+def idle_within(limit):
+    """Seconds until no slot is busy, or None after limit seconds."""
+    t0 = time.time()
+    while time.time() - t0 < limit:
+        if health()["slots"]["busy"] == 0:
+            return time.time() - t0
+        time.sleep(0.05)
+    return None
+
+
 def stream(body, headers=KEY, stop_after=None):
     """Returns (event names, text, final usage). stop_after: close after that many deltas."""
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -90,6 +100,51 @@ def stream(body, headers=KEY, stop_after=None):
             break
     c.close()
     return events, text, usage
+
+
+BEARER = {"authorization": "Bearer sekrit"}
+
+
+def chat(text="Once upon a time", **kw):
+    b = {"model": "gpt-test", "max_tokens": 16, "temperature": 0,
+         "messages": [{"role": "user", "content": text}]}
+    b.update(kw)
+    return b
+
+
+def is_oai_error(j, typ, param=None):
+    """OpenAI's shape: {"error": {"message", "type", "param", "code"}}."""
+    e = j.get("error") if isinstance(j, dict) else None
+    return isinstance(e, dict) and e.get("type") == typ and isinstance(e.get("message"), str) \
+        and "param" in e and "code" in e and (param is None or e["param"] == param)
+
+
+def oai_stream(path, body, stop_after=None):
+    """Returns (status, chunks, data lines) of an OpenAI SSE stream; stop_after: close after that many chunks."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    c.request("POST", path, body=json.dumps(dict(body, stream=True)).encode(),
+              headers=dict(BEARER, **{"content-type": "application/json"}))
+    r = c.getresponse()
+    if r.status != 200:
+        j = json.loads(r.read())
+        c.close()
+        return r.status, j, r
+    chunks, lines = [], []
+    for line in r:
+        line = line.decode().rstrip("\n")
+        if not line or line.startswith(":"):  # event separators, ping comments
+            continue
+        lines.append(line)
+        if line == "data: [DONE]":
+            break
+        assert line.startswith("data: {"), line
+        chunks.append(json.loads(line[6:]))
+        if stop_after and len(chunks) >= stop_after:
+            c.sock.shutdown(socket.SHUT_RDWR)
+            c.close()
+            return 200, chunks, lines
+    c.close()
+    return 200, chunks, lines
 
 
 if mode == "basic":
@@ -167,26 +222,16 @@ if mode == "basic":
     # disconnect mid-stream frees the slot within a second
     long = msg(max_tokens=200, temperature=1.0)
     stream(long, stop_after=2)
-    t0, freed = time.time(), False
-    while time.time() - t0 < 1.0:
-        if health()["slots"]["busy"] == 0:
-            freed = True
-            break
-        time.sleep(0.05)
-    check("disconnect mid-stream frees the slot within 1 s (%.2f s)" % (time.time() - t0), freed)
+    t = idle_within(1.0)
+    check("disconnect mid-stream frees the slot within 1 s (%.2f s)" % (t if t is not None else -1), t is not None)
     # disconnect of a non-streaming request while it waits
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     c.request("POST", "/v1/messages", body=json.dumps(long).encode(), headers=KEY)
     time.sleep(0.05)
     c.sock.shutdown(socket.SHUT_RDWR)
     c.close()
-    t0, freed = time.time(), False
-    while time.time() - t0 < 1.5:
-        if health()["slots"]["busy"] == 0:
-            freed = True
-            break
-        time.sleep(0.05)
-    check("disconnect of a non-streaming request frees the slot (%.2f s)" % (time.time() - t0), freed)
+    t = idle_within(1.5)
+    check("disconnect of a non-streaming request frees the slot (%.2f s)" % (t if t is not None else -1), t is not None)
     s, j, _, _ = req("POST", "/v1/messages", msg(), KEY)
     check("the next request is served", s == 200 and j["content"][0]["text"] == greedy, j)
     s, _, r, raw = req("GET", "/metrics")
@@ -204,6 +249,170 @@ if mode == "basic":
     check("metrics exposes %s (%s)" % (len(want), "prometheus_client" if parsed else "line scan"),
           all(any(n.startswith(w) for n in names) for w in want), names)
     check("metrics counts 400s by endpoint", 'endpoint="/v1/messages",status="400"' in text)
+
+elif mode == "openai":
+    # the Anthropic answer to the same conversation: both APIs render the same prompt
+    s, j, _, _ = req("POST", "/v1/messages", msg(), KEY)
+    greedy = j["content"][0]["text"]
+    # chat completions, not streaming
+    s, j, _, _ = req("POST", "/v1/chat/completions", chat(), BEARER)
+    ok = s == 200 and j["object"] == "chat.completion" and j["id"].startswith("chatcmpl-") \
+        and isinstance(j["created"], int) and j["model"] == "gpt-test" and len(j["choices"]) == 1 \
+        and j["choices"][0]["index"] == 0 and j["choices"][0]["message"]["role"] == "assistant" \
+        and j["choices"][0]["finish_reason"] == "length"
+    check("chat.completion shape, finish_reason length", ok, j)
+    u = j["usage"]
+    check("chat usage: completion 16, total = prompt + completion, cached_tokens present", u["completion_tokens"] == 16
+          and u["prompt_tokens"] > 3 and u["total_tokens"] == u["prompt_tokens"] + 16
+          and isinstance(u["prompt_tokens_details"]["cached_tokens"], int), u)
+    ctext = j["choices"][0]["message"]["content"]
+    check("chat text equals the Messages API's for the same conversation (temperature 0)", ctext == greedy, (ctext, greedy))
+    s, j, _, _ = req("POST", "/v1/chat/completions", dict(chat(max_tokens=None), max_completion_tokens=5), BEARER)
+    check("max_completion_tokens", s == 200 and j["usage"]["completion_tokens"] == 5
+          and j["choices"][0]["finish_reason"] == "length", j)
+    # streaming with include_usage
+    s, chunks, lines = oai_stream("/v1/chat/completions", chat(stream_options={"include_usage": True}))
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    check("stream: first chunk carries the role, then content deltas", s == 200
+          and chunks[0]["choices"][0]["delta"].get("role") == "assistant"
+          and all("role" not in c["choices"][0]["delta"] for c in chunks[1:] if c["choices"])
+          and all(c["object"] == "chat.completion.chunk" and c["id"] == chunks[0]["id"] for c in chunks), chunks[:2])
+    fin = [c for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+    check("stream: one final chunk with finish_reason length, then the usage chunk, then [DONE]",
+          len(fin) == 1 and fin[0] is chunks[-2] and fin[0]["choices"][0]["finish_reason"] == "length"
+          and chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 16
+          and chunks[-1]["usage"]["prompt_tokens"] == u["prompt_tokens"]
+          and all(c["usage"] is None for c in chunks[:-1]) and lines[-1] == "data: [DONE]", (chunks[-2:], lines[-1]))
+    check("stream text equals the non-streaming text", text == ctext, (text, ctext))
+    s, chunks, lines = oai_stream("/v1/chat/completions", chat())
+    check("stream without include_usage: no usage chunk", s == 200 and all("usage" not in c for c in chunks)
+          and chunks[-1]["choices"][0]["finish_reason"] == "length" and lines[-1] == "data: [DONE]", chunks[-1])
+    # stop sequences
+    cut = ctext[4:8]
+    for form in (cut, [cut, "zzzz"]):
+        s, j, _, _ = req("POST", "/v1/chat/completions", chat(stop=form), BEARER)
+        check("stop %s -> finish_reason stop, text cut before it" % type(form).__name__, s == 200
+              and j["choices"][0]["finish_reason"] == "stop"
+              and j["choices"][0]["message"]["content"] == ctext[:ctext.index(cut)], j)
+    s, chunks, _ = oai_stream("/v1/chat/completions", chat(stop=cut))
+    check("stream stop -> finish_reason stop", chunks[-1]["choices"][0]["finish_reason"] == "stop", chunks[-1])
+    # message shapes: text parts, system/developer, tool calls and results, tools, response_format
+    conv = [{"role": "system", "content": "You tell stories."}, {"role": "developer", "content": "Be short."},
+            {"role": "user", "content": [{"type": "text", "text": "Once upon"}, {"type": "text", "text": "a time"}]},
+            {"role": "assistant", "content": None,
+             "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "look", "arguments": "{\"at\":\"sky\"}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "blue"}]
+    tools = [{"type": "function", "function": {"name": "look", "description": "Look",
+                                               "parameters": {"type": "object"}}}]
+    s, j0, _, _ = req("POST", "/v1/chat/completions", chat(messages=conv, max_tokens=4), BEARER)
+    check("roles system/developer/user(parts)/assistant(tool_calls)/tool accepted", s == 200, j0)
+    # (the tools block alone is ~110 tokens of this character-level model: a short conversation)
+    s, j0, _, _ = req("POST", "/v1/chat/completions", chat("Hi", max_tokens=2), BEARER)
+    s1, j1, _, _ = req("POST", "/v1/chat/completions", chat("Hi", max_tokens=2, tools=tools, tool_choice="auto",
+                                                          response_format={"type": "json_object"}), BEARER)
+    s2, j2, _, _ = req("POST", "/v1/chat/completions", chat("Hi", max_tokens=2, tools=tools, tool_choice="none"), BEARER)
+    check("tools render into the prompt (more prompt tokens); tool_choice none leaves them out", s1 == 200 and s2 == 200
+          and j1["usage"]["prompt_tokens"] > j0["usage"]["prompt_tokens"] + 10
+          and j2["usage"]["prompt_tokens"] == j0["usage"]["prompt_tokens"], (j0.get("usage"), j1.get("usage"), j2.get("usage")))
+    # the prefix cache: the same long prompt twice
+    story = "Once upon a time there was a little girl named Lily. She liked to play in the park with her ball. " * 3
+    s, a1, _, _ = req("POST", "/v1/chat/completions", chat(story + "The end?"), BEARER)
+    s2, a2, _, _ = req("POST", "/v1/chat/completions", chat(story + "The end?"), BEARER)
+    c2 = a2["usage"]["prompt_tokens_details"]["cached_tokens"]
+    check("a repeated long prompt: cached_tokens %d of %d" % (c2, a2["usage"]["prompt_tokens"]), s == 200 and s2 == 200
+          and c2 >= 64 and c2 < a2["usage"]["prompt_tokens"] and a2["usage"]["prompt_tokens"] == a1["usage"]["prompt_tokens"]
+          and a2["choices"][0]["message"]["content"] == a1["choices"][0]["message"]["content"], (a1["usage"], a2["usage"]))
+    # completions
+    s, j, _, _ = req("POST", "/v1/completions", {"model": "gpt-test", "prompt": "Once upon a time", "temperature": 0}, BEARER)
+    ok = s == 200 and j["object"] == "text_completion" and j["id"].startswith("cmpl-") and j["model"] == "gpt-test" \
+        and j["choices"][0]["finish_reason"] == "length" and j["usage"]["completion_tokens"] == 16 \
+        and j["usage"]["total_tokens"] == j["usage"]["prompt_tokens"] + 16 and isinstance(j["choices"][0]["text"], str)
+    check("text_completion shape; max_tokens defaults to 16", ok, j)
+    ttext = j["choices"][0]["text"]
+    s, chunks, lines = oai_stream("/v1/completions", {"model": "gpt-test", "prompt": "Once upon a time", "temperature": 0,
+                                                      "max_tokens": 16, "stream_options": {"include_usage": True}})
+    stext = "".join(c["choices"][0]["text"] for c in chunks if c["choices"])
+    check("completions stream: text_completion chunks, finish, usage chunk, [DONE]; text equals", s == 200
+          and all(c["object"] == "text_completion" for c in chunks) and stext == ttext
+          and chunks[-2]["choices"][0]["finish_reason"] == "length" and chunks[-1]["choices"] == []
+          and chunks[-1]["usage"]["completion_tokens"] == 16 and lines[-1] == "data: [DONE]", (stext, ttext, chunks[-2:]))
+    cut = ttext[3:7]
+    s, j, _, _ = req("POST", "/v1/completions", {"model": "m", "prompt": ["Once upon a time"], "temperature": 0,
+                                                 "stop": cut}, BEARER)
+    check("completions stop -> finish_reason stop", s == 200 and j["choices"][0]["finish_reason"] == "stop"
+          and j["choices"][0]["text"] == ttext[:ttext.index(cut)], j)
+    # /v1/models for both SDKs
+    s, j, _, _ = req("GET", "/v1/models", None, BEARER)
+    d = j["data"][0] if s == 200 else {}
+    check("models: OpenAI's list (object, id, created, owned_by) and Anthropic's (type, display_name, created_at)",
+          s == 200 and j["object"] == "list" and len(j["data"]) == 1 and d["id"] == "tiny" and d["object"] == "model"
+          and isinstance(d["created"], int) and isinstance(d["owned_by"], str) and d["type"] == "model"
+          and d["display_name"] == "tiny" and d["created_at"].endswith("Z") and j["has_more"] is False
+          and j["first_id"] == "tiny", j)
+    s, j, _, _ = req("GET", "/v1/models/tiny", None, BEARER)
+    check("models/ID: the model object", s == 200 and j["id"] == "tiny" and j["object"] == "model" and j["type"] == "model", j)
+    s, j, _, _ = req("GET", "/v1/models/nope", None, BEARER)
+    check("models/unknown -> 404 readable by both SDKs", s == 404 and is_error(j, "not_found_error")
+          and "param" in j["error"], j)
+    # errors in OpenAI's shape
+    bad = [("malformed JSON", "/v1/chat/completions", b'{"model": "x", ', None),
+           ("wrong type", "/v1/chat/completions", chat(max_tokens="16"), "max_tokens"),
+           ("temperature out of range", "/v1/chat/completions", chat(temperature=3), "temperature"),
+           ("missing messages", "/v1/chat/completions", {"model": "x"}, "messages"),
+           ("bad role", "/v1/chat/completions", chat(messages=[{"role": "robot", "content": "x"}]), "messages.0.role"),
+           ("image part", "/v1/chat/completions",
+            chat(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]),
+            "messages.0.content"),
+           ("n=2", "/v1/chat/completions", chat(n=2), "n"),
+           ("stop of a wrong type", "/v1/chat/completions", chat(stop=5), "stop"),
+           ("json_schema", "/v1/chat/completions", chat(response_format={"type": "json_schema"}), "response_format.type"),
+           ("prompt too long", "/v1/chat/completions", chat("Once upon a time " * 200), "messages"),
+           ("missing prompt", "/v1/completions", {"model": "x"}, "prompt"),
+           ("token-array prompt", "/v1/completions", {"model": "x", "prompt": [1, 2, 3]}, "prompt")]
+    for name, path, body, param in bad:
+        s, j, _, _ = req("POST", path, body, BEARER)
+        check(f"{path} {name} -> 400 invalid_request_error (param {param})", s == 400
+              and is_oai_error(j, "invalid_request_error", param) and "type" not in j, (s, j))
+    s, j, _, _ = req("POST", "/v1/chat/completions", b'{"model":"x","pad":"' + b"a" * (2 << 20) + b'"}', BEARER)
+    check("2 MB body -> 413 in OpenAI's shape", s == 413 and is_oai_error(j, "invalid_request_error")
+          and j["error"]["code"] == "request_too_large", (s, j))
+    s, j, _, _ = req("POST", "/v1/chat/completions", chat(), {"authorization": "Bearer wrong"})
+    check("wrong key -> 401 invalid_api_key", s == 401 and is_oai_error(j, "invalid_request_error")
+          and j["error"]["code"] == "invalid_api_key", (s, j))
+    s, j, _, _ = req("POST", "/v1/completions", {"model": "x", "prompt": "x"}, {})
+    check("no key -> 401", s == 401 and is_oai_error(j, "invalid_request_error"), (s, j))
+    s, j, _, _ = req("GET", "/v1/chat/completions", None, BEARER)
+    check("GET -> 405 in OpenAI's shape", s == 405 and is_oai_error(j, "invalid_request_error"), (s, j))
+    s, j, _, _ = req("POST", "/v1/chat/nothing", chat(), BEARER)
+    check("unknown route stays 404, readable by both SDKs", s == 404 and is_error(j, "not_found_error")
+          and j["error"]["code"] is None and "param" in j["error"], (s, j))
+    s, j, _, _ = req("POST", "/v1/messages", msg(max_tokens="x"), KEY)
+    check("the Messages API keeps its own error shape", s == 400 and is_error(j, "invalid_request_error")
+          and "param" not in j["error"], j)
+    # a full queue -> 429 with Retry-After in OpenAI's shape (2 slots, queue 4, 12 long requests at once)
+    res, lock = [], threading.Lock()
+
+    def burst():
+        r = req("POST", "/v1/chat/completions", chat(max_tokens=230, temperature=1.0), BEARER)
+        with lock:
+            res.append(r)
+    th = [threading.Thread(target=burst) for _ in range(12)]
+    [t.start() for t in th]
+    [t.join(120) for t in th]
+    n429 = [r for r in res if r[0] == 429]
+    check("burst: %d x 200, %d x 429, all 429s OpenAI-shaped with Retry-After" % (len(res) - len(n429), len(n429)),
+          len(res) == 12 and all(r[0] in (200, 429) for r in res) and n429
+          and all(is_oai_error(r[1], "rate_limit_error") and r[2].getheader("retry-after") for r in n429),
+          [(r[0], r[1]) for r in res if r[0] != 200][:2])
+    # a client that leaves mid-stream cancels
+    oai_stream("/v1/chat/completions", chat(max_tokens=200, temperature=1.0), stop_after=2)
+    t = idle_within(1.0)
+    check("chat stream disconnect frees the slot within 1 s (%.2f s)" % (t if t is not None else -1), t is not None)
+    s, _, _, raw = req("GET", "/metrics")
+    text = raw.decode()
+    check("metrics count the OpenAI endpoints", 'endpoint="/v1/chat/completions",status="200"' in text
+          and 'endpoint="/v1/chat/completions",status="400"' in text and 'endpoint="/v1/completions",status="200"' in text
+          and 'endpoint="/v1/chat/completions",status="429"' in text, [l for l in text.splitlines() if "completions" in l])
 
 elif mode == "memory":
     body = msg(max_tokens=32, temperature=0.8)
@@ -301,6 +510,9 @@ elif mode == "gate":
     check("memory gate -> 503 overloaded_error with x-memory-status", s == 503 and is_error(j, "overloaded_error")
           and r.getheader("x-memory-status") in ("critical", "emergency")
           and int(r.getheader("x-available-memory-bytes")) > 0, (s, j))
+    s, j, r, _ = req("POST", "/v1/chat/completions", chat())
+    check("memory gate on chat completions -> 503 server_error in OpenAI's shape with Retry-After", s == 503
+          and is_oai_error(j, "server_error") and r.getheader("retry-after") and r.getheader("x-memory-status"), (s, j))
     s, j, _, _ = req("GET", "/health")
     check("health: degraded, not accepting", j["status"] == "degraded" and not j["memory"]["accepting_requests"], j)
 

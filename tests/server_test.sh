@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# server_test.sh PENSIEVE SHARED - the server over real HTTP on 127.0.0.1: endpoints, errors, auth,
+# server_test.sh PENSIEVE SHARED - the server over real HTTP on 127.0.0.1: endpoints (Anthropic and OpenAI), errors, auth,
 # streaming, disconnects, the queue bound under load, memory (VmRSS/VmHWM), shutdown.
 # Bounded: every server runs under `timeout`, every client call has a timeout, servers are stopped by PID.
 set -uo pipefail
@@ -37,6 +37,7 @@ m="$shared/models/stories260K.gguf"
 fail=0
 start main -m "$m" --parallel 2 --queue 4 --api-key sekrit --ctx-size 256 --alias tiny || exit 1
 python3 "$here/server_test.py" basic "$port" "$pid" || fail=1
+python3 "$here/server_test.py" openai "$port" "$pid" || fail=1
 python3 "$here/server_test.py" load "$port" "$pid" || fail=1
 # pensieve status / stop
 if PENSIEVE_PORT=$port "$bin" status | grep -q '"status":"ok"'; then echo "ok: pensieve status"; else echo "FAIL: pensieve status"; fail=1; fi

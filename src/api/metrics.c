@@ -6,7 +6,8 @@
 #include <string.h>
 
 static const char *ep_names[PV_EP_COUNT] = {"/v1/messages", "/v1/messages/count_tokens", "/v1/models",
-                                           "/health", "/metrics", "other"};
+                                           "/health", "/metrics", "/v1/chat/completions",
+                                           "/v1/completions", "other"};
 
 static void hist_init(pv_hist_t *h, const double *b, int n) {
     memset(h, 0, sizeof *h);

@@ -17,6 +17,8 @@ typedef enum {
     PV_EP_MODELS,
     PV_EP_HEALTH,
     PV_EP_METRICS,
+    PV_EP_CHAT_COMPLETIONS, /* OpenAI */
+    PV_EP_COMPLETIONS,      /* OpenAI */
     PV_EP_OTHER,
     PV_EP_COUNT
 } pv_endpoint_t;

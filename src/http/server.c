@@ -1,6 +1,7 @@
 /* server.c - evhttp routes, limits, auth, streaming, disconnects, shutdown.
  *
- * A request to /v1/messages becomes an hreq_t (owned by the loop thread) that
+ * A generation request (/v1/messages, /v1/chat/completions, /v1/completions)
+ * is parsed by its API module into API-neutral terms (gen_t) and becomes an hreq_t (owned by the loop thread) that
  * holds a pv_req_t reference. The scheduler's notify queues the pv_req_t on
  * the server's ready list and wakes the loop; the loop polls it and writes
  * SSE events (stream) or collects the text (non-stream). The hreq lives until
@@ -29,12 +30,16 @@
 
 #include "api/anthropic.h"
 #include "api/metrics.h"
+#include "api/openai.h"
 #include "base/err.h"
 #include "http/sse.h"
 
 #define PV_CHECK_MS 200 /* disconnect checks and pings */
 
 typedef struct hreq hreq_t;
+
+/* The response shapes: one row of api_traits per API (see the table below). */
+typedef enum { API_ANTHROPIC = 0, API_OAI_CHAT, API_OAI_TEXT, API_COUNT } api_t;
 
 typedef struct {
     struct evhttp_connection *evcon; /* the connection (NULL: free entry) */
@@ -46,9 +51,12 @@ struct hreq {
     struct evhttp_request *ev;    /* libevent's request; still ours to finish (reply) */
     conn_t *conn;                 /* its connection entry, NULL once the client left */
     pv_req_t *req;                /* our reference */
+    api_t api;                    /* which API's shapes it answers in */
     int stream;                   /* SSE response */
+    int include_usage;            /* OpenAI stream: a usage chunk before [DONE] */
     int gone;                     /* the client left: finish silently */
-    char id[40];                  /* msg_... */
+    char id[40];                  /* msg_..., chatcmpl-..., cmpl-... */
+    long long created;            /* Unix seconds at submission (OpenAI's "created") */
     char model[256];              /* the model name echoed back */
     int n_prompt;                 /* prompt tokens */
     int n_user_stops;             /* stop sequences of the request (implicit ones follow) */
@@ -80,6 +88,7 @@ struct pv_server {
     pv_sched_t *sched;              /* the running scheduler once loaded */
     pv_prompt_fmt_t fmt;            /* its chat format */
     uint64_t weights_bytes;         /* the file's size */
+    long long t_created;            /* Unix seconds of start-up: /v1/models' created */
     conn_t *conns;                  /* [max_conns] */
     hreq_t *active;                 /* generations in flight */
     int n_active;                   /* their number */
@@ -110,11 +119,30 @@ static void reply_json(pv_server_t *s, struct evhttp_request *ev, pv_endpoint_t 
     pv_metrics_request(&s->metrics, ep, status);
 }
 
-static void reply_error(pv_server_t *s, struct evhttp_request *ev, pv_endpoint_t ep, int status, const char *type,
-                        const char *msg) {
-    char *body = pv_anth_error_body(type, msg);
+/* The error body in the shape of the endpoint's API: OpenAI's on its routes,
+ * Anthropic's on its own, and on the shared ones (/v1/models, unknown routes)
+ * one body both SDKs read: {"type":"error","error":{"type","message","param","code"}}.
+ * type is Anthropic's name; OpenAI's comes from the status. param may be NULL. */
+static char *error_body(pv_endpoint_t ep, int status, const char *type, const char *msg, const char *param) {
+    if (ep == PV_EP_CHAT_COMPLETIONS || ep == PV_EP_COMPLETIONS) return pv_oai_error_body(status, msg, param);
+    if (ep != PV_EP_MODELS && ep != PV_EP_OTHER) return pv_anth_error_body(type, msg);
+    json_t *j = json_pack("{s:s, s:{s:s, s:s, s:n, s:n}}", "type", "error", "error", "type", type, "message", msg,
+                          "param", "code");
+    char *b = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    return b;
+}
+
+static void reply_error_param(pv_server_t *s, struct evhttp_request *ev, pv_endpoint_t ep, int status,
+                              const char *type, const char *msg, const char *param) {
+    char *body = error_body(ep, status, type, msg, param);
     reply_json(s, ev, ep, status, body ? body : "{\"type\":\"error\"}");
     free(body);
+}
+
+static void reply_error(pv_server_t *s, struct evhttp_request *ev, pv_endpoint_t ep, int status, const char *type,
+                        const char *msg) {
+    reply_error_param(s, ev, ep, status, type, msg, NULL);
 }
 
 static void reply_obj(pv_server_t *s, struct evhttp_request *ev, pv_endpoint_t ep, int status, json_t *j) {
@@ -198,7 +226,8 @@ static void hreq_free(hreq_t *h) {
     if (s->stopping && s->n_active == 0) exit_after_drain(s);
 }
 
-static void sse_send(hreq_t *h, const char *event, json_t *data) { /* steals data */
+/* Writes one SSE event (event NULL: a bare data line; steals data). */
+static void sse_send(hreq_t *h, const char *event, json_t *data) {
     if (!h->gone && data) {
         struct evbuffer *b = evbuffer_new();
         if (b && !pv_sse_event(b, event, data)) evhttp_send_reply_chunk(h->ev, b);
@@ -208,43 +237,150 @@ static void sse_send(hreq_t *h, const char *event, json_t *data) { /* steals dat
     json_decref(data);
 }
 
-static void stream_start(hreq_t *h) {
-    struct evkeyvalq *hd = evhttp_request_get_output_headers(h->ev);
-    evhttp_add_header(hd, "Content-Type", "text/event-stream");
-    evhttp_add_header(hd, "Cache-Control", "no-cache");
-    evhttp_send_reply_start(h->ev, 200, "OK");
-    pv_metrics_request(&h->srv->metrics, PV_EP_MESSAGES, 200);
+/* Writes raw SSE text (an OpenAI ping comment, "data: [DONE]"). */
+static void sse_raw(hreq_t *h, const char *text) {
+    if (h->gone) return;
+    struct evbuffer *b = evbuffer_new();
+    if (b && !evbuffer_add(b, text, strlen(text))) evhttp_send_reply_chunk(h->ev, b);
+    if (b) evbuffer_free(b);
+    h->t_last_write = now_s();
+}
+
+/* ---- the APIs' response shapes ------------------------------------------------------------ */
+
+/* How one generation ends, in API-neutral terms. */
+typedef struct {
+    const pv_req_status_t *st; /* the final status */
+    pv_stop_t stop;            /* its stop, the format's implicit stop sequence mapped to END_TURN */
+    const char *stop_seq;      /* the user's stop sequence that matched, or NULL */
+    const char *text;          /* non-stream: the whole text (nul-terminated) */
+    size_t len;                /* its length */
+} gen_end_t;
+
+/* Per-API behaviour of a generation request; indexed by api_t. */
+typedef struct {
+    pv_endpoint_t ep;                                /* metrics, and the error shape */
+    void (*start)(hreq_t *h);                        /* a stream's opening events */
+    void (*delta)(hreq_t *h, const char *text, size_t len); /* a stream's new text */
+    void (*ping)(hreq_t *h);                         /* a stream's keep-alive */
+    void (*end)(hreq_t *h, const gen_end_t *e);      /* a stream's closing events */
+    void (*fail)(hreq_t *h, int status, const char *type, const char *msg); /* a stream's error event */
+    json_t *(*whole)(hreq_t *h, const gen_end_t *e); /* the non-streaming response */
+} api_traits_t;
+
+static void anth_ping(hreq_t *h) { sse_send(h, "ping", json_pack("{s:s}", "type", "ping")); }
+
+static void anth_start(hreq_t *h) {
     sse_send(h, "message_start", json_pack("{s:s, s:o}", "type", "message_start", "message",
                                            pv_anth_message_start(h->id, h->model, h->n_prompt)));
     sse_send(h, "content_block_start",
              json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_start", "index", 0, "content_block", "type",
                        "text", "text", ""));
-    sse_send(h, "ping", json_pack("{s:s}", "type", "ping"));
+    anth_ping(h);
+}
+
+static void anth_delta(hreq_t *h, const char *text, size_t len) {
+    sse_send(h, "content_block_delta", json_pack("{s:s, s:i, s:{s:s, s:s%}}", "type", "content_block_delta", "index", 0,
+                                                 "delta", "type", "text_delta", "text", text, len));
+}
+
+static void anth_end(hreq_t *h, const gen_end_t *e) {
+    sse_send(h, "content_block_stop", json_pack("{s:s, s:i}", "type", "content_block_stop", "index", 0));
+    sse_send(h, "message_delta",
+             json_pack("{s:s, s:{s:s, s:o}, s:o}", "type", "message_delta", "delta", "stop_reason",
+                       pv_anth_stop_reason(e->stop), "stop_sequence",
+                       e->stop_seq ? json_string(e->stop_seq) : json_null(), "usage",
+                       pv_anth_usage(e->st->n_prompt, e->st->n_cached, e->st->n_gen)));
+    sse_send(h, "message_stop", json_pack("{s:s}", "type", "message_stop"));
+}
+
+static void anth_fail(hreq_t *h, int status, const char *type, const char *msg) {
+    sse_send(h, "error", json_pack("{s:s, s:{s:s, s:s}}", "type", "error", "error", "type", type, "message", msg));
+}
+
+static json_t *anth_whole(hreq_t *h, const gen_end_t *e) {
+    return pv_anth_message(h->id, h->model, e->text, e->len, pv_anth_stop_reason(e->stop), e->stop_seq,
+                           e->st->n_prompt, e->st->n_cached, e->st->n_gen);
+}
+
+static pv_oai_meta_t oai_meta(const hreq_t *h) {
+    return (pv_oai_meta_t){.kind = h->api == API_OAI_TEXT ? PV_OAI_TEXT : PV_OAI_CHAT, .id = h->id,
+                           .created = h->created, .model = h->model, .include_usage = h->include_usage};
+}
+
+static void oai_start(hreq_t *h) {
+    pv_oai_meta_t m = oai_meta(h);
+    if (m.kind == PV_OAI_CHAT) sse_send(h, NULL, pv_oai_chunk(&m, 1, NULL, 0, NULL)); /* the role */
+}
+
+static void oai_delta(hreq_t *h, const char *text, size_t len) {
+    pv_oai_meta_t m = oai_meta(h);
+    sse_send(h, NULL, pv_oai_chunk(&m, 0, text, len, NULL));
+}
+
+static void oai_ping(hreq_t *h) { sse_raw(h, ": ping\n\n"); } /* a comment: SDKs skip it */
+
+static void oai_end(hreq_t *h, const gen_end_t *e) {
+    pv_oai_meta_t m = oai_meta(h);
+    sse_send(h, NULL, pv_oai_chunk(&m, 0, NULL, 0, pv_oai_finish_reason(e->stop)));
+    if (h->include_usage) sse_send(h, NULL, pv_oai_usage_chunk(&m, e->st->n_prompt, e->st->n_cached, e->st->n_gen));
+    sse_raw(h, "data: [DONE]\n\n");
+}
+
+static void oai_fail(hreq_t *h, int status, const char *type, const char *msg) {
+    sse_send(h, NULL, pv_oai_error(status, msg, NULL));
+    sse_raw(h, "data: [DONE]\n\n");
+}
+
+static json_t *oai_whole(hreq_t *h, const gen_end_t *e) {
+    pv_oai_meta_t m = oai_meta(h);
+    return pv_oai_response(&m, e->text, e->len, pv_oai_finish_reason(e->stop), e->st->n_prompt, e->st->n_cached,
+                           e->st->n_gen);
+}
+
+static const api_traits_t api_traits[API_COUNT] = {
+    [API_ANTHROPIC] = {.ep = PV_EP_MESSAGES, .start = anth_start, .delta = anth_delta, .ping = anth_ping,
+                       .end = anth_end, .fail = anth_fail, .whole = anth_whole},
+    [API_OAI_CHAT] = {.ep = PV_EP_CHAT_COMPLETIONS, .start = oai_start, .delta = oai_delta, .ping = oai_ping,
+                      .end = oai_end, .fail = oai_fail, .whole = oai_whole},
+    [API_OAI_TEXT] = {.ep = PV_EP_COMPLETIONS, .start = oai_start, .delta = oai_delta, .ping = oai_ping,
+                      .end = oai_end, .fail = oai_fail, .whole = oai_whole},
+};
+
+/* ---- generation requests: streaming and collecting ---------------------------------------- */
+
+static void stream_start(hreq_t *h) {
+    struct evkeyvalq *hd = evhttp_request_get_output_headers(h->ev);
+    evhttp_add_header(hd, "Content-Type", "text/event-stream");
+    evhttp_add_header(hd, "Cache-Control", "no-cache");
+    evhttp_send_reply_start(h->ev, 200, "OK");
+    pv_metrics_request(&h->srv->metrics, api_traits[h->api].ep, 200);
+    api_traits[h->api].start(h);
+}
+
+/* Appends the polled text to the whole (non-stream); a failed growth drops it. */
+static void text_append(pv_text_t *a, const pv_text_t *t) {
+    if (a->len + t->len + 1 > a->cap) {
+        size_t cap = (a->len + t->len + 1) * 2;
+        char *p = realloc(a->p, cap);
+        if (p) a->p = p, a->cap = cap;
+    }
+    if (a->len + t->len + 1 <= a->cap) {
+        memcpy(a->p + a->len, t->p, t->len);
+        a->len += t->len;
+        a->p[a->len] = 0;
+    }
 }
 
 /* Polls the scheduler's output for h and writes it; finishes h when done. */
 static void hreq_pump(hreq_t *h) {
     pv_server_t *s = h->srv;
+    const api_traits_t *api = &api_traits[h->api];
     pv_req_status_t st;
     pv_req_poll(h->req, &st, &h->text);
     if (h->text.len) {
-        if (h->stream)
-            sse_send(h, "content_block_delta",
-                     json_pack("{s:s, s:i, s:{s:s, s:s%}}", "type", "content_block_delta", "index", 0, "delta", "type",
-                               "text_delta", "text", h->text.p, h->text.len));
-        else {
-            pv_text_t *a = &h->all;
-            if (a->len + h->text.len + 1 > a->cap) {
-                size_t cap = (a->len + h->text.len + 1) * 2;
-                char *p = realloc(a->p, cap);
-                if (p) a->p = p, a->cap = cap;
-            }
-            if (a->len + h->text.len + 1 <= a->cap) {
-                memcpy(a->p + a->len, h->text.p, h->text.len);
-                a->len += h->text.len;
-                a->p[a->len] = 0;
-            }
-        }
+        if (h->stream) api->delta(h, h->text.p, h->text.len);
+        else text_append(&h->all, &h->text);
     }
     if (!st.done) return;
     /* the end */
@@ -254,39 +390,28 @@ static void hreq_pump(hreq_t *h) {
     }
     s->metrics.tokens_in += (uint64_t)st.n_prompt;
     s->metrics.tokens_out += (uint64_t)st.n_gen;
-    pv_stop_t stop = st.stop;
-    const char *stop_seq = NULL;
-    if (stop == PV_STOP_SEQUENCE) {
-        if (st.stop_index < h->n_user_stops) stop_seq = pv_req_stop_sequence(h->req, st.stop_index);
-        else stop = PV_STOP_END_TURN; /* the format's implicit stop: the turn ended */
+    gen_end_t e = {.st = &st, .stop = st.stop, .text = h->all.p ? h->all.p : "", .len = h->all.len};
+    if (e.stop == PV_STOP_SEQUENCE) {
+        if (st.stop_index < h->n_user_stops) e.stop_seq = pv_req_stop_sequence(h->req, st.stop_index);
+        else e.stop = PV_STOP_END_TURN; /* the format's implicit stop: the turn ended */
     }
     if (h->conn) h->conn->cur = NULL; /* keep-alive: the connection is free for its next request */
-    if (stop == PV_STOP_CANCELLED || stop == PV_STOP_ERROR) {
-        const char *type = stop == PV_STOP_ERROR ? "api_error" : "overloaded_error";
-        const char *msg = stop == PV_STOP_ERROR ? st.error : "the request was cancelled (server shutting down)";
+    if (e.stop == PV_STOP_CANCELLED || e.stop == PV_STOP_ERROR) {
+        const char *type = e.stop == PV_STOP_ERROR ? "api_error" : "overloaded_error";
+        const char *msg = e.stop == PV_STOP_ERROR ? st.error : "the request was cancelled (server shutting down)";
+        int status = e.stop == PV_STOP_ERROR ? 500 : 503;
         if (h->stream) {
-            sse_send(h, "error", json_pack("{s:s, s:{s:s, s:s}}", "type", "error", "error", "type", type, "message", msg));
+            api->fail(h, status, type, msg);
             evhttp_send_reply_end(h->ev);
         } else if (h->gone) {
             evhttp_send_reply(h->ev, 499, "Client Closed Request", NULL);
         } else
-            reply_error(s, h->ev, PV_EP_MESSAGES, stop == PV_STOP_ERROR ? 500 : 503, type, msg);
-        hreq_free(h);
-        return;
-    }
-    const char *reason = pv_anth_stop_reason(stop);
-    if (h->stream) {
-        sse_send(h, "content_block_stop", json_pack("{s:s, s:i}", "type", "content_block_stop", "index", 0));
-        sse_send(h, "message_delta",
-                 json_pack("{s:s, s:{s:s, s:o}, s:o}", "type", "message_delta", "delta", "stop_reason", reason,
-                           "stop_sequence", stop_seq ? json_string(stop_seq) : json_null(), "usage",
-                           pv_anth_usage(st.n_prompt, st.n_cached, st.n_gen)));
-        sse_send(h, "message_stop", json_pack("{s:s}", "type", "message_stop"));
+            reply_error(s, h->ev, api->ep, status, type, msg);
+    } else if (h->stream) {
+        api->end(h, &e);
         evhttp_send_reply_end(h->ev);
     } else {
-        reply_obj(s, h->ev, PV_EP_MESSAGES, 200,
-                  pv_anth_message(h->id, h->model, h->all.p ? h->all.p : "", h->all.len, reason, stop_seq, st.n_prompt,
-                                  st.n_cached, st.n_gen));
+        reply_obj(s, h->ev, api->ep, 200, api->whole(h, &e));
     }
     hreq_free(h);
 }
@@ -361,7 +486,26 @@ static int gate(pv_server_t *s, struct evhttp_request *ev, pv_endpoint_t ep) {
     return 0;
 }
 
-/* Parses and tokenizes; 0, or -1 after replying. */
+/* The prompt's tokens (owned) into *toks; 0, or -1 after replying. */
+static int tokenize_prompt(pv_server_t *s, struct evhttp_request *ev, pv_endpoint_t ep, const char *prompt,
+                           int32_t **toks, int *n_toks) {
+    const pv_vocab_t *v = s->model->vocab;
+    unsigned flags = (pv_vocab_adds_bos(v) ? PV_TOK_ADD_BOS : 0) | (pv_prompt_fmt_special(s->fmt) ? PV_TOK_SPECIAL : 0);
+    size_t plen = strlen(prompt);
+    int cap = (int)(plen + 8 < (1u << 28) ? plen + 8 : 1u << 28);
+    *toks = malloc((size_t)cap * sizeof **toks);
+    int n = *toks ? pv_tokenize(v, prompt, plen, flags, *toks, cap) : PV_TOK_FAILED;
+    if (n < 0) {
+        free(*toks);
+        *toks = NULL;
+        reply_error(s, ev, ep, 500, "api_error", "cannot tokenize the prompt");
+        return -1;
+    }
+    *n_toks = n;
+    return 0;
+}
+
+/* Parses an Anthropic body and tokenizes its prompt; 0, or -1 after replying. */
 static int prepare(pv_server_t *s, struct evhttp_request *ev, pv_endpoint_t ep, int count_only, pv_anth_req_t *ar,
                    int32_t **toks, int *n_toks) {
     size_t len = 0;
@@ -374,46 +518,50 @@ static int prepare(pv_server_t *s, struct evhttp_request *ev, pv_endpoint_t ep, 
         reply_error(s, ev, ep, 400, "invalid_request_error", err);
         return -1;
     }
-    const pv_vocab_t *v = s->model->vocab;
-    unsigned flags = (pv_vocab_adds_bos(v) ? PV_TOK_ADD_BOS : 0) | (pv_prompt_fmt_special(s->fmt) ? PV_TOK_SPECIAL : 0);
-    size_t plen = strlen(ar->prompt);
-    int cap = (int)(plen + 8 < (1u << 28) ? plen + 8 : 1u << 28);
-    *toks = malloc((size_t)cap * sizeof **toks);
-    int n = *toks ? pv_tokenize(v, ar->prompt, plen, flags, *toks, cap) : PV_TOK_FAILED;
-    if (n < 0) {
-        free(*toks);
-        *toks = NULL;
+    if (tokenize_prompt(s, ev, ep, ar->prompt, toks, n_toks)) {
         pv_anth_req_close(ar);
-        reply_error(s, ev, ep, 500, "api_error", "cannot tokenize the prompt");
         return -1;
     }
-    *n_toks = n;
     return 0;
 }
 
-static void route_messages(pv_server_t *s, struct evhttp_request *ev) {
-    const pv_endpoint_t ep = PV_EP_MESSAGES;
-    if (gate(s, ev, ep)) return;
-    pv_anth_req_t ar;
-    int32_t *toks = NULL;
-    int n = 0;
-    if (prepare(s, ev, ep, 0, &ar, &toks, &n)) return;
+/* A parsed generation request in API-neutral terms (everything borrowed). */
+typedef struct {
+    api_t api;                     /* whose shapes answer it */
+    const char *model;             /* the name echoed back */
+    const int32_t *toks;           /* [n] prompt tokens */
+    int n;                         /* prompt tokens */
+    int max_tokens;                /* 0: as many as the context leaves */
+    const pv_sampler_params_t *sp; /* sampling */
+    char *const *stops;            /* [n_stops] the request's stop sequences */
+    int n_stops;                   /* how many */
+    int chat;                      /* a rendered chat prompt: the format's implicit stop applies */
+    int stream;                    /* SSE */
+    int include_usage;             /* OpenAI stream: the usage chunk */
+} gen_t;
+
+/* Checks the prompt against the context, submits it to the scheduler and
+ * registers the hreq (starting the stream); every failure is replied to. */
+static void start_generation(pv_server_t *s, struct evhttp_request *ev, const gen_t *g) {
+    const pv_endpoint_t ep = api_traits[g->api].ep;
     uint32_t n_ctx = pv_sched_n_ctx(s->sched);
     hreq_t *h = NULL;
     pv_req_t *r = NULL;
     char msg[200];
-    if (n == 0 || (uint32_t)n >= n_ctx) {
-        snprintf(msg, sizeof msg, "prompt is too long: %d tokens > %u maximum", n, n_ctx - 1);
-        reply_error(s, ev, ep, 400, "invalid_request_error", n ? msg : "the prompt is empty");
-        goto done;
+    if (g->n == 0 || (uint32_t)g->n >= n_ctx) {
+        snprintf(msg, sizeof msg, "prompt is too long: %d tokens > %u maximum", g->n, n_ctx - 1);
+        reply_error_param(s, ev, ep, 400, "invalid_request_error", g->n ? msg : "the prompt is empty",
+                          g->api == API_ANTHROPIC ? NULL : g->chat ? "messages" : "prompt");
+        return;
     }
-    int max_tokens = ar.max_tokens;
-    if ((uint32_t)max_tokens > n_ctx - (uint32_t)n) max_tokens = (int)(n_ctx - (uint32_t)n); /* clamp */
+    int max_tokens = g->max_tokens, room = (int)(n_ctx - (uint32_t)g->n);
+    if (max_tokens <= 0 || max_tokens > room) max_tokens = room; /* clamp */
     const char *stops[PV_SCHED_MAX_STOPS];
     int n_stops = 0;
-    for (int i = 0; i < ar.n_stops; i++) stops[n_stops++] = ar.stops[i];
-    if (pv_prompt_fmt_stop(s->fmt)) stops[n_stops++] = pv_prompt_fmt_stop(s->fmt);
-    r = pv_req_new(toks, n, max_tokens, &ar.sp, stops, n_stops);
+    for (int i = 0; i < g->n_stops && n_stops < PV_SCHED_MAX_STOPS - 1; i++) stops[n_stops++] = g->stops[i];
+    int n_user_stops = n_stops;
+    if (g->chat && pv_prompt_fmt_stop(s->fmt)) stops[n_stops++] = pv_prompt_fmt_stop(s->fmt);
+    r = pv_req_new(g->toks, g->n, max_tokens, g->sp, stops, n_stops);
     h = calloc(1, sizeof *h);
     conn_t *c = conn_get(s, ev);
     if (!r || !h) {
@@ -434,11 +582,13 @@ static void route_messages(pv_server_t *s, struct evhttp_request *ev) {
         reply_error(s, ev, ep, 503, "overloaded_error", "the server is shutting down");
         goto done;
     }
-    *h = (hreq_t){.srv = s, .ev = ev, .conn = c, .req = r, .stream = ar.stream, .n_prompt = n,
-                  .n_user_stops = ar.n_stops, .t_last_write = now_s(), .next = s->active};
+    *h = (hreq_t){.srv = s, .ev = ev, .conn = c, .req = r, .api = g->api, .stream = g->stream,
+                  .include_usage = g->include_usage, .created = (long long)time(NULL), .n_prompt = g->n,
+                  .n_user_stops = n_user_stops, .t_last_write = now_s(), .next = s->active};
     r = NULL;
-    pv_anth_new_id(h->id, sizeof h->id);
-    snprintf(h->model, sizeof h->model, "%s", ar.model);
+    if (g->api == API_ANTHROPIC) pv_anth_new_id(h->id, sizeof h->id);
+    else pv_oai_new_id(g->api == API_OAI_TEXT ? PV_OAI_TEXT : PV_OAI_CHAT, h->id, sizeof h->id);
+    snprintf(h->model, sizeof h->model, "%s", g->model);
     c->cur = h;
     s->active = h;
     s->n_active++;
@@ -447,8 +597,47 @@ static void route_messages(pv_server_t *s, struct evhttp_request *ev) {
 done:
     free(h);
     pv_req_unref(r);
+}
+
+static void route_messages(pv_server_t *s, struct evhttp_request *ev) {
+    const pv_endpoint_t ep = PV_EP_MESSAGES;
+    if (gate(s, ev, ep)) return;
+    pv_anth_req_t ar;
+    int32_t *toks = NULL;
+    int n = 0;
+    if (prepare(s, ev, ep, 0, &ar, &toks, &n)) return;
+    start_generation(s, ev,
+                     &(gen_t){.api = API_ANTHROPIC, .model = ar.model, .toks = toks, .n = n, .max_tokens = ar.max_tokens,
+                              .sp = &ar.sp, .stops = ar.stops, .n_stops = ar.n_stops, .chat = 1, .stream = ar.stream});
     free(toks);
     pv_anth_req_close(&ar);
+}
+
+/* POST /v1/chat/completions and /v1/completions. */
+static void route_openai(pv_server_t *s, struct evhttp_request *ev, pv_oai_kind_t kind) {
+    const pv_endpoint_t ep = kind == PV_OAI_CHAT ? PV_EP_CHAT_COMPLETIONS : PV_EP_COMPLETIONS;
+    if (gate(s, ev, ep)) return;
+    size_t len = 0;
+    char *body = read_body(s, ev, ep, &len);
+    if (!body) return;
+    pv_oai_req_t orq;
+    pv_oai_err_t err;
+    int rc = pv_oai_parse(body, len, kind, s->fmt, &orq, &err);
+    free(body);
+    if (rc) {
+        reply_error_param(s, ev, ep, 400, "invalid_request_error", err.msg, err.param);
+        return;
+    }
+    int32_t *toks = NULL;
+    int n = 0;
+    if (!tokenize_prompt(s, ev, ep, orq.prompt, &toks, &n))
+        start_generation(s, ev,
+                         &(gen_t){.api = kind == PV_OAI_CHAT ? API_OAI_CHAT : API_OAI_TEXT, .model = orq.model,
+                                  .toks = toks, .n = n, .max_tokens = orq.max_tokens, .sp = &orq.sp,
+                                  .stops = orq.stops, .n_stops = orq.n_stops, .chat = kind == PV_OAI_CHAT,
+                                  .stream = orq.stream, .include_usage = orq.include_usage});
+    free(toks);
+    pv_oai_req_close(&orq);
 }
 
 static void route_count_tokens(pv_server_t *s, struct evhttp_request *ev) {
@@ -466,12 +655,34 @@ static void route_count_tokens(pv_server_t *s, struct evhttp_request *ev) {
     pv_anth_req_close(&ar);
 }
 
-static void route_models(pv_server_t *s, struct evhttp_request *ev) {
+/* The served model in both SDKs' terms: Anthropic's (type, id, display_name,
+ * created_at) and OpenAI's (id, object, created, owned_by). */
+static json_t *model_obj(pv_server_t *s) {
     const char *name = s->o.model_name;
+    char iso[32];
+    struct tm tm;
+    time_t t = (time_t)s->t_created;
+    strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s}", "id", name, "type", "model", "display_name", name,
+                     "created_at", iso, "object", "model", "created", (json_int_t)s->t_created, "owned_by", "pensieve");
+}
+
+/* GET /v1/models: the list (Anthropic's paging fields and OpenAI's "object":"list");
+ * GET /v1/models/ID: that model, or 404. */
+static void route_models(pv_server_t *s, struct evhttp_request *ev, const char *path) {
+    const char *name = s->o.model_name;
+    if (strlen(path) > 11) {
+        if (strcmp(path + 11, name)) {
+            char msg[200];
+            snprintf(msg, sizeof msg, "model not found: %s (this server serves %s)", path + 11, name);
+            reply_error(s, ev, PV_EP_MODELS, 404, "not_found_error", msg);
+        } else
+            reply_obj(s, ev, PV_EP_MODELS, 200, model_obj(s));
+        return;
+    }
     reply_obj(s, ev, PV_EP_MODELS, 200,
-              json_pack("{s:[{s:s, s:s, s:s, s:s}], s:b, s:s, s:s}", "data", "type", "model", "id", name,
-                        "display_name", name, "created_at", "1970-01-01T00:00:00Z", "has_more", 0, "first_id", name,
-                        "last_id", name));
+              json_pack("{s:s, s:[o], s:b, s:s, s:s}", "object", "list", "data", model_obj(s), "has_more", 0,
+                        "first_id", name, "last_id", name));
 }
 
 static void route_health(pv_server_t *s, struct evhttp_request *ev) {
@@ -514,6 +725,8 @@ static void on_request(struct evhttp_request *ev, void *arg) {
                        : !strcmp(path, "/v1/models")                ? PV_EP_MODELS
                        : !strcmp(path, "/health")                   ? PV_EP_HEALTH
                        : !strcmp(path, "/metrics")                  ? PV_EP_METRICS
+                       : !strcmp(path, "/v1/chat/completions")      ? PV_EP_CHAT_COMPLETIONS
+                       : !strcmp(path, "/v1/completions")           ? PV_EP_COMPLETIONS
                                                                     : PV_EP_OTHER;
     if (ep == PV_EP_OTHER && !strncmp(path, "/v1/models/", 11)) ep = PV_EP_MODELS;
     if (ep == PV_EP_OTHER) {
@@ -522,19 +735,22 @@ static void on_request(struct evhttp_request *ev, void *arg) {
         reply_error(s, ev, ep, 404, "not_found_error", msg);
         return;
     }
-    int want_post = ep == PV_EP_MESSAGES || ep == PV_EP_COUNT_TOKENS;
+    int want_post = ep == PV_EP_MESSAGES || ep == PV_EP_COUNT_TOKENS || ep == PV_EP_CHAT_COMPLETIONS ||
+                    ep == PV_EP_COMPLETIONS;
     if (want_post ? !is_post : !is_get) {
         reply_error(s, ev, ep, 405, "invalid_request_error", want_post ? "use POST" : "use GET");
         return;
     }
     if (ep != PV_EP_HEALTH && ep != PV_EP_METRICS && !authorized(s, ev)) {
-        reply_error(s, ev, ep, 401, "authentication_error", "invalid x-api-key");
+        reply_error(s, ev, ep, 401, "authentication_error", "invalid API key (x-api-key or Authorization: Bearer)");
         return;
     }
     switch (ep) {
     case PV_EP_MESSAGES: route_messages(s, ev); break;
     case PV_EP_COUNT_TOKENS: route_count_tokens(s, ev); break;
-    case PV_EP_MODELS: route_models(s, ev); break;
+    case PV_EP_CHAT_COMPLETIONS: route_openai(s, ev, PV_OAI_CHAT); break;
+    case PV_EP_COMPLETIONS: route_openai(s, ev, PV_OAI_TEXT); break;
+    case PV_EP_MODELS: route_models(s, ev, path); break;
     case PV_EP_HEALTH: route_health(s, ev); break;
     default: route_metrics(s, ev); break;
     }
@@ -641,7 +857,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
             continue;
         }
         if (h->stream && now - h->t_last_write >= s->o.ping_s)
-            sse_send(h, "ping", json_pack("{s:s}", "type", "ping"));
+            api_traits[h->api].ping(h);
     }
 }
 
@@ -693,6 +909,7 @@ int pv_server_new(const pv_server_opts_t *o, pv_server_t **out, char *err, size_
     s->o = *o;
     pthread_mutex_init(&s->mu, NULL);
     pv_metrics_init(&s->metrics);
+    s->t_created = (long long)time(NULL);
     int rc = PV_ENOMEM;
     s->conns = calloc((size_t)o->max_conns, sizeof *s->conns);
     s->base = event_base_new();
