@@ -1,5 +1,5 @@
 /* server.h - the HTTP server: evhttp on one event-loop thread, the Anthropic
- * routes, limits, auth, streaming, disconnects and graceful shutdown.
+ * and OpenAI routes, limits, auth, streaming, disconnects and graceful shutdown.
  *
  * Threads: pv_server_run() runs the event loop on the calling thread, which is
  * the only one that touches libevent. Other threads talk to it through
@@ -7,8 +7,12 @@
  * (pv_server_notify), each of which queues work under a lock and wakes the
  * loop with event_active().
  *
- * Routing ignores query strings. Every error body has Anthropic's shape
- * {"type":"error","error":{"type":...,"message":...}}. */
+ * Routes: the Anthropic Messages API (/v1/messages, count_tokens), the OpenAI
+ * API (/v1/chat/completions, /v1/completions), /v1/models for both, /health,
+ * /metrics. Routing ignores query strings. Error bodies take the shape of the
+ * route's API: Anthropic's {"type":"error","error":{"type","message"}}, OpenAI's
+ * {"error":{"message","type","param","code"}}, and on the shared routes one body
+ * with the fields of both. */
 #ifndef PV_SERVER_H
 #define PV_SERVER_H
 
