@@ -299,6 +299,23 @@ START_TEST(test_attn_fold_matches_twin) {
             pv_attn_fold(q, k + p0 * stride, v + p0 * stride, stride, m, hd, 0.125f, &sa, acc_a);
             pv_attn_fold_ref(q, k + p0 * stride, v + p0 * stride, stride, m, hd, 0.125f, &sb, acc_b);
         }
+        /* a group of 3 queries (one with fewer positions) gives what 3 separate folds give */
+        uint16_t q2[256], q3[256], ga[3][256] = {{0}}, gb[3][256] = {{0}};
+        for (int i = 0; i < hd; i++) {
+            q2[i] = pv_f32_to_f16(rndf() * 3);
+            q3[i] = pv_f32_to_f16(rndf() * 3);
+        }
+        pv_attn_state_t gsa[3], gsb[3];
+        for (int j = 0; j < 3; j++) gsa[j] = gsb[j] = (pv_attn_state_t){-INFINITY, 0};
+        const uint16_t *qs[3] = {q, q2, q3};
+        uint16_t *pa[3] = {ga[0], ga[1], ga[2]};
+        for (int p0 = 0; p0 < n; p0 += 16) {
+            int m = n - p0 < 16 ? n - p0 : 16, np[3] = {m, m > 5 ? m - 5 : 0, m};
+            pv_attn_fold_group(qs, 3, k + p0 * stride, v + p0 * stride, stride, np, hd, 0.125f, gsa, pa);
+            for (int j = 0; j < 3; j++)
+                if (np[j]) pv_attn_fold(qs[j], k + p0 * stride, v + p0 * stride, stride, np[j], hd, 0.125f, &gsb[j], gb[j]);
+        }
+        ck_assert_mem_eq(ga, gb, sizeof ga); /* the same arithmetic: bit for bit */
         ck_assert_float_eq_tol(sa.M, sb.M, 1e-4f);
         ck_assert_float_eq_tol(sa.S, sb.S, 1e-3f * sb.S);
         for (int i = 0; i < hd; i++)

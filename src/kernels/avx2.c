@@ -337,7 +337,58 @@ PV_AVX2 static void attn_fold(const uint16_t *qh, const uint16_t *k, const uint1
     st->M = M;
 }
 
+#define GROUP_MAX 16 /* queries one group call takes (callers use fewer) */
+
+/* attn_fold for up to GROUP_MAX queries over one block: scores and
+ * exponentials per query as there, then the accumulators updated position by
+ * position with every query's update interleaved (independent chains), each
+ * value row converted once for all queries. Same arithmetic per element as
+ * attn_fold, so the same results. */
+PV_AVX2 static void attn_fold_group(const uint16_t *const *qh, int nq, const uint16_t *k, const uint16_t *v,
+                                    size_t stride, const int *n_pos, int hd, float scale, pv_attn_state_t *st,
+                                    uint16_t *const *acc) {
+    if (hd % 8 != 0 || hd > 512 || nq > GROUP_MAX) {
+        pv_attn_fold_group_ref(qh, nq, k, v, stride, n_pos, hd, scale, st, acc);
+        return;
+    }
+    float e[GROUP_MAX][16];
+    int new_max[GROUP_MAX][16], n_max = 0;
+    for (int j = 0; j < nq; j++) {
+        if (n_pos[j] > n_max) n_max = n_pos[j];
+        if (n_pos[j] <= 0) continue;
+        __m256 q[64];
+        float s[16], arg[16];
+        for (int i = 0; i < hd / 8; i++) q[i] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(qh[j] + 8 * i)));
+        attn_scores(q, k, stride, n_pos[j], hd, scale, s);
+        float M = st[j].M;
+        for (int p = 0; p < n_pos[j]; p++) {
+            new_max[j][p] = s[p] > M;
+            arg[p] = new_max[j][p] ? M - s[p] : s[p] - M;
+            if (new_max[j][p]) M = s[p];
+        }
+        for (int p = 0; p < n_pos[j]; p += 8) _mm256_storeu_ps(e[j] + p, exp_ps(_mm256_loadu_ps(arg + p)));
+        st[j].M = M;
+        for (int p = 0; p < n_pos[j]; p++) st[j].S = new_max[j][p] ? st[j].S * e[j][p] + 1.0f : st[j].S + e[j][p];
+    }
+    for (int p = 0; p < n_max; p++, v += stride)
+        for (int i = 0; i < hd; i += 8) {
+            __m256 vv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + i)));
+            for (int j = 0; j < nq; j++) {
+                if (p >= n_pos[j]) continue;
+                __m256 a = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(acc[j] + i)));
+                float w = e[j][p];
+                if (new_max[j][p]) { /* rescale what was summed (rounded to half, as the twin does), add v */
+                    a = _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_mul_ps(a, _mm256_set1_ps(w)), _MM_FROUND_TO_NEAREST_INT));
+                    w = 1.0f;
+                }
+                a = _mm256_add_ps(a, _mm256_mul_ps(vv, _mm256_set1_ps(w)));
+                _mm_storeu_si128((__m128i *)(acc[j] + i), _mm256_cvtps_ph(a, _MM_FROUND_TO_NEAREST_INT));
+            }
+        }
+}
+
 pv_attn_fold_fn pv__avx2_attn_fold(void) { return attn_fold; }
+pv_attn_fold_group_fn pv__avx2_attn_fold_group(void) { return attn_fold_group; }
 
 pv_vec_dot4_fn pv__avx2_vec_dot4(pv_type_t t) {
     switch (t) {

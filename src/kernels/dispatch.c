@@ -17,6 +17,7 @@
 static pv_kern_traits_t active[PV_TYPE_COUNT]; /* written once under pthread_once */
 static const char *active_isa = "scalar";
 static pv_attn_fold_fn active_attn_fold = pv_attn_fold_ref;
+static pv_attn_fold_group_fn active_attn_fold_group = pv_attn_fold_group_ref;
 static pthread_once_t active_once = PTHREAD_ONCE_INIT;
 
 /* AVX2, FMA and F16C from CPUID, and the OS saving the AVX registers (XGETBV). */
@@ -50,6 +51,7 @@ static void choose_kernels(void) {
     if (fast) {
         active_isa = "avx2";
         active_attn_fold = pv__avx2_attn_fold();
+        active_attn_fold_group = pv__avx2_attn_fold_group();
     }
 }
 
@@ -68,6 +70,12 @@ void pv_attn_fold(const uint16_t *qh, const uint16_t *k, const uint16_t *v, size
                   pv_attn_state_t *st, uint16_t *acc) {
     pthread_once(&active_once, choose_kernels);
     active_attn_fold(qh, k, v, stride, n, hd, scale, st, acc);
+}
+
+void pv_attn_fold_group(const uint16_t *const *qh, int nq, const uint16_t *k, const uint16_t *v, size_t stride,
+                        const int *n_pos, int hd, float scale, pv_attn_state_t *st, uint16_t *const *acc) {
+    pthread_once(&active_once, choose_kernels);
+    active_attn_fold_group(qh, nq, k, v, stride, n_pos, hd, scale, st, acc);
 }
 
 int pv_kern_supported(pv_type_t t) {

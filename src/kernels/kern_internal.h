@@ -59,5 +59,6 @@ const pv_kern_traits_t *pv_kern_ref(pv_type_t t);
 pv_vec_dot_fn pv__avx2_vec_dot(pv_type_t t);
 pv_vec_dot4_fn pv__avx2_vec_dot4(pv_type_t t);
 pv_attn_fold_fn pv__avx2_attn_fold(void);
+pv_attn_fold_group_fn pv__avx2_attn_fold_group(void);
 
 #endif

@@ -69,3 +69,9 @@ void pv_attn_fold_ref(const uint16_t *qh, const uint16_t *k, const uint16_t *v, 
         st->S = st->S * ms + vs;
     }
 }
+
+void pv_attn_fold_group_ref(const uint16_t *const *qh, int nq, const uint16_t *k, const uint16_t *v, size_t stride,
+                            const int *n_pos, int hd, float scale, pv_attn_state_t *st, uint16_t *const *acc) {
+    for (int j = 0; j < nq; j++)
+        if (n_pos[j] > 0) pv_attn_fold_ref(qh[j], k, v, stride, n_pos[j], hd, scale, &st[j], acc[j]);
+}

@@ -44,6 +44,18 @@ void pv_attn_fold(const uint16_t *qh, const uint16_t *k, const uint16_t *v, size
 void pv_attn_fold_ref(const uint16_t *qh, const uint16_t *k, const uint16_t *v, size_t stride, int n, int hd,
                       float scale, pv_attn_state_t *st, uint16_t *acc);
 
+/* The same for a group of nq queries over one block of keys and values:
+ * query j folds the block's first n_pos[j] positions (0 skips it) into
+ * (st[j], acc[j]). Results equal nq calls of pv_attn_fold; the fast version
+ * interleaves the queries so their running sums do not wait on each other. */
+typedef void (*pv_attn_fold_group_fn)(const uint16_t *const *qh, int nq, const uint16_t *k, const uint16_t *v,
+                                      size_t stride, const int *n_pos, int hd, float scale, pv_attn_state_t *st,
+                                      uint16_t *const *acc);
+void pv_attn_fold_group(const uint16_t *const *qh, int nq, const uint16_t *k, const uint16_t *v, size_t stride,
+                        const int *n_pos, int hd, float scale, pv_attn_state_t *st, uint16_t *const *acc);
+void pv_attn_fold_group_ref(const uint16_t *const *qh, int nq, const uint16_t *k, const uint16_t *v, size_t stride,
+                            const int *n_pos, int hd, float scale, pv_attn_state_t *st, uint16_t *const *acc);
+
 /* y[i] += x[i] */
 void pv_add(float *y, const float *x, int n);
 

@@ -203,15 +203,20 @@ static void attend_group(const attn_task_t *t, int g, uint32_t h, uint16_t *scra
         st[j] = (pv_attn_state_t){-INFINITY, 0.0f};
         if (t->e[b0 + j].pos > max_pos) max_pos = t->e[b0 + j].pos;
     }
+    const uint16_t *qhs[PV_ATTN_GROUP];
+    uint16_t *accs[PV_ATTN_GROUP];
+    int n_pos[PV_ATTN_GROUP];
+    for (int j = 0; j < n; j++) {
+        qhs[j] = scratch + (size_t)j * 2 * hd;
+        accs[j] = scratch + (size_t)j * 2 * hd + hd;
+    }
     for (uint32_t p = 0; p <= max_pos; p += PV_KV_BLOCK) { /* positions within a block are contiguous */
         const uint16_t *k = pv_kv_k(&c->kv, seq, t->il, p) + kv_off, *v = pv_kv_v(&c->kv, seq, t->il, p) + kv_off;
         for (int j = 0; j < n; j++) {
             uint32_t pos = t->e[b0 + j].pos;
-            if (pos < p) continue;
-            int n_pos = pos + 1 - p < PV_KV_BLOCK ? (int)(pos + 1 - p) : PV_KV_BLOCK;
-            uint16_t *qh = scratch + (size_t)j * 2 * hd;
-            pv_attn_fold(qh, k, v, c->kv_dim, n_pos, (int)hd, t->scale, &st[j], qh + hd);
+            n_pos[j] = pos < p ? 0 : pos + 1 - p < PV_KV_BLOCK ? (int)(pos + 1 - p) : PV_KV_BLOCK;
         }
+        pv_attn_fold_group(qhs, n, k, v, c->kv_dim, n_pos, (int)hd, t->scale, st, accs);
     }
     for (int j = 0; j < n; j++) {
         const uint16_t *acc = scratch + (size_t)j * 2 * hd + hd;
