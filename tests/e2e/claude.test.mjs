@@ -1,0 +1,70 @@
+// The Claude Code CLI (`claude -p`) against `pensieve serve` (started by run.sh: PENSIEVE_URL, PENSIEVE_KEY).
+// Its first request is ~77 KB of JSON (system prompt, 24 tool definitions, a system turn): see
+// ../shared/docs/claude-code.md. Each run gets a fresh HOME and working directory, no telemetry, and a hard
+// timeout (PENSIEVE_E2E_CLAUDE_TIMEOUT seconds, default 480) after which it is killed and the test fails.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const baseURL = process.env.PENSIEVE_URL;
+const apiKey = process.env.PENSIEVE_KEY;
+if (!baseURL || !apiKey) throw new Error('PENSIEVE_URL and PENSIEVE_KEY must be set (tests/e2e/run.sh does it)');
+const claude = join(dirname(fileURLToPath(import.meta.url)), 'node_modules', '.bin', 'claude');
+const limitS = Number(process.env.PENSIEVE_E2E_CLAUDE_TIMEOUT || 480);
+
+// runs claude with ARGS and the auth variables AUTH; resolves {code, signal, stdout, stderr, seconds}
+function runClaude(args, auth) {
+  const home = mkdtempSync(join(tmpdir(), 'pv-claude-'));
+  const env = {
+    PATH: process.env.PATH, HOME: home, TMPDIR: process.env.TMPDIR || '/tmp', LANG: 'C.UTF-8',
+    ANTHROPIC_BASE_URL: baseURL, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1', DISABLE_TELEMETRY: '1',
+    DISABLE_AUTOUPDATER: '1',
+    CLAUDE_CODE_MAX_RETRIES: '0', // fail fast: a refused or broken response is not retried for minutes
+    ...auth,
+  };
+  const t0 = Date.now();
+  return new Promise((resolve) => {
+    const child = spawn(claude, args, { cwd: home, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '', stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    const timer = setTimeout(() => child.kill('SIGKILL'), limitS * 1000);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      rmSync(home, { recursive: true, force: true });
+      const seconds = (Date.now() - t0) / 1000;
+      console.log(`# claude ${args.join(' ')}: exit ${code}${signal ? ' ' + signal : ''} after ${seconds.toFixed(1)} s`);
+      resolve({ code, signal, stdout, stderr, seconds });
+    });
+  });
+}
+
+const T = { timeout: (limitS + 30) * 1000 };
+
+test('claude -p "say hi" (x-api-key) prints the reply and exits 0', T, async () => {
+  const r = await runClaude(['-p', 'say hi'], { ANTHROPIC_API_KEY: apiKey });
+  assert.equal(r.signal, null, `killed after ${limitS} s; stderr: ${r.stderr}`);
+  assert.equal(r.code, 0, `exit ${r.code}; stdout: ${r.stdout}; stderr: ${r.stderr}`);
+  assert.match(r.stdout, /Hello from pensieve!/);
+});
+
+test('claude -p --output-format json (Authorization: Bearer) reports a successful result', T, async () => {
+  const r = await runClaude(['-p', 'say hi', '--output-format', 'json'], { ANTHROPIC_AUTH_TOKEN: apiKey });
+  assert.equal(r.signal, null, `killed after ${limitS} s; stderr: ${r.stderr}`);
+  assert.equal(r.code, 0, `exit ${r.code}; stdout: ${r.stdout}; stderr: ${r.stderr}`);
+  const out = JSON.parse(r.stdout);
+  assert.equal(out.type, 'result');
+  assert.equal(out.is_error, false);
+  assert.match(out.result, /Hello from pensieve!/);
+});
+
+test('claude -p with a wrong key fails (the server refuses it)', T, async () => {
+  const r = await runClaude(['-p', 'say hi'], { ANTHROPIC_API_KEY: 'not-' + apiKey });
+  assert.equal(r.signal, null, `killed after ${limitS} s; stderr: ${r.stderr}`);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stdout + r.stderr, /401|authentication|api key/i);
+});

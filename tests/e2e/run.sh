@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# run.sh PENSIEVE SHARED CACHE PYTHON - real clients end to end: the npm Anthropic SDK (sdk.test.mjs) and the
+# Claude Code CLI (claude.test.mjs) against `pensieve serve` with a 32k context, on a free 127.0.0.1 port.
+# The model is synthetic (SHARED/tools/synth_gguf.py, made into CACHE once) and rewritten by hi_model.py so that
+# it answers "Hello from pensieve!" and ends its turn. Expects node_modules (`make e2e` runs `npm ci` first).
+# Skips (exit 0) without node/npm or SHARED. Bounded: the server runs under `timeout`, the tests under
+# `timeout`, each Claude Code run under its own; the server is stopped by PID on any exit.
+set -uo pipefail
+bin=${1:-build/pensieve}
+shared=${2:-../shared}
+cache=${3:-build/cache}
+python=${4:-/usr/bin/python3}
+here=$(cd "$(dirname "$0")" && pwd)
+
+skip() { echo "e2e: skipped: $*"; exit 0; }
+command -v node >/dev/null && command -v npm >/dev/null || skip "node/npm absent (scripts/deps.sh installs them)"
+[ -f "$shared/tools/synth_gguf.py" ] && [ -f "$shared/vocab/ggml-vocab-llama-spm.gguf" ] || skip "$shared is absent"
+[ -d "$here/node_modules/@anthropic-ai/sdk" ] || { echo "e2e: FAIL: $here/node_modules is missing: run npm ci there (make e2e does)"; exit 1; }
+[ -x "$bin" ] || { echo "e2e: FAIL: no server binary $bin"; exit 1; }
+
+# the model: 2 small layers, but a 32768-token context, so Claude Code's first request fits
+mkdir -p "$cache" || exit 1
+base="$cache/e2e-32k.gguf"
+model="$cache/e2e-32k-hi.gguf"
+if [ ! -f "$base" ]; then
+    "$python" "$shared/tools/synth_gguf.py" --arch llama --dim 64 --layers 2 --heads 4 --kv-heads 2 --ff 128 \
+        --ctx 32768 --type q8_0 --seed 9 --vocab "$shared/vocab/ggml-vocab-llama-spm.gguf" -o "$base.tmp" &&
+        mv "$base.tmp" "$base" || { echo "e2e: FAIL: synth_gguf.py"; exit 1; }
+fi
+if [ ! -f "$model" ] || [ "$model" -ot "$base" ] || [ "$model" -ot "$here/hi_model.py" ]; then
+    "$python" "$here/hi_model.py" "$base" "$model.tmp" && mv "$model.tmp" "$model" ||
+        { echo "e2e: FAIL: hi_model.py"; exit 1; }
+fi
+
+# Claude Code's postinstall puts the native binary in place; run it if it was skipped (npm ci --ignore-scripts)
+if ! "$here/node_modules/.bin/claude" --version >/dev/null 2>&1; then
+    (cd "$here/node_modules/@anthropic-ai/claude-code" && node install.cjs) >/dev/null 2>&1
+    "$here/node_modules/.bin/claude" --version >/dev/null 2>&1 || { echo "e2e: FAIL: claude does not run"; exit 1; }
+fi
+
+tmp=$(mktemp -d)
+tpid=""
+pid=""
+cleanup() {
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null
+    [ -n "$tpid" ] && kill "$tpid" 2>/dev/null
+    wait 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+key="e2e-$RANDOM$RANDOM"
+timeout 1500 "$bin" serve -m "$model" --port 0 --ctx-size 32768 --parallel 1 --api-key "$key" \
+    --alias pensieve-e2e --pid-file "$tmp/server.pid" >"$tmp/server.log" 2>&1 &
+tpid=$!
+port=""
+ok=0
+for _ in $(seq 1 300); do
+    [ -z "$port" ] && port=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$tmp/server.log" 2>/dev/null | grep -o '[0-9]*$')
+    [ -z "$pid" ] && pid=$(cat "$tmp/server.pid" 2>/dev/null) # the server itself, not `timeout`
+    if [ -n "$port" ] && [ -n "$pid" ] &&
+        [ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health")" = 200 ]; then ok=1; break; fi
+    kill -0 "$tpid" 2>/dev/null || break
+    sleep 0.1
+done
+if [ $ok -ne 1 ]; then echo "e2e: FAIL: the server did not start"; cat "$tmp/server.log"; exit 1; fi
+echo "e2e: $(node --version), pensieve on http://127.0.0.1:$port (ctx 32768, 1 slot)"
+
+cd "$here" || exit 1
+PENSIEVE_URL="http://127.0.0.1:$port" PENSIEVE_KEY="$key" PENSIEVE_MODEL_NAME=pensieve-e2e \
+    timeout 1200 node --test sdk.test.mjs claude.test.mjs
+rc=$?
+
+# time to first token as the server measured it, per request
+curl -s -m 5 "http://127.0.0.1:$port/metrics" |
+    awk '/^pensieve_time_to_first_token_seconds_(sum|count)/ { v[$1] = $2 }
+         END { n = v["pensieve_time_to_first_token_seconds_count"]; s = v["pensieve_time_to_first_token_seconds_sum"];
+               if (n) printf "e2e: %d generations, mean time to first token %.2f s\n", n, s / n }'
+kill -TERM "$pid" 2>/dev/null
+wait "$tpid"
+src=$?
+pid=""
+tpid=""
+if [ $rc -ne 0 ]; then echo "e2e: FAILED (server log follows)"; tail -50 "$tmp/server.log"; exit 1; fi
+if [ $src -ne 0 ]; then echo "e2e: FAIL: server exit status $src after SIGTERM"; tail -20 "$tmp/server.log"; exit 1; fi
+echo "e2e: all passed"
