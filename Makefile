@@ -77,14 +77,20 @@ cli-test: $(BIN)
 server-test: $(BIN)
 	PV_SAN=$(SAN) tests/server_test.sh $(BIN) $(SHARED)
 
-# the npm Anthropic SDK and the Claude Code CLI against the server (skipped without node/npm, and under SAN=1)
+# the npm Anthropic SDK and the Claude Code CLI against the server with a 32k context (tests/e2e; skipped
+# without node/npm or $(SHARED), and under SAN=1); `npm ci` first when node_modules is missing or older than the lock
+E2E := tests/e2e
 e2e: $(BIN)
 	@if [ "$(SAN)" = 1 ]; then echo "e2e: skipped under SAN=1"; \
 	elif ! command -v node >/dev/null || ! command -v npm >/dev/null; then echo "e2e: skipped: node/npm absent"; \
-	elif [ ! -x tests/e2e/run.sh ]; then echo "e2e: skipped: tests/e2e is not written yet"; \
-	else tests/e2e/run.sh $(BIN) $(SHARED) $(BUILD)/cache $(PYTHON); fi
+	elif [ ! -d $(SHARED)/tools ]; then echo "e2e: skipped: $(SHARED) is absent"; \
+	else \
+	  if [ ! -f $(E2E)/node_modules/.package-lock.json ] || [ $(E2E)/package-lock.json -nt $(E2E)/node_modules/.package-lock.json ] || \
+	     [ $(E2E)/package.json -nt $(E2E)/node_modules/.package-lock.json ]; then \
+	    (cd $(E2E) && npm ci --no-audit --no-fund) || exit 1; fi; \
+	  $(E2E)/run.sh $(BIN) $(SHARED) $(BUILD)/cache $(PYTHON); fi
 
-test: unit cli-test server-test
+test: unit cli-test server-test e2e
 
 check: test
 
