@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""serve_bench.py - load a real `pensieve serve` over HTTP and report what clients feel.
+
+Starts the server on a free 127.0.0.1 port (or uses --url), then runs N concurrent clients, each
+sending R streaming /v1/messages requests. Prompts mix lengths, and a share of them start with a
+common prefix (as Claude Code's turns do). Prints time to first token p50/p99, aggregate and
+per-stream generated tokens/s, prefix-cache reuse, and the server's peak RSS, as a table and JSON.
+
+  bench/serve_bench.py -m build/bench/issue6-32k.gguf --clients 4 --requests 2 --prefix-tokens 2000
+"""
+import argparse, http.client, json, os, random, signal, socket, statistics, subprocess, sys, threading, time
+
+WORDS = ("the cat sat on a mat while the dog ran in the park and a bird sang in the tall green tree "
+         "once upon a time there was a little girl who liked to read books about stars and the sea").split()
+
+
+def text_of(n_words, rng):
+    return " ".join(rng.choice(WORDS) for _ in range(n_words))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def stream_once(host, port, body, timeout):
+    """One streaming request: (ttft seconds, generated tokens, generation seconds, usage)."""
+    c = http.client.HTTPConnection(host, port, timeout=timeout)
+    t0 = time.monotonic()
+    c.request("POST", "/v1/messages", body=json.dumps(body).encode(),
+              headers={"content-type": "application/json", "x-api-key": "bench"})
+    r = c.getresponse()
+    if r.status != 200:
+        raise RuntimeError(f"status {r.status}: {r.read()[:200]!r}")
+    t_first, usage, ev = None, {}, None
+    for line in r:
+        line = line.decode().rstrip("\n")
+        if line.startswith("event: "):
+            ev = line[7:]
+        elif line.startswith("data: "):
+            d = json.loads(line[6:])
+            if ev == "content_block_delta" and t_first is None:
+                t_first = time.monotonic()
+            if ev == "message_delta":
+                usage = d["usage"]
+        if ev == "message_stop" and line == "":
+            break
+    t_end = time.monotonic()
+    c.close()
+    ttft = (t_first or t_end) - t0
+    return ttft, usage.get("output_tokens", 0), t_end - (t_first or t_end), usage
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] if xs else float("nan")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("-m", "--model", help="GGUF to serve (omit with --url)")
+    ap.add_argument("--url", help="an already running server, e.g. http://127.0.0.1:7777")
+    ap.add_argument("--bin", default="build/pensieve")
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--requests", type=int, default=2, help="requests per client")
+    ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--prompt-words", default="50,200,800", help="a mix of prompt lengths in words")
+    ap.add_argument("--prefix-tokens", type=int, default=0, help="words of a prefix shared by some prompts")
+    ap.add_argument("--shared-ratio", type=float, default=0.5, help="share of requests that start with the prefix")
+    ap.add_argument("--parallel", type=int, default=4)
+    ap.add_argument("--ctx-size", type=int, default=4096)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--json", action="store_true", help="print only the JSON")
+    a = ap.parse_args()
+
+    proc, host, port = None, "127.0.0.1", None
+    if a.url:
+        host, port = a.url.split("://")[1].rsplit(":", 1)
+        port = int(port)
+    else:
+        port = free_port()
+        cmd = [a.bin, "serve", "-m", a.model, "--port", str(port), "--parallel", str(a.parallel),
+               "--ctx-size", str(a.ctx_size), "--queue", str(a.clients * a.requests)]
+        if a.threads:
+            cmd += ["--threads", str(a.threads)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(600):
+            try:
+                c = http.client.HTTPConnection(host, port, timeout=2)
+                c.request("GET", "/health")
+                if c.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+    try:
+        rng = random.Random(a.seed)
+        lengths = [int(x) for x in a.prompt_words.split(",")]
+        prefix = text_of(a.prefix_tokens, rng) if a.prefix_tokens else ""
+        jobs = []
+        for i in range(a.clients * a.requests):
+            body = text_of(rng.choice(lengths), rng)
+            if prefix and rng.random() < a.shared_ratio:
+                body = prefix + " " + body
+            jobs.append({"model": "bench", "max_tokens": a.max_tokens, "temperature": 0.7, "stream": True,
+                         "messages": [{"role": "user", "content": body}]})
+        results, errors, lock = [], [], threading.Lock()
+
+        def client(k):
+            for j in range(a.requests):
+                try:
+                    r = stream_once(host, port, jobs[k * a.requests + j], a.timeout)
+                    with lock:
+                        results.append(r)
+                except Exception as e:  # reported, not fatal
+                    with lock:
+                        errors.append(str(e))
+
+        t0 = time.monotonic()
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(a.clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.monotonic() - t0
+        peak_rss = 0
+        pid = None
+        if proc:
+            pid = proc.pid
+        if pid:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        peak_rss = int(line.split()[1]) * 1024
+        ttfts = [r[0] for r in results]
+        gen = sum(r[1] for r in results)
+        per_stream = [r[1] / r[2] for r in results if r[2] > 0 and r[1] > 1]
+        cached = sum(r[3].get("cache_read_input_tokens", 0) for r in results)
+        prompt = sum(r[3].get("input_tokens", 0) + r[3].get("cache_read_input_tokens", 0) for r in results)
+        out = {"clients": a.clients, "requests": len(results), "errors": len(errors),
+               "ttft_p50_s": pct(ttfts, 50), "ttft_p99_s": pct(ttfts, 99),
+               "aggregate_gen_tps": gen / wall if wall > 0 else 0.0,
+               "per_stream_gen_tps_p50": pct(per_stream, 50), "per_stream_gen_tps_min": min(per_stream, default=0.0),
+               "prompt_tokens": prompt, "cached_prompt_tokens": cached, "wall_s": wall, "peak_rss_bytes": peak_rss}
+        if not a.json:
+            print(f"| clients | requests | errors | TTFT p50 s | TTFT p99 s | gen tok/s (all) | per stream p50 | "
+                  f"cached / prompt tokens | peak RSS MiB |")
+            print("|---|---|---|---|---|---|---|---|---|")
+            print(f"| {a.clients} | {len(results)} | {len(errors)} | {out['ttft_p50_s']:.2f} | {out['ttft_p99_s']:.2f} | "
+                  f"{out['aggregate_gen_tps']:.1f} | {out['per_stream_gen_tps_p50']:.1f} | {cached} / {prompt} | "
+                  f"{peak_rss / 1048576:.1f} |")
+            for e in errors[:5]:
+                print("error:", e, file=sys.stderr)
+        print(json.dumps(out))
+        return 1 if errors else 0
+    finally:
+        if proc:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
