@@ -146,6 +146,69 @@ PV_AVX2 static float k_q8_K(const uint8_t *scales, uint16_t d16, uint16_t dmin16
     return -dmin * (float)mins;
 }
 
+/* k_q8_K for 4 activation rows: the weight block's scales and 4/5-bit values
+ * are decoded once and meet each row's int8 values; rest[j] collects each
+ * row's mins term. */
+PV_AVX2 static void k_q8_K_x4(const uint8_t *scales, uint16_t d16, uint16_t dmin16, const uint8_t *qs,
+                              const uint8_t *qh, const pv_block_q8_K *const y[4], __m256 acc[4], float rest[4]) {
+    uint8_t sc[8], m[8];
+    for (int s = 0; s < 8; s++) pv__k_scale_min(s, scales, &sc[s], &m[s]);
+    float d = h2f(d16), dmin = h2f(dmin16);
+    __m256i sumi[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+    const __m256i low4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
+    __m256i hbits = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+    for (int c = 0; c < 4; c++) {
+        __m256i b = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+        __m256i lo = _mm256_and_si256(b, low4), hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), low4);
+        if (qh) {
+            lo = _mm256_add_epi8(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * c), one), 4));
+            hi = _mm256_add_epi8(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * c + 1), one), 4));
+        }
+        __m256i s_lo = _mm256_set1_epi16(sc[2 * c]), s_hi = _mm256_set1_epi16(sc[2 * c + 1]);
+        for (int j = 0; j < 4; j++) {
+            __m256i a_lo = _mm256_loadu_si256((const __m256i *)(y[j]->qs + 64 * c));
+            __m256i a_hi = _mm256_loadu_si256((const __m256i *)(y[j]->qs + 64 * c + 32));
+            __m256i p = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(lo, a_lo), s_lo),
+                                         _mm256_madd_epi16(_mm256_maddubs_epi16(hi, a_hi), s_hi));
+            sumi[j] = _mm256_add_epi32(sumi[j], p);
+        }
+    }
+    for (int j = 0; j < 4; j++) {
+        int32_t mins = 0;
+        for (int s = 0; s < 8; s++) mins += m[s] * (y[j]->bsums[2 * s] + y[j]->bsums[2 * s + 1]);
+        acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * y[j]->d), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
+        rest[j] -= dmin * y[j]->d * (float)mins;
+    }
+}
+
+#define ROWS4(T, a, a_stride, y)                                                                 \
+    const T *y[4];                                                                               \
+    for (int j_ = 0; j_ < 4; j_++) y[j_] = (const T *)((const uint8_t *)(a) + (size_t)j_ * (a_stride))
+
+PV_AVX2 static void q4_K_q8_K_x4(const void *w, const void *a, size_t a_stride, int64_t n, float *out) {
+    const pv_block_q4_K *x = w;
+    ROWS4(pv_block_q8_K, a, a_stride, y);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    float rest[4] = {0, 0, 0, 0};
+    for (int64_t i = 0; i < n / PV_QK_K; i++) {
+        const pv_block_q8_K *yi[4] = {&y[0][i], &y[1][i], &y[2][i], &y[3][i]};
+        k_q8_K_x4(x[i].scales, x[i].d, x[i].dmin, x[i].qs, NULL, yi, acc, rest);
+    }
+    for (int j = 0; j < 4; j++) out[j] = hsum_ps(acc[j]) + rest[j];
+}
+
+PV_AVX2 static void q5_K_q8_K_x4(const void *w, const void *a, size_t a_stride, int64_t n, float *out) {
+    const pv_block_q5_K *x = w;
+    ROWS4(pv_block_q8_K, a, a_stride, y);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    float rest[4] = {0, 0, 0, 0};
+    for (int64_t i = 0; i < n / PV_QK_K; i++) {
+        const pv_block_q8_K *yi[4] = {&y[0][i], &y[1][i], &y[2][i], &y[3][i]};
+        k_q8_K_x4(x[i].scales, x[i].d, x[i].dmin, x[i].qs, x[i].qh, yi, acc, rest);
+    }
+    for (int j = 0; j < 4; j++) out[j] = hsum_ps(acc[j]) + rest[j];
+}
+
 PV_AVX2 static float q4_K_q8_K(const void *w, const void *a, int64_t n) {
     const pv_block_q4_K *x = w;
     const pv_block_q8_K *y = a;
@@ -394,6 +457,8 @@ pv_vec_dot4_fn pv__avx2_vec_dot4(pv_type_t t) {
     switch (t) {
     case PV_TYPE_Q4_0: return q4_0_q8_0_x4;
     case PV_TYPE_Q8_0: return q8_0_q8_0_x4;
+    case PV_TYPE_Q4_K: return q4_K_q8_K_x4;
+    case PV_TYPE_Q5_K: return q5_K_q8_K_x4;
     default: return NULL;
     }
 }
