@@ -41,7 +41,9 @@ fi
 tmp=$(mktemp -d)
 tpid=""
 pid=""
+npid=""
 cleanup() {
+    [ -n "$npid" ] && kill "$npid" 2>/dev/null # `timeout` passes the signal on to the test runner
     [ -n "$pid" ] && kill "$pid" 2>/dev/null
     [ -n "$tpid" ] && kill "$tpid" 2>/dev/null
     wait 2>/dev/null
@@ -69,8 +71,11 @@ echo "e2e: $(node --version), pensieve on http://127.0.0.1:$port (ctx 32768, 1 s
 
 cd "$here" || exit 1
 PENSIEVE_URL="http://127.0.0.1:$port" PENSIEVE_KEY="$key" PENSIEVE_MODEL_NAME=pensieve-e2e \
-    timeout 1200 node --test sdk.test.mjs claude.test.mjs
+    timeout 1200 node --test sdk.test.mjs claude.test.mjs &
+npid=$!
+wait "$npid" # in the background so that a signal runs the trap at once
 rc=$?
+npid=""
 
 # time to first token as the server measured it, per request
 curl -s -m 5 "http://127.0.0.1:$port/metrics" |
