@@ -526,4 +526,90 @@ elif mode == "grace":
     t.join(30)
     check("a running stream finishes after SIGTERM", out and out[0][2] is not None and out[0][0][-1] == "message_stop",
           out)
+elif mode in ("template", "template-tools", "template-raise"):
+    # PV_BIN, PV_MODEL, PV_TEMPLATE (the --chat-template file, if any) come from server_test.sh
+    import os, subprocess, tempfile
+    BIN, MODEL, TPL = os.environ["PV_BIN"], os.environ["PV_MODEL"], os.environ.get("PV_TEMPLATE")
+
+    def rendered_tokens(ctx):
+        """Tokens of `pensieve template` output for ctx (tokenized with special tokens), or None."""
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(dict(ctx, add_generation_prompt=True), f)
+        src = ["-t", TPL] if TPL else ["-m", MODEL]
+        r = subprocess.run([BIN, "template"] + src + ["-c", f.name], capture_output=True, timeout=60)
+        os.unlink(f.name)
+        if r.returncode:
+            return None
+        t = subprocess.run([BIN, "tokenize", "-m", MODEL, "--special", "--ids", "-"], input=r.stdout,
+                           capture_output=True, timeout=60)
+        return len(t.stdout.split())
+
+    def count(body):
+        s, j, _, _ = req("POST", "/v1/messages/count_tokens", body, KEY)
+        return j["input_tokens"] if s == 200 else (s, j)
+
+    bash = {"name": "Bash", "description": "Run a shell command",
+            "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]}}
+    hf_bash = {"type": "function", "function": {"name": "Bash", "description": bash["description"],
+                                                "parameters": bash["input_schema"]}}
+    hi = [{"role": "user", "content": "hi"}]
+if mode in ("template", "template-tools"):
+    n_hi = count({"model": "x", "messages": hi})
+    want = rendered_tokens({"messages": hi})
+    check("count_tokens (%s) equals `pensieve template` tokenized (%s)" % (n_hi, want), n_hi == want and n_hi < 40,
+          (n_hi, want))
+    s, j, _, _ = req("POST", "/v1/chat/completions", chat("hi", max_tokens=2), KEY)
+    check("chat completions renders the same prompt", s == 200 and j["usage"]["prompt_tokens"] == n_hi, j)
+    sys_hi = {"model": "x", "system": [{"type": "text", "text": "x-anthropic-billing-header: cc=1;"},
+                                       {"type": "text", "text": "Be brief."}], "messages": hi}
+    want = rendered_tokens({"messages": [{"role": "system", "content": "Be brief."}] + hi})
+    check("the system prompt is the first system message (billing header dropped)", count(sys_hi) == want,
+          (count(sys_hi), want))
+    n_tools = count({"model": "x", "messages": hi, "tools": [bash]})
+    check("tools make the prompt longer (%s -> %s)" % (n_hi, n_tools), isinstance(n_tools, int) and n_tools > n_hi + 20,
+          n_tools)
+    check("tool_choice none leaves them out", count({"model": "x", "messages": hi, "tools": [bash],
+                                                     "tool_choice": {"type": "none"}}) == n_hi)
+    s, j, _, _ = req("POST", "/v1/chat/completions", chat("hi", max_tokens=2, tools=[hf_bash]), KEY)
+    check("OpenAI tools give the same prompt as Anthropic's", s == 200 and j["usage"]["prompt_tokens"] == n_tools,
+          (j, n_tools))
+    # the tool loop: tool_use in the assistant turn, tool_result in the next user turn
+    loop = [{"role": "user", "content": "list files"},
+            {"role": "assistant", "content": [{"type": "text", "text": "Let me look."},
+                                              {"type": "tool_use", "id": "toolu_01", "name": "Bash", "input": {"command": "ls"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01", "content": "a.txt",
+                                          "is_error": False}, {"type": "text", "text": "and?"}]}]
+    n_loop = count({"model": "x", "messages": loop, "tools": [bash]})
+    oai_loop = [{"role": "user", "content": "list files"},
+                {"role": "assistant", "content": "Let me look.", "tool_calls": [
+                    {"id": "toolu_01", "type": "function", "function": {"name": "Bash", "arguments": "{\"command\": \"ls\"}"}}]},
+                {"role": "tool", "tool_call_id": "toolu_01", "content": "a.txt"}, {"role": "user", "content": "and?"}]
+    s, j, _, _ = req("POST", "/v1/chat/completions", chat(messages=oai_loop, max_tokens=2, tools=[hf_bash]), KEY)
+    check("a tool loop renders the same from both APIs (%s tokens)" % (n_loop,), s == 200 and isinstance(n_loop, int)
+          and j["usage"]["prompt_tokens"] == n_loop and n_loop > n_tools, (j, n_loop))
+    if mode == "template-tools":
+        hf_loop = [{"role": "user", "content": "list files"},
+                   {"role": "assistant", "content": "Let me look.", "tool_calls": [
+                       {"id": "toolu_01", "type": "function", "function": {"name": "Bash", "arguments": {"command": "ls"}}}]},
+                   {"role": "tool", "tool_call_id": "toolu_01", "name": "Bash", "content": "a.txt"},
+                   {"role": "user", "content": "and?"}]
+        want = rendered_tokens({"messages": hf_loop, "tools": [hf_bash]})
+        check("the template renders tools, calls and results itself (= `pensieve template` with HF's shapes)",
+              n_loop == want, (n_loop, want))
+    s, j, _, _ = req("POST", "/v1/messages", {"model": "x", "max_tokens": 3, "messages": loop, "tools": [bash]}, KEY)
+    check("a tool loop generates", s == 200 and j["usage"]["input_tokens"] + j["usage"]["cache_read_input_tokens"] == n_loop, j)
+elif mode == "template-raise":
+    s, j, _, _ = req("POST", "/v1/messages", msg("boom"), KEY)
+    check("raise_exception -> 400 with the template's message", s == 400 and is_error(j, "invalid_request_error")
+          and j["error"]["message"] == "boom: this template refuses", j)
+    s, j, _, _ = req("POST", "/v1/messages/count_tokens", {"model": "x", "messages": [{"role": "user", "content": "boom"}]}, KEY)
+    check("count_tokens too", s == 400 and "this template refuses" in j["error"]["message"], j)
+    s, j, _, _ = req("POST", "/v1/chat/completions", chat("boom"), KEY)
+    check("chat completions: 400 in OpenAI's shape", s == 400 and is_oai_error(j, "invalid_request_error")
+          and "this template refuses" in j["error"]["message"], j)
+    s, j, _, _ = req("POST", "/v1/messages", msg("loop"), KEY)
+    check("a render over the step limit -> 400", s == 400 and is_error(j, "invalid_request_error")
+          and "chat template" in j["error"]["message"], j)
+    s, j, _, _ = req("POST", "/v1/messages", msg("fine"), KEY)
+    check("other requests render", s == 200 and j["type"] == "message", j)
 sys.exit(1 if fails else 0)

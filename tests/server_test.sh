@@ -64,6 +64,33 @@ python3 "$here/server_test.py" grace "$port" "$pid" || fail=1
 wait "$tpid"; rc=$?
 if [ $rc -eq 0 ]; then echo "ok: SIGTERM -> exit 0"; else echo "FAIL: exit $rc after SIGTERM"; fail=1; fi
 
+# chat templates on a Qwen2-shaped model: its vocabulary's ChatML template (no tools: they go in as system text),
+# the Qwen 2.5 template (renders tools itself), and one that raises or loops; a template that does not parse
+qm="$(dirname "$bin")/cache/qwen-tiny.gguf"
+[ -f "$qm" ] || /usr/bin/python3 "$shared/tools/synth_gguf.py" --arch qwen2 --dim 64 --layers 2 --heads 4 --kv-heads 2 \
+    --ff 128 --ctx 2048 --type q8_0 --seed 3 --vocab "$shared/vocab/ggml-vocab-qwen2.gguf" -o "$qm" >/dev/null
+export PV_BIN=$bin PV_MODEL=$qm
+start tpl -m "$qm" --ctx-size 2048 --api-key sekrit || exit 1
+python3 "$here/server_test.py" template "$port" "$pid" || fail=1
+kill -TERM "$pid"; wait "$tpid"
+q25="$shared/templates/Qwen-Qwen2.5-7B-Instruct.jinja"
+start tpl25 -m "$qm" --ctx-size 2048 --api-key sekrit --chat-template "$q25" || exit 1
+PV_TEMPLATE=$q25 python3 "$here/server_test.py" template-tools "$port" "$pid" || fail=1
+kill -TERM "$pid"; wait "$tpid"
+cat >"$tmp/raise.jinja" <<'JINJA'
+{%- for m in messages %}{% if m.content == 'boom' %}{{ raise_exception('boom: this template refuses') }}{% endif %}
+{%- if m.content == 'loop' %}{% for i in range(100000000) %}{% endfor %}{% endif %}
+{{- '<|im_start|>' + m.role + '\n' + m.content + '<|im_end|>\n' }}{% endfor %}
+{%- if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}
+JINJA
+start raise -m "$qm" --ctx-size 2048 --api-key sekrit --chat-template "$tmp/raise.jinja" || exit 1
+python3 "$here/server_test.py" template-raise "$port" "$pid" || fail=1
+kill -TERM "$pid"; wait "$tpid"
+printf '{%% if %%}' >"$tmp/bad.jinja"
+if timeout 20 "$bin" serve -m "$qm" --port 0 --chat-template "$tmp/bad.jinja" >"$tmp/bad.log" 2>&1; then
+    echo "FAIL: a --chat-template that does not parse was accepted"; fail=1
+else grep -q "bad.jinja" "$tmp/bad.log" && echo "ok: a --chat-template that does not parse fails at start" || { echo "FAIL: message"; cat "$tmp/bad.log"; fail=1; }; fi
+
 # no key on a public address is refused
 if timeout 20 "$bin" serve -m "$m" --host 0.0.0.0 --port 0 >"$tmp/pub.log" 2>&1; then
     echo "FAIL: public bind without a key"; fail=1

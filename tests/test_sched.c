@@ -170,7 +170,11 @@ START_TEST(test_cancel_and_queue_bound) {
 END_TEST
 
 static int parse(const char *body, pv_anth_req_t *r, char *err) {
-    return pv_anth_parse(body, strlen(body), PV_FMT_PLAIN, 0, r, err, 256);
+    pv_chat_t *plain = NULL;
+    ck_assert_int_eq(pv_chat_new(NULL, NULL, 0, &plain, err, 256), 0);
+    int rc = pv_anth_parse(body, strlen(body), plain, 0, r, err, 256);
+    pv_chat_free(plain);
+    return rc;
 }
 
 START_TEST(test_anthropic_parse) {

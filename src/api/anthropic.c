@@ -11,80 +11,156 @@
 
 #define BILLING_PREFIX "x-anthropic-billing-header:"
 #define MAX_MESSAGES 100000
+#define MAX_TOOLS 1024
+#define MAX_TOOLS_S "1024"
 
 static int bad(char *err, size_t errlen, const char *fmt, const char *what) {
     snprintf(err, errlen, fmt, what);
     return -1;
 }
 
-/* Appends one content block's text to f (tool calls and results as plain
- * bracketed text until tool syntaxes arrive). Returns 0, or -1 with err. */
-static int block_text(FILE *f, const json_t *b, int *n_parts, char *err, size_t errlen, const char *where) {
-    if (!json_is_object(b)) return bad(err, errlen, "%s: each content block must be an object", where);
-    const char *type = json_string_value(json_object_get(b, "type"));
-    if (!type) return bad(err, errlen, "%s: content block without a string \"type\"", where);
-    const char *sep = *n_parts ? "\n" : "";
-    if (!strcmp(type, "text")) {
-        const char *t = json_string_value(json_object_get(b, "text"));
-        if (!t) return bad(err, errlen, "%s: text block without a string \"text\"", where);
-        if (!*t) return bad(err, errlen, "%s: text content blocks must be non-empty", where);
-        fprintf(f, "%s%s", sep, t);
-    } else if (!strcmp(type, "tool_use")) {
-        const char *name = json_string_value(json_object_get(b, "name"));
-        char *input = json_dumps(json_object_get(b, "input"), JSON_COMPACT | JSON_ENCODE_ANY);
-        fprintf(f, "%s[tool_use %s] %s", sep, name ? name : "?", input ? input : "{}");
-        free(input);
-    } else if (!strcmp(type, "tool_result")) {
-        const json_t *c = json_object_get(b, "content");
-        fprintf(f, "%s[tool_result]", sep);
-        if (json_is_string(c)) fprintf(f, " %s", json_string_value(c));
-        else if (json_is_array(c)) {
-            size_t i;
-            const json_t *x;
-            json_array_foreach(c, i, x) {
-                const char *t = json_string_value(json_object_get(x, "text"));
-                if (t) fprintf(f, " %s", t);
-            }
-        }
-    } else {
-        return 0; /* images, documents, thinking...: not for this model; ignored */
-    }
-    (*n_parts)++;
+/* A growing text: content blocks' text joined by newlines. */
+typedef struct {
+    char *p;  /* owned, nul-terminated (NULL until the first part) */
+    size_t n; /* bytes */
+} join_t;
+
+static int join_add(join_t *j, const char *t) {
+    size_t l = strlen(t);
+    char *p = realloc(j->p, j->n + l + 2);
+    if (!p) return -1;
+    j->p = p;
+    if (j->n) p[j->n++] = '\n';
+    memcpy(p + j->n, t, l + 1);
+    j->n += l;
     return 0;
 }
 
-/* Text of a "content" (string or array of blocks) as an owned string. */
-static char *content_text(const json_t *c, char *err, size_t errlen, const char *where) {
-    if (json_is_string(c)) {
-        if (!json_string_length(c)) {
-            bad(err, errlen, "%s: content must be non-empty", where);
-            return NULL;
+/* tool_result "content": a string, or blocks whose text parts are joined (owned). */
+static char *result_text(const json_t *c, int is_error) {
+    join_t j = {0};
+    int rc = is_error ? join_add(&j, "Error:") : 0;
+    if (json_is_string(c)) rc |= join_add(&j, json_string_value(c));
+    else if (json_is_array(c)) {
+        size_t i;
+        const json_t *x;
+        json_array_foreach(c, i, x) {
+            const char *t = json_string_value(json_object_get(x, "text"));
+            if (t) rc |= join_add(&j, t);
         }
-        char *s = strdup(json_string_value(c));
-        if (!s) snprintf(err, errlen, "out of memory");
-        return s;
     }
-    if (!json_is_array(c)) {
-        bad(err, errlen, "%s: content must be a string or an array of content blocks", where);
+    if (!rc && !j.p) j.p = strdup("");
+    if (rc) {
+        free(j.p);
         return NULL;
     }
-    char *out = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&out, &len);
-    if (!f) return NULL;
-    int n_parts = 0, rc = 0;
+    return j.p;
+}
+
+/* Appends one Anthropic message (role, content) to msgs in Hugging Face's
+ * shape (chat.h): text blocks joined into "content", tool_use blocks as
+ * "tool_calls", each tool_result block as a "tool" message before it. names
+ * maps tool_use ids to tool names, for the results. 0, or -1 with err. */
+static int add_message(json_t *msgs, const char *role, const json_t *c, json_t *names, char *err, size_t errlen,
+                       const char *where) {
+    if (json_is_string(c)) {
+        if (!json_string_length(c)) return bad(err, errlen, "%s: content must be non-empty", where);
+        if (json_array_append_new(msgs, json_pack("{s:s, s:O}", "role", role, "content", c)))
+            return bad(err, errlen, "%s", "out of memory");
+        return 0;
+    }
+    if (!json_is_array(c)) return bad(err, errlen, "%s: content must be a string or an array of content blocks", where);
+    join_t text = {0};
+    json_t *calls = json_array(), *results = json_array();
+    int rc = calls && results ? 0 : bad(err, errlen, "%s", "out of memory"), n_parts = 0;
     size_t i;
     const json_t *b;
     json_array_foreach(c, i, b) {
-        if ((rc = block_text(f, b, &n_parts, err, errlen, where))) break;
+        if (rc) break;
+        const char *type = json_string_value(json_object_get(b, "type"));
+        if (!json_is_object(b)) rc = bad(err, errlen, "%s: each content block must be an object", where);
+        else if (!type) rc = bad(err, errlen, "%s: content block without a string \"type\"", where);
+        else if (!strcmp(type, "text")) {
+            const char *t = json_string_value(json_object_get(b, "text"));
+            if (!t) rc = bad(err, errlen, "%s: text block without a string \"text\"", where);
+            else if (!*t) rc = bad(err, errlen, "%s: text content blocks must be non-empty", where);
+            else if (join_add(&text, t)) rc = bad(err, errlen, "%s", "out of memory");
+            n_parts++;
+        } else if (!strcmp(type, "tool_use")) {
+            const json_t *name = json_object_get(b, "name"), *id = json_object_get(b, "id");
+            const json_t *input = json_object_get(b, "input");
+            if (!json_is_string(name)) {
+                rc = bad(err, errlen, "%s: tool_use block without a string \"name\"", where);
+                break;
+            }
+            json_t *args = json_is_object(input) ? json_incref((json_t *)input) : json_object();
+            json_t *call = json_pack("{s:O?, s:s, s:{s:O, s:o}}", "id", json_is_string(id) ? id : NULL, "type",
+                                     "function", "function", "name", name, "arguments", args);
+            if (!call || json_array_append_new(calls, call)) rc = bad(err, errlen, "%s", "out of memory");
+            if (json_is_string(id)) json_object_set(names, json_string_value(id), (json_t *)name);
+            n_parts++;
+        } else if (!strcmp(type, "tool_result")) {
+            const json_t *id = json_object_get(b, "tool_use_id");
+            char *t = result_text(json_object_get(b, "content"), json_is_true(json_object_get(b, "is_error")));
+            const json_t *name = json_is_string(id) ? json_object_get(names, json_string_value(id)) : NULL;
+            json_t *m = t ? json_pack("{s:s, s:O?, s:O?, s:s}", "role", "tool", "tool_call_id",
+                                      json_is_string(id) ? id : NULL, "name", name, "content", t)
+                          : NULL;
+            free(t);
+            if (!m || json_array_append_new(results, m)) rc = bad(err, errlen, "%s", "out of memory");
+            n_parts++;
+        } /* images, documents, thinking...: not for this model; ignored */
     }
-    fclose(f);
     if (!rc && n_parts == 0) rc = bad(err, errlen, "%s: content must be non-empty", where);
-    if (rc) {
-        free(out);
-        return NULL;
+    if (!rc && json_array_extend(msgs, results)) rc = bad(err, errlen, "%s", "out of memory");
+    if (!rc && (text.p || json_array_size(calls))) {
+        json_t *m = json_pack("{s:s, s:s}", "role", role, "content", text.p ? text.p : "");
+        if (m && json_array_size(calls)) json_object_set(m, "tool_calls", calls);
+        if (!m || json_array_append_new(msgs, m)) rc = bad(err, errlen, "%s", "out of memory");
     }
-    return out;
+    free(text.p);
+    json_decref(calls);
+    json_decref(results);
+    return rc;
+}
+
+/* "tools" (unless tool_choice is {"type":"none"}) in Hugging Face's shape into
+ * *out (NULL when none). Server tools (a "type" other than "custom") are left
+ * out: this model cannot run them. 0, or -1 with err. */
+static int parse_tools(const json_t *root, json_t **out, char *err, size_t errlen) {
+    *out = NULL;
+    const json_t *tools = json_object_get(root, "tools"), *tc = json_object_get(root, "tool_choice");
+    if (!tools || json_is_null(tools)) return 0;
+    if (!json_is_array(tools) || json_array_size(tools) > MAX_TOOLS)
+        return bad(err, errlen, "tools: must be an array of at most %s tools", MAX_TOOLS_S);
+    const char *choice = json_string_value(json_object_get(tc, "type"));
+    if (!json_array_size(tools) || (choice && !strcmp(choice, "none"))) return 0;
+    json_t *hf = json_array();
+    if (!hf) return bad(err, errlen, "%s", "out of memory");
+    size_t i;
+    const json_t *t;
+    json_array_foreach(tools, i, t) {
+        const char *type = json_string_value(json_object_get(t, "type"));
+        const json_t *name = json_object_get(t, "name"), *desc = json_object_get(t, "description");
+        const json_t *schema = json_object_get(t, "input_schema");
+        if (!json_is_object(t) || !json_is_string(name)) {
+            json_decref(hf);
+            snprintf(err, errlen, "tools.%zu: each tool must be an object with a string \"name\"", i);
+            return -1;
+        }
+        if (type && strcmp(type, "custom")) continue;
+        json_t *fn = json_pack("{s:O, s:O?, s:O?}", "name", name, "description", json_is_string(desc) ? desc : NULL,
+                               "parameters", json_is_object(schema) ? schema : NULL);
+        /* no schema: an object without properties */
+        if (fn && !json_is_object(schema)) json_object_set_new(fn, "parameters", json_pack("{s:s, s:{}}", "type", "object", "properties"));
+        if (!fn || json_array_append_new(hf, json_pack("{s:s, s:o}", "type", "function", "function", fn))) {
+            json_decref(hf);
+            return bad(err, errlen, "%s", "out of memory");
+        }
+    }
+    if (json_array_size(hf)) *out = hf;
+    else json_decref(hf);
+    return 0;
 }
 
 /* Top-level "system": a string or text blocks; the first billing-header block is dropped. */
@@ -135,7 +211,7 @@ static int get_number(const json_t *o, const char *key, double lo, double hi, fl
     return 0;
 }
 
-int pv_anth_parse(const char *body, size_t len, pv_prompt_fmt_t fmt, int count_only, pv_anth_req_t *out,
+int pv_anth_parse(const char *body, size_t len, const pv_chat_t *chat, int count_only, pv_anth_req_t *out,
                   char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     json_error_t jerr;
@@ -145,8 +221,7 @@ int pv_anth_parse(const char *body, size_t len, pv_prompt_fmt_t fmt, int count_o
         return -1;
     }
     int rc = -1;
-    pv_chat_msg_t *msgs = NULL;
-    char **texts = NULL;
+    json_t *msgs = NULL, *names = NULL, *tools = NULL;
     char *system = NULL;
     size_t n_msgs = 0;
     if (!json_is_object(root)) {
@@ -232,9 +307,13 @@ int pv_anth_parse(const char *body, size_t len, pv_prompt_fmt_t fmt, int count_o
         bad(err, errlen, "%s: must hold at least one message", "messages");
         goto done;
     }
-    msgs = calloc(n_msgs, sizeof *msgs);
-    texts = calloc(n_msgs, sizeof *texts);
-    if (!msgs || !texts) goto done;
+    if (parse_tools(root, &tools, err, errlen)) goto done;
+    msgs = json_array();
+    names = json_object();
+    if (!msgs || !names || (system && json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "system", "content", system)))) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
     for (size_t i = 0; i < n_msgs; i++) {
         const json_t *m = json_array_get(ms, i);
         char where[48];
@@ -244,10 +323,7 @@ int pv_anth_parse(const char *body, size_t len, pv_prompt_fmt_t fmt, int count_o
             bad(err, errlen, "%s: each message must be an object with a string \"role\"", where);
             goto done;
         }
-        if (!strcmp(role, "user")) msgs[i].role = PV_ROLE_USER;
-        else if (!strcmp(role, "assistant")) msgs[i].role = PV_ROLE_ASSISTANT;
-        else if (!strcmp(role, "system")) msgs[i].role = PV_ROLE_SYSTEM;
-        else {
+        if (strcmp(role, "user") && strcmp(role, "assistant") && strcmp(role, "system")) {
             snprintf(err, errlen, "%s.role: must be \"user\", \"assistant\" or \"system\"", where);
             goto done;
         }
@@ -256,18 +332,19 @@ int pv_anth_parse(const char *body, size_t len, pv_prompt_fmt_t fmt, int count_o
             bad(err, errlen, "%s.content: field required", where);
             goto done;
         }
-        if (!(texts[i] = content_text(c, err, errlen, where))) goto done;
-        msgs[i].text = texts[i];
+        if (add_message(msgs, role, c, names, err, errlen, where)) goto done;
     }
-    if (!(out->prompt = pv_prompt_render(fmt, system, msgs, (int)n_msgs))) {
-        snprintf(err, errlen, "out of memory");
+    out->n_tools = (int)json_array_size(tools);
+    int r = pv_chat_render(chat, msgs, tools, &out->prompt, err, errlen);
+    if (r) {
+        if (r == PV_ENOMEM) snprintf(err, errlen, "out of memory");
         goto done;
     }
     rc = 0;
 done:
-    for (size_t i = 0; texts && i < n_msgs; i++) free(texts[i]);
-    free(texts);
-    free(msgs);
+    json_decref(msgs);
+    json_decref(names);
+    json_decref(tools);
     free(system);
     json_decref(root);
     if (rc) pv_anth_req_close(out);

@@ -3,7 +3,7 @@
  *
  * Parsing is strict about what it uses (types, required fields, non-empty
  * content) and ignores everything else (unknown fields, cache_control,
- * metadata, thinking, tools...). Everything here is pure: no I/O, no model.
+ * metadata, thinking, server tools...). Everything here is pure: no I/O, no model.
  * JSON values returned are new references (json_decref them). */
 #ifndef PV_ANTHROPIC_H
 #define PV_ANTHROPIC_H
@@ -11,7 +11,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
-#include "api/prompt.h"
+#include "chat/chat.h"
 #include "model/sample.h"
 #include "sched/sched.h"
 
@@ -23,11 +23,14 @@ typedef struct {
     pv_sampler_params_t sp;           /* temperature, top_p, top_k, seed (extension) */
     char *stops[PV_SCHED_MAX_STOPS];  /* owned: stop_sequences */
     int n_stops;                      /* how many */
+    int n_tools;                      /* tools offered to the model (0: none, or tool_choice none) */
 } pv_anth_req_t;
 
 /* Parses a /v1/messages body (count_only: a count_tokens body, which needs no
- * max_tokens). 0, or -1 with a message for a 400 invalid_request_error. */
-int pv_anth_parse(const char *body, size_t len, pv_prompt_fmt_t fmt, int count_only, pv_anth_req_t *out,
+ * max_tokens) and renders its prompt with chat (see chat.h for the message
+ * shape the content blocks become). 0, or -1 with a message for a 400
+ * invalid_request_error (a failing chat template's message included). */
+int pv_anth_parse(const char *body, size_t len, const pv_chat_t *chat, int count_only, pv_anth_req_t *out,
                   char *err, size_t errlen);
 void pv_anth_req_close(pv_anth_req_t *r); /* frees what parse allocated; accepts a zeroed struct */
 

@@ -112,8 +112,8 @@ static int parse_response_format(const json_t *rf, pv_oai_err_t *e) {
     return fail(e, "response_format.type", "\"%s\" is not supported (use \"text\" or \"json_object\")", t);
 }
 
-/* "tools" (unless tool_choice is "none") as the system-text block of prompt.h; *out NULL when none. */
-static int parse_tools(const json_t *root, char **out, pv_oai_err_t *e) {
+/* "tools" (unless tool_choice is "none") in Hugging Face's shape into *out (NULL when none). */
+static int parse_tools(const json_t *root, json_t **out, pv_oai_err_t *e) {
     *out = NULL;
     const json_t *tc = json_object_get(root, "tool_choice");
     if (present(tc) && !json_is_string(tc) && !json_is_object(tc))
@@ -124,47 +124,44 @@ static int parse_tools(const json_t *root, char **out, pv_oai_err_t *e) {
         return fail(e, "tools", "must be an array of at most %d tools", MAX_TOOLS);
     size_t n = json_array_size(tools);
     if (n == 0 || (json_is_string(tc) && !strcmp(json_string_value(tc), "none"))) return 0;
-    pv_prompt_tool_t *t = calloc(n, sizeof *t);
-    char **params = calloc(n, sizeof *params);
-    int rc = -1;
-    if (!t || !params) {
-        fail(e, NULL, "out of memory");
-        goto done;
-    }
+    json_t *hf = json_array();
+    if (!hf) return fail(e, NULL, "out of memory");
     for (size_t i = 0; i < n; i++) {
         const json_t *x = json_array_get(tools, i), *fn = json_object_get(x, "function");
-        char where[48];
-        snprintf(where, sizeof where, "tools.%zu.function", i);
-        t[i].name = json_string_value(json_object_get(fn, "name"));
-        if (!json_is_object(x) || !json_is_object(fn) || !t[i].name) {
-            fail(e, where, "each tool must be {\"type\":\"function\",\"function\":{\"name\":...}}");
-            goto done;
+        const json_t *name = json_object_get(fn, "name"), *desc = json_object_get(fn, "description");
+        const json_t *params = json_object_get(fn, "parameters");
+        if (!json_is_object(x) || !json_is_object(fn) || !json_is_string(name)) {
+            char where[48];
+            snprintf(where, sizeof where, "tools.%zu.function", i);
+            json_decref(hf);
+            return fail(e, where, "each tool must be {\"type\":\"function\",\"function\":{\"name\":...}}");
         }
-        t[i].description = json_string_value(json_object_get(fn, "description"));
-        const json_t *p = json_object_get(fn, "parameters");
-        if (present(p)) t[i].parameters = params[i] = json_dumps(p, JSON_COMPACT | JSON_ENCODE_ANY);
+        json_t *t = json_pack("{s:s, s:{s:O, s:O?, s:O?}}", "type", "function", "function", "name", name,
+                              "description", json_is_string(desc) ? desc : NULL, "parameters",
+                              present(params) ? params : NULL);
+        if (!t || json_array_append_new(hf, t)) {
+            json_decref(hf);
+            return fail(e, NULL, "out of memory");
+        }
     }
-    if (!(*out = pv_prompt_tools_text(t, (int)n))) fail(e, NULL, "out of memory");
-    else rc = 0;
-done:
-    for (size_t i = 0; params && i < n; i++) free(params[i]);
-    free(params);
-    free(t);
-    return rc;
+    *out = hf;
+    return 0;
 }
 
-/* One message's text (owned) into *out: string content, text parts joined by
- * newlines, or null (assistant); assistant tool_calls and tool results as
- * bracketed text, as the Anthropic path does, until tool syntaxes arrive. */
-static int message_text(const json_t *m, const char *role, const char *where, char **out, pv_oai_err_t *e) {
-    char where2[64];
+/* One message in Hugging Face's shape (chat.h), appended to msgs: string
+ * content, text parts joined by newlines, or null (assistant: ""); assistant
+ * tool_calls with their arguments as objects (a string that is not JSON stays
+ * a string); tool results as role "tool". names maps call ids to tool names. */
+static int add_message(json_t *msgs, const json_t *m, const char *role, const char *where, json_t *names,
+                       pv_oai_err_t *e) {
+    char where2[128];
     char *buf = NULL;
     size_t len = 0;
+    int tool = !strcmp(role, "tool") || !strcmp(role, "function"), assistant = !strcmp(role, "assistant");
+    const char *hf_role = tool ? "tool" : !strcmp(role, "developer") ? "system" : role;
     FILE *f = open_memstream(&buf, &len);
     if (!f) return fail(e, NULL, "out of memory");
-    int tool = !strcmp(role, "tool") || !strcmp(role, "function"), assistant = !strcmp(role, "assistant");
     int rc = 0;
-    if (tool) fputs("[tool_result] ", f);
     const json_t *c = json_object_get(m, "content");
     snprintf(where2, sizeof where2, "%s.content", where);
     if (json_is_string(c)) {
@@ -184,34 +181,55 @@ static int message_text(const json_t *m, const char *role, const char *where, ch
     } else if (present(c) || !assistant) {
         rc = fail(e, where2, present(c) ? "must be a string or an array of text parts" : "field required");
     }
-    const json_t *calls = json_object_get(m, "tool_calls");
-    if (!rc && assistant && json_is_array(calls)) {
-        size_t i;
-        const json_t *x;
-        json_array_foreach(calls, i, x) {
-            const json_t *fn = json_object_get(x, "function");
-            const char *name = json_string_value(json_object_get(fn, "name"));
-            const char *args = json_string_value(json_object_get(fn, "arguments"));
-            fprintf(f, "%s[tool_call %s] %s", ftell(f) > 0 ? "\n" : "", name ? name : "?", args ? args : "{}");
-        }
-    }
     if (fclose(f) && !rc) rc = fail(e, NULL, "out of memory");
-    if (rc) free(buf);
-    else *out = buf;
-    return rc;
+    json_t *x = rc ? NULL : json_pack("{s:s, s:s}", "role", hf_role, "content", buf);
+    free(buf);
+    if (rc) return rc;
+    if (!x) return fail(e, NULL, "out of memory");
+    const json_t *calls = json_object_get(m, "tool_calls");
+    if (assistant && json_is_array(calls) && json_array_size(calls)) {
+        json_t *hc = json_array();
+        size_t i;
+        const json_t *y;
+        json_array_foreach(calls, i, y) {
+            const json_t *fn = json_object_get(y, "function"), *id = json_object_get(y, "id");
+            const json_t *name = json_object_get(fn, "name"), *args = json_object_get(fn, "arguments");
+            if (!json_is_string(name)) {
+                snprintf(where2, sizeof where2, "%s.tool_calls.%zu.function.name", where, i);
+                json_decref(hc);
+                json_decref(x);
+                return fail(e, where2, "field required (a string)");
+            }
+            json_t *a = json_is_string(args) ? json_loads(json_string_value(args), 0, NULL) : NULL;
+            if (!a) a = json_is_string(args) ? json_incref((json_t *)args) : json_object();
+            json_array_append_new(hc, json_pack("{s:O?, s:s, s:{s:O, s:o}}", "id", json_is_string(id) ? id : NULL,
+                                                "type", "function", "function", "name", name, "arguments", a));
+            if (json_is_string(id)) json_object_set(names, json_string_value(id), (json_t *)name);
+        }
+        json_object_set_new(x, "tool_calls", hc);
+    }
+    if (tool) {
+        const json_t *id = json_object_get(m, "tool_call_id"), *name = json_object_get(m, "name");
+        if (json_is_string(id)) {
+            json_object_set(x, "tool_call_id", (json_t *)id);
+            if (!json_is_string(name)) name = json_object_get(names, json_string_value(id));
+        }
+        if (json_is_string(name)) json_object_set(x, "name", (json_t *)name);
+    }
+    if (json_array_append_new(msgs, x)) return fail(e, NULL, "out of memory");
+    return 0;
 }
 
-static int parse_messages(const json_t *root, pv_prompt_fmt_t fmt, pv_oai_req_t *out, pv_oai_err_t *e) {
+static int parse_messages(const json_t *root, const pv_chat_t *chat, pv_oai_req_t *out, pv_oai_err_t *e) {
     const json_t *ms = json_object_get(root, "messages");
     if (!json_is_array(ms)) return fail(e, "messages", "field required (an array of messages)");
     size_t n = json_array_size(ms);
     if (n == 0 || n > MAX_MESSAGES) return fail(e, "messages", "must hold 1 to %d messages", MAX_MESSAGES);
-    char *tools = NULL;
+    json_t *tools = NULL;
     if (parse_tools(root, &tools, e)) return -1;
-    pv_chat_msg_t *msgs = calloc(n, sizeof *msgs);
-    char **texts = calloc(n, sizeof *texts);
+    json_t *msgs = json_array(), *names = json_object();
     int rc = -1;
-    if (!msgs || !texts) {
+    if (!msgs || !names) {
         fail(e, NULL, "out of memory");
         goto done;
     }
@@ -224,39 +242,26 @@ static int parse_messages(const json_t *root, pv_prompt_fmt_t fmt, pv_oai_req_t 
             fail(e, where, "each message must be an object with a string \"role\"");
             goto done;
         }
-        if (!strcmp(role, "system") || !strcmp(role, "developer")) msgs[i].role = PV_ROLE_SYSTEM;
-        else if (!strcmp(role, "user") || !strcmp(role, "tool") || !strcmp(role, "function")) msgs[i].role = PV_ROLE_USER;
-        else if (!strcmp(role, "assistant")) msgs[i].role = PV_ROLE_ASSISTANT;
-        else {
+        if (strcmp(role, "system") && strcmp(role, "developer") && strcmp(role, "user") && strcmp(role, "tool") &&
+            strcmp(role, "function") && strcmp(role, "assistant")) {
             snprintf(where, sizeof where, "messages.%zu.role", i);
             fail(e, where, "must be \"system\", \"developer\", \"user\", \"assistant\" or \"tool\"");
             goto done;
         }
-        if (message_text(m, role, where, &texts[i], e)) goto done;
-        msgs[i].text = texts[i];
+        if (add_message(msgs, m, role, where, names, e)) goto done;
     }
-    /* the tools block joins a leading system message, or becomes the system text */
-    const char *system = tools;
-    if (tools && msgs[0].role == PV_ROLE_SYSTEM) {
-        char *joined = NULL;
-        if (asprintf(&joined, "%s\n\n%s", texts[0], tools) < 0) {
-            fail(e, NULL, "out of memory");
-            goto done;
-        }
-        free(texts[0]);
-        msgs[0].text = texts[0] = joined;
-        system = NULL;
-    }
-    if (!(out->prompt = pv_prompt_render(fmt, system, msgs, (int)n))) {
-        fail(e, NULL, "out of memory");
+    out->n_tools = (int)json_array_size(tools);
+    char err[PV_ERRLEN];
+    int r = pv_chat_render(chat, msgs, tools, &out->prompt, err, sizeof err);
+    if (r) {
+        fail(e, r == PV_ENOMEM ? NULL : "messages", "%s", r == PV_ENOMEM ? "out of memory" : err);
         goto done;
     }
     rc = 0;
 done:
-    for (size_t i = 0; texts && i < n; i++) free(texts[i]);
-    free(texts);
-    free(msgs);
-    free(tools);
+    json_decref(msgs);
+    json_decref(names);
+    json_decref(tools);
     return rc;
 }
 
@@ -269,7 +274,7 @@ static int parse_prompt(const json_t *root, pv_oai_req_t *out, pv_oai_err_t *e) 
     return 0;
 }
 
-int pv_oai_parse(const char *body, size_t len, pv_oai_kind_t kind, pv_prompt_fmt_t fmt, pv_oai_req_t *out,
+int pv_oai_parse(const char *body, size_t len, pv_oai_kind_t kind, const pv_chat_t *chat, pv_oai_req_t *out,
                  pv_oai_err_t *err) {
     memset(out, 0, sizeof *out);
     memset(err, 0, sizeof *err);
@@ -281,7 +286,7 @@ int pv_oai_parse(const char *body, size_t len, pv_oai_kind_t kind, pv_prompt_fmt
     int rc = -1;
     if (!json_is_object(root)) fail(err, NULL, "the request body must be a JSON object");
     else if (parse_common(root, out, err) || parse_response_format(json_object_get(root, "response_format"), err)) {
-    } else if (kind == PV_OAI_CHAT ? parse_messages(root, fmt, out, err) : parse_prompt(root, out, err)) {
+    } else if (kind == PV_OAI_CHAT ? parse_messages(root, chat, out, err) : parse_prompt(root, out, err)) {
     } else
         rc = 0;
     json_decref(root);

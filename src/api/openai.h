@@ -5,8 +5,8 @@
  * Parsing is strict about what it uses (types, ranges, n == 1) and ignores
  * what it cannot honour harmlessly (user, presence/frequency penalties,
  * logit_bias, parallel_tool_calls...). "response_format": {"type":"json_object"}
- * is accepted but not yet constrained; "tools" are rendered into the prompt as
- * system text (pv_prompt_tools_text) and tool calls are not parsed back yet.
+ * is accepted but not yet constrained. Chat messages and tools become Hugging
+ * Face's shape and are rendered by chat.h (the model's template, or a built-in format).
  * Everything here is pure: no I/O, no model. JSON values returned are new
  * references (json_decref them). */
 #ifndef PV_OPENAI_H
@@ -15,7 +15,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
-#include "api/prompt.h"
+#include "chat/chat.h"
 #include "base/err.h"
 #include "model/sample.h"
 #include "sched/sched.h"
@@ -38,6 +38,7 @@ typedef struct {
     pv_sampler_params_t sp;          /* temperature, top_p, seed */
     char *stops[PV_SCHED_MAX_STOPS]; /* owned: "stop" */
     int n_stops;                     /* how many */
+    int n_tools;                     /* tools offered to the model (0: none, or tool_choice "none") */
 } pv_oai_req_t;
 
 typedef struct {
@@ -46,7 +47,7 @@ typedef struct {
 } pv_oai_err_t;
 
 /* Parses a request body of the given kind. 0, or -1 with err filled. */
-int pv_oai_parse(const char *body, size_t len, pv_oai_kind_t kind, pv_prompt_fmt_t fmt, pv_oai_req_t *out,
+int pv_oai_parse(const char *body, size_t len, pv_oai_kind_t kind, const pv_chat_t *chat, pv_oai_req_t *out,
                  pv_oai_err_t *err);
 void pv_oai_req_close(pv_oai_req_t *r); /* frees what parse allocated; accepts a zeroed struct */
 

@@ -2,7 +2,10 @@
 #ifndef PV_CLI_H
 #define PV_CLI_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+#define CLI_TEMPLATE_MAX_BYTES (16u << 20) /* chat template files: at most this many bytes */
 
 int cmd_info(int argc, char **argv);
 int cmd_run(int argc, char **argv);
@@ -19,5 +22,9 @@ int cmd_template(int argc, char **argv);
 int cli_parse_int(const char *opt, const char *s, long lo, long hi, long *out);
 int cli_parse_float(const char *opt, const char *s, float *out);
 int cli_parse_u64(const char *opt, const char *s, uint64_t *out);
+
+/* A whole file (less than max bytes), NUL-terminated, owned by the caller;
+ * NULL after printing "pensieve: cannot open/read PATH". */
+char *cli_read_file(const char *path, size_t max, size_t *len);
 
 #endif

@@ -65,6 +65,38 @@ int cli_parse_u64(const char *opt, const char *s, uint64_t *out) {
     return 0;
 }
 
+char *cli_read_file(const char *path, size_t max, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "pensieve: cannot open %s\n", path);
+        return NULL;
+    }
+    size_t cap = 65536, n = 0;
+    char *buf = malloc(cap + 1);
+    while (buf) {
+        n += fread(buf + n, 1, cap - n, f);
+        if (n < cap || cap >= max) break;
+        char *p = realloc(buf, 2 * cap + 1);
+        if (!p) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = p;
+        cap *= 2;
+    }
+    int bad = !buf || ferror(f) || n >= max;
+    fclose(f);
+    if (bad) {
+        fprintf(stderr, "pensieve: cannot read %s (or larger than %zu bytes)\n", path, max);
+        free(buf);
+        return NULL;
+    }
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);

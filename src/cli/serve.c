@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "chat/jinja.h"
 #include "cli/cli.h"
 #include "http/server.h"
 #include "kernels/pool.h"
@@ -38,6 +39,7 @@ typedef struct {
     long mem_critical_mb;   /* --mem-critical MB */
     long mem_emergency_mb;  /* --mem-emergency MB */
     const char *pid_file;   /* --pid-file */
+    const char *chat_template; /* --chat-template: a Jinja file replacing the GGUF's template */
 } serve_opts_t;
 
 typedef struct {
@@ -78,6 +80,8 @@ static const opt_t opts[] = {
     {"--mem-emergency", "PENSIEVE_MEM_EMERGENCY", 'i', 0, 1L << 30, O(mem_emergency_mb),
      "emergency tier in MB (default 512)"},
     {"--pid-file", "PENSIEVE_PID_FILE", 's', 0, 0, O(pid_file), "pid file (default /tmp/pensieve-PORT.pid)"},
+    {"--chat-template", "PENSIEVE_CHAT_TEMPLATE", 's', 0, 0, O(chat_template),
+     "Jinja chat template file (default: the model's tokenizer.chat_template)"},
 };
 #define N_OPTS ((int)(sizeof opts / sizeof *opts))
 
@@ -205,11 +209,25 @@ int cmd_serve(int argc, char **argv) {
     so.tiers.emergency = (uint64_t)o.mem_emergency_mb << 20;
     if (so.tiers.warning < so.tiers.critical) so.tiers.warning = so.tiers.critical;
     if (so.tiers.caution < so.tiers.warning) so.tiers.caution = so.tiers.warning;
-    signal(SIGPIPE, SIG_IGN);
     char err[PV_ERRLEN];
+    char *tmpl = NULL; /* --chat-template's text, checked now so that a bad file fails at once */
+    if (o.chat_template) {
+        size_t tlen = 0;
+        pv_jinja_t *t = NULL;
+        if (!(tmpl = cli_read_file(o.chat_template, CLI_TEMPLATE_MAX_BYTES, &tlen))) return 1;
+        if (strlen(tmpl) != tlen || pv_jinja_parse(tmpl, tlen, &t, err, sizeof err)) {
+            fprintf(stderr, "pensieve: %s: %s\n", o.chat_template, strlen(tmpl) != tlen ? "contains a NUL byte" : err);
+            free(tmpl);
+            return 1;
+        }
+        pv_jinja_free(t);
+        so.chat_template = tmpl;
+    }
+    signal(SIGPIPE, SIG_IGN);
     pv_server_t *srv = NULL;
     if (pv_server_new(&so, &srv, err, sizeof err)) {
         fprintf(stderr, "pensieve: %s\n", err);
+        free(tmpl);
         return 1;
     }
     char pid_path[512];
@@ -227,6 +245,7 @@ int cmd_serve(int argc, char **argv) {
     if (pthread_create(&th, NULL, load_main, &L)) {
         fprintf(stderr, "pensieve: cannot start the loader thread\n");
         pv_server_free(srv);
+        free(tmpl);
         return 1;
     }
     status = pv_server_run(srv) == 0 ? 0 : 1;
@@ -234,6 +253,7 @@ int cmd_serve(int argc, char **argv) {
     pv_sched_free(L.sched); /* cancels what is left, joins the scheduler thread */
     pv_server_free(srv);
     pv_model_free(L.model);
+    free(tmpl);
     if (pf) unlink(pid_path);
     fprintf(stderr, "pensieve: stopped\n");
     return status;

@@ -22,40 +22,6 @@
 #include "gguf/gguf.h"
 
 #define TEMPLATE_USAGE "usage: pensieve template (-t FILE.jinja | -m MODEL.gguf) [-c CONTEXT.json]\n"
-#define TEMPLATE_MAX_BYTES (16u << 20)
-
-/* The whole file, NUL-terminated; caller frees. NULL after printing the error. */
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "pensieve: cannot open %s\n", path);
-        return NULL;
-    }
-    size_t cap = 65536, n = 0;
-    char *buf = malloc(cap + 1);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap || cap >= TEMPLATE_MAX_BYTES) break;
-        char *p = realloc(buf, 2 * cap + 1);
-        if (!p) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        buf = p;
-        cap *= 2;
-    }
-    int bad = !buf || ferror(f) || n >= TEMPLATE_MAX_BYTES;
-    fclose(f);
-    if (bad) {
-        fprintf(stderr, "pensieve: cannot read %s (or larger than %u bytes)\n", path, TEMPLATE_MAX_BYTES);
-        free(buf);
-        return NULL;
-    }
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
 
 /* The model's tokenizer.chat_template, copied; NULL after printing the error. */
 static char *model_template(const char *path, size_t *len) {
@@ -123,7 +89,7 @@ int cmd_template(int argc, char **argv) {
         opts.has_now = 1;
     }
     size_t len = 0;
-    char *src = tpath ? read_file(tpath, &len) : model_template(mpath, &len);
+    char *src = tpath ? cli_read_file(tpath, CLI_TEMPLATE_MAX_BYTES, &len) : model_template(mpath, &len);
     json_t *ctx = src ? load_context(cpath) : NULL;
     int status = 1;
     char err[PV_ERRLEN];

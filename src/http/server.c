@@ -86,7 +86,7 @@ struct pv_server {
     /* loop-thread state */
     const pv_model_t *model;        /* the model once loaded */
     pv_sched_t *sched;              /* the running scheduler once loaded */
-    pv_prompt_fmt_t fmt;            /* its chat format */
+    pv_chat_t *chat;                /* owned: its prompt renderer (template or built-in format) */
     uint64_t weights_bytes;         /* the file's size */
     long long t_created;            /* Unix seconds of start-up: /v1/models' created */
     conn_t *conns;                  /* [max_conns] */
@@ -490,7 +490,7 @@ static int gate(pv_server_t *s, struct evhttp_request *ev, pv_endpoint_t ep) {
 static int tokenize_prompt(pv_server_t *s, struct evhttp_request *ev, pv_endpoint_t ep, const char *prompt,
                            int32_t **toks, int *n_toks) {
     const pv_vocab_t *v = s->model->vocab;
-    unsigned flags = (pv_vocab_adds_bos(v) ? PV_TOK_ADD_BOS : 0) | (pv_prompt_fmt_special(s->fmt) ? PV_TOK_SPECIAL : 0);
+    unsigned flags = pv_chat_tok_flags(s->chat, prompt);
     size_t plen = strlen(prompt);
     int cap = (int)(plen + 8 < (1u << 28) ? plen + 8 : 1u << 28);
     *toks = malloc((size_t)cap * sizeof **toks);
@@ -512,7 +512,7 @@ static int prepare(pv_server_t *s, struct evhttp_request *ev, pv_endpoint_t ep, 
     char *body = read_body(s, ev, ep, &len);
     if (!body) return -1;
     char err[PV_ERRLEN];
-    int rc = pv_anth_parse(body, len, s->fmt, count_only, ar, err, sizeof err);
+    int rc = pv_anth_parse(body, len, s->chat, count_only, ar, err, sizeof err);
     free(body);
     if (rc) {
         reply_error(s, ev, ep, 400, "invalid_request_error", err);
@@ -560,7 +560,7 @@ static void start_generation(pv_server_t *s, struct evhttp_request *ev, const ge
     int n_stops = 0;
     for (int i = 0; i < g->n_stops && n_stops < PV_SCHED_MAX_STOPS - 1; i++) stops[n_stops++] = g->stops[i];
     int n_user_stops = n_stops;
-    if (g->chat && pv_prompt_fmt_stop(s->fmt)) stops[n_stops++] = pv_prompt_fmt_stop(s->fmt);
+    if (g->chat && pv_chat_stop(s->chat)) stops[n_stops++] = pv_chat_stop(s->chat);
     r = pv_req_new(g->toks, g->n, max_tokens, g->sp, stops, n_stops);
     h = calloc(1, sizeof *h);
     conn_t *c = conn_get(s, ev);
@@ -622,7 +622,7 @@ static void route_openai(pv_server_t *s, struct evhttp_request *ev, pv_oai_kind_
     if (!body) return;
     pv_oai_req_t orq;
     pv_oai_err_t err;
-    int rc = pv_oai_parse(body, len, kind, s->fmt, &orq, &err);
+    int rc = pv_oai_parse(body, len, kind, s->chat, &orq, &err);
     free(body);
     if (rc) {
         reply_error_param(s, ev, ep, 400, "invalid_request_error", err.msg, err.param);
@@ -799,6 +799,23 @@ static hreq_t *find_hreq(pv_server_t *s, pv_req_t *r) {
     return NULL;
 }
 
+/* The prompt renderer for the loaded model: --chat-template's source, else
+ * the GGUF's tokenizer.chat_template; a GGUF template the engine cannot parse
+ * falls back to the built-in format its text suggests. 0, or -1 after logging. */
+static int make_chat(pv_server_t *s) {
+    char err[PV_ERRLEN];
+    const char *src = s->o.chat_template ? s->o.chat_template : gguf_get_str(s->model->file, "tokenizer.chat_template");
+    if (!pv_chat_new(src, s->model->vocab, 0, &s->chat, err, sizeof err)) return 0;
+    if (s->o.chat_template) {
+        fprintf(stderr, "pensieve: --chat-template: %s\n", err);
+        return -1;
+    }
+    fprintf(stderr, "pensieve: warning: the model's %s; using a built-in format\n", err);
+    if (!pv_chat_new(src, s->model->vocab, PV_CHAT_BUILTIN, &s->chat, err, sizeof err)) return 0;
+    fprintf(stderr, "pensieve: %s\n", err);
+    return -1;
+}
+
 static void on_wake(evutil_socket_t fd, short what, void *arg) {
     pv_server_t *s = arg;
     pthread_mutex_lock(&s->mu);
@@ -819,16 +836,21 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
     }
     if (sched && !s->sched) {
         s->model = m;
-        s->fmt = pv_prompt_detect(gguf_get_str(m->file, "tokenizer.chat_template"));
         s->weights_bytes = m->file->size;
-        if (pv_sched_start(sched)) {
+        if (make_chat(s)) {
+            s->rc = -1;
+            event_base_loopexit(s->base, NULL);
+        } else if (pv_sched_start(sched)) {
             fprintf(stderr, "pensieve: cannot start the scheduler thread\n");
             s->rc = -1;
             event_base_loopexit(s->base, NULL);
         } else {
             s->sched = sched;
-            fprintf(stderr, "pensieve: ready: %s (prompt format %s) on http://%s:%d\n", s->o.model_name,
-                    pv_prompt_fmt_name(s->fmt), s->o.host, s->port);
+            fprintf(stderr, "pensieve: ready: %s (prompt: %s%s; tool calls: %s) on http://%s:%d\n",
+                    s->o.model_name, pv_chat_describe(s->chat), s->o.chat_template ? " from --chat-template" : "",
+                    pv_chat_template_tools(s->chat) ? pv_tc_family_name(pv_chat_tool_family(s->chat))
+                                                    : "json (tools as system text)",
+                    s->o.host, s->port);
         }
     }
     for (int i = 0; i < n; i++) {
@@ -976,6 +998,7 @@ void pv_server_free(pv_server_t *s) {
     if (s->sigterm) event_free(s->sigterm);
     if (s->base) event_base_free(s->base);
     free(s->conns);
+    pv_chat_free(s->chat);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }

@@ -37,6 +37,7 @@ typedef struct {
     int grace_s;             /* on SIGINT/SIGTERM, running requests get this long */
     int ping_s;              /* SSE ping interval while no token comes */
     pv_mem_tiers_t tiers;    /* memory gate thresholds */
+    const char *chat_template; /* template source replacing the GGUF's tokenizer.chat_template, or NULL */
 } pv_server_opts_t;
 
 typedef struct pv_server pv_server_t;

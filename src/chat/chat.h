@@ -1,0 +1,67 @@
+/* chat.h - a conversation (Hugging Face's message shape) -> the prompt text,
+ * with the model's own chat template or, without one, a built-in format.
+ *
+ * The API modules (api/anthropic.c, api/openai.c) normalise their requests to
+ * the shape Hugging Face's apply_chat_template takes, and this module renders it:
+ *   messages  [{role: "system"|"user"|"assistant"|"tool", content: STRING,
+ *               tool_calls: [{id, type: "function", function: {name, arguments: OBJECT}}]   (assistant),
+ *               tool_call_id, name                                                       (tool)}]
+ *   tools     [{type: "function", function: {name, description, parameters: SCHEMA}}] or NULL
+ *
+ * With a template (tokenizer.chat_template, or --chat-template), the jinja
+ * engine renders it with messages, tools, add_generation_prompt = true,
+ * bos_token and eos_token (the vocabulary's texts) and documents = null.
+ * A template that never mentions "tools" would drop them silently, so then the
+ * tools go in as the documented system-text block of prompt.h
+ * (pv_prompt_tools_text, joined to a leading system message or made one), and
+ * the conversation's tool calls and results become text in that block's
+ * syntax: {"name": NAME, "arguments": {...}} and "[tool_result] TEXT".
+ * Without a template, the built-in formats of prompt.h render the same flattened
+ * conversation.
+ *
+ * Tokenizing the result: pv_chat_tok_flags. Templated prompts carry special
+ * tokens' text (<|im_start|>...), so they are tokenized with PV_TOK_SPECIAL;
+ * BOS is added when the vocabulary asks for it, unless the rendered text
+ * already begins with the BOS text (templates that write {{ bos_token }}),
+ * as llama.cpp does, so that there is never a double BOS.
+ *
+ * Ownership: a pv_chat_t copies what it needs from the vocabulary and the
+ * template source. It is read-only after pv_chat_new, so renders may run on
+ * several threads at once. */
+#ifndef PV_CHAT_H
+#define PV_CHAT_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "api/prompt.h"
+#include "api/toolcall.h"
+#include "tok/vocab.h"
+
+typedef struct pv_chat pv_chat_t;
+
+#define PV_CHAT_BUILTIN 1u /* pv_chat_new: use only the built-in format detected from the template text */
+
+/* src: the template source (NULL: none, the plain format); v may be NULL
+ * (no BOS/EOS texts). 0, or a negative PV_E* with err: the template does not
+ * parse (retry with PV_CHAT_BUILTIN to fall back), or out of memory. */
+int pv_chat_new(const char *src, const pv_vocab_t *v, unsigned flags, pv_chat_t **out, char *err, size_t errlen);
+void pv_chat_free(pv_chat_t *c); /* accepts NULL */
+
+int pv_chat_templated(const pv_chat_t *c);         /* 1: the jinja template renders */
+pv_prompt_fmt_t pv_chat_fmt(const pv_chat_t *c);   /* the built-in format (used when not templated) */
+int pv_chat_template_tools(const pv_chat_t *c);    /* 1: the template renders tools itself */
+pv_tc_family_t pv_chat_tool_family(const pv_chat_t *c); /* the tool-call syntax to parse from the output */
+const char *pv_chat_stop(const pv_chat_t *c);      /* the implicit stop sequence, or NULL */
+const char *pv_chat_describe(const pv_chat_t *c);  /* "jinja template" or "built-in chatml", for logs */
+
+/* Renders messages (a JSON array, borrowed) and tools (an array or NULL,
+ * borrowed) into *out (owned, free()). 0; PV_EINVAL with err for a 400 (the
+ * template's own message when it fails or hits a limit); PV_ENOMEM. */
+int pv_chat_render(const pv_chat_t *c, const json_t *messages, const json_t *tools, char **out, char *err,
+                   size_t errlen);
+
+/* pv_tokenize flags for a rendered prompt (see above). */
+unsigned pv_chat_tok_flags(const pv_chat_t *c, const char *prompt);
+
+#endif
