@@ -64,7 +64,7 @@ static double measure_bandwidth(int n_threads) {
         double best = 0;
         uint8_t *buf = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         pv_pool_t *pool = pv_pool_new(n_threads);
-        if (buf != MAP_FAILED && pool && strcmp(pv_kern_isa(), "avx2") == 0) {
+        if (buf != MAP_FAILED && pool && __builtin_cpu_supports("avx2")) {
             memset(buf, 1, n);
             bw_task_t t = {.buf = buf, .n_bytes = n};
             for (int r = 0; r < 5; r++) {
