@@ -205,14 +205,9 @@ static int step_start(pv_tc_t *p, int final, const pv_tc_sink_t *s) {
         }
         return 0;
     }
-    if (p->buf[i] && strchr(families[p->f].start, p->buf[i])) {
-        if (p->n_calls) consume(p, i); /* separators between calls */
-        enter_call(p, &T_START);
-        p->pay = p->scan = p->n_calls ? 0 : i;
-        return 1;
-    }
-    /* whitespace before a marker (or after a call) is not worth a text block of its own */
-    int marker = p->n_calls > 0;
+    /* a marker first ("[TOOL_CALLS]" also begins with a start character); whitespace before a marker (or
+     * after a call) is not worth a text block of its own */
+    int marker = 0;
     for (const trigger_t *const *t = families[p->f].trig; *t && !marker; t++) {
         size_t lo = strlen((*t)->open), m = p->n - i < lo ? p->n - i : lo;
         if (!memcmp(p->buf + i, (*t)->open, m)) {
@@ -220,6 +215,13 @@ static int step_start(pv_tc_t *p, int final, const pv_tc_sink_t *s) {
             marker = m == lo;
         }
     }
+    if (!marker && p->buf[i] && strchr(families[p->f].start, p->buf[i])) {
+        if (p->n_calls) consume(p, i); /* separators between calls */
+        enter_call(p, &T_START);
+        p->pay = p->scan = p->n_calls ? 0 : i;
+        return 1;
+    }
+    marker |= p->n_calls > 0;
     if (marker) consume(p, i);
     p->state = S_TEXT;
     return 1;

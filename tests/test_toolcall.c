@@ -1,0 +1,244 @@
+/* test_toolcall.c - the streaming tool-call parser: every family's syntax fed
+ * whole, at every split point into two chunks, and byte by byte (each must give
+ * the same text and calls); several calls; text before a call; malformed or
+ * unfinished calls coming out as the text they were. Also the flattened
+ * conversation of chat.c (tools as system text, calls and results as text). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/toolcall.h"
+#include "base/err.h"
+#include "chat/chat.h"
+#include "suites.h"
+
+/* What the sink saw: text and calls in order, calls as "<<name args>>". */
+typedef struct {
+    char buf[4096]; /* the transcript */
+    size_t n;       /* its length */
+    int n_calls;    /* calls seen */
+    int last_text;  /* the last event was text (adjacent text events merge) */
+} seen_t;
+
+static void put(seen_t *s, const char *t, size_t n) {
+    ck_assert_uint_lt(s->n + n, sizeof s->buf);
+    memcpy(s->buf + s->n, t, n);
+    s->n += n;
+    s->buf[s->n] = 0;
+}
+
+static void on_text(void *ud, const char *t, size_t n) {
+    ck_assert_uint_gt(n, 0);
+    put(ud, t, n);
+}
+
+static void on_call(void *ud, const char *name, const char *args) {
+    seen_t *s = ud;
+    put(s, "<<", 2);
+    put(s, name, strlen(name));
+    put(s, " ", 1);
+    put(s, args, strlen(args));
+    put(s, ">>", 2);
+    s->n_calls++;
+}
+
+/* Feeds text in the chunks that cuts (sorted offsets, n_cuts of them) makes, then finishes. */
+static void run_cuts(pv_tc_family_t f, const char *text, const size_t *cuts, int n_cuts, seen_t *s) {
+    memset(s, 0, sizeof *s);
+    pv_tc_t *p = pv_tc_new(f);
+    ck_assert_ptr_nonnull(p);
+    pv_tc_sink_t sink = {on_text, on_call, s};
+    size_t at = 0, len = strlen(text);
+    for (int i = 0; i <= n_cuts; i++) {
+        size_t end = i < n_cuts ? cuts[i] : len;
+        ck_assert_int_eq(pv_tc_feed(p, text + at, end - at, &sink), 0);
+        at = end;
+    }
+    ck_assert_int_eq(pv_tc_finish(p, &sink), 0);
+    ck_assert_int_eq(pv_tc_n_calls(p), s->n_calls);
+    pv_tc_free(p);
+}
+
+/* text must parse to want (with n_calls calls) whole, at every split point, and byte by byte. */
+static void expect(pv_tc_family_t f, const char *text, const char *want, int n_calls) {
+    seen_t s;
+    run_cuts(f, text, NULL, 0, &s);
+    ck_assert_msg(!strcmp(s.buf, want), "%s whole: got [%s] want [%s]", pv_tc_family_name(f), s.buf, want);
+    ck_assert_int_eq(s.n_calls, n_calls);
+    size_t len = strlen(text);
+    for (size_t i = 0; i <= len; i++) {
+        run_cuts(f, text, &i, 1, &s);
+        ck_assert_msg(!strcmp(s.buf, want), "%s split at %zu: got [%s] want [%s]", pv_tc_family_name(f), i, s.buf,
+                      want);
+    }
+    size_t *cuts = malloc((len + 1) * sizeof *cuts);
+    for (size_t i = 0; i < len; i++) cuts[i] = i;
+    run_cuts(f, text, cuts, (int)len, &s);
+    free(cuts);
+    ck_assert_msg(!strcmp(s.buf, want), "%s byte by byte: got [%s] want [%s]", pv_tc_family_name(f), s.buf, want);
+}
+
+/* Output that is no call comes out exactly as it went in. */
+static void expect_text(pv_tc_family_t f, const char *text) { expect(f, text, text, 0); }
+
+START_TEST(test_detect) {
+    ck_assert_int_eq(pv_tc_detect(NULL), PV_TC_JSON);
+    ck_assert_int_eq(pv_tc_detect("{{ '<tool_call>' }}<|im_start|>"), PV_TC_HERMES);
+    ck_assert_int_eq(pv_tc_detect("[AVAILABLE_TOOLS]{{ '[TOOL_CALLS]' }}"), PV_TC_MISTRAL);
+    ck_assert_int_eq(pv_tc_detect("<|start_header_id|>{{ tools }}"), PV_TC_LLAMA3);
+    ck_assert_int_eq(pv_tc_detect("{{ messages }}"), PV_TC_JSON);
+}
+END_TEST
+
+START_TEST(test_hermes) {
+    const pv_tc_family_t H = PV_TC_HERMES;
+    expect(H, "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>",
+           "Let me check.\n<<get_weather {\"city\":\"Paris\"}>>", 1);
+    /* several calls; whitespace between them is no text block */
+    expect(H, "<tool_call>{\"name\":\"a\",\"arguments\":{\"x\":[1,2]}}</tool_call>\n<tool_call>{\"name\":\"b\","
+              "\"arguments\":\"{\\\"y\\\":\\\"</tool\\\"}\"}</tool_call>",
+           "<<a {\"x\":[1,2]}>><<b {\"y\":\"</tool\"}>>", 2);
+    /* no end tag before the end of the output: a whole payload is still a call */
+    expect(H, "<tool_call>{\"name\":\"a\",\"arguments\":{}}", "<<a {}>>", 1);
+    /* text after a call */
+    expect(H, "<tool_call>{\"name\":\"a\"}</tool_call>\nDone.", "<<a {}>>Done.", 1);
+    /* malformed: the text as it was */
+    expect_text(H, "<tool_call>{\"name\": oops}</tool_call> and more");
+    expect_text(H, "see <tool_call>{\"arguments\":{}}</tool_call>"); /* no name */
+    expect_text(H, "<tool_call>{\"name\":\"a\",\"arguments\":{\"x\":"); /* unfinished */
+    expect_text(H, "a < b and <tool_ or <tool_call"); /* marker prefixes */
+    expect_text(H, "  plain text, no calls  \n");
+    expect_text(H, "{\"name\": \"a\", \"arguments\": {}}"); /* JSON alone is not this family's syntax */
+}
+END_TEST
+
+START_TEST(test_llama3) {
+    const pv_tc_family_t L = PV_TC_LLAMA3;
+    expect(L, "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\", \"s\": \"}{\\\"]\"}}",
+           "<<get_weather {\"city\":\"Paris\",\"s\":\"}{\\\"]\"}>>", 1);
+    expect(L, "<|python_tag|>{\"name\": \"f\", \"parameters\": {\"x\": 1}}", "<<f {\"x\":1}>>", 1);
+    expect(L, "\n\n{\"name\": \"f\", \"parameters\": {}}; {\"name\": \"g\", \"parameters\": {\"k\": null}}",
+           "<<f {}>><<g {\"k\":null}>>", 2);
+    expect(L, "I will call it: {\"name\": \"f\", \"parameters\": {}}", "I will call it: <<f {}>>", 1);
+    expect_text(L, "Hello {world}, {\"a\": 1}");
+    expect_text(L, "{\"name\": \"f\", \"parameters\": {\"x\": 1}"); /* unfinished */
+    expect_text(L, "{\"not\": \"a call\"} and text");
+    expect_text(L, "<|python_tag|>print(1)");
+}
+END_TEST
+
+START_TEST(test_mistral) {
+    const pv_tc_family_t M = PV_TC_MISTRAL;
+    expect(M, "[TOOL_CALLS][{\"name\":\"a\",\"arguments\":{\"k\":\"v\"}},{\"name\":\"b\",\"arguments\":\"{\\\"z\\\":2}\"}]",
+           "<<a {\"k\":\"v\"}>><<b {\"z\":2}>>", 2);
+    expect(M, "Sure.[TOOL_CALLS] [{\"name\":\"a\",\"arguments\":{}}]", "Sure.<<a {}>>", 1);
+    expect(M, "[{\"name\":\"a\",\"arguments\":{}}]", "<<a {}>>", 1); /* the marker decoded to nothing */
+    expect_text(M, "[TOOL_CALLS][{\"name\":\"a\",\"arguments\":{}},{\"oops\":1}]"); /* one bad call: none */
+    expect_text(M, "[TOOL_CALLS]no json");
+    expect_text(M, "[1, 2, 3] are numbers");
+    expect_text(M, "[]");
+}
+END_TEST
+
+START_TEST(test_json) {
+    const pv_tc_family_t J = PV_TC_JSON;
+    expect(J, "  {\"name\": \"Bash\", \"arguments\": {\"command\": \"ls -la\"}}\n", "<<Bash {\"command\":\"ls -la\"}>>", 1);
+    expect(J, "Sure. {\"name\": \"Bash\", \"arguments\": {}}", "Sure. <<Bash {}>>", 1);
+    expect(J, "[{\"name\": \"a\", \"arguments\": {}}, {\"name\": \"b\"}]", "<<a {}>><<b {}>>", 2);
+    expect(J, "<tool_call>{\"name\": \"a\", \"arguments\": {}}</tool_call>", "<<a {}>>", 1);
+    expect_text(J, "{\"name\": \"Bash\", \"argu");
+    expect_text(J, "{\"name\": \"Bash\", \"arguments\": [1]}"); /* arguments must be an object */
+    expect_text(J, "{\"a\": 1} done");
+    expect_text(J, "Just words, {\"name\" and nothing more");
+    expect_text(J, " \n ");
+    expect_text(J, "");
+}
+END_TEST
+
+static void count_text(void *ud, const char *t, size_t n) { ((size_t *)ud)[0] += n; }
+static void count_call(void *ud, const char *name, const char *args) { ((size_t *)ud)[1]++; }
+
+START_TEST(test_utf8_and_cap) {
+    expect(PV_TC_HERMES, "héllo ✓ <tool_call>{\"name\":\"é\",\"arguments\":{\"t\":\"✓\"}}</tool_call>",
+           "héllo ✓ <<é {\"t\":\"✓\"}>>", 1);
+    /* a call longer than the cap is text: nothing is held back forever */
+    size_t n = PV_TC_MAX_CALL + 100;
+    char *big = malloc(n + 1);
+    memcpy(big, "<tool_call>", 11);
+    memset(big + 11, 'x', n - 11);
+    big[n] = 0;
+    size_t counts[2] = {0, 0}; /* text bytes, calls */
+    pv_tc_t *p = pv_tc_new(PV_TC_HERMES);
+    pv_tc_sink_t sink = {count_text, count_call, counts};
+    for (size_t at = 0; at < n; at += 4096)
+        ck_assert_int_eq(pv_tc_feed(p, big + at, n - at < 4096 ? n - at : 4096, &sink), 0);
+    ck_assert_uint_eq(counts[0], n); /* given up on before the end */
+    pv_tc_finish(p, &sink);
+    ck_assert_uint_eq(counts[0], n);
+    ck_assert_uint_eq(counts[1], 0);
+    pv_tc_free(p);
+    free(big);
+}
+END_TEST
+
+/* The conversation flattened for a template without tools (here: no template, the plain format). */
+START_TEST(test_flatten_plain) {
+    char err[256];
+    pv_chat_t *c = NULL;
+    ck_assert_int_eq(pv_chat_new(NULL, NULL, 0, &c, err, sizeof err), 0);
+    json_t *msgs = json_loads("[{\"role\":\"user\",\"content\":\"ls\"},{\"role\":\"assistant\",\"content\":\"\","
+                              "\"tool_calls\":[{\"id\":\"1\",\"type\":\"function\",\"function\":{\"name\":\"Bash\","
+                              "\"arguments\":{\"command\":\"ls\"}}}]},{\"role\":\"tool\",\"tool_call_id\":\"1\","
+                              "\"content\":\"a.txt\"}]",
+                              0, NULL);
+    json_t *tools = json_loads("[{\"type\":\"function\",\"function\":{\"name\":\"Bash\",\"description\":\"Run\","
+                               "\"parameters\":{\"type\":\"object\"}}}]",
+                               0, NULL);
+    char *out = NULL;
+    ck_assert_int_eq(pv_chat_render(c, msgs, tools, &out, err, sizeof err), 0);
+    ck_assert_str_eq(out, "System: # Tools\n\nYou may call these functions. To call one, answer with a JSON object "
+                          "{\"name\": NAME, \"arguments\": {...}} and nothing else.\n\n- Bash: Run\n  parameters: "
+                          "{\"type\":\"object\"}\nUser: ls\nAssistant: {\"name\":\"Bash\",\"arguments\":{\"command\":"
+                          "\"ls\"}}\nUser: [tool_result] a.txt\nAssistant:");
+    free(out);
+    ck_assert_int_eq(pv_chat_tool_family(c), PV_TC_JSON);
+    pv_chat_free(c);
+    /* a template that renders tools itself gets them in HF's shape; bos_token is its text */
+    const char *src = "{{ bos_token }}{% for t in tools %}[{{ t.function.name }}]{% endfor %}{% for m in messages %}"
+                      "{{ m.role }}:{{ m.content }}{% if m.tool_calls %}{{ m.tool_calls[0].function.arguments | tojson }}"
+                      "{% endif %};{% endfor %}<tool_call>";
+    ck_assert_int_eq(pv_chat_new(src, NULL, 0, &c, err, sizeof err), 0);
+    ck_assert_int_eq(pv_chat_render(c, msgs, tools, &out, err, sizeof err), 0);
+    ck_assert_str_eq(out, "[Bash]user:ls;assistant:{\"command\": \"ls\"};tool:a.txt;<tool_call>");
+    ck_assert_int_eq(pv_chat_tool_family(c), PV_TC_HERMES);
+    ck_assert_uint_eq(pv_chat_tok_flags(c, out), PV_TOK_SPECIAL);
+    free(out);
+    pv_chat_free(c);
+    ck_assert_int_eq(pv_chat_new("{{ raise_exception('no: ' + messages[0].content) }}", NULL, 0, &c, err, sizeof err), 0);
+    ck_assert_int_eq(pv_chat_render(c, msgs, NULL, &out, err, sizeof err), PV_EINVAL);
+    ck_assert_str_eq(err, "no: ls");
+    pv_chat_free(c);
+    ck_assert_int_ne(pv_chat_new("{% if %}", NULL, 0, &c, err, sizeof err), 0);
+    ck_assert_int_eq(pv_chat_new("{% if %}<|im_start|>", NULL, PV_CHAT_BUILTIN, &c, err, sizeof err), 0);
+    ck_assert_int_eq(pv_chat_fmt(c), PV_FMT_CHATML);
+    ck_assert_int_eq(pv_chat_templated(c), 0);
+    pv_chat_free(c);
+    json_decref(msgs);
+    json_decref(tools);
+}
+END_TEST
+
+Suite *toolcall_suite(void) {
+    Suite *s = suite_create("toolcall");
+    TCase *tc = tcase_create("toolcall");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_detect);
+    tcase_add_test(tc, test_hermes);
+    tcase_add_test(tc, test_llama3);
+    tcase_add_test(tc, test_mistral);
+    tcase_add_test(tc, test_json);
+    tcase_add_test(tc, test_utf8_and_cap);
+    tcase_add_test(tc, test_flatten_plain);
+    suite_add_tcase(s, tc);
+    return s;
+}
