@@ -598,6 +598,21 @@ if mode in ("template", "template-tools"):
               n_loop == want, (n_loop, want))
     s, j, _, _ = req("POST", "/v1/messages", {"model": "x", "max_tokens": 3, "messages": loop, "tools": [bash]}, KEY)
     check("a tool loop generates", s == 200 and j["usage"]["input_tokens"] + j["usage"]["cache_read_input_tokens"] == n_loop, j)
+    # with tools the output goes through the tool-call parser (a random model writes no calls: text only);
+    # blocks then open as output comes: message_start, ping, then the text block
+    body = {"model": "x", "max_tokens": 12, "temperature": 0, "messages": hi, "tools": [bash]}
+    s, j, _, _ = req("POST", "/v1/messages", body, KEY)
+    events, text, usage = stream(body)
+    order = ["message_start", "ping", "content_block_start"] + ["content_block_delta"] * (len(events) - 6) + \
+            ["content_block_stop", "message_delta", "message_stop"]
+    check("tools offered: stream event order, the same text as without streaming", s == 200 and events == order
+          and j["stop_reason"] == "max_tokens" and text == j["content"][0]["text"], (events, text, j))
+    s, chunks, _ = oai_stream("/v1/chat/completions", chat("hi", max_tokens=12, tools=[hf_bash]))
+    s2, j2, _, _ = req("POST", "/v1/chat/completions", chat("hi", max_tokens=12, tools=[hf_bash]), KEY)
+    streamed = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    check("tools offered (OpenAI): streamed text equals the whole", s == 200 and s2 == 200
+          and streamed == j2["choices"][0]["message"]["content"] and chunks[-1]["choices"][0]["finish_reason"] == "length",
+          (streamed, j2))
 elif mode == "template-raise":
     s, j, _, _ = req("POST", "/v1/messages", msg("boom"), KEY)
     check("raise_exception -> 400 with the template's message", s == 400 and is_error(j, "invalid_request_error")

@@ -67,6 +67,7 @@ if [ $rc -eq 0 ]; then echo "ok: SIGTERM -> exit 0"; else echo "FAIL: exit $rc a
 # chat templates on a Qwen2-shaped model: its vocabulary's ChatML template (no tools: they go in as system text),
 # the Qwen 2.5 template (renders tools itself), and one that raises or loops; a template that does not parse
 qm="$(dirname "$bin")/cache/qwen-tiny.gguf"
+mkdir -p "$(dirname "$qm")"
 [ -f "$qm" ] || /usr/bin/python3 "$shared/tools/synth_gguf.py" --arch qwen2 --dim 64 --layers 2 --heads 4 --kv-heads 2 \
     --ff 128 --ctx 2048 --type q8_0 --seed 3 --vocab "$shared/vocab/ggml-vocab-qwen2.gguf" -o "$qm" >/dev/null
 export PV_BIN=$bin PV_MODEL=$qm

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/anthropic.h"
+#include "api/openai.h"
 #include "api/toolcall.h"
 #include "base/err.h"
 #include "chat/chat.h"
@@ -228,6 +230,24 @@ START_TEST(test_flatten_plain) {
 }
 END_TEST
 
+/* The response shapes of a parsed call, in both APIs. */
+START_TEST(test_call_shapes) {
+    json_t *b = pv_anth_tool_use("toolu_1", "Bash", "{\"command\":\"ls\"}");
+    char *t = json_dumps(b, JSON_COMPACT | JSON_SORT_KEYS);
+    ck_assert_str_eq(t, "{\"id\":\"toolu_1\",\"input\":{\"command\":\"ls\"},\"name\":\"Bash\",\"type\":\"tool_use\"}");
+    free(t);
+    json_decref(b);
+    pv_oai_meta_t m = {.kind = PV_OAI_CHAT, .id = "chatcmpl-1", .created = 1, .model = "m"};
+    b = pv_oai_call_chunk(&m, 0, "call_1", "Bash", "{\"command\":\"ls\"}");
+    t = json_dumps(json_object_get(json_array_get(json_object_get(b, "choices"), 0), "delta"), JSON_COMPACT | JSON_SORT_KEYS);
+    ck_assert_str_eq(t, "{\"tool_calls\":[{\"function\":{\"arguments\":\"{\\\"command\\\":\\\"ls\\\"}\",\"name\":\"Bash\"},"
+                        "\"id\":\"call_1\",\"index\":0,\"type\":\"function\"}]}");
+    free(t);
+    ck_assert_str_eq(json_string_value(json_object_get(b, "object")), "chat.completion.chunk");
+    json_decref(b);
+}
+END_TEST
+
 Suite *toolcall_suite(void) {
     Suite *s = suite_create("toolcall");
     TCase *tc = tcase_create("toolcall");
@@ -239,6 +259,7 @@ Suite *toolcall_suite(void) {
     tcase_add_test(tc, test_json);
     tcase_add_test(tc, test_utf8_and_cap);
     tcase_add_test(tc, test_flatten_plain);
+    tcase_add_test(tc, test_call_shapes);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -390,6 +390,12 @@ json_t *pv_anth_message(const char *id, const char *model, const char *text, siz
                      stop_sequence ? json_string(stop_sequence) : json_null(), "usage", pv_anth_usage(n_in, n_cached, n_out));
 }
 
+json_t *pv_anth_tool_use(const char *id, const char *name, const char *args) {
+    json_t *input = json_loads(args, 0, NULL);
+    return json_pack("{s:s, s:s, s:s, s:o}", "type", "tool_use", "id", id, "name", name, "input",
+                     json_is_object(input) ? input : (json_decref(input), json_object()));
+}
+
 json_t *pv_anth_message_start(const char *id, const char *model, int n_in) {
     return json_pack("{s:s, s:s, s:s, s:s, s:[], s:n, s:n, s:o}", "id", id, "type", "message", "role", "assistant",
                      "model", model, "content", "stop_reason", "stop_sequence", "usage", pv_anth_usage(n_in, 0, 1));

@@ -37,7 +37,7 @@ void pv_anth_req_close(pv_anth_req_t *r); /* frees what parse allocated; accepts
 /* {"type":"error","error":{"type":type,"message":msg}} as a compact string (owned). */
 char *pv_anth_error_body(const char *type, const char *msg);
 
-const char *pv_anth_stop_reason(pv_stop_t stop); /* "end_turn", "max_tokens", "stop_sequence" */
+const char *pv_anth_stop_reason(pv_stop_t stop); /* "end_turn", "max_tokens", "stop_sequence" ("tool_use": the caller's) */
 
 /* The usage object: n_prompt tokens of which n_cached came from the prefix cache. */
 json_t *pv_anth_usage(int n_prompt, int n_cached, int n_out);
@@ -45,6 +45,9 @@ json_t *pv_anth_usage(int n_prompt, int n_cached, int n_out);
 /* The non-streaming response object. */
 json_t *pv_anth_message(const char *id, const char *model, const char *text, size_t len, const char *stop_reason,
                         const char *stop_sequence, int n_in, int n_cached, int n_out);
+
+/* A tool_use content block {type, id, name, input} (args: the input as JSON text). */
+json_t *pv_anth_tool_use(const char *id, const char *name, const char *args);
 
 /* The message object of message_start (empty content, stop_reason null). */
 json_t *pv_anth_message_start(const char *id, const char *model, int n_in);

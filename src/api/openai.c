@@ -372,6 +372,21 @@ json_t *pv_oai_chunk(const pv_oai_meta_t *m, int first, const char *text, size_t
     return j;
 }
 
+json_t *pv_oai_tool_call(const char *id, const char *name, const char *args) {
+    return json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", id, "type", "function", "function", "name", name, "arguments",
+                     args);
+}
+
+json_t *pv_oai_call_chunk(const pv_oai_meta_t *m, int index, const char *id, const char *name, const char *args) {
+    json_t *call = pv_oai_tool_call(id, name, args);
+    if (call) json_object_set_new(call, "index", json_integer(index));
+    json_t *choice = json_pack("{s:i, s:n, s:n, s:{s:[o]}}", "index", 0, "logprobs", "finish_reason", "delta",
+                               "tool_calls", call);
+    json_t *j = envelope(m, 1, choice);
+    if (j && m->include_usage) json_object_set_new(j, "usage", json_null());
+    return j;
+}
+
 json_t *pv_oai_usage_chunk(const pv_oai_meta_t *m, int n_in, int n_cached, int n_out) {
     json_t *j = envelope(m, 1, NULL);
     if (j) json_object_set_new(j, "usage", pv_oai_usage(n_in, n_cached, n_out));

@@ -57,7 +57,7 @@ void pv_oai_req_close(pv_oai_req_t *r); /* frees what parse allocated; accepts a
 json_t *pv_oai_error(int status, const char *msg, const char *param);
 char *pv_oai_error_body(int status, const char *msg, const char *param); /* the same, compact (owned) */
 
-const char *pv_oai_finish_reason(pv_stop_t stop); /* "length" for max tokens, else "stop" */
+const char *pv_oai_finish_reason(pv_stop_t stop); /* "length" for max tokens, else "stop" ("tool_calls": the caller's) */
 
 /* The usage object; prompt_tokens_details.cached_tokens = n_cached. */
 json_t *pv_oai_usage(int n_prompt, int n_cached, int n_out);
@@ -78,6 +78,12 @@ json_t *pv_oai_response(const pv_oai_meta_t *m, const char *text, size_t len, co
 /* A stream chunk: chat's first (role) chunk with first = 1, text chunks with
  * text, the last with finish != NULL (text may be NULL: an empty delta). */
 json_t *pv_oai_chunk(const pv_oai_meta_t *m, int first, const char *text, size_t len, const char *finish);
+
+/* A tool call {id, type: "function", function: {name, arguments (JSON text)}}. */
+json_t *pv_oai_tool_call(const char *id, const char *name, const char *args);
+
+/* A stream chunk with one whole tool call: delta.tool_calls [{index, id, type, function}]. */
+json_t *pv_oai_call_chunk(const pv_oai_meta_t *m, int index, const char *id, const char *name, const char *args);
 
 /* The usage chunk after the last one (include_usage): empty choices. */
 json_t *pv_oai_usage_chunk(const pv_oai_meta_t *m, int n_in, int n_cached, int n_out);

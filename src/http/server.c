@@ -4,7 +4,10 @@
  * is parsed by its API module into API-neutral terms (gen_t) and becomes an hreq_t (owned by the loop thread) that
  * holds a pv_req_t reference. The scheduler's notify queues the pv_req_t on
  * the server's ready list and wakes the loop; the loop polls it and writes
- * SSE events (stream) or collects the text (non-stream). The hreq lives until
+ * SSE events (stream) or collects the text (non-stream); when the request
+ * offered tools, the text first goes through the tool-call parser of the
+ * model's syntax (api/toolcall.h), whose calls become tool_use blocks or
+ * tool_calls. The hreq lives until
  * the scheduler reports the request done, even when its client left: a
  * client that leaves only cancels. Disconnects are seen by the connection's
  * close callback and, every PV_CHECK_MS, by a recv(MSG_PEEK) on the socket. */
@@ -31,6 +34,7 @@
 #include "api/anthropic.h"
 #include "api/metrics.h"
 #include "api/openai.h"
+#include "api/toolcall.h"
 #include "base/err.h"
 #include "http/sse.h"
 
@@ -62,6 +66,11 @@ struct hreq {
     int n_user_stops;             /* stop sequences of the request (implicit ones follow) */
     pv_text_t text;               /* poll buffer */
     pv_text_t all;                /* non-stream: the whole text so far */
+    pv_tc_t *tc;                  /* owned: the tool-call parser when tools were offered, else NULL */
+    json_t *calls;                /* non-stream: [{name, arguments}] parsed so far (owned) */
+    int n_calls;                  /* tool calls parsed so far */
+    int n_blocks;                 /* Anthropic stream: content blocks started */
+    int text_open;                /* Anthropic stream: the last block is a text block still open */
     double t_last_write;          /* monotonic seconds of the last SSE write */
     hreq_t *next;                 /* active list */
 };
@@ -222,6 +231,8 @@ static void hreq_free(hreq_t *h) {
     pv_req_unref(h->req);
     free(h->text.p);
     free(h->all.p);
+    pv_tc_free(h->tc);
+    json_decref(h->calls);
     free(h);
     if (s->stopping && s->n_active == 0) exit_after_drain(s);
 }
@@ -255,6 +266,8 @@ typedef struct {
     const char *stop_seq;      /* the user's stop sequence that matched, or NULL */
     const char *text;          /* non-stream: the whole text (nul-terminated) */
     size_t len;                /* its length */
+    int n_calls;               /* tool calls parsed from the output: the turn ends for them */
+    const json_t *calls;       /* non-stream: [{name, arguments}] */
 } gen_end_t;
 
 /* Per-API behaviour of a generation request; indexed by api_t. */
@@ -262,6 +275,7 @@ typedef struct {
     pv_endpoint_t ep;                                /* metrics, and the error shape */
     void (*start)(hreq_t *h);                        /* a stream's opening events */
     void (*delta)(hreq_t *h, const char *text, size_t len); /* a stream's new text */
+    void (*call)(hreq_t *h, const char *name, const char *args); /* a stream's tool call (args: JSON) */
     void (*ping)(hreq_t *h);                         /* a stream's keep-alive */
     void (*end)(hreq_t *h, const gen_end_t *e);      /* a stream's closing events */
     void (*fail)(hreq_t *h, int status, const char *type, const char *msg); /* a stream's error event */
@@ -270,26 +284,56 @@ typedef struct {
 
 static void anth_ping(hreq_t *h) { sse_send(h, "ping", json_pack("{s:s}", "type", "ping")); }
 
+/* A tool call's id: the response's id, the call's number ("toolu_...", "call_..."). */
+static void call_id(const hreq_t *h, int k, char *buf, size_t len) {
+    const char *hex = strrchr(h->id, '_') ? strrchr(h->id, '_') + 1 : strrchr(h->id, '-') ? strrchr(h->id, '-') + 1 : h->id;
+    snprintf(buf, len, "%s%s%02d", h->api == API_ANTHROPIC ? "toolu_" : "call_", hex, k);
+}
+
+static void anth_block_stop(hreq_t *h) {
+    sse_send(h, "content_block_stop", json_pack("{s:s, s:i}", "type", "content_block_stop", "index", h->n_blocks - 1));
+    h->text_open = 0;
+}
+
+static void anth_text_open(hreq_t *h) {
+    sse_send(h, "content_block_start", json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_start", "index",
+                                                 h->n_blocks++, "content_block", "type", "text", "text", ""));
+    h->text_open = 1;
+}
+
+/* With tools, blocks open as the output comes (text, tool_use, text...); without, one text block at once. */
 static void anth_start(hreq_t *h) {
     sse_send(h, "message_start", json_pack("{s:s, s:o}", "type", "message_start", "message",
                                            pv_anth_message_start(h->id, h->model, h->n_prompt)));
-    sse_send(h, "content_block_start",
-             json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_start", "index", 0, "content_block", "type",
-                       "text", "text", ""));
+    if (!h->tc) anth_text_open(h);
     anth_ping(h);
 }
 
 static void anth_delta(hreq_t *h, const char *text, size_t len) {
-    sse_send(h, "content_block_delta", json_pack("{s:s, s:i, s:{s:s, s:s%}}", "type", "content_block_delta", "index", 0,
-                                                 "delta", "type", "text_delta", "text", text, len));
+    if (!h->text_open) anth_text_open(h);
+    sse_send(h, "content_block_delta", json_pack("{s:s, s:i, s:{s:s, s:s%}}", "type", "content_block_delta", "index",
+                                                 h->n_blocks - 1, "delta", "type", "text_delta", "text", text, len));
+}
+
+/* A tool_use block: its start (input {}), the input as one input_json_delta, its stop. */
+static void anth_call(hreq_t *h, const char *name, const char *args) {
+    char id[64];
+    call_id(h, h->n_calls - 1, id, sizeof id);
+    if (h->text_open) anth_block_stop(h);
+    sse_send(h, "content_block_start",
+             json_pack("{s:s, s:i, s:{s:s, s:s, s:s, s:{}}}", "type", "content_block_start", "index", h->n_blocks++,
+                       "content_block", "type", "tool_use", "id", id, "name", name, "input"));
+    sse_send(h, "content_block_delta", json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_delta", "index",
+                                                 h->n_blocks - 1, "delta", "type", "input_json_delta", "partial_json", args));
+    anth_block_stop(h);
 }
 
 static void anth_end(hreq_t *h, const gen_end_t *e) {
-    sse_send(h, "content_block_stop", json_pack("{s:s, s:i}", "type", "content_block_stop", "index", 0));
+    if (h->text_open) anth_block_stop(h);
     sse_send(h, "message_delta",
              json_pack("{s:s, s:{s:s, s:o}, s:o}", "type", "message_delta", "delta", "stop_reason",
-                       pv_anth_stop_reason(e->stop), "stop_sequence",
-                       e->stop_seq ? json_string(e->stop_seq) : json_null(), "usage",
+                       e->n_calls ? "tool_use" : pv_anth_stop_reason(e->stop), "stop_sequence",
+                       e->stop_seq && !e->n_calls ? json_string(e->stop_seq) : json_null(), "usage",
                        pv_anth_usage(e->st->n_prompt, e->st->n_cached, e->st->n_gen)));
     sse_send(h, "message_stop", json_pack("{s:s}", "type", "message_stop"));
 }
@@ -299,8 +343,18 @@ static void anth_fail(hreq_t *h, int status, const char *type, const char *msg) 
 }
 
 static json_t *anth_whole(hreq_t *h, const gen_end_t *e) {
-    return pv_anth_message(h->id, h->model, e->text, e->len, pv_anth_stop_reason(e->stop), e->stop_seq,
-                           e->st->n_prompt, e->st->n_cached, e->st->n_gen);
+    json_t *j = pv_anth_message(h->id, h->model, e->text, e->len, e->n_calls ? "tool_use" : pv_anth_stop_reason(e->stop),
+                                e->n_calls ? NULL : e->stop_seq, e->st->n_prompt, e->st->n_cached, e->st->n_gen);
+    json_t *content = json_object_get(j, "content");
+    size_t i;
+    const json_t *c;
+    json_array_foreach(e->calls, i, c) {
+        char id[64];
+        call_id(h, (int)i, id, sizeof id);
+        json_array_append_new(content, pv_anth_tool_use(id, json_string_value(json_object_get(c, "name")),
+                                                        json_string_value(json_object_get(c, "arguments"))));
+    }
+    return j;
 }
 
 static pv_oai_meta_t oai_meta(const hreq_t *h) {
@@ -318,11 +372,18 @@ static void oai_delta(hreq_t *h, const char *text, size_t len) {
     sse_send(h, NULL, pv_oai_chunk(&m, 0, text, len, NULL));
 }
 
+static void oai_call(hreq_t *h, const char *name, const char *args) {
+    pv_oai_meta_t m = oai_meta(h);
+    char id[64];
+    call_id(h, h->n_calls - 1, id, sizeof id);
+    sse_send(h, NULL, pv_oai_call_chunk(&m, h->n_calls - 1, id, name, args));
+}
+
 static void oai_ping(hreq_t *h) { sse_raw(h, ": ping\n\n"); } /* a comment: SDKs skip it */
 
 static void oai_end(hreq_t *h, const gen_end_t *e) {
     pv_oai_meta_t m = oai_meta(h);
-    sse_send(h, NULL, pv_oai_chunk(&m, 0, NULL, 0, pv_oai_finish_reason(e->stop)));
+    sse_send(h, NULL, pv_oai_chunk(&m, 0, NULL, 0, e->n_calls ? "tool_calls" : pv_oai_finish_reason(e->stop)));
     if (h->include_usage) sse_send(h, NULL, pv_oai_usage_chunk(&m, e->st->n_prompt, e->st->n_cached, e->st->n_gen));
     sse_raw(h, "data: [DONE]\n\n");
 }
@@ -334,16 +395,31 @@ static void oai_fail(hreq_t *h, int status, const char *type, const char *msg) {
 
 static json_t *oai_whole(hreq_t *h, const gen_end_t *e) {
     pv_oai_meta_t m = oai_meta(h);
-    return pv_oai_response(&m, e->text, e->len, pv_oai_finish_reason(e->stop), e->st->n_prompt, e->st->n_cached,
-                           e->st->n_gen);
+    json_t *j = pv_oai_response(&m, e->text, e->len, e->n_calls ? "tool_calls" : pv_oai_finish_reason(e->stop),
+                                e->st->n_prompt, e->st->n_cached, e->st->n_gen);
+    json_t *msg = json_object_get(json_array_get(json_object_get(j, "choices"), 0), "message");
+    if (msg && e->n_calls) {
+        json_t *calls = json_array();
+        size_t i;
+        const json_t *c;
+        json_array_foreach(e->calls, i, c) {
+            char id[64];
+            call_id(h, (int)i, id, sizeof id);
+            json_array_append_new(calls, pv_oai_tool_call(id, json_string_value(json_object_get(c, "name")),
+                                                          json_string_value(json_object_get(c, "arguments"))));
+        }
+        json_object_set_new(msg, "tool_calls", calls);
+        if (!e->len) json_object_set_new(msg, "content", json_null());
+    }
+    return j;
 }
 
 static const api_traits_t api_traits[API_COUNT] = {
-    [API_ANTHROPIC] = {.ep = PV_EP_MESSAGES, .start = anth_start, .delta = anth_delta, .ping = anth_ping,
+    [API_ANTHROPIC] = {.ep = PV_EP_MESSAGES, .start = anth_start, .delta = anth_delta, .call = anth_call, .ping = anth_ping,
                        .end = anth_end, .fail = anth_fail, .whole = anth_whole},
-    [API_OAI_CHAT] = {.ep = PV_EP_CHAT_COMPLETIONS, .start = oai_start, .delta = oai_delta, .ping = oai_ping,
+    [API_OAI_CHAT] = {.ep = PV_EP_CHAT_COMPLETIONS, .start = oai_start, .delta = oai_delta, .call = oai_call, .ping = oai_ping,
                       .end = oai_end, .fail = oai_fail, .whole = oai_whole},
-    [API_OAI_TEXT] = {.ep = PV_EP_COMPLETIONS, .start = oai_start, .delta = oai_delta, .ping = oai_ping,
+    [API_OAI_TEXT] = {.ep = PV_EP_COMPLETIONS, .start = oai_start, .delta = oai_delta, .call = oai_call, .ping = oai_ping,
                       .end = oai_end, .fail = oai_fail, .whole = oai_whole},
 };
 
@@ -358,18 +434,33 @@ static void stream_start(hreq_t *h) {
     api_traits[h->api].start(h);
 }
 
-/* Appends the polled text to the whole (non-stream); a failed growth drops it. */
-static void text_append(pv_text_t *a, const pv_text_t *t) {
-    if (a->len + t->len + 1 > a->cap) {
-        size_t cap = (a->len + t->len + 1) * 2;
+/* Appends text to the whole (non-stream); a failed growth drops it. */
+static void text_append(pv_text_t *a, const char *t, size_t len) {
+    if (a->len + len + 1 > a->cap) {
+        size_t cap = (a->len + len + 1) * 2;
         char *p = realloc(a->p, cap);
         if (p) a->p = p, a->cap = cap;
     }
-    if (a->len + t->len + 1 <= a->cap) {
-        memcpy(a->p + a->len, t->p, t->len);
-        a->len += t->len;
+    if (a->len + len + 1 <= a->cap) {
+        memcpy(a->p + a->len, t, len);
+        a->len += len;
         a->p[a->len] = 0;
     }
+}
+
+/* Output text, after the tool-call parser when there is one. */
+static void out_text(void *ud, const char *t, size_t len) {
+    hreq_t *h = ud;
+    if (h->stream) api_traits[h->api].delta(h, t, len);
+    else text_append(&h->all, t, len);
+}
+
+static void out_call(void *ud, const char *name, const char *args) {
+    hreq_t *h = ud;
+    h->n_calls++;
+    if (h->stream) api_traits[h->api].call(h, name, args);
+    else if (h->calls || (h->calls = json_array()))
+        json_array_append_new(h->calls, json_pack("{s:s, s:s}", "name", name, "arguments", args));
 }
 
 /* Polls the scheduler's output for h and writes it; finishes h when done. */
@@ -378,11 +469,17 @@ static void hreq_pump(hreq_t *h) {
     const api_traits_t *api = &api_traits[h->api];
     pv_req_status_t st;
     pv_req_poll(h->req, &st, &h->text);
+    const pv_tc_sink_t sink = {out_text, out_call, h};
     if (h->text.len) {
-        if (h->stream) api->delta(h, h->text.p, h->text.len);
-        else text_append(&h->all, &h->text);
+        if (!h->tc) out_text(h, h->text.p, h->text.len);
+        else if (pv_tc_feed(h->tc, h->text.p, h->text.len, &sink)) { /* out of memory: the rest as plain text */
+            pv_tc_free(h->tc);
+            h->tc = NULL;
+            out_text(h, h->text.p, h->text.len);
+        }
     }
     if (!st.done) return;
+    if (h->tc && st.stop != PV_STOP_CANCELLED && st.stop != PV_STOP_ERROR) pv_tc_finish(h->tc, &sink);
     /* the end */
     if (st.t_first_s >= 0) {
         pv_hist_observe(&s->metrics.ttft, st.t_first_s, 1);
@@ -390,7 +487,8 @@ static void hreq_pump(hreq_t *h) {
     }
     s->metrics.tokens_in += (uint64_t)st.n_prompt;
     s->metrics.tokens_out += (uint64_t)st.n_gen;
-    gen_end_t e = {.st = &st, .stop = st.stop, .text = h->all.p ? h->all.p : "", .len = h->all.len};
+    gen_end_t e = {.st = &st, .stop = st.stop, .text = h->all.p ? h->all.p : "", .len = h->all.len,
+                   .n_calls = h->n_calls, .calls = h->calls};
     if (e.stop == PV_STOP_SEQUENCE) {
         if (st.stop_index < h->n_user_stops) e.stop_seq = pv_req_stop_sequence(h->req, st.stop_index);
         else e.stop = PV_STOP_END_TURN; /* the format's implicit stop: the turn ended */
@@ -536,6 +634,7 @@ typedef struct {
     char *const *stops;            /* [n_stops] the request's stop sequences */
     int n_stops;                   /* how many */
     int chat;                      /* a rendered chat prompt: the format's implicit stop applies */
+    int tools;                     /* tools were offered: the output is parsed for tool calls */
     int stream;                    /* SSE */
     int include_usage;             /* OpenAI stream: the usage chunk */
 } gen_t;
@@ -563,6 +662,11 @@ static void start_generation(pv_server_t *s, struct evhttp_request *ev, const ge
     if (g->chat && pv_chat_stop(s->chat)) stops[n_stops++] = pv_chat_stop(s->chat);
     r = pv_req_new(g->toks, g->n, max_tokens, g->sp, stops, n_stops);
     h = calloc(1, sizeof *h);
+    pv_tc_t *tc = g->tools ? pv_tc_new(pv_chat_tool_family(s->chat)) : NULL;
+    if (g->tools && !tc) {
+        reply_error(s, ev, ep, 500, "api_error", "out of memory");
+        goto done;
+    }
     conn_t *c = conn_get(s, ev);
     if (!r || !h) {
         reply_error(s, ev, ep, 500, "api_error", "out of memory");
@@ -584,8 +688,9 @@ static void start_generation(pv_server_t *s, struct evhttp_request *ev, const ge
     }
     *h = (hreq_t){.srv = s, .ev = ev, .conn = c, .req = r, .api = g->api, .stream = g->stream,
                   .include_usage = g->include_usage, .created = (long long)time(NULL), .n_prompt = g->n,
-                  .n_user_stops = n_user_stops, .t_last_write = now_s(), .next = s->active};
+                  .n_user_stops = n_user_stops, .t_last_write = now_s(), .next = s->active, .tc = tc};
     r = NULL;
+    tc = NULL;
     if (g->api == API_ANTHROPIC) pv_anth_new_id(h->id, sizeof h->id);
     else pv_oai_new_id(g->api == API_OAI_TEXT ? PV_OAI_TEXT : PV_OAI_CHAT, h->id, sizeof h->id);
     snprintf(h->model, sizeof h->model, "%s", g->model);
@@ -596,6 +701,7 @@ static void start_generation(pv_server_t *s, struct evhttp_request *ev, const ge
     h = NULL;
 done:
     free(h);
+    pv_tc_free(tc);
     pv_req_unref(r);
 }
 
@@ -608,7 +714,8 @@ static void route_messages(pv_server_t *s, struct evhttp_request *ev) {
     if (prepare(s, ev, ep, 0, &ar, &toks, &n)) return;
     start_generation(s, ev,
                      &(gen_t){.api = API_ANTHROPIC, .model = ar.model, .toks = toks, .n = n, .max_tokens = ar.max_tokens,
-                              .sp = &ar.sp, .stops = ar.stops, .n_stops = ar.n_stops, .chat = 1, .stream = ar.stream});
+                              .sp = &ar.sp, .stops = ar.stops, .n_stops = ar.n_stops, .chat = 1, .tools = ar.n_tools > 0,
+                              .stream = ar.stream});
     free(toks);
     pv_anth_req_close(&ar);
 }
@@ -635,6 +742,7 @@ static void route_openai(pv_server_t *s, struct evhttp_request *ev, pv_oai_kind_
                          &(gen_t){.api = kind == PV_OAI_CHAT ? API_OAI_CHAT : API_OAI_TEXT, .model = orq.model,
                                   .toks = toks, .n = n, .max_tokens = orq.max_tokens, .sp = &orq.sp,
                                   .stops = orq.stops, .n_stops = orq.n_stops, .chat = kind == PV_OAI_CHAT,
+                                  .tools = orq.n_tools > 0,
                                   .stream = orq.stream, .include_usage = orq.include_usage});
     free(toks);
     pv_oai_req_close(&orq);
@@ -986,6 +1094,8 @@ void pv_server_free(pv_server_t *s) {
         pv_req_unref(h->req);
         free(h->text.p);
         free(h->all.p);
+        pv_tc_free(h->tc);
+        json_decref(h->calls);
         free(h);
     }
     for (int i = 0; i < s->n_ready; i++) pv_req_unref(s->ready[i]);
