@@ -516,6 +516,28 @@ elif mode == "gate":
     s, j, _, _ = req("GET", "/health")
     check("health: degraded, not accepting", j["status"] == "degraded" and not j["memory"]["accepting_requests"], j)
 
+elif mode == "ping":
+    # a prompt of ~3,000 tokens: seconds of prefill, during which the stream must keep pinging (every 1 s here)
+    words = "tool schema input the command file path string object description returns when user asks".split()
+    text = " ".join(words[(i * 7) % len(words)] for i in range(2500))
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    t0 = time.monotonic()
+    c.request("POST", "/v1/messages", body=json.dumps({"model": "m", "max_tokens": 2, "stream": True,
+              "messages": [{"role": "user", "content": text}]}).encode(), headers={"content-type": "application/json"})
+    r = c.getresponse()
+    pings, first = 0, None
+    for line in r:
+        line = line.decode().rstrip("\n")
+        if line == "event: ping" and first is None:
+            pings += 1
+        if line == "event: content_block_delta" and first is None:
+            first = time.monotonic() - t0
+        if line == "event: message_stop":
+            break
+    c.close()
+    # one ping comes with the stream's start, then one per second without output (allow a slack of one)
+    check("pings keep a long prompt's stream alive", first is not None and pings >= int(first), (pings, first))
+    print("ping: %d pings before the first token at %.1f s" % (pings, first or -1))
 elif mode == "grace":
     import os, signal
     out = []

@@ -92,6 +92,14 @@ if timeout 20 "$bin" serve -m "$qm" --port 0 --chat-template "$tmp/bad.jinja" >"
     echo "FAIL: a --chat-template that does not parse was accepted"; fail=1
 else grep -q "bad.jinja" "$tmp/bad.log" && echo "ok: a --chat-template that does not parse fails at start" || { echo "FAIL: message"; cat "$tmp/bad.log"; fail=1; }; fi
 
+# keep-alive pings while a long prompt is processed (a model slow enough for a few seconds of prefill)
+pm="$(dirname "$bin")/cache/ping-256x4.gguf"
+[ -f "$pm" ] || /usr/bin/python3 "$shared/tools/synth_gguf.py" --arch llama --dim 256 --layers 4 --heads 8 --kv-heads 2 \
+    --ff 768 --ctx 8192 --type q8_0 --seed 9 --vocab "$shared/vocab/ggml-vocab-llama-spm.gguf" -o "$pm" >/dev/null
+start ping -m "$pm" --ctx-size 4096 --parallel 1 --ping-interval 1 || exit 1
+python3 "$here/server_test.py" ping "$port" "$pid" || fail=1
+kill -TERM "$pid"; wait "$tpid"
+
 # no key on a public address is refused
 if timeout 20 "$bin" serve -m "$m" --host 0.0.0.0 --port 0 >"$tmp/pub.log" 2>&1; then
     echo "FAIL: public bind without a key"; fail=1

@@ -35,6 +35,7 @@ typedef struct {
     long max_conns;         /* --max-connections */
     long idle_timeout;      /* --idle-timeout s */
     long grace;             /* --grace s */
+    long ping;              /* --ping-interval s */
     long batch;             /* --batch: tokens per forward pass */
     long mem_critical_mb;   /* --mem-critical MB */
     long mem_emergency_mb;  /* --mem-emergency MB */
@@ -74,6 +75,8 @@ static const opt_t opts[] = {
     {"--idle-timeout", "PENSIEVE_IDLE_TIMEOUT", 'i', 1, 86400, O(idle_timeout),
      "seconds before an idle connection is closed (default 600)"},
     {"--grace", "PENSIEVE_GRACE", 'i', 0, 86400, O(grace), "seconds running requests get at shutdown (default 30)"},
+    {"--ping-interval", "PENSIEVE_PING_INTERVAL", 'i', 1, 3600, O(ping),
+     "seconds between keep-alive pings of a stream waiting for tokens (default 3)"},
     {"--batch", "PENSIEVE_BATCH", 'i', 1, 4096, O(batch), "tokens per forward pass (default 64)"},
     {"--mem-critical", "PENSIEVE_MEM_CRITICAL", 'i', 0, 1L << 30, O(mem_critical_mb),
      "refuse new requests at or below this many MB available (default 1024)"},
@@ -108,7 +111,7 @@ static int set_opt(serve_opts_t *o, const opt_t *d, const char *v) {
 
 static int parse_serve_opts(int argc, char **argv, serve_opts_t *o) {
     *o = (serve_opts_t){.host = "127.0.0.1", .port = 7777, .parallel = 2, .queue = 16, .threads = pv_physical_cores(),
-                        .max_conns = 256, .idle_timeout = 600, .grace = 30, .mem_critical_mb = 1024,
+                        .max_conns = 256, .idle_timeout = 600, .grace = 30, .ping = 3, .mem_critical_mb = 1024,
                         .mem_emergency_mb = 512};
     for (int i = 0; i < N_OPTS; i++) {
         const char *v = getenv(opts[i].env);
@@ -203,7 +206,7 @@ int cmd_serve(int argc, char **argv) {
                            .max_body = o.max_body ? (size_t)o.max_body
                                                   : (size_t)(ctx_guess * 24 > (1 << 20) ? ctx_guess * 24 : 1 << 20),
                            .max_headers = 64 * 1024, .max_conns = (int)o.max_conns,
-                           .idle_timeout_s = (int)o.idle_timeout, .grace_s = (int)o.grace, .ping_s = 3,
+                           .idle_timeout_s = (int)o.idle_timeout, .grace_s = (int)o.grace, .ping_s = (int)o.ping,
                            .tiers = pv_mem_tiers_default()};
     so.tiers.critical = (uint64_t)o.mem_critical_mb << 20;
     so.tiers.emergency = (uint64_t)o.mem_emergency_mb << 20;
