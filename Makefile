@@ -77,8 +77,9 @@ cli-test: $(BIN)
 server-test: $(BIN)
 	PV_SAN=$(SAN) tests/server_test.sh $(BIN) $(SHARED)
 
-# the npm Anthropic SDK and the Claude Code CLI against the server with a 32k context (tests/e2e; skipped
-# without node/npm or $(SHARED), and under SAN=1); `npm ci` first when node_modules is missing or older than the lock
+# the npm Anthropic and OpenAI SDKs and the Claude Code CLI against the server with a 32k context (tests/e2e;
+# skipped without node/npm or $(SHARED), and under SAN=1); `npm ci` first when node_modules is missing or older
+# than the lock
 E2E := tests/e2e
 e2e: $(BIN)
 	@if [ "$(SAN)" = 1 ]; then echo "e2e: skipped under SAN=1"; \

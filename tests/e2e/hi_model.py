@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
-"""hi_model.py IN.gguf OUT.gguf - turn a synthetic llama GGUF (synth_gguf.py) into one that answers every
-prompt with "Hello from pensieve!" and then ends its turn (EOS).
+"""hi_model.py [--tool-call] IN.gguf OUT.gguf - turn a synthetic llama GGUF (synth_gguf.py) into one that answers
+every prompt with "Hello from pensieve!" and then ends its turn (EOS); with --tool-call, one that answers every
+prompt with the Hermes/Qwen tool call
+    <tool_call>{"name":"weather","arguments":{"city": "Paris"}}</tool_call>
+and ends its turn (served with a template that has <tool_call>, the server parses it into a real tool call).
 
 A random model never ends a turn: every reply runs to max_tokens, and Claude Code treats a response that stops
 at max_tokens as an error (exit 1). This rewrites the weights into a deterministic bigram model: every block's
@@ -9,7 +12,10 @@ output rows are one-hot in the model dimension, so the next token depends only o
 margin of 80 (sampling at temperature 1 is then as good as greedy). Every layer is still computed in full (the
 attention over the whole context costs what it costs), only its contribution is zero.
 
-Token chain: any token -> "▁Hello" -> "▁from" -> "▁pens" -> "ieve" -> "!" -> EOS.
+Token chain: any token -> "▁Hello" -> "▁from" -> "▁pens" -> "ieve" -> "!" -> EOS. As a token picks the next one
+by itself, a chain cannot repeat a token: the tool call is spelt with 26 distinct pieces of the llama SPM vocabulary
+(the second "_" is the byte token <0x5F>), which is why its JSON is compact and the tool is "weather", not
+"get_weather". The prompt's last token must not be in the chain (a generation prompt ends in a newline, <0x0A>).
 Handles f32, f16 and q8_0 tensors.
 """
 import struct
@@ -18,6 +24,9 @@ import sys
 import numpy as np
 
 PIECES = ["\u2581Hello", "\u2581from", "\u2581pens", "ieve", "!"]
+TOOL_CALL = '<tool_call>{"name":"weather","arguments":{"city": "Paris"}}</tool_call>'
+TOOL_PIECES = ["<", "tool", "_", "call", ">{", '"', "name", '":"', "we", "ather", '","', "arguments", '":{"', "city",
+               '":', '\u2581"', "Par", "is", '"}', "}</", "to", "ol", "<0x5F>", "ca", "ll", ">"]
 SCALAR = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 F32, F16, Q8_0 = 0, 1, 8
 
@@ -66,9 +75,19 @@ def encode_row(gtype, vals):
     return bytes(out)
 
 
+def piece_text(p):
+    return "_" if p == "<0x5F>" else p.replace("\u2581", " ")
+
+
 def main():
-    if len(sys.argv) != 3: sys.exit(__doc__)
-    buf = bytearray(open(sys.argv[1], "rb").read())
+    args = sys.argv[1:]
+    pieces = PIECES
+    if args and args[0] == "--tool-call":
+        args, pieces = args[1:], TOOL_PIECES
+        if "".join(map(piece_text, pieces)) != TOOL_CALL or len(set(pieces)) != len(pieces):
+            sys.exit("hi_model: TOOL_PIECES must spell TOOL_CALL without repeating a piece")
+    if len(args) != 2: sys.exit(__doc__)
+    buf = bytearray(open(args[0], "rb").read())
     r = Reader(buf)
     if r.take("I") != 0x46554747: sys.exit("hi_model: not a GGUF file")
     r.take("I")
@@ -89,7 +108,7 @@ def main():
     dim, layers = kv[f"{arch}.embedding_length"], kv[f"{arch}.block_count"]
     tokens = kv["tokenizer.ggml.tokens"]
     eos = kv["tokenizer.ggml.eos_token_id"]
-    chain = [tokens.index(p) for p in PIECES]
+    chain = [tokens.index(p) for p in pieces]
     if len(chain) + 1 > dim: sys.exit("hi_model: the model dimension is too small for the chain")
 
     def put_rows(name, rows):  # rows: {row index: values}; every other row zero
@@ -119,7 +138,7 @@ def main():
     for b in range(layers):
         put_rows(f"blk.{b}.attn_output.weight", {})
         put_rows(f"blk.{b}.ffn_down.weight", {})
-    open(sys.argv[2], "wb").write(buf)
+    open(args[1], "wb").write(buf)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# run.sh PENSIEVE SHARED CACHE PYTHON - real clients end to end: the npm Anthropic SDK (sdk.test.mjs) and the
-# Claude Code CLI (claude.test.mjs) against `pensieve serve` with a 32k context, on a free 127.0.0.1 port.
-# The model is synthetic (SHARED/tools/synth_gguf.py, made into CACHE once) and rewritten by hi_model.py so that
-# it answers "Hello from pensieve!" and ends its turn. Expects node_modules (`make e2e` runs `npm ci` first).
-# Skips (exit 0) without node/npm or SHARED. Bounded: the server runs under `timeout`, the tests under
-# `timeout`, each Claude Code run under its own; the server is stopped by PID on any exit.
+# run.sh PENSIEVE SHARED CACHE PYTHON - real clients end to end: the npm Anthropic SDK (sdk.test.mjs), the npm
+# OpenAI SDK (openai.test.mjs) and the Claude Code CLI (claude.test.mjs) against `pensieve serve` with a 32k
+# context, on a free 127.0.0.1 port. The model is synthetic (SHARED/tools/synth_gguf.py, made into CACHE once) and
+# rewritten by hi_model.py so that it answers "Hello from pensieve!" and ends its turn. A second server (4k
+# context, SHARED's Qwen2.5 chat template, so Hermes tool-call parsing) serves hi_model.py --tool-call's model,
+# which answers every prompt with a <tool_call>, for the OpenAI SDK's tool-call tests (PENSIEVE_TOOL_URL).
+# Expects node_modules (`make e2e` runs `npm ci` first). Skips (exit 0) without node/npm or SHARED. Bounded: the
+# servers run under `timeout`, the tests under `timeout`, each Claude Code run under its own; the servers are
+# stopped by PID on any exit.
 set -uo pipefail
 bin=${1:-build/pensieve}
 shared=${2:-../shared}
@@ -14,8 +17,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 skip() { echo "e2e: skipped: $*"; exit 0; }
 command -v node >/dev/null && command -v npm >/dev/null || skip "node/npm absent (scripts/deps.sh installs them)"
-[ -f "$shared/tools/synth_gguf.py" ] && [ -f "$shared/vocab/ggml-vocab-llama-spm.gguf" ] || skip "$shared is absent"
-[ -d "$here/node_modules/@anthropic-ai/sdk" ] || { echo "e2e: FAIL: $here/node_modules is missing: run npm ci there (make e2e does)"; exit 1; }
+tmpl="$shared/templates/Qwen-Qwen2.5-7B-Instruct.jinja"
+[ -f "$shared/tools/synth_gguf.py" ] && [ -f "$shared/vocab/ggml-vocab-llama-spm.gguf" ] && [ -f "$tmpl" ] ||
+    skip "$shared is absent"
+[ -d "$here/node_modules/@anthropic-ai/sdk" ] && [ -d "$here/node_modules/openai" ] || { echo "e2e: FAIL: $here/node_modules is missing: run npm ci there (make e2e does)"; exit 1; }
 [ -x "$bin" ] || { echo "e2e: FAIL: no server binary $bin"; exit 1; }
 
 # the model: 2 small layers, but a 32768-token context, so Claude Code's first request fits
@@ -31,6 +36,11 @@ if [ ! -f "$model" ] || [ "$model" -ot "$base" ] || [ "$model" -ot "$here/hi_mod
     "$python" "$here/hi_model.py" "$base" "$model.tmp" && mv "$model.tmp" "$model" ||
         { echo "e2e: FAIL: hi_model.py"; exit 1; }
 fi
+toolmodel="$cache/e2e-32k-toolcall.gguf"
+if [ ! -f "$toolmodel" ] || [ "$toolmodel" -ot "$base" ] || [ "$toolmodel" -ot "$here/hi_model.py" ]; then
+    "$python" "$here/hi_model.py" --tool-call "$base" "$toolmodel.tmp" && mv "$toolmodel.tmp" "$toolmodel" ||
+        { echo "e2e: FAIL: hi_model.py --tool-call"; exit 1; }
+fi
 
 # Claude Code's postinstall puts the native binary in place; run it if it was skipped (npm ci --ignore-scripts)
 if ! "$here/node_modules/.bin/claude" --version >/dev/null 2>&1; then
@@ -39,13 +49,12 @@ if ! "$here/node_modules/.bin/claude" --version >/dev/null 2>&1; then
 fi
 
 tmp=$(mktemp -d)
-tpid=""
-pid=""
+tpids=() # the `timeout`s around the servers
+pids=()  # the servers themselves
 npid=""
 cleanup() {
     [ -n "$npid" ] && kill "$npid" 2>/dev/null # `timeout` passes the signal on to the test runner
-    [ -n "$pid" ] && kill "$pid" 2>/dev/null
-    [ -n "$tpid" ] && kill "$tpid" 2>/dev/null
+    for p in "${pids[@]}" "${tpids[@]}"; do kill "$p" 2>/dev/null; done
     wait 2>/dev/null
     rm -rf "$tmp"
 }
@@ -53,25 +62,35 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 key="e2e-$RANDOM$RANDOM"
-timeout 1500 "$bin" serve -m "$model" --port 0 --ctx-size 32768 --parallel 1 --api-key "$key" \
-    --alias pensieve-e2e --pid-file "$tmp/server.pid" >"$tmp/server.log" 2>&1 &
-tpid=$!
-port=""
-ok=0
-for _ in $(seq 1 300); do
-    [ -z "$port" ] && port=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$tmp/server.log" 2>/dev/null | grep -o '[0-9]*$')
-    [ -z "$pid" ] && pid=$(cat "$tmp/server.pid" 2>/dev/null) # the server itself, not `timeout`
-    if [ -n "$port" ] && [ -n "$pid" ] &&
-        [ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health")" = 200 ]; then ok=1; break; fi
-    kill -0 "$tpid" 2>/dev/null || break
-    sleep 0.1
-done
-if [ $ok -ne 1 ]; then echo "e2e: FAIL: the server did not start"; cat "$tmp/server.log"; exit 1; fi
-echo "e2e: $(node --version), pensieve on http://127.0.0.1:$port (ctx 32768, 1 slot)"
+# start_server NAME ARGS...: pensieve serve ARGS on a free port, logging to $tmp/NAME.log; sets $port once /health
+# answers 200, or prints the log and exits 1
+start_server() {
+    local name=$1 tpid pid="" ok=0
+    shift
+    port=""
+    timeout 1500 "$bin" serve --port 0 --parallel 1 --api-key "$key" --pid-file "$tmp/$name.pid" "$@" \
+        >"$tmp/$name.log" 2>&1 &
+    tpid=$!
+    tpids+=("$tpid")
+    for _ in $(seq 1 300); do
+        [ -z "$port" ] && port=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$tmp/$name.log" 2>/dev/null | grep -o '[0-9]*$')
+        if [ -z "$pid" ]; then pid=$(cat "$tmp/$name.pid" 2>/dev/null) && [ -n "$pid" ] && pids+=("$pid"); fi # the server, not `timeout`
+        if [ -n "$port" ] && [ -n "$pid" ] &&
+            [ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health")" = 200 ]; then ok=1; break; fi
+        kill -0 "$tpid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [ $ok -ne 1 ]; then echo "e2e: FAIL: the $name server did not start"; cat "$tmp/$name.log"; exit 1; fi
+}
+start_server tool -m "$toolmodel" --ctx-size 4096 --alias pensieve-e2e-tool --chat-template "$tmpl"
+tport=$port
+start_server main -m "$model" --ctx-size 32768 --alias pensieve-e2e
+echo "e2e: $(node --version), pensieve on http://127.0.0.1:$port (ctx 32768, 1 slot), tool-call model on :$tport"
 
 cd "$here" || exit 1
 PENSIEVE_URL="http://127.0.0.1:$port" PENSIEVE_KEY="$key" PENSIEVE_MODEL_NAME=pensieve-e2e \
-    timeout 1200 node --test sdk.test.mjs claude.test.mjs &
+    PENSIEVE_TOOL_URL="http://127.0.0.1:$tport" PENSIEVE_TOOL_MODEL_NAME=pensieve-e2e-tool \
+    timeout 1200 node --test sdk.test.mjs openai.test.mjs claude.test.mjs &
 npid=$!
 wait "$npid" # in the background so that a signal runs the trap at once
 rc=$?
@@ -82,11 +101,19 @@ curl -s -m 5 "http://127.0.0.1:$port/metrics" |
     awk '/^pensieve_time_to_first_token_seconds_(sum|count)/ { v[$1] = $2 }
          END { n = v["pensieve_time_to_first_token_seconds_count"]; s = v["pensieve_time_to_first_token_seconds_sum"];
                if (n) printf "e2e: %d generations, mean time to first token %.2f s\n", n, s / n }'
-kill -TERM "$pid" 2>/dev/null
-wait "$tpid"
-src=$?
-pid=""
-tpid=""
-if [ $rc -ne 0 ]; then echo "e2e: FAILED (server log follows)"; tail -50 "$tmp/server.log"; exit 1; fi
-if [ $src -ne 0 ]; then echo "e2e: FAIL: server exit status $src after SIGTERM"; tail -20 "$tmp/server.log"; exit 1; fi
+src=0
+for i in "${!pids[@]}"; do
+    kill -TERM "${pids[$i]}" 2>/dev/null
+    wait "${tpids[$i]}" || src=$?
+done
+pids=()
+tpids=()
+if [ $rc -ne 0 ]; then
+    echo "e2e: FAILED (server logs follow)"
+    tail -50 "$tmp/main.log"
+    echo "--- tool-call server"
+    tail -20 "$tmp/tool.log"
+    exit 1
+fi
+if [ $src -ne 0 ]; then echo "e2e: FAIL: server exit status $src after SIGTERM"; tail -20 "$tmp/main.log" "$tmp/tool.log"; exit 1; fi
 echo "e2e: all passed"
