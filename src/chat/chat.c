@@ -16,7 +16,133 @@ struct pv_chat {
     char *bos, *eos;          /* owned: the vocabulary's BOS/EOS texts ("" if none) */
     int adds_bos;             /* the vocabulary wants BOS before a prompt */
     char desc[48];            /* for logs */
+    char **specials;          /* [n_specials] owned: texts PV_TOK_SPECIAL would read as control tokens */
+    int n_specials;
 };
+
+/* Client text must not be able to inject control tokens (<|im_end|> in a user
+ * message). Before rendering, every occurrence of a control token's text in a
+ * client string (and of the marker character itself) is wrapped as
+ * MARK_OPEN len MARK_CLOSE text, where len is the byte length of text in
+ * decimal; pv_chat_tokenize reads such regions as plain text. The markers are
+ * private-use characters U+E000 and U+E001; their own occurrences in client
+ * text are wrapped too, so the framing is unambiguous. */
+#define MARK_OPEN "\xee\x80\x80"
+#define MARK_CLOSE "\xee\x80\x81"
+#define MARK_LEN 3
+
+static int collect_specials(pv_chat_t *c, const pv_vocab_t *v) {
+    int n = v ? pv_vocab_n_tokens(v) : 0;
+    c->specials = calloc((size_t)n + 1, sizeof *c->specials);
+    if (!c->specials) return PV_ENOMEM;
+    for (int32_t id = 0; id < n; id++) {
+        const char *t = pv_vocab_text(v, id);
+        if (pv_vocab_type(v, id) != PV_TOKEN_CONTROL || !t || strlen(t) < 2) continue;
+        if (!(c->specials[c->n_specials++] = strdup(t))) return PV_ENOMEM;
+    }
+    return 0;
+}
+
+/* Length of what must be wrapped at s (a control token's text or a marker), 0 if nothing. */
+static size_t guarded_at(const pv_chat_t *c, const char *s) {
+    if (!strncmp(s, MARK_OPEN, MARK_LEN) || !strncmp(s, MARK_CLOSE, MARK_LEN)) return MARK_LEN;
+    size_t best = 0;
+    for (int i = 0; i < c->n_specials; i++) {
+        size_t n = strlen(c->specials[i]);
+        if (n > best && !strncmp(s, c->specials[i], n)) best = n;
+    }
+    return best;
+}
+
+/* A copy of the client string s with its guarded texts wrapped (owned), or NULL on OOM. */
+static char *guard_string(const pv_chat_t *c, const char *s) {
+    size_t len = strlen(s), cap = len + 1, n = 0;
+    char *out = malloc(cap);
+    for (size_t i = 0; out && i < len;) {
+        size_t g = (s[i] == '<' || s[i] == '[' || (unsigned char)s[i] == 0xee) ? guarded_at(c, s + i) : 0;
+        size_t need = g ? 2 * MARK_LEN + 24 + g : 1;
+        if (n + need + 1 > cap) {
+            char *p = realloc(out, cap = 2 * (n + need + 1));
+            if (!p) {
+                free(out);
+                return NULL;
+            }
+            out = p;
+        }
+        if (g) n += (size_t)sprintf(out + n, MARK_OPEN "%zu" MARK_CLOSE, g);
+        memcpy(out + n, s + i, g ? g : 1);
+        n += g ? g : 1;
+        i += g ? g : 1;
+    }
+    if (out) out[n] = 0;
+    return out;
+}
+
+/* A deep copy of a client JSON value with every string guarded (new reference), NULL on OOM. */
+static json_t *guard_json(const pv_chat_t *c, const json_t *v) {
+    if (json_is_string(v)) {
+        char *g = guard_string(c, json_string_value(v));
+        json_t *r = g ? json_string(g) : NULL;
+        free(g);
+        return r;
+    }
+    if (json_is_array(v)) {
+        json_t *r = json_array();
+        size_t i;
+        const json_t *x;
+        json_array_foreach(v, i, x) if (!r || json_array_append_new(r, guard_json(c, x))) {
+            json_decref(r);
+            return NULL;
+        }
+        return r;
+    }
+    if (json_is_object(v)) {
+        json_t *r = json_object();
+        const char *k;
+        json_t *x;
+        json_object_foreach((json_t *)v, k, x) if (!r || json_object_set_new(r, k, guard_json(c, x))) {
+            json_decref(r);
+            return NULL;
+        }
+        return r;
+    }
+    return json_deep_copy(v);
+}
+
+int pv_chat_tokenize(const pv_chat_t *c, const pv_vocab_t *v, const char *prompt, unsigned flags, int32_t *ids,
+                     int n_max) {
+    int n = 0;
+    const char *p = prompt, *end = prompt + strlen(prompt);
+    while (p < end) {
+        const char *m = strstr(p, MARK_OPEN), *seg_end = m ? m : end;
+        const char *raw = NULL;
+        size_t raw_len = 0;
+        if (m) { /* MARK_OPEN digits MARK_CLOSE text: text is client text, never special tokens */
+            char *digits_end;
+            unsigned long long L = strtoull(m + MARK_LEN, &digits_end, 10);
+            if (digits_end > m + MARK_LEN && !strncmp(digits_end, MARK_CLOSE, MARK_LEN) &&
+                L <= (unsigned long long)(end - digits_end - MARK_LEN)) {
+                raw = digits_end + MARK_LEN;
+                raw_len = (size_t)L;
+            } else {
+                seg_end = m + MARK_LEN; /* not our framing: ordinary text */
+            }
+        }
+        int k = pv_tokenize(v, p, (size_t)(seg_end - p), flags, ids + n, n_max - n);
+        if (k < 0) return k == PV_TOK_FAILED ? k : -(n - k);
+        n += k;
+        flags &= ~PV_TOK_ADD_BOS;
+        p = seg_end;
+        if (raw) {
+            k = pv_tokenize(v, raw, raw_len, flags & ~PV_TOK_SPECIAL, ids + n, n_max - n);
+            if (k < 0) return k == PV_TOK_FAILED ? k : -(n - k);
+            n += k;
+            p = raw + raw_len;
+        }
+    }
+    if (n == 0 && (flags & PV_TOK_ADD_BOS)) return pv_tokenize(v, "", 0, flags, ids, n_max);
+    return n;
+}
 
 int pv_chat_new(const char *src, const pv_vocab_t *v, unsigned flags, pv_chat_t **out, char *err, size_t errlen) {
     *out = NULL;
@@ -28,7 +154,7 @@ int pv_chat_new(const char *src, const pv_vocab_t *v, unsigned flags, pv_chat_t 
     c->bos = strdup(tb ? tb : "");
     c->eos = strdup(te ? te : "");
     c->adds_bos = v && pv_vocab_adds_bos(v);
-    if (!c->bos || !c->eos) {
+    if (!c->bos || !c->eos || collect_specials(c, v)) {
         pv_chat_free(c);
         return pv_errorf(err, errlen, PV_ENOMEM, "out of memory");
     }
@@ -53,6 +179,8 @@ void pv_chat_free(pv_chat_t *c) {
     pv_jinja_free(c->tpl);
     free(c->bos);
     free(c->eos);
+    for (int i = 0; c->specials && i < c->n_specials; i++) free(c->specials[i]);
+    free(c->specials);
     free(c);
 }
 
@@ -183,17 +311,33 @@ int pv_chat_render(const pv_chat_t *c, const json_t *messages, const json_t *too
     *out = NULL;
     int has_tools = json_array_size(tools) > 0;
     int flat = !c->tpl || !c->tpl_tools; /* the template would not render tools, calls or results */
+    json_t *g_msgs = guard_json(c, messages), *g_tools = tools ? guard_json(c, tools) : NULL;
+    if (!g_msgs || (tools && !g_tools)) {
+        json_decref(g_msgs);
+        json_decref(g_tools);
+        return pv_errorf(err, errlen, PV_ENOMEM, "out of memory");
+    }
+    messages = g_msgs;
+    tools = g_tools;
     json_t *msgs = flat ? flatten(messages, has_tools ? tools : NULL) : json_incref((json_t *)messages);
-    if (!msgs) return pv_errorf(err, errlen, PV_ENOMEM, "out of memory");
+    if (!msgs) {
+        json_decref(g_msgs);
+        json_decref(g_tools);
+        return pv_errorf(err, errlen, PV_ENOMEM, "out of memory");
+    }
     if (!c->tpl) {
         *out = render_builtin(c, msgs);
         json_decref(msgs);
+        json_decref(g_msgs);
+        json_decref(g_tools);
         return *out ? 0 : pv_errorf(err, errlen, PV_ENOMEM, "out of memory");
     }
     /* "o" steals msgs */
     json_t *vars = json_pack("{s:o, s:O, s:b, s:s, s:s, s:n}", "messages", msgs, "tools",
                              has_tools && !flat ? (json_t *)tools : json_null(), "add_generation_prompt", 1,
                              "bos_token", c->bos, "eos_token", c->eos, "documents");
+    json_decref(g_msgs);
+    json_decref(g_tools);
     if (!vars) return pv_errorf(err, errlen, PV_ENOMEM, "out of memory");
     size_t len = 0;
     pv_jinja_error_t kind = PV_JINJA_OK;

@@ -64,4 +64,12 @@ int pv_chat_render(const pv_chat_t *c, const json_t *messages, const json_t *too
 /* pv_tokenize flags for a rendered prompt (see above). */
 unsigned pv_chat_tok_flags(const pv_chat_t *c, const char *prompt);
 
+/* Tokenizes a prompt of pv_chat_render with flags (pv_chat_tok_flags): the
+ * client's strings went in with any control-token text framed, and here that
+ * text is read as plain text, so a client cannot inject <|im_end|> and the
+ * like; everything the template wrote is read with the flags given. Same
+ * return convention as pv_tokenize. */
+int pv_chat_tokenize(const pv_chat_t *c, const pv_vocab_t *v, const char *prompt, unsigned flags, int32_t *ids,
+                     int n_max);
+
 #endif

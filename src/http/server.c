@@ -592,7 +592,7 @@ static int tokenize_prompt(pv_server_t *s, struct evhttp_request *ev, pv_endpoin
     size_t plen = strlen(prompt);
     int cap = (int)(plen + 8 < (1u << 28) ? plen + 8 : 1u << 28);
     *toks = malloc((size_t)cap * sizeof **toks);
-    int n = *toks ? pv_tokenize(v, prompt, plen, flags, *toks, cap) : PV_TOK_FAILED;
+    int n = *toks ? pv_chat_tokenize(s->chat, v, prompt, flags, *toks, cap) : PV_TOK_FAILED;
     if (n < 0) {
         free(*toks);
         *toks = NULL;
