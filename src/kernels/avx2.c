@@ -62,39 +62,45 @@ PV_AVX2 static float q4_0_q8_0(const void *w, const void *a, int64_t n) {
     return hsum_ps(_mm256_add_ps(acc0, acc1));
 }
 
-/* One weight row against 4 activation rows: each block's weights are
- * decoded (and made non-negative for maddubs) once, then meet 4 tokens. */
-PV_AVX2 static inline void dot4_i8(__m256i q, const pv_block_q8_0 *const y[4], int64_t i, float dw, __m256 acc[4]) {
-    __m256i aq = _mm256_sign_epi8(q, q);
-    for (int j = 0; j < 4; j++) {
-        __m256i s = _mm256_madd_epi16(
-            _mm256_maddubs_epi16(aq, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)y[j][i].qs), q)),
-            _mm256_set1_epi16(1));
-        acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * h2f(y[j][i].d)), _mm256_cvtepi32_ps(s), acc[j]);
-    }
+/* One token's share of a block in the 4-token kernels: |q| (aq) and q are the
+ * decoded weights; the sum lands in acc, scaled by the weight and token scales. */
+PV_AVX2 static inline __m256 tok_block(__m256i aq, __m256i q, const pv_block_q8_0 *y, float dw, __m256 acc) {
+    __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)y->qs), q)),
+                                  _mm256_set1_epi16(1));
+    return _mm256_fmadd_ps(_mm256_set1_ps(dw * h2f(y->d)), _mm256_cvtepi32_ps(s), acc);
 }
 
-PV_AVX2 static void hsum4(const __m256 acc[4], float *out) {
-    for (int j = 0; j < 4; j++) out[j] = hsum_ps(acc[j]);
-}
+/* One weight row against 4 activation rows: each block's weights are
+ * decoded (and made non-negative for maddubs) once, then meet 4 tokens. The
+ * four sums stay in registers (named, not an array, so the compiler keeps them there). */
+#define DOT4_BODY(decode)                                                                                  \
+    const pv_block_q8_0 *y0 = (const pv_block_q8_0 *)a, *y1 = (const pv_block_q8_0 *)((const uint8_t *)a + a_stride); \
+    const pv_block_q8_0 *y2 = (const pv_block_q8_0 *)((const uint8_t *)a + 2 * a_stride);                 \
+    const pv_block_q8_0 *y3 = (const pv_block_q8_0 *)((const uint8_t *)a + 3 * a_stride);                 \
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(),             \
+           acc3 = _mm256_setzero_ps();                                                                     \
+    for (int64_t i = 0; i < n / PV_QK; i++) {                                                              \
+        __m256i q = decode;                                                                                \
+        __m256i aq = _mm256_sign_epi8(q, q);                                                               \
+        float dw = h2f(x[i].d);                                                                            \
+        acc0 = tok_block(aq, q, &y0[i], dw, acc0);                                                         \
+        acc1 = tok_block(aq, q, &y1[i], dw, acc1);                                                         \
+        acc2 = tok_block(aq, q, &y2[i], dw, acc2);                                                         \
+        acc3 = tok_block(aq, q, &y3[i], dw, acc3);                                                         \
+    }                                                                                                      \
+    out[0] = hsum_ps(acc0);                                                                                \
+    out[1] = hsum_ps(acc1);                                                                                \
+    out[2] = hsum_ps(acc2);                                                                                \
+    out[3] = hsum_ps(acc3)
 
 PV_AVX2 static void q4_0_q8_0_x4(const void *w, const void *a, size_t a_stride, int64_t n, float *out) {
     const pv_block_q4_0 *x = w;
-    const pv_block_q8_0 *y[4];
-    for (int j = 0; j < 4; j++) y[j] = (const pv_block_q8_0 *)((const uint8_t *)a + (size_t)j * a_stride);
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int64_t i = 0; i < n / PV_QK; i++)
-        dot4_i8(_mm256_sub_epi8(unpack_nibbles(x[i].qs), _mm256_set1_epi8(8)), y, i, h2f(x[i].d), acc);
-    hsum4(acc, out);
+    DOT4_BODY(_mm256_sub_epi8(unpack_nibbles(x[i].qs), _mm256_set1_epi8(8)));
 }
 
 PV_AVX2 static void q8_0_q8_0_x4(const void *w, const void *a, size_t a_stride, int64_t n, float *out) {
     const pv_block_q8_0 *x = w;
-    const pv_block_q8_0 *y[4];
-    for (int j = 0; j < 4; j++) y[j] = (const pv_block_q8_0 *)((const uint8_t *)a + (size_t)j * a_stride);
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int64_t i = 0; i < n / PV_QK; i++) dot4_i8(_mm256_loadu_si256((const __m256i *)x[i].qs), y, i, h2f(x[i].d), acc);
-    hsum4(acc, out);
+    DOT4_BODY(_mm256_loadu_si256((const __m256i *)x[i].qs));
 }
 
 PV_AVX2 static inline __m256 q8_0_block(const pv_block_q8_0 *x, const pv_block_q8_0 *y, __m256 acc) {
