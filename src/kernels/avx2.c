@@ -152,67 +152,82 @@ PV_AVX2 static float k_q8_K(const uint8_t *scales, uint16_t d16, uint16_t dmin16
     return -dmin * (float)mins;
 }
 
-/* k_q8_K for 4 activation rows: the weight block's scales and 4/5-bit values
- * are decoded once and meet each row's int8 values; rest[j] collects each
- * row's mins term. */
-PV_AVX2 static void k_q8_K_x4(const uint8_t *scales, uint16_t d16, uint16_t dmin16, const uint8_t *qs,
-                              const uint8_t *qh, const pv_block_q8_K *const y[4], __m256 acc[4], float rest[4]) {
-    uint8_t sc[8], m[8];
-    for (int s = 0; s < 8; s++) pv__k_scale_min(s, scales, &sc[s], &m[s]);
-    float d = h2f(d16), dmin = h2f(dmin16);
-    __m256i sumi[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
-    const __m256i low4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
-    __m256i hbits = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
-    for (int c = 0; c < 4; c++) {
-        __m256i b = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
-        __m256i lo = _mm256_and_si256(b, low4), hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), low4);
-        if (qh) {
-            lo = _mm256_add_epi8(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * c), one), 4));
-            hi = _mm256_add_epi8(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * c + 1), one), 4));
-        }
-        __m256i s_lo = _mm256_set1_epi16(sc[2 * c]), s_hi = _mm256_set1_epi16(sc[2 * c + 1]);
-        for (int j = 0; j < 4; j++) {
-            __m256i a_lo = _mm256_loadu_si256((const __m256i *)(y[j]->qs + 64 * c));
-            __m256i a_hi = _mm256_loadu_si256((const __m256i *)(y[j]->qs + 64 * c + 32));
-            __m256i p = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(lo, a_lo), s_lo),
-                                         _mm256_madd_epi16(_mm256_maddubs_epi16(hi, a_hi), s_hi));
-            sumi[j] = _mm256_add_epi32(sumi[j], p);
-        }
-    }
-    for (int j = 0; j < 4; j++) {
-        int32_t mins = 0;
-        for (int s = 0; s < 8; s++) mins += m[s] * (y[j]->bsums[2 * s] + y[j]->bsums[2 * s + 1]);
-        acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * y[j]->d), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
-        rest[j] -= dmin * y[j]->d * (float)mins;
-    }
+/* One token's share of a 64-element chunk of a q4_K/q5_K block: lo/hi are
+ * the chunk's two sub-blocks of 4/5-bit values, s_lo/s_hi their scales. */
+PV_AVX2 static inline __m256i k_tok_chunk(__m256i lo, __m256i hi, __m256i s_lo, __m256i s_hi, const int8_t *aq,
+                                          __m256i sumi) {
+    __m256i a_lo = _mm256_loadu_si256((const __m256i *)aq), a_hi = _mm256_loadu_si256((const __m256i *)(aq + 32));
+    return _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(lo, a_lo), s_lo),
+                                                   _mm256_madd_epi16(_mm256_maddubs_epi16(hi, a_hi), s_hi)));
 }
 
-#define ROWS4(T, a, a_stride, y)                                                                 \
-    const T *y[4];                                                                               \
-    for (int j_ = 0; j_ < 4; j_++) y[j_] = (const T *)((const uint8_t *)(a) + (size_t)j_ * (a_stride))
+/* The mins term of one token for a q4_K/q5_K block: sum over sub-blocks of m * (sum of its activations). */
+static inline int32_t k_tok_mins(const uint8_t *m, const pv_block_q8_K *y) {
+    int32_t mins = 0;
+    for (int s = 0; s < 8; s++) mins += m[s] * (y->bsums[2 * s] + y->bsums[2 * s + 1]);
+    return mins;
+}
+
+/* k_q8_K for 4 activation rows: the weight block's scales and 4/5-bit values
+ * are decoded once and meet each row's int8 values. Sums live in named
+ * registers (an array would be kept on the stack). qh is NULL for q4_K. */
+PV_AVX2 static void k_q8_K_x4(const void *w, size_t block_size, int has_qh, const void *a, size_t a_stride, int64_t n,
+                              float *out) {
+    const pv_block_q8_K *y0 = a, *y1 = (const pv_block_q8_K *)((const uint8_t *)a + a_stride);
+    const pv_block_q8_K *y2 = (const pv_block_q8_K *)((const uint8_t *)a + 2 * a_stride);
+    const pv_block_q8_K *y3 = (const pv_block_q8_K *)((const uint8_t *)a + 3 * a_stride);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
+    float rest0 = 0, rest1 = 0, rest2 = 0, rest3 = 0;
+    const __m256i low4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
+    for (int64_t i = 0; i < n / PV_QK_K; i++) {
+        const uint8_t *blk = (const uint8_t *)w + (size_t)i * block_size, *scales, *qs, *qh = NULL;
+        uint16_t d16, dmin16;
+        if (has_qh) {
+            const pv_block_q5_K *b = (const pv_block_q5_K *)blk;
+            d16 = b->d, dmin16 = b->dmin, scales = b->scales, qs = b->qs, qh = b->qh;
+        } else {
+            const pv_block_q4_K *b = (const pv_block_q4_K *)blk;
+            d16 = b->d, dmin16 = b->dmin, scales = b->scales, qs = b->qs;
+        }
+        uint8_t sc[8], m[8];
+        for (int s = 0; s < 8; s++) pv__k_scale_min(s, scales, &sc[s], &m[s]);
+        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+        __m256i hbits = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            __m256i bq = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+            __m256i lo = _mm256_and_si256(bq, low4), hi = _mm256_and_si256(_mm256_srli_epi16(bq, 4), low4);
+            if (qh) {
+                lo = _mm256_add_epi8(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * c), one), 4));
+                hi = _mm256_add_epi8(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * c + 1), one), 4));
+            }
+            __m256i s_lo = _mm256_set1_epi16(sc[2 * c]), s_hi = _mm256_set1_epi16(sc[2 * c + 1]);
+            s0 = k_tok_chunk(lo, hi, s_lo, s_hi, y0[i].qs + 64 * c, s0);
+            s1 = k_tok_chunk(lo, hi, s_lo, s_hi, y1[i].qs + 64 * c, s1);
+            s2 = k_tok_chunk(lo, hi, s_lo, s_hi, y2[i].qs + 64 * c, s2);
+            s3 = k_tok_chunk(lo, hi, s_lo, s_hi, y3[i].qs + 64 * c, s3);
+        }
+        float d = h2f(d16), dmin = h2f(dmin16);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d * y0[i].d), _mm256_cvtepi32_ps(s0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(d * y1[i].d), _mm256_cvtepi32_ps(s1), acc1);
+        acc2 = _mm256_fmadd_ps(_mm256_set1_ps(d * y2[i].d), _mm256_cvtepi32_ps(s2), acc2);
+        acc3 = _mm256_fmadd_ps(_mm256_set1_ps(d * y3[i].d), _mm256_cvtepi32_ps(s3), acc3);
+        rest0 -= dmin * y0[i].d * (float)k_tok_mins(m, &y0[i]);
+        rest1 -= dmin * y1[i].d * (float)k_tok_mins(m, &y1[i]);
+        rest2 -= dmin * y2[i].d * (float)k_tok_mins(m, &y2[i]);
+        rest3 -= dmin * y3[i].d * (float)k_tok_mins(m, &y3[i]);
+    }
+    out[0] = hsum_ps(acc0) + rest0;
+    out[1] = hsum_ps(acc1) + rest1;
+    out[2] = hsum_ps(acc2) + rest2;
+    out[3] = hsum_ps(acc3) + rest3;
+}
 
 PV_AVX2 static void q4_K_q8_K_x4(const void *w, const void *a, size_t a_stride, int64_t n, float *out) {
-    const pv_block_q4_K *x = w;
-    ROWS4(pv_block_q8_K, a, a_stride, y);
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    float rest[4] = {0, 0, 0, 0};
-    for (int64_t i = 0; i < n / PV_QK_K; i++) {
-        const pv_block_q8_K *yi[4] = {&y[0][i], &y[1][i], &y[2][i], &y[3][i]};
-        k_q8_K_x4(x[i].scales, x[i].d, x[i].dmin, x[i].qs, NULL, yi, acc, rest);
-    }
-    for (int j = 0; j < 4; j++) out[j] = hsum_ps(acc[j]) + rest[j];
+    k_q8_K_x4(w, sizeof(pv_block_q4_K), 0, a, a_stride, n, out);
 }
 
 PV_AVX2 static void q5_K_q8_K_x4(const void *w, const void *a, size_t a_stride, int64_t n, float *out) {
-    const pv_block_q5_K *x = w;
-    ROWS4(pv_block_q8_K, a, a_stride, y);
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    float rest[4] = {0, 0, 0, 0};
-    for (int64_t i = 0; i < n / PV_QK_K; i++) {
-        const pv_block_q8_K *yi[4] = {&y[0][i], &y[1][i], &y[2][i], &y[3][i]};
-        k_q8_K_x4(x[i].scales, x[i].d, x[i].dmin, x[i].qs, x[i].qh, yi, acc, rest);
-    }
-    for (int j = 0; j < 4; j++) out[j] = hsum_ps(acc[j]) + rest[j];
+    k_q8_K_x4(w, sizeof(pv_block_q5_K), 1, a, a_stride, n, out);
 }
 
 PV_AVX2 static float q4_K_q8_K(const void *w, const void *a, int64_t n) {
