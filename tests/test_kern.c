@@ -279,49 +279,65 @@ START_TEST(test_fast_matches_scalar_twin) {
 }
 END_TEST
 
-/* The dispatched attention fold against its scalar twin: random halves,
- * head sizes 8..256 and a stride as in the KV blocks, folded in several calls. */
-START_TEST(test_attn_fold_matches_twin) {
-    int sizes[] = {8, 32, 64, 128, 256, 12};
-    for (int si = 0; si < 6; si++) {
+/* Attention over n positions of random halves, folded block by block as the
+ * KV arena does, by the dispatched kernel and the scalar twin (which differ
+ * only in how the scores are summed); both against a plain softmax in double,
+ * within what sums rounded to half at every step allow. Rows see different
+ * numbers of positions (as the tokens of a prompt chunk do), head sizes
+ * 8..256 and odd ones. */
+START_TEST(test_attn_block_matches_twin) {
+    int sizes[] = {8, 32, 64, 128, 256, 12, 40};
+    enum { R = 5 };
+    for (int si = 0; si < 7; si++) {
         int hd = sizes[si], n = 1 + (int)(rnd() % 70);
         size_t stride = (size_t)hd * 3;
-        uint16_t *k = malloc((size_t)n * stride * 2), *v = malloc((size_t)n * stride * 2), q[256];
+        uint16_t *k = malloc((size_t)n * stride * 2), *v = malloc((size_t)n * stride * 2);
+        float *q = malloc((size_t)R * hd * sizeof *q), *acc[2], *work = malloc(pv_attn_scratch_size(hd) * sizeof *work);
         for (size_t i = 0; i < (size_t)n * stride; i++) {
             k[i] = pv_f32_to_f16(rndf() * 3);
             v[i] = pv_f32_to_f16(rndf());
         }
-        for (int i = 0; i < hd; i++) q[i] = pv_f32_to_f16(rndf() * 3);
-        pv_attn_state_t sa = {-INFINITY, 0}, sb = {-INFINITY, 0};
-        uint16_t acc_a[256] = {0}, acc_b[256] = {0};
-        for (int p0 = 0; p0 < n; p0 += 16) { /* fold in blocks of 16 positions, as the KV arena does */
-            int m = n - p0 < 16 ? n - p0 : 16;
-            pv_attn_fold(q, k + p0 * stride, v + p0 * stride, stride, m, hd, 0.125f, &sa, acc_a);
-            pv_attn_fold_ref(q, k + p0 * stride, v + p0 * stride, stride, m, hd, 0.125f, &sb, acc_b);
+        for (int i = 0; i < R * hd; i++) q[i] = pv_f16_to_f32(pv_f32_to_f16(rndf() * 3));
+        int last[R]; /* the last position row r sees */
+        for (int r = 0; r < R; r++) last[r] = r == 0 ? n - 1 : (int)(rnd() % (unsigned)n);
+        pv_attn_state_t st[2][R];
+        for (int w = 0; w < 2; w++) {
+            acc[w] = calloc((size_t)R * hd, sizeof *acc[w]);
+            for (int r = 0; r < R; r++) st[w][r] = (pv_attn_state_t){-INFINITY, 0};
+            for (int p0 = 0; p0 < n; p0 += PV_ATTN_BLOCK) {
+                int np[R];
+                for (int r = 0; r < R; r++) np[r] = last[r] < p0 ? 0 : last[r] - p0 + 1 > 16 ? 16 : last[r] - p0 + 1;
+                (w ? pv_attn_block_ref : pv_attn_block)(q, R, k + p0 * stride, v + p0 * stride, stride, np, hd, 0.125f,
+                                                        st[w], acc[w], work);
+            }
         }
-        /* a group of 3 queries (one with fewer positions) gives what 3 separate folds give */
-        uint16_t q2[256], q3[256], ga[3][256] = {{0}}, gb[3][256] = {{0}};
-        for (int i = 0; i < hd; i++) {
-            q2[i] = pv_f32_to_f16(rndf() * 3);
-            q3[i] = pv_f32_to_f16(rndf() * 3);
+        for (int r = 0; r < R; r++) {
+            double s[80], mx = -INFINITY, sum = 0;
+            for (int p = 0; p <= last[r]; p++) {
+                double dot = 0;
+                for (int i = 0; i < hd; i++) dot += q[r * hd + i] * pv_f16_to_f32(k[p * stride + i]);
+                s[p] = dot * 0.125;
+                if (s[p] > mx) mx = s[p];
+            }
+            for (int p = 0; p <= last[r]; p++) sum += exp(s[p] - mx);
+            for (int i = 0; i < hd; i++) {
+                double want = 0;
+                for (int p = 0; p <= last[r]; p++) want += exp(s[p] - mx) / sum * pv_f16_to_f32(v[p * stride + i]);
+                for (int w = 0; w < 2; w++)
+                    ck_assert_msg(fabs(acc[w][r * hd + i] / st[w][r].S - want) < 4e-3,
+                                  "hd %d row %d dim %d (%s): %g, want %g", hd, r, i, w ? "twin" : "fast",
+                                  acc[w][r * hd + i] / st[w][r].S, want);
+                ck_assert_float_eq_tol(acc[0][r * hd + i] / st[0][r].S, acc[1][r * hd + i] / st[1][r].S, 2e-3f);
+            }
+            ck_assert_float_eq_tol(st[0][r].M, st[1][r].M, 1e-4f);
+            ck_assert_float_eq_tol(st[0][r].S, st[1][r].S, 1e-3f * st[1][r].S);
         }
-        pv_attn_state_t gsa[3], gsb[3];
-        for (int j = 0; j < 3; j++) gsa[j] = gsb[j] = (pv_attn_state_t){-INFINITY, 0};
-        const uint16_t *qs[3] = {q, q2, q3};
-        uint16_t *pa[3] = {ga[0], ga[1], ga[2]};
-        for (int p0 = 0; p0 < n; p0 += 16) {
-            int m = n - p0 < 16 ? n - p0 : 16, np[3] = {m, m > 5 ? m - 5 : 0, m};
-            pv_attn_fold_group(qs, 3, k + p0 * stride, v + p0 * stride, stride, np, hd, 0.125f, gsa, pa);
-            for (int j = 0; j < 3; j++)
-                if (np[j]) pv_attn_fold(qs[j], k + p0 * stride, v + p0 * stride, stride, np[j], hd, 0.125f, &gsb[j], gb[j]);
-        }
-        ck_assert_mem_eq(ga, gb, sizeof ga); /* the same arithmetic: bit for bit */
-        ck_assert_float_eq_tol(sa.M, sb.M, 1e-4f);
-        ck_assert_float_eq_tol(sa.S, sb.S, 1e-3f * sb.S);
-        for (int i = 0; i < hd; i++)
-            ck_assert_float_eq_tol(pv_f16_to_f32(acc_a[i]) / sa.S, pv_f16_to_f32(acc_b[i]) / sb.S, 2e-3f);
+        free(acc[0]);
+        free(acc[1]);
         free(k);
         free(v);
+        free(q);
+        free(work);
     }
 }
 END_TEST
@@ -419,7 +435,7 @@ Suite *kern_suite(void) {
     tcase_add_test(tc, test_activation_quantizers);
     tcase_add_loop_test(tc, test_fast_matches_scalar_twin, 0, N_SUPPORTED);
     tcase_add_test(tc, test_matvec_threads);
-    tcase_add_test(tc, test_attn_fold_matches_twin);
+    tcase_add_test(tc, test_attn_block_matches_twin);
     tcase_add_test(tc, test_matvec_rows);
     tcase_add_test(tc, test_ops);
     suite_add_tcase(s, tc);

@@ -351,128 +351,193 @@ PV_AVX2 static inline __m256 exp_ps(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
-/* The sums of 8 vectors, as the 8 lanes of one. */
-PV_AVX2 static inline __m256 hsum8_ps(const __m256 v[8]) {
-    __m256 t0 = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
-    __m256 t1 = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
-    return _mm256_add_ps(_mm256_permute2f128_ps(t0, t1, 0x20), _mm256_permute2f128_ps(t0, t1, 0x31));
-}
-
-/* Scores of up to 16 positions: scale * (q . k_p), 8 at a time. */
-PV_AVX2 static void attn_scores(const __m256 *q, const uint16_t *k, size_t stride, int n, int hd, float scale, float *s) {
-    for (int p0 = 0; p0 < n; p0 += 8) {
-        __m256 acc[8];
-        for (int j = 0; j < 8; j++) {
-            acc[j] = _mm256_setzero_ps();
-            if (p0 + j >= n) continue;
-            const uint16_t *kp = k + (size_t)(p0 + j) * stride;
-            for (int i = 0; i < hd / 8; i++)
-                acc[j] = _mm256_fmadd_ps(q[i], _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kp + 8 * i))), acc[j]);
+/* What one row needs of a block, its scores taken from the block's keys as
+ * floats (kf: PV_ATTN_BLOCK rows of hd, zero past the block's live ones):
+ * the weight w[p] of each of its first n positions (0 past them), and for
+ * the positions that bring a new maximum, the factor ms[p] that rescales the
+ * sum so far (their bit set in the mask returned). st advances to the block's
+ * end, S summed position by position as the twin does. */
+PV_AVX2 static unsigned attn_weights(const float *q, const float *kf, int n, int hd, float scale, pv_attn_state_t *st,
+                                     float *w, float *ms) {
+    float s[PV_ATTN_BLOCK], arg[PV_ATTN_BLOCK];
+    for (int p0 = 0; p0 < n; p0 += 8) { /* eight named sums, so that they stay in registers */
+        const float *k0 = kf + (size_t)p0 * hd;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        for (int i = 0; i < hd; i += 8) {
+            __m256 qv = _mm256_loadu_ps(q + i);
+            a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + i), a0);
+            a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + hd + i), a1);
+            a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 2 * hd + i), a2);
+            a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 3 * hd + i), a3);
+            a4 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 4 * hd + i), a4);
+            a5 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 5 * hd + i), a5);
+            a6 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 6 * hd + i), a6);
+            a7 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 7 * hd + i), a7);
         }
-        _mm256_storeu_ps(s + p0, _mm256_mul_ps(hsum8_ps(acc), _mm256_set1_ps(scale)));
+        __m256 t0 = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+        __m256 t1 = _mm256_hadd_ps(_mm256_hadd_ps(a4, a5), _mm256_hadd_ps(a6, a7));
+        __m256 sum = _mm256_add_ps(_mm256_permute2f128_ps(t0, t1, 0x20), _mm256_permute2f128_ps(t0, t1, 0x31));
+        _mm256_storeu_ps(s + p0, _mm256_mul_ps(sum, _mm256_set1_ps(scale)));
     }
-}
-
-/* The scalar twin's arithmetic, vectorised: scores 8 positions at a time,
- * the exponentials of the online softmax for a whole block at once (the
- * running maximum is followed position by position first, so each position
- * gets the factor the twin gives it), and the accumulator update as a
- * multiply then an add, each result rounded to half as in the twin. The dot
- * products sum in float lanes (the twin sums in double). hd must be a
- * multiple of 8 (others take the twin), n at most 16 per call. */
-PV_AVX2 static void attn_fold(const uint16_t *qh, const uint16_t *k, const uint16_t *v, size_t stride, int n, int hd,
-                              float scale, pv_attn_state_t *st, uint16_t *acc) {
-    if (hd % 8 != 0 || hd > 512 || n > 16) {
-        pv_attn_fold_ref(qh, k, v, stride, n, hd, scale, st, acc);
-        return;
+    for (int p = n; p < PV_ATTN_BLOCK; p++) s[p] = -INFINITY;
+    __m256 s0 = _mm256_loadu_ps(s), s1 = _mm256_loadu_ps(s + 8), mx = _mm256_max_ps(s0, s1);
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    unsigned new_max = 0;
+    float M = st->M, S = st->S;
+    if (!(_mm_cvtss_f32(m4) > M)) { /* the common case once a row is under way: no new maximum here */
+        __m256 m = _mm256_set1_ps(M), live = _mm256_cmp_ps(s1, _mm256_set1_ps(-INFINITY), _CMP_NEQ_OQ);
+        __m256 e0 = exp_ps(_mm256_sub_ps(s0, m)), e1 = _mm256_and_ps(exp_ps(_mm256_sub_ps(s1, m)), live);
+        if (n < 8) e0 = _mm256_and_ps(e0, _mm256_cmp_ps(s0, _mm256_set1_ps(-INFINITY), _CMP_NEQ_OQ));
+        _mm256_storeu_ps(w, e0);
+        _mm256_storeu_ps(w + 8, e1);
+        st->S = S + hsum_ps(_mm256_add_ps(e0, e1));
+        return 0;
     }
-    __m256 q[64];
-    for (int i = 0; i < hd / 8; i++) q[i] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(qh + 8 * i)));
-    float s[16], arg[16], e[16];
-    int new_max[16];
-    attn_scores(q, k, stride, n, hd, scale, s);
-    float M = st->M;
     for (int p = 0; p < n; p++) { /* exp(M_old - s) where s is a new maximum, else exp(s - M) */
-        new_max[p] = s[p] > M;
-        arg[p] = new_max[p] ? M - s[p] : s[p] - M;
-        if (new_max[p]) M = s[p];
-    }
-    for (int p = 0; p < n; p += 8) _mm256_storeu_ps(e + p, exp_ps(_mm256_loadu_ps(arg + p)));
-    for (int p = 0; p < n; p++, v += stride) {
-        float ms = 1.0f, vs = 1.0f;
-        if (new_max[p]) {
-            ms = e[p];
-            __m256 m = _mm256_set1_ps(ms);
-            for (int i = 0; i < hd; i += 8) {
-                __m256 a = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(acc + i))), m);
-                _mm_storeu_si128((__m128i *)(acc + i), _mm256_cvtps_ph(a, _MM_FROUND_TO_NEAREST_INT));
-            }
+        if (s[p] > M) {
+            new_max |= 1u << p;
+            arg[p] = M - s[p];
+            M = s[p];
         } else {
-            vs = e[p];
+            arg[p] = s[p] - M;
         }
-        __m256 w = _mm256_set1_ps(vs);
-        for (int i = 0; i < hd; i += 8) {
-            __m256 a = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(acc + i)));
-            __m256 vv = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + i))), w);
-            _mm_storeu_si128((__m128i *)(acc + i), _mm256_cvtps_ph(_mm256_add_ps(a, vv), _MM_FROUND_TO_NEAREST_INT));
-        }
-        st->S = st->S * ms + vs;
     }
+    for (int p = n; p < PV_ATTN_BLOCK; p++) arg[p] = -INFINITY;
+    for (int p = 0; p < PV_ATTN_BLOCK; p += 8) _mm256_storeu_ps(w + p, exp_ps(_mm256_loadu_ps(arg + p)));
+    for (int p = 0; p < n; p++) {
+        if (new_max >> p & 1) {
+            ms[p] = w[p];
+            w[p] = 1.0f;
+            S = S * ms[p] + 1.0f;
+        } else {
+            S += w[p];
+        }
+    }
+    for (int p = n; p < PV_ATTN_BLOCK; p++) w[p] = 0.0f;
+    st->S = S;
     st->M = M;
+    return new_max;
 }
 
-#define GROUP_MAX 16 /* queries one group call takes (callers use fewer) */
+#define ROUND_HALF(x) _mm256_cvtph_ps(_mm256_cvtps_ph((x), _MM_FROUND_TO_NEAREST_INT))
+#define ATTN_ADD(acc, vp, b) acc = ROUND_HALF(_mm256_add_ps(acc, _mm256_mul_ps(_mm256_loadu_ps(vp), b)))
+#define ATTN_RESCALE(acc, g) acc = ROUND_HALF(_mm256_mul_ps(acc, g))
 
-/* attn_fold for up to GROUP_MAX queries over one block: scores and
- * exponentials per query as there, then the accumulators updated position by
- * position with every query's update interleaved (independent chains), each
- * value row converted once for all queries. Same arithmetic per element as
- * attn_fold, so the same results. */
-PV_AVX2 static void attn_fold_group(const uint16_t *const *qh, int nq, const uint16_t *k, const uint16_t *v,
-                                    size_t stride, const int *n_pos, int hd, float scale, pv_attn_state_t *st,
-                                    uint16_t *const *acc) {
-    if (hd % 8 != 0 || hd > 512 || nq > GROUP_MAX) {
-        pv_attn_fold_group_ref(qh, nq, k, v, stride, n_pos, hd, scale, st, acc);
+/* The factor position p rescales a row's sum by: its e^(M_old - M) on a new maximum, else 1 (a no-op on halves). */
+static inline float attn_factor(const float *ms, unsigned nm, int p) { return nm >> p & 1 ? ms[p] : 1.0f; }
+
+/* The sums of one or two rows (acc1 NULL: one) over the block's values as
+ * floats (vf), 32 dimensions of both in registers while the positions stream
+ * past; the rest 8 dimensions at a time. */
+PV_AVX2 static void attn_accumulate(float *acc0, const float *w0, const float *ms0, unsigned nm0, float *acc1,
+                                    const float *w1, const float *ms1, unsigned nm1, const float *vf, int n, int hd) {
+    int i = 0;
+    if (acc1)
+        for (; i + 32 <= hd; i += 32) {
+            __m256 x0 = _mm256_loadu_ps(acc0 + i), x1 = _mm256_loadu_ps(acc0 + i + 8);
+            __m256 x2 = _mm256_loadu_ps(acc0 + i + 16), x3 = _mm256_loadu_ps(acc0 + i + 24);
+            __m256 y0 = _mm256_loadu_ps(acc1 + i), y1 = _mm256_loadu_ps(acc1 + i + 8);
+            __m256 y2 = _mm256_loadu_ps(acc1 + i + 16), y3 = _mm256_loadu_ps(acc1 + i + 24);
+            for (int p = 0; p < n; p++) {
+                const float *vp = vf + (size_t)p * hd + i;
+                if ((nm0 | nm1) >> p & 1) { /* rare: a new maximum in one of the rows */
+                    __m256 g0 = _mm256_set1_ps(attn_factor(ms0, nm0, p)), g1 = _mm256_set1_ps(attn_factor(ms1, nm1, p));
+                    ATTN_RESCALE(x0, g0);
+                    ATTN_RESCALE(x1, g0);
+                    ATTN_RESCALE(x2, g0);
+                    ATTN_RESCALE(x3, g0);
+                    ATTN_RESCALE(y0, g1);
+                    ATTN_RESCALE(y1, g1);
+                    ATTN_RESCALE(y2, g1);
+                    ATTN_RESCALE(y3, g1);
+                }
+                __m256 b0 = _mm256_broadcast_ss(w0 + p), b1 = _mm256_broadcast_ss(w1 + p);
+                ATTN_ADD(x0, vp, b0);
+                ATTN_ADD(y0, vp, b1);
+                ATTN_ADD(x1, vp + 8, b0);
+                ATTN_ADD(y1, vp + 8, b1);
+                ATTN_ADD(x2, vp + 16, b0);
+                ATTN_ADD(y2, vp + 16, b1);
+                ATTN_ADD(x3, vp + 24, b0);
+                ATTN_ADD(y3, vp + 24, b1);
+            }
+            _mm256_storeu_ps(acc0 + i, x0);
+            _mm256_storeu_ps(acc0 + i + 8, x1);
+            _mm256_storeu_ps(acc0 + i + 16, x2);
+            _mm256_storeu_ps(acc0 + i + 24, x3);
+            _mm256_storeu_ps(acc1 + i, y0);
+            _mm256_storeu_ps(acc1 + i + 8, y1);
+            _mm256_storeu_ps(acc1 + i + 16, y2);
+            _mm256_storeu_ps(acc1 + i + 24, y3);
+        }
+    for (int r = 0; r < (acc1 ? 2 : 1); r++) {
+        float *a = r ? acc1 : acc0;
+        const float *w = r ? w1 : w0, *ms = r ? ms1 : ms0;
+        unsigned nm = r ? nm1 : nm0;
+        for (int j = i; j < hd; j += 8) {
+            __m256 x = _mm256_loadu_ps(a + j);
+            for (int p = 0; p < n; p++) {
+                if (nm >> p & 1) ATTN_RESCALE(x, _mm256_set1_ps(ms[p]));
+                ATTN_ADD(x, vf + (size_t)p * hd + j, _mm256_broadcast_ss(w + p));
+            }
+            _mm256_storeu_ps(a + j, x);
+        }
+    }
+}
+
+/* The twin's arithmetic with the work rearranged: the block's keys and values
+ * are converted to floats once for all rows, scores come 8 positions at a
+ * time (summed in float lanes where the twin sums in double), and rows are
+ * accumulated in pairs, each step rounded to half as in the twin. hd must be
+ * a multiple of 8 (others take the twin). */
+PV_AVX2 static void attn_block(const float *q, int nr, const uint16_t *k, const uint16_t *v, size_t stride,
+                               const int *n_pos, int hd, float scale, pv_attn_state_t *st, float *acc, float *scratch) {
+    if (hd % 8 != 0) {
+        pv_attn_block_ref(q, nr, k, v, stride, n_pos, hd, scale, st, acc, scratch);
         return;
     }
-    float e[GROUP_MAX][16];
-    int new_max[GROUP_MAX][16], n_max = 0;
-    for (int j = 0; j < nq; j++) {
-        if (n_pos[j] > n_max) n_max = n_pos[j];
-        if (n_pos[j] <= 0) continue;
-        __m256 q[64];
-        float s[16], arg[16];
-        for (int i = 0; i < hd / 8; i++) q[i] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(qh[j] + 8 * i)));
-        attn_scores(q, k, stride, n_pos[j], hd, scale, s);
-        float M = st[j].M;
-        for (int p = 0; p < n_pos[j]; p++) {
-            new_max[j][p] = s[p] > M;
-            arg[p] = new_max[j][p] ? M - s[p] : s[p] - M;
-            if (new_max[j][p]) M = s[p];
-        }
-        for (int p = 0; p < n_pos[j]; p += 8) _mm256_storeu_ps(e[j] + p, exp_ps(_mm256_loadu_ps(arg + p)));
-        st[j].M = M;
-        for (int p = 0; p < n_pos[j]; p++) st[j].S = new_max[j][p] ? st[j].S * e[j][p] + 1.0f : st[j].S + e[j][p];
-    }
-    for (int p = 0; p < n_max; p++, v += stride)
+    int n_max = 0;
+    for (int r = 0; r < nr; r++)
+        if (n_pos[r] > n_max) n_max = n_pos[r];
+    if (n_max <= 0) return;
+    float *kf = scratch, *vf = kf + (size_t)PV_ATTN_BLOCK * hd, *w0 = vf + (size_t)PV_ATTN_BLOCK * hd;
+    float *w1 = w0 + PV_ATTN_BLOCK, *ms0 = w1 + PV_ATTN_BLOCK, *ms1 = ms0 + PV_ATTN_BLOCK;
+    for (int p = 0; p < (n_max + 7) / 8 * 8; p++) {
+        const uint16_t *kp = k + (size_t)p * stride, *vp = v + (size_t)p * stride;
+        float *kd = kf + (size_t)p * hd, *vd = vf + (size_t)p * hd;
         for (int i = 0; i < hd; i += 8) {
-            __m256 vv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + i)));
-            for (int j = 0; j < nq; j++) {
-                if (p >= n_pos[j]) continue;
-                __m256 a = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(acc[j] + i)));
-                float w = e[j][p];
-                if (new_max[j][p]) { /* rescale what was summed (rounded to half, as the twin does), add v */
-                    a = _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_mul_ps(a, _mm256_set1_ps(w)), _MM_FROUND_TO_NEAREST_INT));
-                    w = 1.0f;
-                }
-                a = _mm256_add_ps(a, _mm256_mul_ps(vv, _mm256_set1_ps(w)));
-                _mm_storeu_si128((__m128i *)(acc[j] + i), _mm256_cvtps_ph(a, _MM_FROUND_TO_NEAREST_INT));
+            if (p >= n_max) { /* scores of 8 positions at a time read past the live ones */
+                _mm256_storeu_ps(kd + i, _mm256_setzero_ps());
+                continue;
             }
+            _mm256_storeu_ps(kd + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kp + i))));
+            _mm256_storeu_ps(vd + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vp + i))));
         }
+    }
+    int r = 0;
+    for (; r + 2 <= nr; r += 2) {
+        int n0 = n_pos[r] > 0 ? n_pos[r] : 0, n1 = n_pos[r + 1] > 0 ? n_pos[r + 1] : 0;
+        if (n0 == 0 || n1 == 0) { /* at most one of the two sees this block */
+            if (n0 == n1) continue;
+            int one = n0 ? r : r + 1;
+            unsigned nm = attn_weights(q + (size_t)one * hd, kf, n_pos[one], hd, scale, &st[one], w0, ms0);
+            attn_accumulate(acc + (size_t)one * hd, w0, ms0, nm, NULL, NULL, NULL, 0, vf, n_pos[one], hd);
+            continue;
+        }
+        unsigned nm0 = attn_weights(q + (size_t)r * hd, kf, n0, hd, scale, &st[r], w0, ms0);
+        unsigned nm1 = attn_weights(q + (size_t)(r + 1) * hd, kf, n1, hd, scale, &st[r + 1], w1, ms1);
+        attn_accumulate(acc + (size_t)r * hd, w0, ms0, nm0, acc + (size_t)(r + 1) * hd, w1, ms1, nm1, vf,
+                        n0 > n1 ? n0 : n1, hd);
+    }
+    if (r < nr && n_pos[r] > 0) {
+        unsigned nm = attn_weights(q + (size_t)r * hd, kf, n_pos[r], hd, scale, &st[r], w0, ms0);
+        attn_accumulate(acc + (size_t)r * hd, w0, ms0, nm, NULL, NULL, NULL, 0, vf, n_pos[r], hd);
+    }
 }
 
-pv_attn_fold_fn pv__avx2_attn_fold(void) { return attn_fold; }
-pv_attn_fold_group_fn pv__avx2_attn_fold_group(void) { return attn_fold_group; }
+pv_attn_block_fn pv__avx2_attn_block(void) { return attn_block; }
 
 pv_vec_dot4_fn pv__avx2_vec_dot4(pv_type_t t) {
     switch (t) {

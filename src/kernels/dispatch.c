@@ -16,8 +16,7 @@
 
 static pv_kern_traits_t active[PV_TYPE_COUNT]; /* written once under pthread_once */
 static const char *active_isa = "scalar";
-static pv_attn_fold_fn active_attn_fold = pv_attn_fold_ref;
-static pv_attn_fold_group_fn active_attn_fold_group = pv_attn_fold_group_ref;
+static pv_attn_block_fn active_attn_block = pv_attn_block_ref;
 static pthread_once_t active_once = PTHREAD_ONCE_INIT;
 
 /* AVX2, FMA and F16C from CPUID, and the OS saving the AVX registers (XGETBV). */
@@ -50,8 +49,7 @@ static void choose_kernels(void) {
     }
     if (fast) {
         active_isa = "avx2";
-        active_attn_fold = pv__avx2_attn_fold();
-        active_attn_fold_group = pv__avx2_attn_fold_group();
+        active_attn_block = pv__avx2_attn_block();
     }
 }
 
@@ -66,16 +64,10 @@ const char *pv_kern_isa(void) {
     return active_isa;
 }
 
-void pv_attn_fold(const uint16_t *qh, const uint16_t *k, const uint16_t *v, size_t stride, int n, int hd, float scale,
-                  pv_attn_state_t *st, uint16_t *acc) {
+void pv_attn_block(const float *q, int nr, const uint16_t *k, const uint16_t *v, size_t stride, const int *n_pos, int hd,
+                   float scale, pv_attn_state_t *st, float *acc, float *scratch) {
     pthread_once(&active_once, choose_kernels);
-    active_attn_fold(qh, k, v, stride, n, hd, scale, st, acc);
-}
-
-void pv_attn_fold_group(const uint16_t *const *qh, int nq, const uint16_t *k, const uint16_t *v, size_t stride,
-                        const int *n_pos, int hd, float scale, pv_attn_state_t *st, uint16_t *const *acc) {
-    pthread_once(&active_once, choose_kernels);
-    active_attn_fold_group(qh, nq, k, v, stride, n_pos, hd, scale, st, acc);
+    active_attn_block(q, nr, k, v, stride, n_pos, hd, scale, st, acc, scratch);
 }
 
 int pv_kern_supported(pv_type_t t) {

@@ -58,7 +58,6 @@ void pv__k_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m);
 const pv_kern_traits_t *pv_kern_ref(pv_type_t t);
 pv_vec_dot_fn pv__avx2_vec_dot(pv_type_t t);
 pv_vec_dot4_fn pv__avx2_vec_dot4(pv_type_t t);
-pv_attn_fold_fn pv__avx2_attn_fold(void);
-pv_attn_fold_group_fn pv__avx2_attn_fold_group(void);
+pv_attn_block_fn pv__avx2_attn_block(void);
 
 #endif

@@ -52,26 +52,31 @@ void pv_add(float *y, const float *x, int n) {
     for (int i = 0; i < n; i++) y[i] += x[i];
 }
 
-void pv_attn_fold_ref(const uint16_t *qh, const uint16_t *k, const uint16_t *v, size_t stride, int n, int hd,
-                      float scale, pv_attn_state_t *st, uint16_t *acc) {
-    for (int p = 0; p < n; p++, k += stride, v += stride) {
-        double dot = 0.0;
-        for (int i = 0; i < hd; i++) dot += pv_f16_to_f32(qh[i]) * pv_f16_to_f32(k[i]);
-        float s = (float)dot * scale, ms = 1.0f, vs = 1.0f;
-        if (s > st->M) { /* new maximum: rescale what has been summed so far */
-            ms = expf(st->M - s);
-            st->M = s;
-            for (int i = 0; i < hd; i++) acc[i] = pv_f32_to_f16(pv_f16_to_f32(acc[i]) * ms);
-        } else {
-            vs = expf(s - st->M);
-        }
-        for (int i = 0; i < hd; i++) acc[i] = pv_f32_to_f16(pv_f16_to_f32(acc[i]) + pv_f16_to_f32(v[i]) * vs);
-        st->S = st->S * ms + vs;
-    }
-}
+size_t pv_attn_scratch_size(int hd) { return (size_t)(2 * PV_ATTN_BLOCK * hd + 4 * PV_ATTN_BLOCK); }
 
-void pv_attn_fold_group_ref(const uint16_t *const *qh, int nq, const uint16_t *k, const uint16_t *v, size_t stride,
-                            const int *n_pos, int hd, float scale, pv_attn_state_t *st, uint16_t *const *acc) {
-    for (int j = 0; j < nq; j++)
-        if (n_pos[j] > 0) pv_attn_fold_ref(qh[j], k, v, stride, n_pos[j], hd, scale, &st[j], acc[j]);
+static float round_half(float x) { return pv_f16_to_f32(pv_f32_to_f16(x)); }
+
+/* One row at a time, position by position; dot products summed in double.
+ * scratch is not needed here. */
+void pv_attn_block_ref(const float *q, int nr, const uint16_t *k, const uint16_t *v, size_t stride, const int *n_pos,
+                       int hd, float scale, pv_attn_state_t *st, float *acc, float *scratch) {
+    (void)scratch;
+    for (int r = 0; r < nr; r++, q += hd, acc += hd) {
+        pv_attn_state_t *t = &st[r];
+        for (int p = 0; p < n_pos[r]; p++) {
+            const uint16_t *kp = k + (size_t)p * stride, *vp = v + (size_t)p * stride;
+            double dot = 0.0;
+            for (int i = 0; i < hd; i++) dot += q[i] * pv_f16_to_f32(kp[i]);
+            float s = (float)dot * scale, ms = 1.0f, w = 1.0f;
+            if (s > t->M) { /* new maximum: rescale what has been summed so far */
+                ms = expf(t->M - s);
+                t->M = s;
+                for (int i = 0; i < hd; i++) acc[i] = round_half(acc[i] * ms);
+            } else {
+                w = expf(s - t->M);
+            }
+            for (int i = 0; i < hd; i++) acc[i] = round_half(acc[i] + pv_f16_to_f32(vp[i]) * w);
+            t->S = t->S * ms + w;
+        }
+    }
 }

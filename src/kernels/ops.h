@@ -26,35 +26,38 @@ void pv_rope_apply(float *x, int n_rot, const float *cs, int neox);
 /* a[i] = silu(a[i]) * b[i] (SwiGLU). */
 void pv_swiglu(float *a, const float *b, int n);
 
-/* Running state of one head's attention: online softmax in the order of
- * llama.cpp's CPU flash attention, values accumulated in half precision. */
+/* Attention in the order of llama.cpp's CPU flash attention over its default
+ * F16 cache, so that results agree closely with it: a block of keys and values
+ * (at most PV_ATTN_BLOCK positions, consecutive positions stride halves apart)
+ * meets nr query rows that share it (the query heads of one KV head, for
+ * several tokens). Each row keeps an online softmax (running max M, sum S)
+ * and its weighted sum of values rounded to half after every step. For each
+ * of the row's first n_pos[r] positions p:
+ *   s = scale * (q . k_p)
+ *   s > M:  acc = half(acc * e^(M - s)), M = s, w = 1      (a new maximum)
+ *   else:   w = e^(s - M)
+ *   acc = half(acc + w v_p), S = S * (e^(M_old - M)) + w
+ * and the attention output is acc / S once every block has been folded.
+ * Queries should be rounded to half (llama.cpp's dot products take them so). */
+#define PV_ATTN_BLOCK 16
+
 typedef struct {
     float M; /* largest score so far (-inf before the first) */
     float S; /* sum of exp(score - M) so far */
 } pv_attn_state_t;
 
-/* Folds n positions into (st, acc): for each, s = scale * (qh . k) in float,
- * then the accumulator acc[hd] (halves) becomes acc * exp(M_old - M) + v *
- * exp(s - M), each element rounded to half. Keys and values of consecutive
- * positions lie stride halves apart. Dispatched: AVX2/F16C or the scalar twin. */
-typedef void (*pv_attn_fold_fn)(const uint16_t *qh, const uint16_t *k, const uint16_t *v, size_t stride, int n, int hd,
-                                float scale, pv_attn_state_t *st, uint16_t *acc);
-void pv_attn_fold(const uint16_t *qh, const uint16_t *k, const uint16_t *v, size_t stride, int n, int hd, float scale,
-                  pv_attn_state_t *st, uint16_t *acc);
-void pv_attn_fold_ref(const uint16_t *qh, const uint16_t *k, const uint16_t *v, size_t stride, int n, int hd,
-                      float scale, pv_attn_state_t *st, uint16_t *acc);
+/* Floats of scratch an attention call needs for head size hd (the block's keys
+ * and values as floats, and one row of weights). */
+size_t pv_attn_scratch_size(int hd);
 
-/* The same for a group of nq queries over one block of keys and values:
- * query j folds the block's first n_pos[j] positions (0 skips it) into
- * (st[j], acc[j]). Results equal nq calls of pv_attn_fold; the fast version
- * interleaves the queries so their running sums do not wait on each other. */
-typedef void (*pv_attn_fold_group_fn)(const uint16_t *const *qh, int nq, const uint16_t *k, const uint16_t *v,
-                                      size_t stride, const int *n_pos, int hd, float scale, pv_attn_state_t *st,
-                                      uint16_t *const *acc);
-void pv_attn_fold_group(const uint16_t *const *qh, int nq, const uint16_t *k, const uint16_t *v, size_t stride,
-                        const int *n_pos, int hd, float scale, pv_attn_state_t *st, uint16_t *const *acc);
-void pv_attn_fold_group_ref(const uint16_t *const *qh, int nq, const uint16_t *k, const uint16_t *v, size_t stride,
-                            const int *n_pos, int hd, float scale, pv_attn_state_t *st, uint16_t *const *acc);
+/* q: nr rows of hd floats; acc: nr rows of hd floats; st: nr states. */
+typedef void (*pv_attn_block_fn)(const float *q, int nr, const uint16_t *k, const uint16_t *v, size_t stride,
+                                 const int *n_pos, int hd, float scale, pv_attn_state_t *st, float *acc, float *scratch);
+/* Dispatched: AVX2/F16C, or the scalar twin. */
+void pv_attn_block(const float *q, int nr, const uint16_t *k, const uint16_t *v, size_t stride, const int *n_pos, int hd,
+                   float scale, pv_attn_state_t *st, float *acc, float *scratch);
+void pv_attn_block_ref(const float *q, int nr, const uint16_t *k, const uint16_t *v, size_t stride, const int *n_pos,
+                       int hd, float scale, pv_attn_state_t *st, float *acc, float *scratch);
 
 /* y[i] += x[i] */
 void pv_add(float *y, const float *x, int n);

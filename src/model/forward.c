@@ -13,6 +13,17 @@
 #include "model/model.h"
 
 #define PV_ATTN_GROUP 8 /* consecutive tokens of one sequence that share each KV block read */
+_Static_assert(PV_ATTN_BLOCK == PV_KV_BLOCK, "attention folds whole KV blocks");
+
+/* One thread's attention rows: the query heads of one KV head for a group of
+ * tokens, R = PV_ATTN_GROUP * (n_head / n_head_kv) rows at most. */
+typedef struct {
+    float *q;              /* (R, head_dim) queries, rounded to half as the F16 cache's dot products take them */
+    float *acc;            /* (R, head_dim) weighted sums of values */
+    float *work;           /* pv_attn_scratch_size(head_dim) floats */
+    pv_attn_state_t *st;   /* [R] online-softmax states */
+    int *n_pos;            /* [R] positions of the current block each row sees */
+} attn_scratch_t;
 
 struct pv_ctx {
     const pv_model_t *m;   /* borrowed; outlives the context */
@@ -36,13 +47,46 @@ struct pv_ctx {
     float rope_mscale;     /* scale of the rotated values (long-rope attention factor) */
     const float **in;      /* [B] row pointers handed to pv_matmul */
     float **out;           /* [B] row pointers handed to pv_matmul */
-    uint16_t *att16;       /* (PV_MAX_THREADS, PV_ATTN_GROUP, 2, head_dim) per-thread query and accumulator halves */
+    attn_scratch_t *att;   /* [n_att] one per pool thread */
+    int n_att;
     int *groups;           /* [max_batch + 1] first entry of each attention group, then n (end marker) */
     void *work;            /* activations converted for a matmul (B rows) */
     pv_pool_t *pool;       /* borrowed compute threads; NULL: the caller's thread alone */
 };
 
 static size_t max3(size_t a, size_t b, size_t c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
+
+static size_t attn_max_rows(const pv_hparams_t *hp) { return PV_ATTN_GROUP * (size_t)(hp->n_head / hp->n_head_kv); }
+
+static void free_attn(pv_ctx_t *c) {
+    for (int i = 0; i < c->n_att; i++) {
+        free(c->att[i].q);
+        free(c->att[i].st);
+        free(c->att[i].n_pos);
+    }
+    free(c->att);
+    c->att = NULL;
+    c->n_att = 0;
+}
+
+/* Attention scratch for n_threads threads (each its own rows and block buffers). */
+static int alloc_attn(pv_ctx_t *c, int n_threads) {
+    free_attn(c);
+    const pv_hparams_t *hp = &c->m->hp;
+    size_t R = attn_max_rows(hp), hd = hp->head_dim;
+    if (!(c->att = calloc((size_t)n_threads, sizeof *c->att))) return PV_ENOMEM;
+    c->n_att = n_threads;
+    for (int i = 0; i < n_threads; i++) {
+        attn_scratch_t *a = &c->att[i];
+        a->q = malloc((2 * R * hd + pv_attn_scratch_size((int)hd)) * sizeof(float));
+        a->st = malloc(R * sizeof *a->st);
+        a->n_pos = malloc(R * sizeof *a->n_pos);
+        if (!a->q || !a->st || !a->n_pos) return PV_ENOMEM;
+        a->acc = a->q + R * hd;
+        a->work = a->acc + R * hd;
+    }
+    return 0;
+}
 
 static int alloc_scratch(pv_ctx_t *c) {
     const pv_hparams_t *hp = &c->m->hp;
@@ -58,10 +102,9 @@ static int alloc_scratch(pv_ctx_t *c) {
     c->rope_cs = malloc(B * hp->n_rot * sizeof(float) + 1);
     c->in = malloc(B * sizeof *c->in);
     c->out = malloc(B * sizeof *c->out);
-    c->att16 = malloc((size_t)PV_MAX_THREADS * PV_ATTN_GROUP * 2 * hp->head_dim * sizeof *c->att16);
     c->groups = malloc((B + 1) * sizeof *c->groups);
     c->work = malloc(B * max3(d, hp->n_ff, c->q_dim) * sizeof(float)); /* f32 is the widest dot format */
-    return c->x && c->xb && c->xb2 && c->q && c->k && c->v && c->hb && c->hb2 && c->rope_cs && c->in && c->out && c->att16 && c->groups &&
+    return c->x && c->xb && c->xb2 && c->q && c->k && c->v && c->hb && c->hb2 && c->rope_cs && c->in && c->out && c->groups &&
                    c->work
                ? 0
                : PV_ENOMEM;
@@ -106,7 +149,7 @@ int pv_ctx_new_arena(const pv_model_t *m, uint32_t n_ctx, uint32_t kv_tokens, in
         return rc;
     }
     choose_rope(c);
-    if (pv_seq_init(&c->seq, n_ctx) || alloc_scratch(c)) {
+    if (pv_seq_init(&c->seq, n_ctx) || alloc_scratch(c) || alloc_attn(c, 1)) {
         pv_ctx_free(c);
         return pv_errorf(err, errlen, PV_ENOMEM, "out of memory for a context of %u tokens", n_ctx);
     }
@@ -134,7 +177,7 @@ void pv_ctx_free(pv_ctx_t *c) {
     free(c->rope_cs);
     free(c->in);
     free(c->out);
-    free(c->att16);
+    free_attn(c);
     free(c->groups);
     free(c->work);
     free(c);
@@ -144,7 +187,11 @@ uint32_t pv_ctx_size(const pv_ctx_t *c) { return c->n_ctx; }
 int pv_ctx_max_batch(const pv_ctx_t *c) { return c->max_batch; }
 pv_kv_t *pv_ctx_kv(pv_ctx_t *c) { return &c->kv; }
 int pv_ctx_set_pool(pv_ctx_t *c, pv_pool_t *pool) {
-    if (pv_pool_size(pool) > PV_MAX_THREADS) return PV_ERANGE; /* per-thread attention scratch */
+    if (pv_pool_size(pool) > PV_MAX_THREADS) return PV_ERANGE;
+    if (pv_pool_size(pool) != c->n_att) {
+        int rc = alloc_attn(c, pv_pool_size(pool));
+        if (rc) return rc == PV_ENOMEM || alloc_attn(c, 1) ? PV_ENOMEM : rc;
+    }
     c->pool = pool;
     return 0;
 }
@@ -178,59 +225,49 @@ static int attention_groups(pv_ctx_t *c, const pv_batch_entry_t *e, int n) {
     return g;
 }
 
-/* Attention of one head for a group of tokens over their sequence's positions
- * 0..pos (each its own pos), block by block, every token of the group folding
- * a block while it is in cache. The numerics follow llama.cpp's CPU flash
- * attention over its default F16 cache, so that results agree closely:
- * queries are rounded to half, scores go through an online softmax (running
- * max M and sum S), and the weighted sum of values is accumulated in half
- * precision (pv_attn_fold). */
-static void attend_group(const attn_task_t *t, int g, uint32_t h, uint16_t *scratch) {
+/* Attention of the query heads of KV head hk for a group of tokens of one
+ * sequence over its positions 0..pos (each token its own pos), block by block
+ * of the KV arena: each block is read once for all of the group's rows. The
+ * queries are rounded to half first, as llama.cpp's CPU flash attention does
+ * over its default F16 cache. */
+static void attend_group(const attn_task_t *t, int g, uint32_t hk, attn_scratch_t *a) {
     const pv_ctx_t *c = t->c;
     const pv_hparams_t *hp = &c->m->hp;
-    uint32_t hd = hp->head_dim, max_pos = 0;
-    int b0 = c->groups[g], n = c->groups[g + 1] - b0;
-    size_t kv_off = (size_t)(h / (hp->n_head / hp->n_head_kv)) * hd;
-    const pv_seq_t *seq = t->e[b0].seq;
-    pv_attn_state_t st[PV_ATTN_GROUP];
+    size_t hd = hp->head_dim, gq = hp->n_head / hp->n_head_kv, width = gq * hd;
+    int b0 = c->groups[g], n = c->groups[g + 1] - b0, R = n * (int)gq;
+    uint32_t max_pos = 0;
     for (int j = 0; j < n; j++) {
-        const float *q = c->q + (size_t)(b0 + j) * c->q_dim + (size_t)h * hd;
-        uint16_t *qh = scratch + (size_t)j * 2 * hd, *acc = qh + hd;
-        for (uint32_t i = 0; i < hd; i++) {
-            qh[i] = pv_f32_to_f16(q[i]);
-            acc[i] = 0;
-        }
-        st[j] = (pv_attn_state_t){-INFINITY, 0.0f};
+        const float *q = c->q + (size_t)(b0 + j) * c->q_dim + hk * width;
+        for (size_t i = 0; i < width; i++) a->q[(size_t)j * width + i] = pv_f16_to_f32(pv_f32_to_f16(q[i]));
         if (t->e[b0 + j].pos > max_pos) max_pos = t->e[b0 + j].pos;
     }
-    const uint16_t *qhs[PV_ATTN_GROUP];
-    uint16_t *accs[PV_ATTN_GROUP];
-    int n_pos[PV_ATTN_GROUP];
-    for (int j = 0; j < n; j++) {
-        qhs[j] = scratch + (size_t)j * 2 * hd;
-        accs[j] = scratch + (size_t)j * 2 * hd + hd;
-    }
+    memset(a->acc, 0, (size_t)R * hd * sizeof *a->acc);
+    for (int r = 0; r < R; r++) a->st[r] = (pv_attn_state_t){-INFINITY, 0.0f};
+    const pv_seq_t *seq = t->e[b0].seq;
     for (uint32_t p = 0; p <= max_pos; p += PV_KV_BLOCK) { /* positions within a block are contiguous */
-        const uint16_t *k = pv_kv_k(&c->kv, seq, t->il, p) + kv_off, *v = pv_kv_v(&c->kv, seq, t->il, p) + kv_off;
+        const uint16_t *k = pv_kv_k(&c->kv, seq, t->il, p) + hk * hd, *v = pv_kv_v(&c->kv, seq, t->il, p) + hk * hd;
         for (int j = 0; j < n; j++) {
             uint32_t pos = t->e[b0 + j].pos;
-            n_pos[j] = pos < p ? 0 : pos + 1 - p < PV_KV_BLOCK ? (int)(pos + 1 - p) : PV_KV_BLOCK;
+            int np = pos < p ? 0 : pos + 1 - p < PV_KV_BLOCK ? (int)(pos + 1 - p) : PV_KV_BLOCK;
+            for (size_t h = 0; h < gq; h++) a->n_pos[(size_t)j * gq + h] = np;
         }
-        pv_attn_fold_group(qhs, n, k, v, c->kv_dim, n_pos, (int)hd, t->scale, st, accs);
+        pv_attn_block(a->q, R, k, v, c->kv_dim, a->n_pos, (int)hd, t->scale, a->st, a->acc, a->work);
     }
     for (int j = 0; j < n; j++) {
-        const uint16_t *acc = scratch + (size_t)j * 2 * hd + hd;
-        float *o = c->xb + (size_t)(b0 + j) * c->q_dim + (size_t)h * hd;
-        for (uint32_t i = 0; i < hd; i++) o[i] = pv_f16_to_f32(acc[i]) / st[j].S;
+        float *o = c->xb + (size_t)(b0 + j) * c->q_dim + hk * width;
+        for (size_t h = 0; h < gq; h++) {
+            size_t r = (size_t)j * gq + h;
+            for (size_t i = 0; i < hd; i++) o[h * hd + i] = a->acc[r * hd + i] / a->st[r].S;
+        }
     }
 }
 
 static void attention_rows(void *arg, int ith, int nth) {
     const attn_task_t *t = arg;
     const pv_hparams_t *hp = &t->c->m->hp;
-    uint16_t *scratch = t->c->att16 + (size_t)ith * PV_ATTN_GROUP * 2 * hp->head_dim;
-    int n_tasks = t->n_groups * (int)hp->n_head;
-    for (int i = ith; i < n_tasks; i += nth) attend_group(t, i / (int)hp->n_head, (uint32_t)(i % (int)hp->n_head), scratch);
+    int n_tasks = t->n_groups * (int)hp->n_head_kv;
+    for (int i = ith; i < n_tasks; i += nth)
+        attend_group(t, i / (int)hp->n_head_kv, (uint32_t)(i % (int)hp->n_head_kv), &t->c->att[ith]);
 }
 
 /* Rounds the batch's keys and values to halves into each sequence's blocks. */
