@@ -92,6 +92,9 @@ if timeout 20 "$bin" serve -m "$qm" --port 0 --chat-template "$tmp/bad.jinja" >"
     echo "FAIL: a --chat-template that does not parse was accepted"; fail=1
 else grep -q "bad.jinja" "$tmp/bad.log" && echo "ok: a --chat-template that does not parse fails at start" || { echo "FAIL: message"; cat "$tmp/bad.log"; fail=1; }; fi
 
+# every reference chat-template case (../shared/templates/cases) through POST /apply-template, one server per template
+timeout 900 python3 "$here/template_cases.py" "$bin" "$shared" || fail=1
+
 # keep-alive pings while a long prompt is processed (a model slow enough for a few seconds of prefill)
 pm="$(dirname "$bin")/cache/ping-256x4.gguf"
 [ -f "$pm" ] || /usr/bin/python3 "$shared/tools/synth_gguf.py" --arch llama --dim 256 --layers 4 --heads 8 --kv-heads 2 \

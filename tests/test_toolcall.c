@@ -230,6 +230,72 @@ START_TEST(test_flatten_plain) {
 }
 END_TEST
 
+/* A client's template options: add_generation_prompt, documents, kwargs over the defaults; the fixed clock;
+ * the framing of client text removed for display. */
+START_TEST(test_render_opts) {
+    char err[256];
+    pv_chat_t *c = NULL;
+    const char *src = "{{ bos_token }}|{{ add_generation_prompt }}|{{ documents | tojson }}|{{ extra }}|"
+                      "{{ strftime_now('%Y-%m-%d') }}|{{ messages[0].content }}";
+    ck_assert_int_eq(pv_chat_new(src, NULL, 0, &c, err, sizeof err), 0);
+    struct tm now = {.tm_year = 124, .tm_mon = 1, .tm_mday = 29};
+    pv_chat_set_clock(c, &now);
+    json_t *msgs = json_loads("[{\"role\":\"user\",\"content\":\"a\xee\x80\x80z\"}]", 0, NULL);
+    json_t *docs = json_loads("[{\"text\":\"d\"}]", 0, NULL);
+    json_t *kw = json_loads("{\"bos_token\":\"<B>\",\"extra\":\"x\"}", 0, NULL);
+    pv_chat_opts_t o = {.add_generation_prompt = 0, .documents = docs, .kwargs = kw};
+    char *out = NULL;
+    ck_assert_int_eq(pv_chat_render_opts(c, msgs, NULL, &o, &out, err, sizeof err), 0);
+    ck_assert_ptr_null(strstr(out, "|a\xee\x80\x80z")); /* the client's marker character is framed */
+    ck_assert_uint_eq(pv_chat_unframe(out), strlen(out));
+    ck_assert_str_eq(out, "<B>|False|[{\"text\": \"d\"}]|x|2024-02-29|a\xee\x80\x80z");
+    free(out);
+    ck_assert_int_eq(pv_chat_render(c, msgs, NULL, &out, err, sizeof err), 0); /* the defaults */
+    pv_chat_unframe(out);
+    ck_assert_str_eq(out, "|True|null||2024-02-29|a\xee\x80\x80z");
+    free(out);
+    json_object_set_new(kw, "messages", json_array());
+    ck_assert_int_eq(pv_chat_render_opts(c, msgs, NULL, &o, &out, err, sizeof err), PV_EINVAL);
+    ck_assert_ptr_null(out);
+    pv_chat_free(c);
+    json_decref(msgs);
+    json_decref(docs);
+    json_decref(kw);
+}
+END_TEST
+
+/* POST /apply-template's parse: the messages as /v1/chat/completions converts them (object arguments kept,
+ * JSON-text arguments parsed, null content as ""), the template's own error message. */
+START_TEST(test_apply_template) {
+    char err[256];
+    pv_chat_t *c = NULL;
+    const char *src = "{{ tools }}{% for m in messages %}{{ m.role }}:{{ m.content }}{% for t in m.tool_calls or [] %}"
+                      "={{ t.function.arguments | tojson }}{% endfor %};{% endfor %}{{ add_generation_prompt }}"
+                      "{% if documents %}{{ raise_exception('no documents') }}{% endif %}";
+    ck_assert_int_eq(pv_chat_new(src, NULL, 0, &c, err, sizeof err), 0);
+    const char *body = "{\"messages\":[{\"role\":\"user\",\"content\":\"ls\"},{\"role\":\"assistant\","
+                       "\"content\":null,\"tool_calls\":[{\"id\":\"1\",\"type\":\"function\",\"function\":"
+                       "{\"name\":\"Bash\",\"arguments\":{\"command\":\"ls\"}}},{\"id\":\"2\",\"type\":\"function\","
+                       "\"function\":{\"name\":\"Bash\",\"arguments\":\"{\\\"n\\\": 1}\"}}]}],"
+                       "\"add_generation_prompt\":false%s}";
+    char b[1024];
+    snprintf(b, sizeof b, body, "");
+    char *prompt = NULL;
+    pv_oai_err_t e;
+    ck_assert_int_eq(pv_oai_apply_template(b, strlen(b), c, &prompt, &e), 0);
+    ck_assert_str_eq(prompt, "Noneuser:ls;assistant:={\"command\": \"ls\"}={\"n\": 1};False");
+    free(prompt);
+    snprintf(b, sizeof b, body, ",\"documents\":[{\"text\":\"d\"}]");
+    ck_assert_int_eq(pv_oai_apply_template(b, strlen(b), c, &prompt, &e), -1);
+    ck_assert_str_eq(e.msg, "no documents");
+    ck_assert_str_eq(e.param, "messages");
+    snprintf(b, sizeof b, body, ",\"chat_template_kwargs\":[]");
+    ck_assert_int_eq(pv_oai_apply_template(b, strlen(b), c, &prompt, &e), -1);
+    ck_assert_str_eq(e.param, "chat_template_kwargs");
+    pv_chat_free(c);
+}
+END_TEST
+
 /* The response shapes of a parsed call, in both APIs. */
 START_TEST(test_call_shapes) {
     json_t *b = pv_anth_tool_use("toolu_1", "Bash", "{\"command\":\"ls\"}");
@@ -259,6 +325,8 @@ Suite *toolcall_suite(void) {
     tcase_add_test(tc, test_json);
     tcase_add_test(tc, test_utf8_and_cap);
     tcase_add_test(tc, test_flatten_plain);
+    tcase_add_test(tc, test_render_opts);
+    tcase_add_test(tc, test_apply_template);
     tcase_add_test(tc, test_call_shapes);
     suite_add_tcase(s, tc);
     return s;

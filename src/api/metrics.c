@@ -7,7 +7,7 @@
 
 static const char *ep_names[PV_EP_COUNT] = {"/v1/messages", "/v1/messages/count_tokens", "/v1/models",
                                            "/health", "/metrics", "/v1/chat/completions",
-                                           "/v1/completions", "other"};
+                                           "/v1/completions", "/apply-template", "other"};
 
 static void hist_init(pv_hist_t *h, const double *b, int n) {
     memset(h, 0, sizeof *h);

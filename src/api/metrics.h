@@ -19,6 +19,7 @@ typedef enum {
     PV_EP_METRICS,
     PV_EP_CHAT_COMPLETIONS, /* OpenAI */
     PV_EP_COMPLETIONS,      /* OpenAI */
+    PV_EP_APPLY_TEMPLATE,   /* llama.cpp's: the rendered chat prompt, no generation */
     PV_EP_OTHER,
     PV_EP_COUNT
 } pv_endpoint_t;

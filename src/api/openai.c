@@ -149,9 +149,11 @@ static int parse_tools(const json_t *root, json_t **out, pv_oai_err_t *e) {
 }
 
 /* One message in Hugging Face's shape (chat.h), appended to msgs: string
- * content, text parts joined by newlines, or null (assistant: ""); assistant
- * tool_calls with their arguments as objects (a string that is not JSON stays
- * a string); tool results as role "tool". names maps call ids to tool names. */
+ * content, text parts joined by newlines, or null or absent (assistant: "",
+ * as OpenAI's wire format means it); assistant tool_calls with their
+ * arguments as objects: JSON text parsed (a string that is not JSON stays a
+ * string), other values as given; tool results as role "tool", named after
+ * their call when the client gives no name. names maps call ids to tool names. */
 static int add_message(json_t *msgs, const json_t *m, const char *role, const char *where, json_t *names,
                        pv_oai_err_t *e) {
     char where2[128];
@@ -201,7 +203,7 @@ static int add_message(json_t *msgs, const json_t *m, const char *role, const ch
                 return fail(e, where2, "field required (a string)");
             }
             json_t *a = json_is_string(args) ? json_loads(json_string_value(args), 0, NULL) : NULL;
-            if (!a) a = json_is_string(args) ? json_incref((json_t *)args) : json_object();
+            if (!a) a = present(args) ? json_incref((json_t *)args) : json_object(); /* objects as given */
             json_array_append_new(hc, json_pack("{s:O?, s:s, s:{s:O, s:o}}", "id", json_is_string(id) ? id : NULL,
                                                 "type", "function", "function", "name", name, "arguments", a));
             if (json_is_string(id)) json_object_set(names, json_string_value(id), (json_t *)name);
@@ -220,11 +222,30 @@ static int add_message(json_t *msgs, const json_t *m, const char *role, const ch
     return 0;
 }
 
-static int parse_messages(const json_t *root, const pv_chat_t *chat, pv_oai_req_t *out, pv_oai_err_t *e) {
+/* The template options of the request (borrowed from root): chat_template_kwargs
+ * (extra template variables, llama.cpp's name), documents (HF's argument) and
+ * add_generation_prompt (default true). */
+static int parse_template_opts(const json_t *root, pv_chat_opts_t *o, pv_oai_err_t *e) {
+    *o = (pv_chat_opts_t){.add_generation_prompt = 1};
+    const json_t *kw = json_object_get(root, "chat_template_kwargs"), *docs = json_object_get(root, "documents");
+    if (present(kw) && !json_is_object(kw)) return fail(e, "chat_template_kwargs", "must be an object");
+    if (json_object_get(kw, "messages") || json_object_get(kw, "tools"))
+        return fail(e, "chat_template_kwargs", "cannot set \"messages\" or \"tools\" (send them as the request's own)");
+    if (present(docs) && !json_is_array(docs)) return fail(e, "documents", "must be an array");
+    o->kwargs = present(kw) ? kw : NULL;
+    o->documents = present(docs) ? docs : NULL;
+    return opt_bool(root, "add_generation_prompt", &o->add_generation_prompt, e);
+}
+
+/* "messages" and "tools" in Hugging Face's shape, rendered by chat into *prompt
+ * (owned); *n_tools: the tools offered. */
+static int parse_messages(const json_t *root, const pv_chat_t *chat, char **prompt, int *n_tools, pv_oai_err_t *e) {
     const json_t *ms = json_object_get(root, "messages");
     if (!json_is_array(ms)) return fail(e, "messages", "field required (an array of messages)");
     size_t n = json_array_size(ms);
     if (n == 0 || n > MAX_MESSAGES) return fail(e, "messages", "must hold 1 to %d messages", MAX_MESSAGES);
+    pv_chat_opts_t opts;
+    if (parse_template_opts(root, &opts, e)) return -1;
     json_t *tools = NULL;
     if (parse_tools(root, &tools, e)) return -1;
     json_t *msgs = json_array(), *names = json_object();
@@ -250,11 +271,12 @@ static int parse_messages(const json_t *root, const pv_chat_t *chat, pv_oai_req_
         }
         if (add_message(msgs, m, role, where, names, e)) goto done;
     }
-    out->n_tools = (int)json_array_size(tools);
+    *n_tools = (int)json_array_size(tools);
     char err[PV_ERRLEN];
-    int r = pv_chat_render(chat, msgs, tools, &out->prompt, err, sizeof err);
-    if (r) {
-        fail(e, r == PV_ENOMEM ? NULL : "messages", "%s", r == PV_ENOMEM ? "out of memory" : err);
+    int r = pv_chat_render_opts(chat, msgs, tools, &opts, prompt, err, sizeof err);
+    if (r) { /* the template's own message, as is (raise_exception's is the template's word to the client) */
+        fail(e, NULL, "%s", r == PV_ENOMEM ? "out of memory" : err);
+        if (r != PV_ENOMEM) snprintf(e->param, sizeof e->param, "messages");
         goto done;
     }
     rc = 0;
@@ -286,11 +308,26 @@ int pv_oai_parse(const char *body, size_t len, pv_oai_kind_t kind, const pv_chat
     int rc = -1;
     if (!json_is_object(root)) fail(err, NULL, "the request body must be a JSON object");
     else if (parse_common(root, out, err) || parse_response_format(json_object_get(root, "response_format"), err)) {
-    } else if (kind == PV_OAI_CHAT ? parse_messages(root, chat, out, err) : parse_prompt(root, out, err)) {
+    } else if (kind == PV_OAI_CHAT ? parse_messages(root, chat, &out->prompt, &out->n_tools, err)
+                                   : parse_prompt(root, out, err)) {
     } else
         rc = 0;
     json_decref(root);
     if (rc) pv_oai_req_close(out);
+    return rc;
+}
+
+int pv_oai_apply_template(const char *body, size_t len, const pv_chat_t *chat, char **prompt, pv_oai_err_t *err) {
+    *prompt = NULL;
+    memset(err, 0, sizeof *err);
+    json_error_t jerr;
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        return fail(err, NULL, "invalid JSON body: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
+    int n_tools = 0;
+    int rc = json_is_object(root) ? parse_messages(root, chat, prompt, &n_tools, err)
+                                  : fail(err, NULL, "the request body must be a JSON object");
+    json_decref(root);
     return rc;
 }
 

@@ -51,6 +51,13 @@ int pv_oai_parse(const char *body, size_t len, pv_oai_kind_t kind, const pv_chat
                  pv_oai_err_t *err);
 void pv_oai_req_close(pv_oai_req_t *r); /* frees what parse allocated; accepts a zeroed struct */
 
+/* POST /apply-template (llama.cpp's route): a chat-completions body's messages,
+ * tools, chat_template_kwargs, documents and add_generation_prompt rendered
+ * exactly as pv_oai_parse renders them for generation, into *prompt (owned;
+ * still framed: see pv_chat_unframe). Sampling fields are ignored, "model" is
+ * optional. 0, or -1 with err filled (a template error: param "messages"). */
+int pv_oai_apply_template(const char *body, size_t len, const pv_chat_t *chat, char **prompt, pv_oai_err_t *err);
+
 /* {"error":{"message","type","param","code"}} with the type and code OpenAI
  * uses for the HTTP status (400 invalid_request_error, 401 invalid_api_key,
  * 429 rate_limit_exceeded, 503 server_error...). param may be NULL or "". */

@@ -18,6 +18,7 @@ struct pv_chat {
     char desc[48];            /* for logs */
     char **specials;          /* [n_specials] owned: texts PV_TOK_SPECIAL would read as control tokens */
     int n_specials;
+    pv_jinja_opts_t jopts;    /* the render options: the fixed clock of pv_chat_set_clock, if any */
 };
 
 /* Client text must not be able to inject control tokens (<|im_end|> in a user
@@ -109,6 +110,19 @@ static json_t *guard_json(const pv_chat_t *c, const json_t *v) {
     return json_deep_copy(v);
 }
 
+/* The framed client text at m (a MARK_OPEN before end): 1 with *raw and
+ * *raw_len set when m opens our framing, 0 when it is ordinary text. */
+static int frame_at(const char *m, const char *end, const char **raw, size_t *raw_len) {
+    char *digits_end;
+    unsigned long long L = strtoull(m + MARK_LEN, &digits_end, 10);
+    if (digits_end == m + MARK_LEN || strncmp(digits_end, MARK_CLOSE, MARK_LEN) ||
+        L > (unsigned long long)(end - digits_end - MARK_LEN))
+        return 0;
+    *raw = digits_end + MARK_LEN;
+    *raw_len = (size_t)L;
+    return 1;
+}
+
 int pv_chat_tokenize(const pv_chat_t *c, const pv_vocab_t *v, const char *prompt, unsigned flags, int32_t *ids,
                      int n_max) {
     int n = 0;
@@ -117,17 +131,8 @@ int pv_chat_tokenize(const pv_chat_t *c, const pv_vocab_t *v, const char *prompt
         const char *m = strstr(p, MARK_OPEN), *seg_end = m ? m : end;
         const char *raw = NULL;
         size_t raw_len = 0;
-        if (m) { /* MARK_OPEN digits MARK_CLOSE text: text is client text, never special tokens */
-            char *digits_end;
-            unsigned long long L = strtoull(m + MARK_LEN, &digits_end, 10);
-            if (digits_end > m + MARK_LEN && !strncmp(digits_end, MARK_CLOSE, MARK_LEN) &&
-                L <= (unsigned long long)(end - digits_end - MARK_LEN)) {
-                raw = digits_end + MARK_LEN;
-                raw_len = (size_t)L;
-            } else {
-                seg_end = m + MARK_LEN; /* not our framing: ordinary text */
-            }
-        }
+        /* MARK_OPEN digits MARK_CLOSE text: text is client text, never special tokens */
+        if (m && !frame_at(m, end, &raw, &raw_len)) seg_end = m + MARK_LEN; /* not our framing: ordinary text */
         int k = pv_tokenize(v, p, (size_t)(seg_end - p), flags, ids + n, n_max - n);
         if (k < 0) return k == PV_TOK_FAILED ? k : -(n - k);
         n += k;
@@ -142,6 +147,27 @@ int pv_chat_tokenize(const pv_chat_t *c, const pv_vocab_t *v, const char *prompt
     }
     if (n == 0 && (flags & PV_TOK_ADD_BOS)) return pv_tokenize(v, "", 0, flags, ids, n_max);
     return n;
+}
+
+size_t pv_chat_unframe(char *prompt) {
+    char *w = prompt;
+    const char *p = prompt, *end = prompt + strlen(prompt);
+    while (p < end) {
+        const char *m = strstr(p, MARK_OPEN), *seg_end = m ? m : end;
+        const char *raw = NULL;
+        size_t raw_len = 0;
+        if (m && !frame_at(m, end, &raw, &raw_len)) seg_end = m + MARK_LEN;
+        memmove(w, p, (size_t)(seg_end - p));
+        w += seg_end - p;
+        p = seg_end;
+        if (raw) {
+            memmove(w, raw, raw_len);
+            w += raw_len;
+            p = raw + raw_len;
+        }
+    }
+    *w = 0;
+    return (size_t)(w - prompt);
 }
 
 int pv_chat_new(const char *src, const pv_vocab_t *v, unsigned flags, pv_chat_t **out, char *err, size_t errlen) {
@@ -182,6 +208,11 @@ void pv_chat_free(pv_chat_t *c) {
     for (int i = 0; c->specials && i < c->n_specials; i++) free(c->specials[i]);
     free(c->specials);
     free(c);
+}
+
+void pv_chat_set_clock(pv_chat_t *c, const struct tm *now) {
+    c->jopts.has_now = 1;
+    c->jopts.now = *now;
 }
 
 int pv_chat_templated(const pv_chat_t *c) { return c->tpl != NULL; }
@@ -308,42 +339,28 @@ static char *render_builtin(const pv_chat_t *c, const json_t *flat) {
 
 int pv_chat_render(const pv_chat_t *c, const json_t *messages, const json_t *tools, char **out, char *err,
                    size_t errlen) {
-    *out = NULL;
-    int has_tools = json_array_size(tools) > 0;
-    int flat = !c->tpl || !c->tpl_tools; /* the template would not render tools, calls or results */
-    json_t *g_msgs = guard_json(c, messages), *g_tools = tools ? guard_json(c, tools) : NULL;
-    if (!g_msgs || (tools && !g_tools)) {
-        json_decref(g_msgs);
-        json_decref(g_tools);
-        return pv_errorf(err, errlen, PV_ENOMEM, "out of memory");
+    return pv_chat_render_opts(c, messages, tools, NULL, out, err, errlen);
+}
+
+/* The template's variables (new reference; steals msgs, borrows the rest), NULL on OOM. */
+static json_t *template_vars(const pv_chat_t *c, json_t *msgs, const json_t *tools, const json_t *docs,
+                             const pv_chat_opts_t *o) {
+    json_t *vars = json_pack("{s:o, s:O, s:b, s:s, s:s, s:O}", "messages", msgs, "tools",
+                             tools ? (json_t *)tools : json_null(), "add_generation_prompt", o->add_generation_prompt,
+                             "bos_token", c->bos, "eos_token", c->eos, "documents", docs ? (json_t *)docs : json_null());
+    if (vars && o->kwargs && json_object_update(vars, (json_t *)o->kwargs)) {
+        json_decref(vars);
+        return NULL;
     }
-    messages = g_msgs;
-    tools = g_tools;
-    json_t *msgs = flat ? flatten(messages, has_tools ? tools : NULL) : json_incref((json_t *)messages);
-    if (!msgs) {
-        json_decref(g_msgs);
-        json_decref(g_tools);
-        return pv_errorf(err, errlen, PV_ENOMEM, "out of memory");
-    }
-    if (!c->tpl) {
-        *out = render_builtin(c, msgs);
-        json_decref(msgs);
-        json_decref(g_msgs);
-        json_decref(g_tools);
-        return *out ? 0 : pv_errorf(err, errlen, PV_ENOMEM, "out of memory");
-    }
-    /* "o" steals msgs */
-    json_t *vars = json_pack("{s:o, s:O, s:b, s:s, s:s, s:n}", "messages", msgs, "tools",
-                             has_tools && !flat ? (json_t *)tools : json_null(), "add_generation_prompt", 1,
-                             "bos_token", c->bos, "eos_token", c->eos, "documents");
-    json_decref(g_msgs);
-    json_decref(g_tools);
-    if (!vars) return pv_errorf(err, errlen, PV_ENOMEM, "out of memory");
+    return vars;
+}
+
+/* Renders the template with vars (borrowed) into *out; pv_chat_render's return convention. */
+static int render_template(const pv_chat_t *c, const json_t *vars, char **out, char *err, size_t errlen) {
     size_t len = 0;
     pv_jinja_error_t kind = PV_JINJA_OK;
     char jerr[PV_ERRLEN];
-    int rc = pv_jinja_render(c->tpl, vars, NULL, out, &len, &kind, jerr, sizeof jerr);
-    json_decref(vars);
+    int rc = pv_jinja_render(c->tpl, vars, &c->jopts, out, &len, &kind, jerr, sizeof jerr);
     if (rc == 0) return 0;
     *out = NULL;
     if (kind == PV_JINJA_OK) return pv_errorf(err, errlen, PV_ENOMEM, "out of memory");
@@ -351,6 +368,37 @@ int pv_chat_render(const pv_chat_t *c, const json_t *messages, const json_t *too
     if (kind == PV_JINJA_RAISED) snprintf(err, errlen, "%s", jerr);
     else snprintf(err, errlen, "chat template: %s", jerr);
     return PV_EINVAL;
+}
+
+int pv_chat_render_opts(const pv_chat_t *c, const json_t *messages, const json_t *tools, const pv_chat_opts_t *o,
+                        char **out, char *err, size_t errlen) {
+    static const pv_chat_opts_t defaults = {.add_generation_prompt = 1};
+    if (!o) o = &defaults;
+    *out = NULL;
+    if (o->kwargs && (json_object_get(o->kwargs, "messages") || json_object_get(o->kwargs, "tools")))
+        return pv_errorf(err, errlen, PV_EINVAL, "template variables cannot replace \"messages\" or \"tools\"");
+    int has_tools = json_array_size(tools) > 0;
+    int flat = !c->tpl || !c->tpl_tools; /* the template would not render tools, calls or results */
+    json_t *g_msgs = guard_json(c, messages), *g_tools = tools ? guard_json(c, tools) : NULL;
+    json_t *g_docs = c->tpl && o->documents ? guard_json(c, o->documents) : NULL;
+    json_t *msgs = g_msgs ? (flat ? flatten(g_msgs, has_tools ? g_tools : NULL) : json_incref(g_msgs)) : NULL;
+    int rc = 0;
+    if (!msgs || (tools && !g_tools) || (c->tpl && o->documents && !g_docs)) {
+        json_decref(msgs);
+        rc = pv_errorf(err, errlen, PV_ENOMEM, "out of memory");
+    } else if (!c->tpl) {
+        *out = render_builtin(c, msgs);
+        json_decref(msgs);
+        if (!*out) rc = pv_errorf(err, errlen, PV_ENOMEM, "out of memory");
+    } else {
+        json_t *vars = template_vars(c, msgs, has_tools && !flat ? g_tools : NULL, g_docs, o);
+        rc = vars ? render_template(c, vars, out, err, errlen) : pv_errorf(err, errlen, PV_ENOMEM, "out of memory");
+        json_decref(vars);
+    }
+    json_decref(g_msgs);
+    json_decref(g_tools);
+    json_decref(g_docs);
+    return rc;
 }
 
 unsigned pv_chat_tok_flags(const pv_chat_t *c, const char *prompt) {

@@ -33,6 +33,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <time.h>
 
 #include "api/prompt.h"
 #include "api/toolcall.h"
@@ -55,11 +56,37 @@ pv_tc_family_t pv_chat_tool_family(const pv_chat_t *c); /* the tool-call syntax 
 const char *pv_chat_stop(const pv_chat_t *c);      /* the implicit stop sequence, or NULL */
 const char *pv_chat_describe(const pv_chat_t *c);  /* "jinja template" or "built-in chatml", for logs */
 
+/* Fixes the clock strftime_now() formats (configuration, e.g. PENSIEVE_NOW;
+ * without it, the current local time). Call before sharing c between threads. */
+void pv_chat_set_clock(pv_chat_t *c, const struct tm *now);
+
+/* What a client may add to a templated render, the way Hugging Face's
+ * apply_chat_template takes them: add_generation_prompt, documents, and extra
+ * template variables (kwargs) merged over the defaults (bos_token, eos_token,
+ * add_generation_prompt, documents), so that kwargs win. kwargs may not name
+ * "messages" or "tools". documents are client text like messages (guarded);
+ * kwargs are the template's configuration and go in as given. The built-in
+ * formats ignore all three: they always open the assistant's turn. */
+typedef struct {
+    int add_generation_prompt; /* 1: the template opens the assistant's turn */
+    const json_t *documents;   /* borrowed: HF's documents list, or NULL (null in the template) */
+    const json_t *kwargs;      /* borrowed: an object of extra template variables, or NULL */
+} pv_chat_opts_t;
+
 /* Renders messages (a JSON array, borrowed) and tools (an array or NULL,
- * borrowed) into *out (owned, free()). 0; PV_EINVAL with err for a 400 (the
- * template's own message when it fails or hits a limit); PV_ENOMEM. */
+ * borrowed) into *out (owned, free()) with add_generation_prompt = true.
+ * 0; PV_EINVAL with err for a 400 (the template's own message when it fails
+ * or hits a limit); PV_ENOMEM. */
 int pv_chat_render(const pv_chat_t *c, const json_t *messages, const json_t *tools, char **out, char *err,
                    size_t errlen);
+
+/* The same with the client's options (o may be NULL: pv_chat_render's defaults). */
+int pv_chat_render_opts(const pv_chat_t *c, const json_t *messages, const json_t *tools, const pv_chat_opts_t *o,
+                        char **out, char *err, size_t errlen);
+
+/* A rendered prompt as the text it stands for: the framing that marks client
+ * text (see pv_chat_tokenize) removed, in place. Returns the new length. */
+size_t pv_chat_unframe(char *prompt);
 
 /* pv_tokenize flags for a rendered prompt (see above). */
 unsigned pv_chat_tok_flags(const pv_chat_t *c, const char *prompt);

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define CLI_TEMPLATE_MAX_BYTES (16u << 20) /* chat template files: at most this many bytes */
 
@@ -26,5 +27,10 @@ int cli_parse_u64(const char *opt, const char *s, uint64_t *out);
 /* A whole file (less than max bytes), NUL-terminated, owned by the caller;
  * NULL after printing "pensieve: cannot open/read PATH". */
 char *cli_read_file(const char *path, size_t max, size_t *len);
+
+/* The fixed clock strftime_now() formats in chat templates: PENSIEVE_NOW (ISO
+ * 8601 local time) into *now with *has_now = 1, or *has_now = 0 when it is
+ * unset. 0, or -1 after printing "pensieve: bad PENSIEVE_NOW ...". */
+int cli_clock(struct tm *now, int *has_now);
 
 #endif

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chat/jinja.h"
 #include "cli/cli.h"
 
 #define PV_VERSION "0.1.0"
@@ -62,6 +63,18 @@ int cli_parse_u64(const char *opt, const char *s, uint64_t *out) {
         return -1;
     }
     *out = v;
+    return 0;
+}
+
+int cli_clock(struct tm *now, int *has_now) {
+    const char *v = getenv("PENSIEVE_NOW");
+    *has_now = 0;
+    if (!v || !*v) return 0;
+    if (pv_jinja_parse_time(v, now) != 0) {
+        fprintf(stderr, "pensieve: bad PENSIEVE_NOW '%s' (expected ISO 8601, e.g. 2025-03-07T09:05:00)\n", v);
+        return -1;
+    }
+    *has_now = 1;
     return 0;
 }
 

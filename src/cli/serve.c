@@ -92,8 +92,9 @@ static void serve_usage(FILE *out) {
     fprintf(out, "usage: pensieve serve -m MODEL.gguf [options]   (every option also as its environment variable)\n");
     for (int i = 0; i < N_OPTS; i++)
         fprintf(out, "  %-18s %-26s %s\n", opts[i].flag, opts[i].env, opts[i].help);
-    fprintf(out, "Also: --model for -m. Endpoints: POST /v1/messages, POST /v1/messages/count_tokens,\n"
-                 "GET /v1/models, GET /health, GET /metrics. See README.md.\n");
+    fprintf(out, "Also: --model for -m; PENSIEVE_NOW (ISO 8601) fixes the time templates' strftime_now() formats.\n"
+                 "Endpoints: POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/chat/completions,\n"
+                 "POST /v1/completions, POST /apply-template, GET /v1/models, GET /health, GET /metrics. See README.md.\n");
 }
 
 static int set_opt(serve_opts_t *o, const opt_t *d, const char *v) {
@@ -212,6 +213,7 @@ int cmd_serve(int argc, char **argv) {
     so.tiers.emergency = (uint64_t)o.mem_emergency_mb << 20;
     if (so.tiers.warning < so.tiers.critical) so.tiers.warning = so.tiers.critical;
     if (so.tiers.caution < so.tiers.warning) so.tiers.caution = so.tiers.warning;
+    if (cli_clock(&so.now, &so.has_now)) return 2;
     char err[PV_ERRLEN];
     char *tmpl = NULL; /* --chat-template's text, checked now so that a bad file fails at once */
     if (o.chat_template) {

@@ -80,14 +80,7 @@ int cmd_template(int argc, char **argv) {
         return 2;
     }
     pv_jinja_opts_t opts = {0};
-    const char *now = getenv("PENSIEVE_NOW");
-    if (now && *now) {
-        if (pv_jinja_parse_time(now, &opts.now) != 0) {
-            fprintf(stderr, "pensieve: bad PENSIEVE_NOW '%s' (expected ISO 8601, e.g. 2025-03-07T09:05:00)\n", now);
-            return 2;
-        }
-        opts.has_now = 1;
-    }
+    if (cli_clock(&opts.now, &opts.has_now)) return 2;
     size_t len = 0;
     char *src = tpath ? cli_read_file(tpath, CLI_TEMPLATE_MAX_BYTES, &len) : model_template(mpath, &len);
     json_t *ctx = src ? load_context(cpath) : NULL;

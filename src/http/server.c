@@ -133,7 +133,8 @@ static void reply_json(pv_server_t *s, struct evhttp_request *ev, pv_endpoint_t 
  * one body both SDKs read: {"type":"error","error":{"type","message","param","code"}}.
  * type is Anthropic's name; OpenAI's comes from the status. param may be NULL. */
 static char *error_body(pv_endpoint_t ep, int status, const char *type, const char *msg, const char *param) {
-    if (ep == PV_EP_CHAT_COMPLETIONS || ep == PV_EP_COMPLETIONS) return pv_oai_error_body(status, msg, param);
+    if (ep == PV_EP_CHAT_COMPLETIONS || ep == PV_EP_COMPLETIONS || ep == PV_EP_APPLY_TEMPLATE)
+        return pv_oai_error_body(status, msg, param);
     if (ep != PV_EP_MODELS && ep != PV_EP_OTHER) return pv_anth_error_body(type, msg);
     json_t *j = json_pack("{s:s, s:{s:s, s:s, s:n, s:n}}", "type", "error", "error", "type", type, "message", msg,
                           "param", "code");
@@ -748,6 +749,35 @@ static void route_openai(pv_server_t *s, struct evhttp_request *ev, pv_oai_kind_
     pv_oai_req_close(&orq);
 }
 
+/* POST /apply-template: {"prompt": the text /v1/chat/completions would feed the
+ * model for this body, "prompt_tokens": its length in tokens}; no generation. */
+static void route_apply_template(pv_server_t *s, struct evhttp_request *ev) {
+    const pv_endpoint_t ep = PV_EP_APPLY_TEMPLATE;
+    if (!s->sched) {
+        reply_error(s, ev, ep, 503, "overloaded_error", "the model is loading");
+        return;
+    }
+    size_t len = 0;
+    char *body = read_body(s, ev, ep, &len);
+    if (!body) return;
+    char *prompt = NULL;
+    pv_oai_err_t err;
+    int rc = pv_oai_apply_template(body, len, s->chat, &prompt, &err);
+    free(body);
+    if (rc) {
+        reply_error_param(s, ev, ep, 400, "invalid_request_error", err.msg, err.param);
+        return;
+    }
+    int32_t *toks = NULL;
+    int n = 0;
+    if (!tokenize_prompt(s, ev, ep, prompt, &toks, &n)) {
+        size_t plen = pv_chat_unframe(prompt);
+        reply_obj(s, ev, ep, 200, json_pack("{s:s%, s:i}", "prompt", prompt, plen, "prompt_tokens", n));
+    }
+    free(toks);
+    free(prompt);
+}
+
 static void route_count_tokens(pv_server_t *s, struct evhttp_request *ev) {
     const pv_endpoint_t ep = PV_EP_COUNT_TOKENS;
     if (!s->sched) {
@@ -835,6 +865,7 @@ static void on_request(struct evhttp_request *ev, void *arg) {
                        : !strcmp(path, "/metrics")                  ? PV_EP_METRICS
                        : !strcmp(path, "/v1/chat/completions")      ? PV_EP_CHAT_COMPLETIONS
                        : !strcmp(path, "/v1/completions")           ? PV_EP_COMPLETIONS
+                       : !strcmp(path, "/apply-template")           ? PV_EP_APPLY_TEMPLATE
                                                                     : PV_EP_OTHER;
     if (ep == PV_EP_OTHER && !strncmp(path, "/v1/models/", 11)) ep = PV_EP_MODELS;
     if (ep == PV_EP_OTHER) {
@@ -844,7 +875,7 @@ static void on_request(struct evhttp_request *ev, void *arg) {
         return;
     }
     int want_post = ep == PV_EP_MESSAGES || ep == PV_EP_COUNT_TOKENS || ep == PV_EP_CHAT_COMPLETIONS ||
-                    ep == PV_EP_COMPLETIONS;
+                    ep == PV_EP_COMPLETIONS || ep == PV_EP_APPLY_TEMPLATE;
     if (want_post ? !is_post : !is_get) {
         reply_error(s, ev, ep, 405, "invalid_request_error", want_post ? "use POST" : "use GET");
         return;
@@ -858,6 +889,7 @@ static void on_request(struct evhttp_request *ev, void *arg) {
     case PV_EP_COUNT_TOKENS: route_count_tokens(s, ev); break;
     case PV_EP_CHAT_COMPLETIONS: route_openai(s, ev, PV_OAI_CHAT); break;
     case PV_EP_COMPLETIONS: route_openai(s, ev, PV_OAI_TEXT); break;
+    case PV_EP_APPLY_TEMPLATE: route_apply_template(s, ev); break;
     case PV_EP_MODELS: route_models(s, ev, path); break;
     case PV_EP_HEALTH: route_health(s, ev); break;
     default: route_metrics(s, ev); break;
@@ -913,7 +945,10 @@ static hreq_t *find_hreq(pv_server_t *s, pv_req_t *r) {
 static int make_chat(pv_server_t *s) {
     char err[PV_ERRLEN];
     const char *src = s->o.chat_template ? s->o.chat_template : gguf_get_str(s->model->file, "tokenizer.chat_template");
-    if (!pv_chat_new(src, s->model->vocab, 0, &s->chat, err, sizeof err)) return 0;
+    if (!pv_chat_new(src, s->model->vocab, 0, &s->chat, err, sizeof err)) {
+        if (s->o.has_now) pv_chat_set_clock(s->chat, &s->o.now);
+        return 0;
+    }
     if (s->o.chat_template) {
         fprintf(stderr, "pensieve: --chat-template: %s\n", err);
         return -1;

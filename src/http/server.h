@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "api/prompt.h"
 #include "base/meminfo.h"
@@ -38,6 +39,8 @@ typedef struct {
     int ping_s;              /* SSE ping interval while no token comes */
     pv_mem_tiers_t tiers;    /* memory gate thresholds */
     const char *chat_template; /* template source replacing the GGUF's tokenizer.chat_template, or NULL */
+    int has_now;             /* 1: templates' strftime_now() formats now (PENSIEVE_NOW), else the current time */
+    struct tm now;           /* that fixed local time */
 } pv_server_opts_t;
 
 typedef struct pv_server pv_server_t;
