@@ -111,7 +111,8 @@ kvd="$tmp/kvcache"
 export PV_STATE="$tmp/persist.txt"
 start persist1 -m "$m" --ctx-size 512 --api-key sekrit --cache-dir "$kvd" || exit 1
 PV_PHASE=first python3 "$here/server_test.py" persist "$port" "$pid" || fail=1
-kill -TERM "$pid"; wait "$tpid"
+kill -TERM "$pid"; wait "$tpid"; rc=$?
+[ $rc -eq 0 ] || { echo "FAIL: exit $rc after saving the cache"; fail=1; }
 grep -q "prefix cache: [1-9][0-9]* blocks saved to $kvd/" "$tmp/persist1.log" && echo "ok: the cache is saved at shutdown" ||
     { echo "FAIL: no cache saved"; cat "$tmp/persist1.log"; fail=1; }
 start persist2 -m "$m" --ctx-size 512 --api-key sekrit --cache-dir "$kvd" || exit 1
