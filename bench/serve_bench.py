@@ -7,8 +7,18 @@ common prefix (as Claude Code's turns do). Prints time to first token p50/p99, a
 per-stream generated tokens/s, prefix-cache reuse, and the server's peak RSS, as a table and JSON.
 
   bench/serve_bench.py -m build/bench/issue6-32k.gguf --clients 4 --requests 2 --prefix-tokens 2000
+
+Two-turn scenarios (a conversation's turn 2 repeats turn 1 and its reply, then asks more), each printing
+both turns' time to first token and their ratio:
+  --scenario restart   turn 1 cold, then the server is stopped (SIGTERM) and started again with the same
+                       --cache-dir (a temporary folder unless given), then turn 2
+  --scenario reuse     turn 1; another client's request runs to its end; another client's long request is
+                       still generating (so it holds the slot turn 1 had: turn 2 lands in another slot,
+                       --parallel >= 2); then turn 2
+
+  bench/serve_bench.py -m build/bench/issue6-32k.gguf --scenario restart --prefix-tokens 3000 --ctx-size 8192
 """
-import argparse, http.client, json, os, random, signal, socket, statistics, subprocess, sys, threading, time
+import argparse, http.client, json, os, random, shutil, signal, socket, statistics, subprocess, sys, tempfile, threading, time
 
 WORDS = ("the cat sat on a mat while the dog ran in the park and a bird sang in the tall green tree "
          "once upon a time there was a little girl who liked to read books about stars and the sea").split()
@@ -26,8 +36,9 @@ def free_port():
     return p
 
 
-def stream_once(host, port, body, timeout):
-    """One streaming request: (ttft seconds, generated tokens, generation seconds, usage)."""
+def stream_once(host, port, body, timeout, first=None):
+    """One streaming request: (ttft seconds, generated tokens, generation seconds, usage, text); sets the
+    threading.Event first (if any) at the first token."""
     c = http.client.HTTPConnection(host, port, timeout=timeout)
     t0 = time.monotonic()
     c.request("POST", "/v1/messages", body=json.dumps(body).encode(),
@@ -35,15 +46,18 @@ def stream_once(host, port, body, timeout):
     r = c.getresponse()
     if r.status != 200:
         raise RuntimeError(f"status {r.status}: {r.read()[:200]!r}")
-    t_first, usage, ev = None, {}, None
+    t_first, usage, ev, text = None, {}, None, ""
     for line in r:
         line = line.decode().rstrip("\n")
         if line.startswith("event: "):
             ev = line[7:]
         elif line.startswith("data: "):
             d = json.loads(line[6:])
-            if ev == "content_block_delta" and t_first is None:
-                t_first = time.monotonic()
+            if ev == "content_block_delta":
+                t_first = t_first or time.monotonic()
+                if first:
+                    first.set()
+                text += d["delta"].get("text", "")
             if ev == "message_delta":
                 usage = d["usage"]
         if ev == "message_stop" and line == "":
@@ -51,7 +65,84 @@ def stream_once(host, port, body, timeout):
     t_end = time.monotonic()
     c.close()
     ttft = (t_first or t_end) - t0
-    return ttft, usage.get("output_tokens", 0), t_end - (t_first or t_end), usage
+    return ttft, usage.get("output_tokens", 0), t_end - (t_first or t_end), usage, text
+
+
+def start_server(a, port, extra=()):
+    """`pensieve serve` on 127.0.0.1:port, once /health answers 200 (or after 60 s)."""
+    cmd = [a.bin, "serve", "-m", a.model, "--port", str(port), "--parallel", str(a.parallel),
+           "--ctx-size", str(a.ctx_size), "--queue", str(a.clients * a.requests)] + list(extra)
+    if a.threads:
+        cmd += ["--threads", str(a.threads)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(600):
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", "/health")
+            if c.getresponse().status == 200:
+                break
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return proc
+
+
+def stop_server(proc):
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def two_turns(a):
+    """--scenario restart | reuse: both turns' time to first token, and their ratio."""
+    rng = random.Random(a.seed)
+    port = free_port()
+    body = lambda msgs, n: {"model": "bench", "max_tokens": n, "temperature": 0, "stream": True, "messages": msgs}
+    turn1 = [{"role": "user", "content": text_of(a.prefix_tokens, rng) + " What happened next?"}]
+    cache_dir = a.cache_dir or tempfile.mkdtemp(prefix="pv-bench-cache-")
+    extra = ["--cache-dir", cache_dir] if a.scenario == "restart" else []
+    proc = start_server(a, port, extra)
+    between = []
+    try:
+        t1 = stream_once("127.0.0.1", port, body(turn1, a.max_tokens), a.timeout)
+        if a.scenario == "restart":
+            stop_server(proc)
+            proc = start_server(a, port, extra)
+        else:  # another client: one request to its end, then one still generating while turn 2 comes
+            other = lambda: [{"role": "user", "content": text_of(300, rng)}]
+            between.append(stream_once("127.0.0.1", port, body(other(), 16), a.timeout))
+            ended, generating = [], threading.Event()
+            th = threading.Thread(target=lambda: (between.append(
+                stream_once("127.0.0.1", port, body(other(), 1024), a.timeout, generating)),
+                ended.append(time.monotonic())))
+            th.start()
+            generating.wait(a.timeout)  # its prompt is in and it generates, holding the slot turn 1 had
+        turn2 = turn1 + [{"role": "assistant", "content": t1[4]}, {"role": "user", "content": "And then?"}]
+        t2_start = time.monotonic()
+        t2 = stream_once("127.0.0.1", port, body(turn2, a.max_tokens), a.timeout)
+        if a.scenario == "reuse":
+            th.join()
+            if ended and ended[0] < t2_start + t2[0]:
+                print("note: the other client's request ended before turn 2's first token", file=sys.stderr)
+    finally:
+        stop_server(proc)
+        if not a.cache_dir:
+            shutil.rmtree(cache_dir, ignore_errors=True)
+    p1 = t1[3].get("input_tokens", 0) + t1[3].get("cache_read_input_tokens", 0)
+    p2 = t2[3].get("input_tokens", 0) + t2[3].get("cache_read_input_tokens", 0)
+    out = {"scenario": a.scenario, "turn1_prompt_tokens": p1, "turn1_ttft_s": t1[0], "turn2_prompt_tokens": p2,
+           "turn2_cached_tokens": t2[3].get("cache_read_input_tokens", 0), "turn2_ttft_s": t2[0],
+           "ttft_ratio": t2[0] / t1[0] if t1[0] > 0 else float("nan"), "requests_between": len(between)}
+    if not a.json:
+        print("| scenario | turn 1 prompt tokens | turn 1 TTFT s | turn 2 prompt tokens (cached) | turn 2 TTFT s | ratio |")
+        print("|---|---|---|---|---|---|")
+        print(f"| {a.scenario} | {p1} | {t1[0]:.2f} | {p2} ({out['turn2_cached_tokens']}) | {t2[0]:.3f} | "
+              f"{100 * out['ttft_ratio']:.1f}% |")
+    print(json.dumps(out))
+    return 0
 
 
 def pct(xs, p):
@@ -76,7 +167,14 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--json", action="store_true", help="print only the JSON")
+    ap.add_argument("--scenario", choices=("mix", "restart", "reuse"), default="mix",
+                    help="mix: concurrent clients (default); restart, reuse: two turns of one conversation")
+    ap.add_argument("--cache-dir", help="--cache-dir of the restart scenario (default: a new temporary folder)")
     a = ap.parse_args()
+    if a.scenario != "mix":
+        if not a.model:
+            ap.error("--scenario %s starts its own server: give -m" % a.scenario)
+        return two_turns(a)
 
     proc, host, port = None, "127.0.0.1", None
     if a.url:
@@ -84,20 +182,7 @@ def main():
         port = int(port)
     else:
         port = free_port()
-        cmd = [a.bin, "serve", "-m", a.model, "--port", str(port), "--parallel", str(a.parallel),
-               "--ctx-size", str(a.ctx_size), "--queue", str(a.clients * a.requests)]
-        if a.threads:
-            cmd += ["--threads", str(a.threads)]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(600):
-            try:
-                c = http.client.HTTPConnection(host, port, timeout=2)
-                c.request("GET", "/health")
-                if c.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.1)
+        proc = start_server(a, port)
     try:
         rng = random.Random(a.seed)
         lengths = [int(x) for x in a.prompt_words.split(",")]
@@ -160,11 +245,7 @@ def main():
         return 1 if errors else 0
     finally:
         if proc:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_server(proc)
 
 
 if __name__ == "__main__":

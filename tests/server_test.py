@@ -656,4 +656,65 @@ elif mode == "template-raise":
           and "chat template" in j["error"]["message"], j)
     s, j, _, _ = req("POST", "/v1/messages", msg("fine"), KEY)
     check("other requests render", s == 200 and j["type"] == "message", j)
+elif mode == "persist":
+    # PV_PHASE: "first" (a cold long prompt), "restarted" (after a restart with --cache-dir: the follow-up reads
+    # its prefix from the saved cache; its text goes to PV_STATE), "plain"/"damaged" (no usable cache: the same
+    # follow-up computes everything and gives the same greedy text)
+    import os
+    phase, state = os.environ["PV_PHASE"], os.environ["PV_STATE"]
+    story = "Once upon a time there was a little girl named Lily. She liked to play in the park with her ball. " * 10
+    turn2 = story + "One day she saw a big dog."
+    if phase == "first":
+        s, j, _, _ = req("POST", "/v1/messages", msg(story, max_tokens=8), KEY)
+        check("persist: the first prompt computes its %d tokens" % j["usage"]["input_tokens"], s == 200
+              and j["usage"]["cache_read_input_tokens"] == 0 and j["usage"]["input_tokens"] > 250, j)
+    else:
+        s, j, _, _ = req("POST", "/v1/messages", msg(turn2, max_tokens=24), KEY)
+        u = j["usage"] if s == 200 else {}
+        if phase == "restarted":
+            check("persist: after the restart %d prompt tokens come from the saved cache"
+                  % u.get("cache_read_input_tokens", 0), s == 200 and u["cache_read_input_tokens"] >= 256, j)
+            open(state, "w").write(j["content"][0]["text"])
+        else:
+            want = open(state).read()
+            check("persist (%s): no cached tokens, the same greedy text as from the restored cache" % phase,
+                  s == 200 and u["cache_read_input_tokens"] == 0 and j["content"][0]["text"] == want, (j, want))
+elif mode == "share":
+    # 4 concurrent streams share a ~1,500-token prefix: the arena holds it once (used blocks ~ prefix + 4 tails,
+    # shared blocks ~ the prefix), and it is computed once
+    words = "tool schema input the command file path string object description returns when user asks".split()
+    prefix = " ".join(words[(i * 7) % len(words)] for i in range(1300))
+    n_prefix = req("POST", "/v1/messages/count_tokens", {"model": "m", "messages": [
+        {"role": "user", "content": prefix}]})[1]["input_tokens"]
+    max_tokens, out, peak = 48, [], {"used": 0, "shared": 0}
+
+    def one(k):
+        out.append(stream(msg(prefix + " question %d: which %s?" % (k, words[k]), max_tokens=max_tokens,
+                              temperature=0.8, seed=k), headers={}))
+    th = [threading.Thread(target=one, args=(k,)) for k in range(4)]
+    [t.start() for t in th]
+    t0 = time.time()
+    while any(t.is_alive() for t in th) and time.time() - t0 < 240:
+        b = health()["kv_blocks"]
+        peak["used"], peak["shared"] = max(peak["used"], b["used"]), max(peak["shared"], b["shared"])
+        time.sleep(0.05)
+    [t.join(60) for t in th]
+    blocks = n_prefix // 16
+    tail = (16 + max_tokens) // 16 + 2  # each request's own blocks: its question, what it generates, a partial block
+    check("4 streams sharing a %d-token prefix complete" % n_prefix, len(out) == 4 and all(o[2] for o in out), out)
+    cached = sorted(o[2]["cache_read_input_tokens"] for o in out if o[2])
+    check("3 of them read the prefix from the cache: %s" % cached, len(cached) == 4 and cached[0] < 16
+          and all(c >= blocks * 16 - 32 for c in cached[1:]), cached)
+    check("peak blocks in use %d <= prefix %d + 4 x %d (4 copies would be %d)" % (peak["used"], blocks, tail, 4 * blocks),
+          blocks <= peak["used"] <= blocks + 4 * tail, peak)
+    check("peak shared blocks %d ~ the prefix's %d" % (peak["shared"], blocks), peak["shared"] >= blocks - 2, peak)
+    s, _, _, raw = req("GET", "/metrics")
+    m = dict(l.split(" ", 1) for l in raw.decode().splitlines() if l and not l.startswith("#"))
+    computed = int(m["pensieve_prompt_tokens_computed_total"])
+    check("the prefix was computed once: %d prompt tokens computed for 4 x %d" % (computed, n_prefix),
+          computed < n_prefix + 4 * 64, computed)
+    check("metrics show the blocks", all(k in m for k in ('pensieve_kv_blocks{state="used"}', 'pensieve_kv_blocks{state="shared"}',
+          'pensieve_kv_blocks{state="cached"}', 'pensieve_kv_blocks{state="free"}', "pensieve_kv_blocks_total")), m.keys())
+    print("share: prefix %d tokens (%d blocks), peak used %d blocks, peak shared %d, computed %d prompt tokens"
+          % (n_prefix, blocks, peak["used"], peak["shared"], computed))
 sys.exit(1 if fails else 0)

@@ -103,6 +103,36 @@ start ping -m "$pm" --ctx-size 4096 --parallel 1 --ping-interval 1 || exit 1
 python3 "$here/server_test.py" ping "$port" "$pid" || fail=1
 kill -TERM "$pid"; wait "$tpid"
 
+# the prefix cache shared: 4 concurrent streams with a common ~1,500-token prefix hold and compute it once
+start share -m "$pm" --ctx-size 2048 --parallel 4 || exit 1
+python3 "$here/server_test.py" share "$port" "$pid" || fail=1
+kill -TERM "$pid"; wait "$tpid"
+
+# --cache-dir: the prefix cache survives a clean restart; the restored blocks give the greedy text of a server
+# without them; a damaged cache file is ignored with one warning
+kvd="$tmp/kvcache"
+export PV_STATE="$tmp/persist.txt"
+start persist1 -m "$m" --ctx-size 512 --api-key sekrit --cache-dir "$kvd" || exit 1
+PV_PHASE=first python3 "$here/server_test.py" persist "$port" "$pid" || fail=1
+kill -TERM "$pid"; wait "$tpid"; rc=$?
+[ $rc -eq 0 ] || { echo "FAIL: exit $rc after saving the cache"; fail=1; }
+grep -q "prefix cache: [1-9][0-9]* blocks saved to $kvd/" "$tmp/persist1.log" && echo "ok: the cache is saved at shutdown" ||
+    { echo "FAIL: no cache saved"; cat "$tmp/persist1.log"; fail=1; }
+start persist2 -m "$m" --ctx-size 512 --api-key sekrit --cache-dir "$kvd" || exit 1
+PV_PHASE=restarted python3 "$here/server_test.py" persist "$port" "$pid" || fail=1
+kill -TERM "$pid"; wait "$tpid"
+grep -q "prefix cache: [1-9][0-9]* blocks loaded" "$tmp/persist2.log" && echo "ok: the cache is loaded at start-up" ||
+    { echo "FAIL: no cache loaded"; cat "$tmp/persist2.log"; fail=1; }
+start persist3 -m "$m" --ctx-size 512 --api-key sekrit || exit 1
+PV_PHASE=plain python3 "$here/server_test.py" persist "$port" "$pid" || fail=1
+kill -TERM "$pid"; wait "$tpid"
+for f in "$kvd"/*.kvcache; do head -c 5000 "$f" >"$f.cut" && mv "$f.cut" "$f"; done
+start persist4 -m "$m" --ctx-size 512 --api-key sekrit --cache-dir "$kvd" || exit 1
+PV_PHASE=damaged python3 "$here/server_test.py" persist "$port" "$pid" || fail=1
+kill -TERM "$pid"; wait "$tpid"
+[ "$(grep -c 'warning: prefix cache not loaded: .*truncated' "$tmp/persist4.log")" = 1 ] &&
+    echo "ok: a truncated cache file is ignored with one warning" || { echo "FAIL: damaged cache"; cat "$tmp/persist4.log"; fail=1; }
+
 # no key on a public address is refused
 if timeout 20 "$bin" serve -m "$m" --host 0.0.0.0 --port 0 >"$tmp/pub.log" 2>&1; then
     echo "FAIL: public bind without a key"; fail=1

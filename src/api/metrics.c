@@ -105,6 +105,18 @@ char *pv_metrics_render(const pv_metrics_t *m, const pv_server_state_t *st) {
             (unsigned long long)computed, (unsigned long long)reused,
             computed + reused ? (double)reused / (double)(computed + reused) : 0.0,
             (unsigned long long)st->stats.kv_cached_bytes, (unsigned long long)st->stats.n_evicted_blocks);
+    /* the KV arena in blocks: a prefix shared by several requests counts once in "used" */
+    const pv_sched_stats_t *k = &st->stats;
+    fprintf(f,
+            "# HELP pensieve_kv_blocks KV arena blocks (%d positions each) by state: used (held by requests, each once), "
+            "shared (of those, held by more than one), cached (held by none, reusable), free.\n"
+            "# TYPE pensieve_kv_blocks gauge\n"
+            "pensieve_kv_blocks{state=\"used\"} %u\npensieve_kv_blocks{state=\"shared\"} %u\n"
+            "pensieve_kv_blocks{state=\"cached\"} %u\npensieve_kv_blocks{state=\"free\"} %u\n"
+            "# HELP pensieve_kv_blocks_total KV arena blocks in all.\n"
+            "# TYPE pensieve_kv_blocks_total gauge\npensieve_kv_blocks_total %u\n",
+            PV_KV_BLOCK, k->kv_blocks_used, k->kv_blocks_shared, k->kv_blocks_cached,
+            k->kv_blocks - k->kv_blocks_used - k->kv_blocks_cached, k->kv_blocks);
     hist_render(f, "pensieve_time_to_first_token_seconds", "Time from submission to the first generated token.",
                 &m->ttft);
     hist_render(f, "pensieve_token_latency_seconds", "Time per generated token after the first.",
@@ -118,12 +130,18 @@ char *pv_metrics_render(const pv_metrics_t *m, const pv_server_state_t *st) {
 
 json_t *pv_health_json(const pv_server_state_t *st) {
     uint64_t avail = st->mem.available_bytes == UINT64_MAX ? 0 : st->mem.available_bytes;
-    return json_pack("{s:s, s:s, s:{s:i, s:i}, s:{s:i, s:i}, s:{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:b}}", "status",
+    const pv_sched_stats_t *k = &st->stats;
+    return json_pack("{s:s, s:s, s:{s:i, s:i}, s:{s:i, s:i}, s:{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:b},"
+                     " s:{s:i, s:I, s:I, s:I, s:I, s:I}}", "status",
                      st->status, "model", st->model, "slots", "busy", st->stats.n_busy, "total", st->stats.n_slots,
                      "queue", "length", st->stats.n_queued, "limit", st->stats.queue_limit, "memory", "status",
                      pv_mem_status_name(st->mem_status), "available_bytes", (json_int_t)avail, "rss_bytes",
                      (json_int_t)st->mem.rss_bytes, "kv_used_bytes", (json_int_t)st->stats.kv_used_bytes,
                      "kv_budget_bytes", (json_int_t)st->stats.kv_bytes, "kv_cached_bytes",
                      (json_int_t)st->stats.kv_cached_bytes, "weights_bytes",
-                     (json_int_t)st->weights_bytes, "accepting_requests", st->accepting);
+                     (json_int_t)st->weights_bytes, "accepting_requests", st->accepting, "kv_blocks",
+                     "positions_per_block", PV_KV_BLOCK, "total", (json_int_t)k->kv_blocks, "used",
+                     (json_int_t)k->kv_blocks_used, "shared", (json_int_t)k->kv_blocks_shared, "cached",
+                     (json_int_t)k->kv_blocks_cached, "free",
+                     (json_int_t)(k->kv_blocks - k->kv_blocks_used - k->kv_blocks_cached));
 }

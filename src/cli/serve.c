@@ -1,5 +1,6 @@
 /* serve.c - `pensieve serve` (the persistent server), `pensieve status`, `pensieve stop`. */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -41,6 +43,8 @@ typedef struct {
     long mem_emergency_mb;  /* --mem-emergency MB */
     const char *pid_file;   /* --pid-file */
     const char *chat_template; /* --chat-template: a Jinja file replacing the GGUF's template */
+    const char *cache_dir;  /* --cache-dir: where the prefix cache is kept across restarts */
+    char cache_path[4096];  /* the cache file in cache_dir ("" without one) */
 } serve_opts_t;
 
 typedef struct {
@@ -85,6 +89,8 @@ static const opt_t opts[] = {
     {"--pid-file", "PENSIEVE_PID_FILE", 's', 0, 0, O(pid_file), "pid file (default /tmp/pensieve-PORT.pid)"},
     {"--chat-template", "PENSIEVE_CHAT_TEMPLATE", 's', 0, 0, O(chat_template),
      "Jinja chat template file (default: the model's tokenizer.chat_template)"},
+    {"--cache-dir", "PENSIEVE_CACHE_DIR", 's', 0, 0, O(cache_dir),
+     "keep the prefix cache here: saved at shutdown, loaded at start-up"},
 };
 #define N_OPTS ((int)(sizeof opts / sizeof *opts))
 
@@ -186,8 +192,40 @@ static void *load_main(void *arg) {
         pv_server_fail(L->srv, err);
         return NULL;
     }
+    if (o->cache_path[0]) {
+        uint32_t n = 0;
+        int rc = pv_sched_cache_load(L->sched, o->cache_path, &n, err, sizeof err);
+        if (!rc) fprintf(stderr, "pensieve: prefix cache: %u blocks loaded from %s\n", n, o->cache_path);
+        else if (rc != PV_ENOTFOUND) fprintf(stderr, "pensieve: warning: prefix cache not loaded: %s\n", err);
+    }
     pv_server_attach(L->srv, L->model, L->sched);
     return NULL;
+}
+
+/* The cache file for the served model name in --cache-dir (created if missing):
+ * one file per name, so that servers of different models can share the folder. */
+static int cache_path(serve_opts_t *o, const char *name) {
+    if (mkdir(o->cache_dir, 0700) && errno != EEXIST) {
+        fprintf(stderr, "pensieve: --cache-dir %s: %s\n", o->cache_dir, strerror(errno));
+        return -1;
+    }
+    int n = snprintf(o->cache_path, sizeof o->cache_path, "%s/%s.kvcache", o->cache_dir, name);
+    if (n < 0 || (size_t)n >= sizeof o->cache_path) {
+        fprintf(stderr, "pensieve: --cache-dir: path too long\n");
+        return -1;
+    }
+    for (char *p = o->cache_path + strlen(o->cache_dir) + 1; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '.' && *p != '-' && *p != '_') *p = '_';
+    return 0;
+}
+
+/* After the scheduler has stopped: writes what the prefix cache holds. */
+static void save_cache(const serve_opts_t *o, pv_sched_t *sched) {
+    char err[PV_ERRLEN];
+    uint32_t n = 0;
+    if (pv_sched_cache_save(sched, o->cache_path, &n, err, sizeof err))
+        fprintf(stderr, "pensieve: warning: prefix cache not saved: %s\n", err);
+    else fprintf(stderr, "pensieve: prefix cache: %u blocks saved to %s\n", n, o->cache_path);
 }
 
 int cmd_serve(int argc, char **argv) {
@@ -201,6 +239,7 @@ int cmd_serve(int argc, char **argv) {
     snprintf(name, sizeof name, "%s", o.alias ? o.alias : slash ? slash + 1 : o.model_path);
     size_t nl = strlen(name);
     if (!o.alias && nl > 5 && !strcmp(name + nl - 5, ".gguf")) name[nl - 5] = 0;
+    if (o.cache_dir && cache_path(&o, name)) return 1;
     long ctx_guess = o.ctx_size ? o.ctx_size : 32768;
     pv_server_opts_t so = {.host = o.host, .port = (int)o.port, .api_key = o.api_key,
                            .insecure_public = (int)o.insecure_public, .model_name = name,
@@ -255,6 +294,11 @@ int cmd_serve(int argc, char **argv) {
     }
     status = pv_server_run(srv) == 0 ? 0 : 1;
     pthread_join(th, NULL);
+    if (L.sched && o.cache_path[0]) {
+        pv_sched_stop(L.sched, 1); /* cancels what is left (registering what it computed) */
+        pv_sched_join(L.sched);
+        save_cache(&o, L.sched);
+    }
     pv_sched_free(L.sched); /* cancels what is left, joins the scheduler thread */
     pv_server_free(srv);
     pv_model_free(L.model);

@@ -5,8 +5,6 @@
 
 #include "base/err.h"
 
-static size_t block_elems(const pv_kv_t *kv) { return (size_t)kv->n_layer * PV_KV_BLOCK * kv->kv_dim; }
-
 int pv_kv_init(pv_kv_t *kv, uint32_t n_layer, uint32_t kv_dim, uint32_t n_blocks, char *err, size_t errlen) {
     memset(kv, 0, sizeof *kv);
     kv->n_layer = n_layer;
@@ -14,7 +12,7 @@ int pv_kv_init(pv_kv_t *kv, uint32_t n_layer, uint32_t kv_dim, uint32_t n_blocks
     kv->n_blocks = n_blocks;
     kv->table_size = 16;
     while (kv->table_size < 2 * (size_t)n_blocks) kv->table_size *= 2;
-    size_t elems = (size_t)n_blocks * block_elems(kv);
+    size_t elems = (size_t)n_blocks * pv_kv_block_elems(kv);
     kv->k = malloc(elems * sizeof *kv->k);
     kv->v = malloc(elems * sizeof *kv->v);
     kv->blk = malloc((size_t)n_blocks * sizeof *kv->blk);
@@ -28,7 +26,7 @@ int pv_kv_init(pv_kv_t *kv, uint32_t n_layer, uint32_t kv_dim, uint32_t n_blocks
     }
     for (uint32_t i = 0; i < n_blocks; i++) {
         kv->free_ids[i] = n_blocks - 1 - i; /* block 0 on top */
-        kv->blk[i] = (pv_kv_block_t){0, PV_KV_NONE, PV_KV_NONE, 0};
+        kv->blk[i] = (pv_kv_block_t){0, PV_KV_NONE, PV_KV_NONE, 0, 0};
     }
     kv->n_free = n_blocks;
     kv->lru_head = kv->lru_tail = PV_KV_NONE;
@@ -46,7 +44,7 @@ void pv_kv_close(pv_kv_t *kv) {
     memset(kv, 0, sizeof *kv);
 }
 
-size_t pv_kv_bytes(const pv_kv_t *kv) { return 2 * (size_t)kv->n_blocks * block_elems(kv) * sizeof *kv->k; }
+size_t pv_kv_bytes(const pv_kv_t *kv) { return 2 * (size_t)kv->n_blocks * pv_kv_block_elems(kv) * sizeof *kv->k; }
 
 size_t pv_kv_used_bytes(const pv_kv_t *kv) {
     return kv->n_blocks ? pv_kv_bytes(kv) / kv->n_blocks * (kv->n_blocks - kv->n_free - kv->n_cached) : 0;
@@ -92,6 +90,17 @@ static void lru_push(pv_kv_t *kv, uint32_t b) {
     kv->n_cached++;
 }
 
+/* As the least recent: for restored blocks, which arrive most recent first. */
+static void lru_push_front(pv_kv_t *kv, uint32_t b) {
+    pv_kv_block_t *x = &kv->blk[b];
+    x->lru_prev = PV_KV_NONE;
+    x->lru_next = kv->lru_head;
+    if (kv->lru_head != PV_KV_NONE) kv->blk[kv->lru_head].lru_prev = b;
+    else kv->lru_tail = b;
+    kv->lru_head = b;
+    kv->n_cached++;
+}
+
 /* ---- the hash table of registered blocks (linear probing, backward-shift deletion) ------- */
 
 static uint32_t slot_of(const pv_kv_t *kv, uint64_t h) { return (uint32_t)(h ^ (h >> 29)) & (kv->table_size - 1); }
@@ -102,6 +111,14 @@ static uint32_t table_find(const pv_kv_t *kv, uint64_t h, const int32_t *tokens)
         if (b == PV_KV_NONE) return PV_KV_NONE;
         if (kv->blk[b].hash == h && memcmp(kv->tokens + (size_t)b * PV_KV_BLOCK, tokens, PV_KV_BLOCK * sizeof *tokens) == 0)
             return b;
+    }
+}
+
+/* Any registered block under hash h (a parent, whose tokens the caller does not have). */
+static uint32_t table_find_hash(const pv_kv_t *kv, uint64_t h) {
+    for (uint32_t i = slot_of(kv, h);; i = (i + 1) & (kv->table_size - 1)) {
+        uint32_t b = kv->table[i];
+        if (b == PV_KV_NONE || kv->blk[b].hash == h) return b;
     }
 }
 
@@ -149,6 +166,7 @@ static uint32_t take_block(pv_kv_t *kv) {
 }
 
 static void drop_block(pv_kv_t *kv, uint32_t b) {
+    if (kv->blk[b].n_ref == 2) kv->n_shared--;
     if (--kv->blk[b].n_ref > 0) return;
     if (kv->blk[b].hash) lru_push(kv, b);
     else kv->free_ids[kv->n_free++] = b;
@@ -172,7 +190,7 @@ int pv_kv_prepare_write(pv_kv_t *kv, pv_seq_t *s, uint32_t pos) {
     }
     uint32_t nb = take_block(kv);
     if (nb == PV_KV_NONE) return PV_ENOMEM;
-    size_t n = block_elems(kv);
+    size_t n = pv_kv_block_elems(kv);
     memcpy(kv->k + nb * n, kv->k + (size_t)b * n, n * sizeof *kv->k);
     memcpy(kv->v + nb * n, kv->v + (size_t)b * n, n * sizeof *kv->v);
     s->blocks[i] = nb;
@@ -196,15 +214,21 @@ static uint64_t chain_hash(uint64_t prev, const int32_t *tokens) {
 
 uint32_t pv_kv_attach_prefix(pv_kv_t *kv, pv_seq_t *s, const int32_t *tokens, uint32_t n) {
     if (s->n_blocks != 0) return 0; /* only a fresh sequence starts from a cached prefix */
+    return pv_kv_extend_prefix(kv, s, tokens, n);
+}
+
+uint32_t pv_kv_extend_prefix(pv_kv_t *kv, pv_seq_t *s, const int32_t *tokens, uint32_t n) {
     uint64_t h = 0;
     uint32_t i = 0;
+    for (; i < s->n_blocks; i++) h = chain_hash(h, tokens + (size_t)i * PV_KV_BLOCK); /* the blocks held */
     /* (i + 1) blocks must leave at least one token to compute, for its logits */
     for (; (i + 1) * PV_KV_BLOCK < n && i < s->max_blocks; i++) {
         const int32_t *t = tokens + (size_t)i * PV_KV_BLOCK;
         h = chain_hash(h, t);
         uint32_t b = table_find(kv, h, t);
         if (b == PV_KV_NONE) break;
-        if (kv->blk[b].n_ref++ == 0) lru_unlink(kv, b);
+        if (kv->blk[b].n_ref == 0) lru_unlink(kv, b);
+        if (++kv->blk[b].n_ref == 2) kv->n_shared++;
         s->blocks[s->n_blocks++] = b;
     }
     return i * PV_KV_BLOCK;
@@ -214,13 +238,38 @@ void pv_kv_register(pv_kv_t *kv, pv_seq_t *s, const int32_t *tokens, uint32_t n_
     uint64_t h = 0;
     for (uint32_t i = 0; (i + 1) * PV_KV_BLOCK <= n_pos && i < s->n_blocks; i++) {
         const int32_t *t = tokens + (size_t)i * PV_KV_BLOCK;
+        uint64_t parent = h;
         h = chain_hash(h, t);
         uint32_t b = s->blocks[i];
         if (kv->blk[b].hash == h) continue;       /* already registered (attached or registered before) */
         if (kv->blk[b].hash) unregister(kv, b);   /* stale registration: content changed */
         if (table_find(kv, h, t) != PV_KV_NONE) continue; /* another block holds the same prefix */
         kv->blk[b].hash = h;
+        kv->blk[b].parent = parent;
         memcpy(kv->tokens + (size_t)b * PV_KV_BLOCK, t, PV_KV_BLOCK * sizeof *t);
         table_insert(kv, b);
+    }
+}
+
+int pv_kv_restore(pv_kv_t *kv, uint64_t hash, uint64_t parent, const int32_t *tokens, uint32_t *block) {
+    if (chain_hash(parent, tokens) != hash) return PV_ECORRUPT;
+    if (parent && table_find_hash(kv, parent) == PV_KV_NONE) return PV_ENOTFOUND; /* unreachable without it */
+    if (table_find(kv, hash, tokens) != PV_KV_NONE) return PV_ENOTFOUND;
+    if (kv->n_free == 0) return PV_ENOMEM;
+    uint32_t b = kv->free_ids[--kv->n_free];
+    kv->blk[b] = (pv_kv_block_t){0, PV_KV_NONE, PV_KV_NONE, hash, parent};
+    memcpy(kv->tokens + (size_t)b * PV_KV_BLOCK, tokens, PV_KV_BLOCK * sizeof *tokens);
+    table_insert(kv, b);
+    lru_push_front(kv, b);
+    *block = b;
+    return 0;
+}
+
+void pv_kv_forget_cached(pv_kv_t *kv) {
+    while (kv->lru_head != PV_KV_NONE) {
+        uint32_t b = kv->lru_head;
+        lru_unlink(kv, b);
+        unregister(kv, b);
+        kv->free_ids[kv->n_free++] = b;
     }
 }

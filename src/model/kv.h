@@ -30,6 +30,7 @@ typedef struct {
     uint32_t lru_prev;   /* cached (registered, unheld) blocks: doubly linked, PV_KV_NONE ends */
     uint32_t lru_next;
     uint64_t hash;       /* chain hash of the prefix ending with this block; 0: not registered */
+    uint64_t parent;     /* registered blocks: chain hash of the prefix before it (0: the first block) */
 } pv_kv_block_t;
 
 typedef struct {
@@ -47,6 +48,7 @@ typedef struct {
     uint32_t n_cached;   /* registered blocks that nobody holds */
     uint32_t *table;     /* [table_size] open-addressing hash table of registered block ids */
     uint32_t table_size; /* a power of two, at least 2 * n_blocks */
+    uint32_t n_shared;   /* blocks held by more than one sequence */
     uint64_t n_evicted;  /* cached blocks reused for new content, since init */
 } pv_kv_t;
 
@@ -85,9 +87,36 @@ void pv_kv_release(pv_kv_t *kv, pv_seq_t *s);
  * token to compute. Returns the positions attached (a multiple of PV_KV_BLOCK). */
 uint32_t pv_kv_attach_prefix(pv_kv_t *kv, pv_seq_t *s, const int32_t *tokens, uint32_t n);
 
+/* The same for an s part-way through tokens[0..n): its blocks must be full
+ * and hold tokens[0 .. PV_KV_BLOCK * s->n_blocks). Attaches the registered
+ * blocks that continue them (leaving at least one token to compute) and
+ * returns the positions s then holds. */
+uint32_t pv_kv_extend_prefix(pv_kv_t *kv, pv_seq_t *s, const int32_t *tokens, uint32_t n);
+
 /* Registers s's full blocks among positions [0, n_pos), whose tokens are
  * tokens[0..n_pos), so that later sequences can attach them. */
 void pv_kv_register(pv_kv_t *kv, pv_seq_t *s, const int32_t *tokens, uint32_t n_pos);
+
+/* ---- restoring saved blocks (model/kvstore.c) ---- */
+
+/* Puts the block of tokens[0..PV_KV_BLOCK) that follows the registered prefix
+ * whose chain hash is parent (0: it is the first block) into a free block,
+ * registered under hash and cached as older than every other cached block,
+ * and returns its id in *block: the caller fills its keys and values
+ * (pv_kv_block_k / _v) before anything attaches it. PV_ECORRUPT when hash is
+ * not the chain hash of parent and tokens; PV_ENOTFOUND when the parent is not
+ * registered or the prefix already is (nothing taken); PV_ENOMEM when no block
+ * is free (cached blocks are not evicted for it). */
+int pv_kv_restore(pv_kv_t *kv, uint64_t hash, uint64_t parent, const int32_t *tokens, uint32_t *block);
+
+/* Returns every cached block (registered, held by nobody) to the free stack. */
+void pv_kv_forget_cached(pv_kv_t *kv);
+
+/* Halves per block in each of k and v: n_layer * PV_KV_BLOCK * kv_dim. */
+static inline size_t pv_kv_block_elems(const pv_kv_t *kv) { return (size_t)kv->n_layer * PV_KV_BLOCK * kv->kv_dim; }
+/* The keys (values) of block b: (n_layer, PV_KV_BLOCK, kv_dim) halves. */
+static inline uint16_t *pv_kv_block_k(const pv_kv_t *kv, uint32_t b) { return kv->k + b * pv_kv_block_elems(kv); }
+static inline uint16_t *pv_kv_block_v(const pv_kv_t *kv, uint32_t b) { return kv->v + b * pv_kv_block_elems(kv); }
 
 /* Keys (or values) of layer il at position pos of s: kv_dim halves, and the
  * PV_KV_BLOCK - pos % PV_KV_BLOCK positions after it in the same block follow. */

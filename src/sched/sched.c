@@ -4,10 +4,14 @@
  * in blocks); each slot is a pv_seq_t of that arena, reserving blocks as it
  * grows and returning them when its request ends. Prompts start from the
  * longest cached prefix in the arena (blocks of earlier or running requests,
- * shared read-only); a slot registers its blocks once its prompt is in and
- * again when it ends, so later requests, in any slot, can reuse them. A step is one
- * pv_forward_batch(): one decode token per generating slot, then prompt
- * chunks of the slots still reading their prompt, up to the batch size. */
+ * shared read-only); a slot registers its full blocks after every prompt chunk
+ * and again when it ends, so other requests, in any slot, can reuse them. A
+ * slot reading a prompt whose next block another slot is computing (the same
+ * tokens from position 0, further along) waits for that block and attaches
+ * it, so that concurrent requests with a common prefix compute and hold it
+ * once. A step is one pv_forward_batch(): one decode token per generating
+ * slot, then prompt chunks (ending on block boundaries) of the slots still
+ * reading their prompt, up to the batch size. */
 #include "sched/sched.h"
 
 #include <pthread.h>
@@ -18,6 +22,7 @@
 #include <time.h>
 
 #include "base/err.h"
+#include "model/kvstore.h"
 
 #define PV_SCHED_DEFAULT_CHUNK 64
 
@@ -161,6 +166,7 @@ struct pv_sched {
     int stopping;          /* no new submissions */
     int cancel_all;        /* cancel every request */
     uint64_t kv_used;      /* published after each step */
+    uint32_t kv_blocks_used, kv_blocks_shared, kv_blocks_cached; /* published after each step */
     uint64_t n_prompt_tok; /* counters since start */
     uint64_t n_gen_tok;    /* counters since start */
     uint64_t n_cached_tok; /* counters since start */
@@ -259,7 +265,9 @@ void pv_sched_stats(pv_sched_t *s, pv_sched_stats_t *st) {
                              .n_prompt_tokens = s->n_prompt_tok, .n_gen_tokens = s->n_gen_tok,
                              .n_cached_tokens = s->n_cached_tok,
                              .kv_cached_bytes = pv_kv_cached_bytes(pv_ctx_kv(s->ctx)),
-                             .n_evicted_blocks = pv_ctx_kv(s->ctx)->n_evicted};
+                             .n_evicted_blocks = pv_ctx_kv(s->ctx)->n_evicted,
+                             .kv_blocks = pv_ctx_kv(s->ctx)->n_blocks, .kv_blocks_used = s->kv_blocks_used,
+                             .kv_blocks_shared = s->kv_blocks_shared, .kv_blocks_cached = s->kv_blocks_cached};
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -438,9 +446,41 @@ static int batch_add(pv_sched_t *s, slot_t *sl, int n, int n_batch) {
     return n_batch + n;
 }
 
+static int reading_prompt(const slot_t *sl) { return sl->req && sl->n_fed < sl->req->n_prompt; }
+
+/* Whether another slot reading its prompt will compute sl's next block: the
+ * same tokens from position 0 through that block, and it is further along
+ * (or as far, and first in slot order, so that exactly one of them computes). */
+static int next_block_coming(const pv_sched_t *s, const slot_t *sl) {
+    int end = sl->n_fed + PV_KV_BLOCK;
+    if (sl->n_fed % PV_KV_BLOCK || end >= sl->req->n_prompt) return 0; /* it could not attach the block */
+    for (const slot_t *o = s->slots; o < s->slots + s->o.n_slots; o++) {
+        if (o == sl || !reading_prompt(o) || o->req->n_prompt < end) continue;
+        if (o->n_fed < sl->n_fed || (o->n_fed == sl->n_fed && o > sl) || o->n_fed >= end) continue;
+        if (!memcmp(o->toks, sl->toks, (size_t)end * sizeof *sl->toks)) return 1;
+    }
+    return 0;
+}
+
+/* Before sl reads more of its prompt: attaches the blocks that other slots
+ * registered since (adding them to *n_cached). 1 when sl should wait this step
+ * for a block another slot is computing. */
+static int catch_up(pv_sched_t *s, slot_t *sl, uint64_t *n_cached) {
+    if (sl->n_fed % PV_KV_BLOCK || sl->seq.n_blocks != (uint32_t)sl->n_fed / PV_KV_BLOCK) return 0;
+    int got = (int)pv_kv_extend_prefix(pv_ctx_kv(s->ctx), &sl->seq, sl->toks, (uint32_t)sl->req->n_prompt) - sl->n_fed;
+    if (got > 0) {
+        sl->n_fed += got;
+        *n_cached += (uint64_t)got;
+        pthread_mutex_lock(&sl->req->mu);
+        sl->req->st.n_cached += got;
+        pthread_mutex_unlock(&sl->req->mu);
+    }
+    return next_block_coming(s, sl);
+}
+
 /* Advances every active slot: one decode token for each generating slot,
  * then prompt chunks (round robin) while the batch has room; one forward pass. */
-static void step_slots(pv_sched_t *s, uint64_t *n_prompt, uint64_t *n_gen) {
+static void step_slots(pv_sched_t *s, uint64_t *n_prompt, uint64_t *n_gen, uint64_t *n_cached) {
     int n_slots = s->o.n_slots, nb = 0;
     for (int i = 0; i < n_slots; i++) {
         slot_t *sl = &s->slots[i];
@@ -449,10 +489,12 @@ static void step_slots(pv_sched_t *s, uint64_t *n_prompt, uint64_t *n_gen) {
     }
     for (int j = 0; j < n_slots && nb < s->max_batch; j++) {
         slot_t *sl = &s->slots[(s->rr + j) % n_slots];
-        if (!sl->req || sl->n_fed >= sl->req->n_prompt) continue;
+        if (!reading_prompt(sl) || catch_up(s, sl, n_cached)) continue;
         int n = sl->req->n_prompt - sl->n_fed;
         if (n > s->o.prefill_chunk) n = s->o.prefill_chunk;
         if (n > s->max_batch - nb) n = s->max_batch - nb;
+        int end = (sl->n_fed + n) / PV_KV_BLOCK * PV_KV_BLOCK; /* a cut chunk ends on a block boundary */
+        if (n < sl->req->n_prompt - sl->n_fed && end > sl->n_fed) n = end - sl->n_fed;
         nb = batch_add(s, sl, n, nb);
     }
     s->rr = (s->rr + 1) % n_slots;
@@ -469,7 +511,7 @@ static void step_slots(pv_sched_t *s, uint64_t *n_prompt, uint64_t *n_gen) {
         if (prefill) *n_prompt += (uint64_t)sl->n_take;
         else *n_gen += 1;
         sl->n_fed += sl->n_take;
-        if (prefill && sl->n_fed == sl->req->n_prompt) /* the prompt is in: others may share it now */
+        if (prefill) /* its full blocks so far: others may share them now */
             pv_kv_register(pv_ctx_kv(s->ctx), &sl->seq, sl->toks, (uint32_t)sl->n_fed);
         if (sl->n_fed == sl->n_tok) slot_sample(s, sl);
     }
@@ -523,17 +565,22 @@ int pv_sched_step(pv_sched_t *s) {
         req_finish(s, r, PV_STOP_CANCELLED, -1, NULL);
     }
 
-    uint64_t n_prompt = 0, n_gen = 0;
-    step_slots(s, &n_prompt, &n_gen);
+    uint64_t n_prompt = 0, n_gen = 0, n_cached = 0;
+    step_slots(s, &n_prompt, &n_gen, &n_cached);
+    const pv_kv_t *kv = pv_ctx_kv(s->ctx);
 
     pthread_mutex_lock(&s->mu);
     uint64_t used = 0;
     busy = 0;
     for (int i = 0; i < s->o.n_slots; i++)
         busy += s->slots[i].req != NULL;
-    used = pv_kv_used_bytes(pv_ctx_kv(s->ctx));
+    used = pv_kv_used_bytes(kv);
     s->n_busy = busy;
     s->kv_used = used;
+    s->kv_blocks_used = kv->n_blocks - kv->n_free - kv->n_cached;
+    s->kv_blocks_shared = kv->n_shared;
+    s->kv_blocks_cached = kv->n_cached;
+    s->n_cached_tok += n_cached;
     s->n_prompt_tok += n_prompt;
     s->n_gen_tok += n_gen;
     int left = busy + s->n_queued;
@@ -560,13 +607,31 @@ int pv_sched_start(pv_sched_t *s) {
     return 0;
 }
 
-void pv_sched_free(pv_sched_t *s) {
-    if (!s) return;
-    pv_sched_stop(s, 1);
+void pv_sched_join(pv_sched_t *s) {
     if (s->started) pthread_join(s->th, NULL);
     else if (s->slots)
         while (pv_sched_step(s) > 0) {
         }
+    s->started = 0;
+}
+
+int pv_sched_cache_load(pv_sched_t *s, const char *path, uint32_t *n_blocks, char *err, size_t errlen) {
+    pv_kv_t *kv = pv_ctx_kv(s->ctx);
+    int rc = pv_kvstore_load(kv, pv_kvstore_model_id(s->m, s->ctx), path, n_blocks, err, errlen);
+    pthread_mutex_lock(&s->mu);
+    s->kv_blocks_cached = kv->n_cached;
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int pv_sched_cache_save(pv_sched_t *s, const char *path, uint32_t *n_blocks, char *err, size_t errlen) {
+    return pv_kvstore_save(pv_ctx_kv(s->ctx), pv_kvstore_model_id(s->m, s->ctx), path, n_blocks, err, errlen);
+}
+
+void pv_sched_free(pv_sched_t *s) {
+    if (!s) return;
+    pv_sched_stop(s, 1);
+    pv_sched_join(s);
     for (int i = 0; s->slots && i < s->o.n_slots; i++) {
         slot_t *sl = &s->slots[i];
         if (sl->seq_ok) {

@@ -110,6 +110,10 @@ typedef struct {
     uint64_t kv_cached_bytes; /* KV bytes of cached prefix blocks that no request holds */
     uint64_t n_evicted_blocks; /* cached blocks evicted for room since start */
     uint64_t n_gen_tokens;    /* tokens generated since start */
+    uint32_t kv_blocks;        /* blocks of PV_KV_BLOCK positions in the KV arena */
+    uint32_t kv_blocks_used;   /* blocks held by running requests (each counted once, however many share it) */
+    uint32_t kv_blocks_shared; /* of those, blocks held by more than one request */
+    uint32_t kv_blocks_cached; /* cached prefix blocks no request holds */
 } pv_sched_stats_t;
 
 /* Creates the slots and their caches (borrows m, which must outlive the
@@ -126,6 +130,18 @@ void pv_sched_free(pv_sched_t *s); /* accepts NULL: stops (cancelling), joins, f
 int pv_sched_submit(pv_sched_t *s, pv_req_t *r);
 uint32_t pv_sched_n_ctx(const pv_sched_t *s);
 void pv_sched_stats(pv_sched_t *s, pv_sched_stats_t *st);
+
+/* Waits for the scheduler thread to end (after pv_sched_stop); without a
+ * thread, steps until nothing is left. Every slot is free afterwards. */
+void pv_sched_join(pv_sched_t *s);
+
+/* The prefix cache on disk (model/kvstore.h). Load only before
+ * pv_sched_start, into the untouched arena: as many blocks as it holds, most
+ * recently used first; *n_blocks receives how many. Save only after
+ * pv_sched_join: every cached block, written atomically. Errors as
+ * pv_kvstore_load / pv_kvstore_save (PV_ENOTFOUND: no file yet). */
+int pv_sched_cache_load(pv_sched_t *s, const char *path, uint32_t *n_blocks, char *err, size_t errlen);
+int pv_sched_cache_save(pv_sched_t *s, const char *path, uint32_t *n_blocks, char *err, size_t errlen);
 
 /* One step over every active slot; returns how many slots are active or
  * waiting afterwards (0: idle). For tests that drive it without the thread. */
