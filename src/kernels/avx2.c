@@ -422,6 +422,7 @@ PV_AVX2 static unsigned attn_weights(const float *q, const float *kf, int n, int
 }
 
 #define ROUND_HALF(x) _mm256_cvtph_ps(_mm256_cvtps_ph((x), _MM_FROUND_TO_NEAREST_INT))
+#define ATTN_FMA(acc, vp, b) acc = ROUND_HALF(_mm256_fmadd_ps(_mm256_loadu_ps(vp), b, acc))
 #define ATTN_ADD(acc, vp, b) acc = ROUND_HALF(_mm256_add_ps(acc, _mm256_mul_ps(_mm256_loadu_ps(vp), b)))
 #define ATTN_RESCALE(acc, g) acc = ROUND_HALF(_mm256_mul_ps(acc, g))
 
@@ -430,7 +431,8 @@ static inline float attn_factor(const float *ms, unsigned nm, int p) { return nm
 
 /* The sums of one or two rows (acc1 NULL: one) over the block's values as
  * floats (vf), 32 dimensions of both in registers while the positions stream
- * past; the rest 8 dimensions at a time. */
+ * past; the rest 8 dimensions at a time. Fused multiply-adds on the first
+ * hd & ~31 dimensions, a multiply then an add on the rest, as the twin. */
 PV_AVX2 static void attn_accumulate(float *acc0, const float *w0, const float *ms0, unsigned nm0, float *acc1,
                                     const float *w1, const float *ms1, unsigned nm1, const float *vf, int n, int hd) {
     int i = 0;
@@ -454,14 +456,14 @@ PV_AVX2 static void attn_accumulate(float *acc0, const float *w0, const float *m
                     ATTN_RESCALE(y3, g1);
                 }
                 __m256 b0 = _mm256_broadcast_ss(w0 + p), b1 = _mm256_broadcast_ss(w1 + p);
-                ATTN_ADD(x0, vp, b0);
-                ATTN_ADD(y0, vp, b1);
-                ATTN_ADD(x1, vp + 8, b0);
-                ATTN_ADD(y1, vp + 8, b1);
-                ATTN_ADD(x2, vp + 16, b0);
-                ATTN_ADD(y2, vp + 16, b1);
-                ATTN_ADD(x3, vp + 24, b0);
-                ATTN_ADD(y3, vp + 24, b1);
+                ATTN_FMA(x0, vp, b0);
+                ATTN_FMA(y0, vp, b1);
+                ATTN_FMA(x1, vp + 8, b0);
+                ATTN_FMA(y1, vp + 8, b1);
+                ATTN_FMA(x2, vp + 16, b0);
+                ATTN_FMA(y2, vp + 16, b1);
+                ATTN_FMA(x3, vp + 24, b0);
+                ATTN_FMA(y3, vp + 24, b1);
             }
             _mm256_storeu_ps(acc0 + i, x0);
             _mm256_storeu_ps(acc0 + i + 8, x1);
@@ -472,6 +474,7 @@ PV_AVX2 static void attn_accumulate(float *acc0, const float *w0, const float *m
             _mm256_storeu_ps(acc1 + i + 16, y2);
             _mm256_storeu_ps(acc1 + i + 24, y3);
         }
+    int fused = hd & ~31;
     for (int r = 0; r < (acc1 ? 2 : 1); r++) {
         float *a = r ? acc1 : acc0;
         const float *w = r ? w1 : w0, *ms = r ? ms1 : ms0;
@@ -480,7 +483,8 @@ PV_AVX2 static void attn_accumulate(float *acc0, const float *w0, const float *m
             __m256 x = _mm256_loadu_ps(a + j);
             for (int p = 0; p < n; p++) {
                 if (nm >> p & 1) ATTN_RESCALE(x, _mm256_set1_ps(ms[p]));
-                ATTN_ADD(x, vf + (size_t)p * hd + j, _mm256_broadcast_ss(w + p));
+                if (j < fused) ATTN_FMA(x, vf + (size_t)p * hd + j, _mm256_broadcast_ss(w + p));
+                else ATTN_ADD(x, vf + (size_t)p * hd + j, _mm256_broadcast_ss(w + p));
             }
             _mm256_storeu_ps(a + j, x);
         }

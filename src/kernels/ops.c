@@ -61,6 +61,7 @@ static float round_half(float x) { return pv_f16_to_f32(pv_f32_to_f16(x)); }
 void pv_attn_block_ref(const float *q, int nr, const uint16_t *k, const uint16_t *v, size_t stride, const int *n_pos,
                        int hd, float scale, pv_attn_state_t *st, float *acc, float *scratch) {
     (void)scratch;
+    int fused = hd & ~31; /* llama.cpp's vector loop covers these dimensions, with fused multiply-adds */
     for (int r = 0; r < nr; r++, q += hd, acc += hd) {
         pv_attn_state_t *t = &st[r];
         for (int p = 0; p < n_pos[r]; p++) {
@@ -75,7 +76,8 @@ void pv_attn_block_ref(const float *q, int nr, const uint16_t *k, const uint16_t
             } else {
                 w = expf(s - t->M);
             }
-            for (int i = 0; i < hd; i++) acc[i] = round_half(acc[i] + pv_f16_to_f32(vp[i]) * w);
+            for (int i = 0; i < fused; i++) acc[i] = round_half(fmaf(pv_f16_to_f32(vp[i]), w, acc[i]));
+            for (int i = fused; i < hd; i++) acc[i] = round_half(acc[i] + pv_f16_to_f32(vp[i]) * w);
             t->S = t->S * ms + w;
         }
     }

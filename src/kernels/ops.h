@@ -37,6 +37,9 @@ void pv_swiglu(float *a, const float *b, int n);
  *   s > M:  acc = half(acc * e^(M - s)), M = s, w = 1      (a new maximum)
  *   else:   w = e^(s - M)
  *   acc = half(acc + w v_p), S = S * (e^(M_old - M)) + w
+ * where acc + w v_p is one fused multiply-add on the first hd & ~31 dimensions
+ * (llama.cpp's vector loop) and a multiply then an add on the rest (its
+ * scalar tail, compiled without contraction).
  * and the attention output is acc / S once every block has been folded.
  * Queries should be rounded to half (llama.cpp's dot products take them so). */
 #define PV_ATTN_BLOCK 16
