@@ -28,6 +28,10 @@ int cli_parse_u64(const char *opt, const char *s, uint64_t *out);
  * NULL after printing "pensieve: cannot open/read PATH". */
 char *cli_read_file(const char *path, size_t max, size_t *len);
 
+/* The same for what remains of an open stream (name: for the message). */
+char *cli_read_stream(FILE *f, const char *name, size_t max, size_t *len);
+#define CLI_STDIN_MAX_BYTES ((size_t)1 << 30) /* what tokenize reads from stdin at most */
+
 /* The fixed clock strftime_now() formats in chat templates: PENSIEVE_NOW (ISO
  * 8601 local time) into *now with *has_now = 1, or *has_now = 0 when it is
  * unset. 0, or -1 after printing "pensieve: bad PENSIEVE_NOW ...". */

@@ -78,12 +78,7 @@ int cli_clock(struct tm *now, int *has_now) {
     return 0;
 }
 
-char *cli_read_file(const char *path, size_t max, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "pensieve: cannot open %s\n", path);
-        return NULL;
-    }
+char *cli_read_stream(FILE *f, const char *name, size_t max, size_t *len) {
     size_t cap = 65536, n = 0;
     char *buf = malloc(cap + 1);
     while (buf) {
@@ -98,15 +93,24 @@ char *cli_read_file(const char *path, size_t max, size_t *len) {
         buf = p;
         cap *= 2;
     }
-    int bad = !buf || ferror(f) || n >= max;
-    fclose(f);
-    if (bad) {
-        fprintf(stderr, "pensieve: cannot read %s (or larger than %zu bytes)\n", path, max);
+    if (!buf || ferror(f) || n >= max) {
+        fprintf(stderr, "pensieve: cannot read %s (or larger than %zu bytes)\n", name, max);
         free(buf);
         return NULL;
     }
     buf[n] = 0;
     *len = n;
+    return buf;
+}
+
+char *cli_read_file(const char *path, size_t max, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "pensieve: cannot open %s\n", path);
+        return NULL;
+    }
+    char *buf = cli_read_stream(f, path, max, len);
+    fclose(f);
     return buf;
 }
 

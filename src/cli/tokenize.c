@@ -46,33 +46,6 @@ static pv_vocab_t *load_vocab(const char *path) {
     return v;
 }
 
-/* All of stdin, byte for byte, followed by a NUL; caller frees. NULL after
- * printing the error. */
-static char *read_stdin(size_t *len) {
-    size_t cap = 65536, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n, stdin);
-        if (n < cap) break;
-        char *p = realloc(buf, 2 * cap);
-        if (!p) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        buf = p;
-        cap *= 2;
-    }
-    if (!buf || ferror(stdin)) {
-        fprintf(stderr, "pensieve: cannot read stdin\n");
-        free(buf);
-        return NULL;
-    }
-    buf[n] = 0; /* n < cap here */
-    *len = n;
-    return buf;
-}
-
 /* Prints a piece quoted on one line: valid UTF-8 as it is, except the quote,
  * backslash and control characters; every other byte as \xNN. */
 static void print_piece(const char *s, size_t len) {
@@ -128,7 +101,7 @@ int cmd_tokenize(int argc, char **argv) {
     char *input = NULL; /* owned when the text came from stdin */
     const char *text = text_arg;
     if (strcmp(text_arg, "-") == 0) {
-        if (!(input = read_stdin(&len))) {
+        if (!(input = cli_read_stream(stdin, "stdin", CLI_STDIN_MAX_BYTES, &len))) {
             pv_vocab_free(v);
             return 1;
         }
@@ -230,7 +203,7 @@ int cmd_detokenize(int argc, char **argv) {
     size_t n_words = (size_t)(argc - first);
     if (n_words == 1 && strcmp(argv[first], "-") == 0) {
         size_t len;
-        if (!(input = read_stdin(&len)) || !(words = split_words(input, len, &n_words))) {
+        if (!(input = cli_read_stream(stdin, "stdin", CLI_STDIN_MAX_BYTES, &len)) || !(words = split_words(input, len, &n_words))) {
             if (input) fprintf(stderr, "pensieve: out of memory\n");
             free(input);
             pv_vocab_free(v);
