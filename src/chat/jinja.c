@@ -1011,18 +1011,36 @@ static int parse_targets(parser_t *P, svec_t *names) {
 
 static int parse_body(parser_t *P, const char *const *ends, nvec_t *body, const char **found);
 
+/* The statements up to one of ends into n's main body (v). */
+static int parse_then(parser_t *P, jn_t *n, const char *const *ends, const char **found) {
+    nvec_t body = {0};
+    if (parse_body(P, ends, &body, found)) return -1;
+    n->v = body.p;
+    n->nv = body.n;
+    return 0;
+}
+
+/* After the main body ended at found: an else branch up to end (into n->w), then the closing tag. */
+static jn_t *parse_else(parser_t *P, jn_t *n, const char *found, const char *const *end) {
+    if (strcmp(found, "else") == 0) {
+        nvec_t other = {0};
+        if (expect_end(P) || parse_body(P, end, &other, &found)) return NULL;
+        n->w = other.p;
+        n->nw = other.n;
+    }
+    return expect_end(P) ? NULL : n;
+}
+
 static jn_t *parse_if(parser_t *P) {
     jn_t *n = mk(P, JN_IF);
     if (!n) return NULL;
     next(P); /* if / elif */
     if (!(n->a = parse_tuple(P, 0, NULL, 0)) || expect_end(P)) return NULL;
-    static const char *const ends[] = {"elif", "else", "endif", NULL};
-    nvec_t body = {0}, other = {0};
+    static const char *const ends[] = {"elif", "else", "endif", NULL}, *const end_if[] = {"endif", NULL};
     const char *found = NULL;
-    if (parse_body(P, ends, &body, &found)) return NULL;
-    n->v = body.p;
-    n->nv = body.n;
+    if (parse_then(P, n, ends, &found)) return NULL;
     if (strcmp(found, "elif") == 0) {
+        nvec_t other = {0};
         P->i--; /* parse_if consumes the keyword */
         jn_t *e = parse_if(P);
         if (!e || npush(P, &other, e)) return NULL;
@@ -1030,13 +1048,7 @@ static jn_t *parse_if(parser_t *P) {
         n->nw = other.n;
         return n;
     }
-    if (strcmp(found, "else") == 0) {
-        static const char *const end_if[] = {"endif", NULL};
-        if (expect_end(P) || parse_body(P, end_if, &other, &found)) return NULL;
-        n->w = other.p;
-        n->nw = other.n;
-    }
-    return expect_end(P) ? NULL : n;
+    return parse_else(P, n, found, end_if);
 }
 
 static jn_t *parse_for(parser_t *P) {
@@ -1056,19 +1068,10 @@ static jn_t *parse_for(parser_t *P) {
     }
     if (is_name(P, "recursive")) return fail(P, "recursive loops are not supported (%s)", NULL);
     if (expect_end(P)) return NULL;
-    static const char *const ends[] = {"endfor", "else", NULL};
-    nvec_t body = {0}, other = {0};
+    static const char *const ends[] = {"endfor", "else", NULL}, *const end_for[] = {"endfor", NULL};
     const char *found = NULL;
-    if (parse_body(P, ends, &body, &found)) return NULL;
-    n->v = body.p;
-    n->nv = body.n;
-    if (strcmp(found, "else") == 0) {
-        static const char *const end_for[] = {"endfor", NULL};
-        if (expect_end(P) || parse_body(P, end_for, &other, &found)) return NULL;
-        n->w = other.p;
-        n->nw = other.n;
-    }
-    return expect_end(P) ? NULL : n;
+    if (parse_then(P, n, ends, &found)) return NULL;
+    return parse_else(P, n, found, end_for);
 }
 
 static jn_t *parse_set(parser_t *P) {
