@@ -136,17 +136,10 @@ static int scope_set(rs_t *R, scope_t *s, const char *name, jv_t v) {
             return 0;
         }
     if (s->n == s->cap) {
-        size_t cap = s->cap ? 2 * s->cap : 8;
-        const char **nm = jv_alloc(R->a, cap, sizeof *nm);
-        jv_t *vl = jv_alloc(R->a, cap, sizeof *vl);
-        if (!nm || !vl) return NOMEM(R);
-        if (s->n) {
-            memcpy(nm, s->names, s->n * sizeof *nm);
-            memcpy(vl, s->vals, s->n * sizeof *vl);
-        }
+        void *nm, *vl;
+        if (jv_grow_pair(R->a, s->names, sizeof *s->names, s->vals, sizeof *s->vals, s->n, &s->cap, &nm, &vl)) return NOMEM(R);
         s->names = nm;
         s->vals = vl;
-        s->cap = cap;
     }
     s->names[s->n] = name;
     s->vals[s->n++] = v;

@@ -45,6 +45,18 @@ void jv_arena_free(jv_arena_t *a) {
 int jv_arena_exhausted(const jv_arena_t *a) { return a->exhausted; }
 size_t jv_arena_max(const jv_arena_t *a) { return a->max; }
 
+int jv_grow_pair(jv_arena_t *a, const void *pa, size_t sa, const void *pb, size_t sb, size_t n, size_t *cap, void **na,
+                 void **nb) {
+    size_t c = *cap ? 2 * *cap : 8;
+    if (!(*na = jv_alloc(a, c, sa)) || !(*nb = jv_alloc(a, c, sb))) return PV_ENOMEM;
+    if (n) {
+        memcpy(*na, pa, n * sa);
+        memcpy(*nb, pb, n * sb);
+    }
+    *cap = c;
+    return 0;
+}
+
 void *jv_alloc(jv_arena_t *a, size_t n, size_t size) {
     if (size && n > SIZE_MAX / size) goto fail;
     size_t bytes = (n * size + 15) & ~(size_t)15;
@@ -134,16 +146,10 @@ int jv_dict_set(jv_arena_t *a, jv_dict_t *d, jv_t key, jv_t val) {
         return 0;
     }
     if (d->n == d->cap) {
-        size_t cap = d->cap ? 2 * d->cap : 8;
-        jv_t *k = jv_alloc(a, cap, sizeof *k), *v = jv_alloc(a, cap, sizeof *v);
-        if (!k || !v) return PV_ENOMEM;
-        if (d->n) {
-            memcpy(k, d->keys, d->n * sizeof *k);
-            memcpy(v, d->vals, d->n * sizeof *v);
-        }
+        void *k, *v;
+        if (jv_grow_pair(a, d->keys, sizeof *d->keys, d->vals, sizeof *d->vals, d->n, &d->cap, &k, &v)) return PV_ENOMEM;
         d->keys = k;
         d->vals = v;
-        d->cap = cap;
     }
     d->keys[d->n] = key;
     d->vals[d->n] = val;

@@ -87,6 +87,11 @@ jv_arena_t *jv_arena_new(size_t max_bytes);
 void jv_arena_free(jv_arena_t *a); /* accepts NULL; frees every allocation */
 /* Zeroed memory for n items of size bytes, 16-aligned; NULL past the cap. */
 void *jv_alloc(jv_arena_t *a, size_t n, size_t size);
+/* Copies of two parallel arrays (pa, pb: elements of sa and sb bytes) holding
+ * n entries, at twice their capacity *cap (8 at first), into *na and *nb in a;
+ * *cap becomes the new capacity. 0, or PV_ENOMEM with *cap unchanged. */
+int jv_grow_pair(jv_arena_t *a, const void *pa, size_t sa, const void *pb, size_t sb, size_t n, size_t *cap, void **na,
+                 void **nb);
 /* 1 once an allocation has failed (the cap was hit or malloc failed). */
 int jv_arena_exhausted(const jv_arena_t *a);
 size_t jv_arena_max(const jv_arena_t *a);
