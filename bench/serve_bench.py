@@ -17,6 +17,11 @@ both turns' time to first token and their ratio:
                        --parallel >= 2); then turn 2
 
   bench/serve_bench.py -m build/bench/issue6-32k.gguf --scenario restart --prefix-tokens 3000 --ctx-size 8192
+
+  --scenario long      clients - 1 streams generate (--max-tokens each) while one more client sends a prompt of
+                       --prefix-tokens words: the others' inter-token gaps while it is read, and its TTFT
+  bench/serve_bench.py -m build/bench/issue6-32k.gguf --scenario long --clients 3 --max-tokens 2000 \
+      --prefix-tokens 8000 --ctx-size 16384
 """
 import argparse, http.client, json, os, random, shutil, signal, socket, statistics, subprocess, sys, tempfile, threading, time
 
@@ -37,8 +42,8 @@ def free_port():
 
 
 def stream_once(host, port, body, timeout, first=None):
-    """One streaming request: (ttft seconds, generated tokens, generation seconds, usage, text); sets the
-    threading.Event first (if any) at the first token."""
+    """One streaming request: (ttft seconds, generated tokens, generation seconds, usage, text, arrival
+    times of its text deltas); sets the threading.Event first (if any) at the first token."""
     c = http.client.HTTPConnection(host, port, timeout=timeout)
     t0 = time.monotonic()
     c.request("POST", "/v1/messages", body=json.dumps(body).encode(),
@@ -46,7 +51,7 @@ def stream_once(host, port, body, timeout, first=None):
     r = c.getresponse()
     if r.status != 200:
         raise RuntimeError(f"status {r.status}: {r.read()[:200]!r}")
-    t_first, usage, ev, text = None, {}, None, ""
+    t_first, usage, ev, text, arrivals = None, {}, None, "", []
     for line in r:
         line = line.decode().rstrip("\n")
         if line.startswith("event: "):
@@ -54,7 +59,8 @@ def stream_once(host, port, body, timeout, first=None):
         elif line.startswith("data: "):
             d = json.loads(line[6:])
             if ev == "content_block_delta":
-                t_first = t_first or time.monotonic()
+                arrivals.append(time.monotonic())
+                t_first = t_first or arrivals[-1]
                 if first:
                     first.set()
                 text += d["delta"].get("text", "")
@@ -65,7 +71,12 @@ def stream_once(host, port, body, timeout, first=None):
     t_end = time.monotonic()
     c.close()
     ttft = (t_first or t_end) - t0
-    return ttft, usage.get("output_tokens", 0), t_end - (t_first or t_end), usage, text
+    return ttft, usage.get("output_tokens", 0), t_end - (t_first or t_end), usage, text, arrivals
+
+
+def gaps_of(arrivals, lo=float("-inf"), hi=float("inf")):
+    """Inter-token gaps of one stream whose later token arrived within [lo, hi]."""
+    return [b - a for a, b in zip(arrivals, arrivals[1:]) if lo <= b <= hi]
 
 
 def start_server(a, port, extra=()):
@@ -145,6 +156,48 @@ def two_turns(a):
     return 0
 
 
+def long_prompt(a):
+    """--scenario long: clients - 1 streams generate while one more client sends a long prompt
+    (--prefix-tokens words); reports the others' inter-token gaps while that prompt is read."""
+    rng = random.Random(a.seed)
+    port = free_port()
+    proc = start_server(a, port)
+    body = lambda text, n: {"model": "bench", "max_tokens": n, "temperature": 0.7, "stream": True,
+                            "messages": [{"role": "user", "content": text}]}
+    others, lock, started = [], threading.Lock(), [threading.Event() for _ in range(max(a.clients - 1, 0))]
+    try:
+        def other(k):
+            r = stream_once("127.0.0.1", port, body(text_of(50, rng), a.max_tokens), a.timeout, started[k])
+            with lock:
+                others.append(r)
+        threads = [threading.Thread(target=other, args=(k,)) for k in range(len(started))]
+        for t in threads:
+            t.start()
+        for e in started:
+            e.wait(a.timeout)
+        t_long = time.monotonic()
+        long = stream_once("127.0.0.1", port, body(text_of(a.prefix_tokens, rng), 4), a.timeout)
+        window = (t_long, t_long + long[0])
+        for t in threads:
+            t.join()
+    finally:
+        stop_server(proc)
+    gaps = [g for r in others for g in gaps_of(r[5], *window)]
+    still = [r for r in others if r[5] and r[5][-1] >= window[1]]
+    out = {"scenario": "long", "long_prompt_tokens": long[3].get("input_tokens", 0), "long_ttft_s": long[0],
+           "streams": len(others), "streams_outliving_prompt": len(still), "gaps_during_prompt": len(gaps),
+           "gap_p50_s": pct(gaps, 50), "gap_p99_s": pct(gaps, 99), "gap_max_s": max(gaps, default=float("nan"))}
+    if not a.json:
+        print("| long prompt tokens | its TTFT s | other streams | their gaps meanwhile | gap p50 s | gap p99 s | gap max s |")
+        print("|---|---|---|---|---|---|---|")
+        print(f"| {out['long_prompt_tokens']} | {long[0]:.2f} | {len(others)} | {len(gaps)} | {out['gap_p50_s']:.3f} | "
+              f"{out['gap_p99_s']:.3f} | {out['gap_max_s']:.3f} |")
+        if len(still) < len(others):
+            print("note: some streams ended before the long prompt's first token; raise --max-tokens", file=sys.stderr)
+    print(json.dumps(out))
+    return 0
+
+
 def pct(xs, p):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] if xs else float("nan")
@@ -167,14 +220,15 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--json", action="store_true", help="print only the JSON")
-    ap.add_argument("--scenario", choices=("mix", "restart", "reuse"), default="mix",
-                    help="mix: concurrent clients (default); restart, reuse: two turns of one conversation")
+    ap.add_argument("--scenario", choices=("mix", "restart", "reuse", "long"), default="mix",
+                    help="mix: concurrent clients (default); restart, reuse: two turns of one conversation; "
+                         "long: streams keep generating while a long prompt is read")
     ap.add_argument("--cache-dir", help="--cache-dir of the restart scenario (default: a new temporary folder)")
     a = ap.parse_args()
     if a.scenario != "mix":
         if not a.model:
             ap.error("--scenario %s starts its own server: give -m" % a.scenario)
-        return two_turns(a)
+        return long_prompt(a) if a.scenario == "long" else two_turns(a)
 
     proc, host, port = None, "127.0.0.1", None
     if a.url:
@@ -225,20 +279,24 @@ def main():
         ttfts = [r[0] for r in results]
         gen = sum(r[1] for r in results)
         per_stream = [r[1] / r[2] for r in results if r[2] > 0 and r[1] > 1]
+        gaps = [g for r in results for g in gaps_of(r[5])]
         cached = sum(r[3].get("cache_read_input_tokens", 0) for r in results)
         prompt = sum(r[3].get("input_tokens", 0) + r[3].get("cache_read_input_tokens", 0) for r in results)
         out = {"clients": a.clients, "requests": len(results), "errors": len(errors),
                "ttft_p50_s": pct(ttfts, 50), "ttft_p99_s": pct(ttfts, 99),
                "aggregate_gen_tps": gen / wall if wall > 0 else 0.0,
                "per_stream_gen_tps_p50": pct(per_stream, 50), "per_stream_gen_tps_min": min(per_stream, default=0.0),
+               "per_stream_gen_tps_max": max(per_stream, default=0.0),
+               "inter_token_gap_p50_s": pct(gaps, 50), "inter_token_gap_p99_s": pct(gaps, 99),
                "prompt_tokens": prompt, "cached_prompt_tokens": cached, "wall_s": wall, "peak_rss_bytes": peak_rss}
         if not a.json:
-            print(f"| clients | requests | errors | TTFT p50 s | TTFT p99 s | gen tok/s (all) | per stream p50 | "
-                  f"cached / prompt tokens | peak RSS MiB |")
-            print("|---|---|---|---|---|---|---|---|---|")
+            print(f"| clients | requests | errors | TTFT p50 s | TTFT p99 s | gen tok/s (all) | per stream p50 (min-max) | "
+                  f"gap p99 s | cached / prompt tokens | peak RSS MiB |")
+            print("|---|---|---|---|---|---|---|---|---|---|")
             print(f"| {a.clients} | {len(results)} | {len(errors)} | {out['ttft_p50_s']:.2f} | {out['ttft_p99_s']:.2f} | "
-                  f"{out['aggregate_gen_tps']:.1f} | {out['per_stream_gen_tps_p50']:.1f} | {cached} / {prompt} | "
-                  f"{peak_rss / 1048576:.1f} |")
+                  f"{out['aggregate_gen_tps']:.1f} | {out['per_stream_gen_tps_p50']:.1f} "
+                  f"({out['per_stream_gen_tps_min']:.1f}-{out['per_stream_gen_tps_max']:.1f}) | "
+                  f"{out['inter_token_gap_p99_s']:.3f} | {cached} / {prompt} | {peak_rss / 1048576:.1f} |")
             for e in errors[:5]:
                 print("error:", e, file=sys.stderr)
         print(json.dumps(out))
