@@ -19,7 +19,8 @@ case's bos_token, eos_token and kwargs.
                 probing: tools, calls, results, system text) as text in the documented syntax: the tools block
                 of api/prompt.h joined to a leading system message (or opening the first user message when
                 the template takes no system text), calls as {"name": ..., "arguments": ...} lines, results
-                as "[tool_result] ..." user messages.
+                as "[tool_result] ..." user messages (results in a row, and the user message right after
+                them, joined into one).
 Micro cases (one-feature snippets) go through too, their variables as chat_template_kwargs (messages, when they
 bind them, as the body's own): all of them verbatim, and those that bind no server variable adapted as well.
 One case per template also goes through /v1/chat/completions: its usage.prompt_tokens must equal
@@ -48,30 +49,35 @@ class Server:
     """`pensieve serve` with one chat template, on a free port; stopped by PID."""
 
     def __init__(self, template_path, now, tmp):
-        self.log = open(os.path.join(tmp, "serve.log"), "w+")
+        self.log_path = os.path.join(tmp, "serve.log")
         env = dict(os.environ, PENSIEVE_NOW=now)
-        self.proc = subprocess.Popen([BIN, "serve", "-m", MODEL, "--port", "0", "--threads", "1", "--parallel", "1",
-                                      "--pid-file", os.path.join(tmp, "serve.pid"), "--chat-template", template_path],
-                                     stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        # the server writes through its own open file: a shared file offset would let a read's seek(0) put the
+        # server's next line over the first
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen([BIN, "serve", "-m", MODEL, "--port", "0", "--threads", "1", "--parallel",
+                                          "1", "--pid-file", os.path.join(tmp, "serve.pid"), "--chat-template",
+                                          template_path], stdout=log, stderr=subprocess.STDOUT, env=env)
         self.port = None
         deadline = time.time() + 60  # a loaded machine starts servers slowly
         while time.time() < deadline:
-            self.log.seek(0)
-            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", self.log.read())
+            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", self.read_log())
             if m and self.port is None:
                 self.port = int(m.group(1))
             if self.port and self.health() == 200:
-                self.log.seek(0)
                 caps = re.search(r"renders tools: (\w+), calls: (\w+), results: (\w+), system text: (\w+)",
-                                 self.log.read())
+                                 self.read_log())
                 self.caps = dict(zip(("tools", "calls", "results", "system"),
                                      [g == "yes" for g in caps.groups()])) if caps else None
                 return
             if self.proc.poll() is not None:
                 break
             time.sleep(0.05)
-        self.log.seek(0)
-        raise RuntimeError("the server did not start: " + self.log.read()[-2000:])
+        self.stop()
+        raise RuntimeError("the server did not start: " + self.read_log()[-2000:])
+
+    def read_log(self):
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
 
     def health(self):
         try:
@@ -95,7 +101,6 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=20)
-        self.log.close()
 
 
 def render_cli(template_path, ctx, now):
@@ -156,10 +161,16 @@ def tools_block(tools):
 def flatten(messages, tools, caps):
     """What the server writes as text for a template with caps (chat/chat.h); other messages as they are."""
     block = tools_block(tools) if tools and not caps["tools"] else None
-    in_user, out, placed = not caps["system"], [], False
+    in_user, out, placed, after_result = not caps["system"], [], False, False
     for i, m in enumerate(messages):
         role, content = m["role"], m["content"] if isinstance(m.get("content"), str) else ""
-        if role == "tool" and not caps["results"]:
+        if after_result and role in ("tool", "user"):  # results and the next user words: one user turn
+            out[-1] = dict(out[-1], content=out[-1]["content"] + "\n\n" + ("[tool_result] " if role == "tool" else "")
+                           + content)
+            after_result = role == "tool"
+            continue
+        after_result = role == "tool" and not caps["results"]
+        if after_result:
             m = {"role": "user", "content": "[tool_result] " + content}
         elif role == "assistant" and m.get("tool_calls") and not caps["calls"]:
             for call in m["tool_calls"]:

@@ -341,6 +341,15 @@ START_TEST(test_caps) {
     ck_assert_str_eq(out, "<user>" T_BLOCK "\n\nls|<assistant>{\"name\":\"Bash\",\"arguments\":{\"command\":\"ls\"}}|"
                           "<user>[tool_result] a.txt|");
     free(out);
+    /* two calls at once: their results and the user's next words are one user turn */
+    out = render_json(c, "[{\"role\":\"user\",\"content\":\"ls\"},{\"role\":\"assistant\",\"content\":\"\","
+                         "\"tool_calls\":[{\"function\":{\"name\":\"A\",\"arguments\":{}}},{\"function\":"
+                         "{\"name\":\"B\",\"arguments\":{}}}]},{\"role\":\"tool\",\"content\":\"a\"},"
+                         "{\"role\":\"tool\",\"content\":\"b\"},{\"role\":\"user\",\"content\":\"and?\"}]",
+                      NULL, 0, err, sizeof err);
+    ck_assert_str_eq(out, "<user>ls|<assistant>{\"name\":\"A\",\"arguments\":{}}\n{\"name\":\"B\",\"arguments\":{}}|"
+                          "<user>[tool_result] a\n\n[tool_result] b\n\nand?|");
+    free(out);
     out = render_json(c, "[{\"role\":\"system\",\"content\":\"s\"},{\"role\":\"user\",\"content\":\"hi\"}]", T_BASH,
                       PV_EINVAL, err, sizeof err); /* the client's own system message: the template's answer */
     ck_assert_str_eq(err, "System role not supported");

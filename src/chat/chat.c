@@ -321,6 +321,12 @@ done:
     return out;
 }
 
+/* 1 when message m's role is role. */
+static int role_is(const json_t *m, const char *role) {
+    const char *r = json_string_value(json_object_get(m, "role"));
+    return r && !strcmp(r, role);
+}
+
 /* {role, content} (new reference). */
 static json_t *msg_new(const char *role, const char *content) {
     return json_pack("{s:s, s:s}", "role", role, "content", content);
@@ -402,16 +408,25 @@ static json_t *flat_message(const json_t *m, size_t i, const flat_t *f, int *pla
 
 /* The conversation with what the template cannot render written as text (new reference, NULL on OOM):
  * the tools block joined to a leading system message (or made one), or opening the first user message
- * (or made one) when the template takes no system text; tool calls, results as text. Other messages as
- * given. */
+ * (or made one) when the template takes no system text; tool calls, results as text, the results that
+ * follow one another and the user message right after them as one user message. Other messages as given. */
 static json_t *flatten(const json_t *messages, const flat_t *f) {
     json_t *out = json_array();
-    int oom = !out, placed = 0;
+    int oom = !out, placed = 0, after_result = 0; /* the last message out holds a tool result as text */
     size_t i;
     const json_t *m;
     json_array_foreach(messages, i, m) {
         json_t *x = oom ? NULL : flat_message(m, i, f, &placed);
-        if (!x || json_array_append_new(out, x)) oom = 1;
+        if (x && after_result && role_is(x, "user")) {
+            /* results and the user's next words are one user turn (templates may insist roles alternate) */
+            const char *text = json_string_value(json_object_get(x, "content"));
+            json_t *joined = with_text(json_array_get(out, json_array_size(out) - 1), text ? text : "", 0);
+            json_decref(x);
+            if (!joined || json_array_set_new(out, json_array_size(out) - 1, joined)) oom = 1;
+        } else if (!x || json_array_append_new(out, x)) {
+            oom = 1;
+        }
+        after_result = f->results && role_is(m, "tool");
     }
     if (f->block && !placed && !oom &&
         json_array_insert_new(out, 0, msg_new(f->in_user ? "user" : "system", f->block)))

@@ -20,7 +20,10 @@
  *     "System role not supported"), opening the first user message (or made one);
  *   - an assistant's tool calls: if not, they become text in that block's
  *     syntax, {"name": NAME, "arguments": {...}} lines after its text;
- *   - tool results: if not, each becomes a user message "[tool_result] TEXT".
+ *   - tool results: if not, each becomes a user message "[tool_result] TEXT";
+ *     results that follow one another, and a user message right after them,
+ *     are joined (blank lines between) into one user turn, since templates
+ *     may insist that roles alternate.
  * Each is flattened on its own: a template that renders calls and results but
  * never the definitions (DeepSeek-R1's) keeps its own format for those.
  * Messages flattening does not change go to the template as given.
