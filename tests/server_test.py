@@ -550,7 +550,7 @@ elif mode == "grace":
     t.join(30)
     check("a running stream finishes after SIGTERM", out and out[0][2] is not None and out[0][0][-1] == "message_stop",
           out)
-elif mode in ("template", "template-tools", "template-raise"):
+elif mode in ("template", "template-tools", "template-raise", "template-gemma", "template-deepseek"):
     # PV_BIN, PV_MODEL, PV_TEMPLATE (the --chat-template file, if any) come from server_test.sh
     import os, subprocess, tempfile
     BIN, MODEL, TPL = os.environ["PV_BIN"], os.environ["PV_MODEL"], os.environ.get("PV_TEMPLATE")
@@ -717,4 +717,68 @@ elif mode == "share":
           'pensieve_kv_blocks{state="cached"}', 'pensieve_kv_blocks{state="free"}', "pensieve_kv_blocks_total")), m.keys())
     print("share: prefix %d tokens (%d blocks), peak used %d blocks, peak shared %d, computed %d prompt tokens"
           % (n_prefix, blocks, peak["used"], peak["shared"], computed))
+elif mode in ("template-gemma", "template-deepseek"):
+    def apply(body):
+        s, j, _, _ = req("POST", "/apply-template", body, KEY)
+        return j if s == 200 else (s, j)
+
+    loop_tail = [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01", "content": "a.txt"},
+                                              {"type": "text", "text": "and?"}]}]
+    tools_head = "# Tools\n\nYou may call these functions."
+if mode == "template-gemma":
+    # Gemma-2's template raises "System role not supported": the tools block must not be a system message
+    s, j, _, _ = req("POST", "/v1/chat/completions", chat("hi", max_tokens=2, tools=[hf_bash]), KEY)
+    check("Gemma-2 + tools through /v1/chat/completions -> 200", s == 200, (s, j))
+    a = apply({"messages": hi, "tools": [hf_bash]})
+    check("the tools block opens the first user message", isinstance(a, dict) and
+          "<start_of_turn>user\n" + tools_head in a["prompt"] and "\n\nhi<end_of_turn>" in a["prompt"]
+          and "system" not in a["prompt"], a)
+    n = count({"model": "x", "messages": hi, "tools": [bash]})
+    check("the same prompt through /v1/messages/count_tokens (%s)" % (n,), isinstance(a, dict) and
+          n == a["prompt_tokens"], (n, a))
+    s, j, _, _ = req("POST", "/v1/messages", {"model": "x", "max_tokens": 2, "messages": hi, "tools": [bash]}, KEY)
+    check("Gemma-2 + tools through /v1/messages -> 200", s == 200, (s, j))
+    # a tool loop: the result and the user's next words are one user turn (the template insists on alternation)
+    gl = hi + [{"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_01", "name": "Bash",
+                                                  "input": {"command": "ls"}}]}] + loop_tail
+    s, j, _, _ = req("POST", "/v1/messages", {"model": "x", "max_tokens": 2, "messages": gl, "tools": [bash]}, KEY)
+    check("Gemma-2: a tool loop through /v1/messages -> 200", s == 200, (s, j))
+    a = apply({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "Bash", "arguments": "{\"command\": \"ls\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "a.txt"}, {"role": "user", "content": "and?"}],
+        "tools": [hf_bash]})
+    check("... written as text: the call in the model's turn, result and question in one user turn",
+          isinstance(a, dict) and "<start_of_turn>model\n{\"name\":\"Bash\",\"arguments\":{\"command\":\"ls\"}}"
+          "<end_of_turn>\n<start_of_turn>user\n[tool_result] a.txt\n\nand?<end_of_turn>" in a["prompt"], a)
+    # the client's own system message still gets the template's answer
+    s, j, _, _ = req("POST", "/v1/chat/completions", chat(messages=[{"role": "system", "content": "Be brief."}] + hi,
+                                                         max_tokens=2), KEY)
+    check("a client's system message: the template's 400", s == 400 and is_oai_error(j, "invalid_request_error")
+          and j["error"]["message"] == "System role not supported", (s, j))
+elif mode == "template-deepseek":
+    # DeepSeek-R1-Distill's template renders calls and results its own way but never the tools
+    oai = [{"role": "user", "content": "list files"},
+           {"role": "assistant", "content": "Let me look.", "tool_calls": [
+               {"id": "toolu_01", "type": "function", "function": {"name": "Bash", "arguments": "{\"command\": \"ls\"}"}}]},
+           {"role": "tool", "tool_call_id": "toolu_01", "content": "a.txt"}, {"role": "user", "content": "and?"}]
+    a = apply({"messages": oai, "tools": [hf_bash]})
+    p = a["prompt"] if isinstance(a, dict) else ""
+    check("DeepSeek-R1: the tools as system text, calls and results in its own format",
+          tools_head in p and "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>Bash\n```json\n"
+          "{\"command\": \"ls\"}\n```<｜tool▁call▁end｜>" in p and "<｜tool▁output▁begin｜>a.txt<｜tool▁output▁end｜>" in p
+          and "[tool_result]" not in p and "{\"name\":\"Bash\"" not in p, a)
+    anth = [{"role": "user", "content": "list files"},
+            {"role": "assistant", "content": [{"type": "text", "text": "Let me look."},
+                                              {"type": "tool_use", "id": "toolu_01", "name": "Bash", "input": {"command": "ls"}}]}] + loop_tail
+    n = count({"model": "x", "messages": anth, "tools": [bash]})
+    check("the same prompt from /v1/messages' conversion (%s tokens)" % (n,), isinstance(a, dict) and
+          n == a["prompt_tokens"], (n, a))
+    hf = [{"role": "system", "content": p[p.index(tools_head):p.index("<｜User｜>")]}] + oai[:1] + [dict(oai[1], tool_calls=[
+        dict(oai[1]["tool_calls"][0], function={"name": "Bash", "arguments": {"command": "ls"}})])] + \
+        [dict(oai[2], name="Bash"), oai[3]]
+    want = rendered_tokens({"messages": hf, "bos_token": p[:p.index(tools_head)]})  # the vocabulary's BOS text
+    check("= `pensieve template` with the block as a system message and the turns as given (%s)" % (want,),
+          n == want, (n, want))
+    s, j, _, _ = req("POST", "/v1/chat/completions", chat(messages=oai, max_tokens=2, tools=[hf_bash]), KEY)
+    check("and /v1/chat/completions generates from it", s == 200 and j["usage"]["prompt_tokens"] == n, (s, j))
 sys.exit(1 if fails else 0)

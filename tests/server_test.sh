@@ -78,6 +78,14 @@ q25="$shared/templates/Qwen-Qwen2.5-7B-Instruct.jinja"
 start tpl25 -m "$qm" --ctx-size 2048 --api-key sekrit --chat-template "$q25" || exit 1
 PV_TEMPLATE=$q25 python3 "$here/server_test.py" template-tools "$port" "$pid" || fail=1
 kill -TERM "$pid"; wait "$tpid"
+# templates that render less: Gemma-2's takes no system text (the tools block opens the first user message),
+# DeepSeek-R1's renders calls and results its own way but not the tools (only those are flattened)
+for t in gemma:google-gemma-2-2b-it deepseek:deepseek-ai-DeepSeek-R1-Distill-Qwen-32B; do
+    tf="$shared/templates/${t#*:}.jinja"
+    start "tpl-${t%%:*}" -m "$qm" --ctx-size 2048 --api-key sekrit --chat-template "$tf" || exit 1
+    PV_TEMPLATE=$tf python3 "$here/server_test.py" "template-${t%%:*}" "$port" "$pid" || fail=1
+    kill -TERM "$pid"; wait "$tpid"
+done
 cat >"$tmp/raise.jinja" <<'JINJA'
 {%- for m in messages %}{% if m.content == 'boom' %}{{ raise_exception('boom: this template refuses') }}{% endif %}
 {%- if m.content == 'loop' %}{% for i in range(100000000) %}{% endfor %}{% endif %}

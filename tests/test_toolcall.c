@@ -2,7 +2,8 @@
  * whole, at every split point into two chunks, and byte by byte (each must give
  * the same text and calls); several calls; text before a call; malformed or
  * unfinished calls coming out as the text they were. Also the flattened
- * conversation of chat.c (tools as system text, calls and results as text). */
+ * conversation of chat.c (what a template does not render as text, found by
+ * probing it) and /apply-template's verbatim render. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -296,6 +297,136 @@ START_TEST(test_apply_template) {
 }
 END_TEST
 
+/* Renders msgs/tools (JSON texts) with c into a fresh string (unframed), asserting rc; NULL on an error. */
+static char *render_json(const pv_chat_t *c, const char *msgs, const char *tools, int rc_want, char *err, size_t n) {
+    json_t *m = json_loads(msgs, 0, NULL), *t = tools ? json_loads(tools, 0, NULL) : NULL;
+    ck_assert_ptr_nonnull(m);
+    char *out = NULL;
+    ck_assert_int_eq(pv_chat_render(c, m, t, &out, err, n), rc_want);
+    if (out) pv_chat_unframe(out);
+    json_decref(m);
+    json_decref(t);
+    return out;
+}
+
+#define T_BASH "[{\"type\":\"function\",\"function\":{\"name\":\"Bash\",\"description\":\"Run\"}}]"
+#define T_LOOP                                                                                                     \
+    "[{\"role\":\"user\",\"content\":\"ls\"},{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":[{\"id\":\"1\"," \
+    "\"type\":\"function\",\"function\":{\"name\":\"Bash\",\"arguments\":{\"command\":\"ls\"}}}]},"                  \
+    "{\"role\":\"tool\",\"tool_call_id\":\"1\",\"name\":\"Bash\",\"content\":\"a.txt\"}]"
+#define T_BLOCK                                                                                                    \
+    "# Tools\n\nYou may call these functions. To call one, answer with a JSON object {\"name\": NAME, "             \
+    "\"arguments\": {...}} and nothing else.\n\n- Bash: Run"
+
+/* What a template renders itself is found by rendering, and only the rest is flattened: a Gemma-like template
+ * (no system role, strict alternation) gets the tools block in the first user message; a DeepSeek-like one
+ * (calls and results its own way, no tools) keeps its own format for the turns and gets the tools as system
+ * text; one that renders everything gets everything as given. */
+START_TEST(test_caps) {
+    char err[256];
+    pv_chat_t *c = NULL;
+    const char *gemma = "{% if messages[0].role == 'system' %}{{ raise_exception('System role not supported') }}"
+                        "{% endif %}{% for m in messages %}{% if (m.role == 'user') != (loop.index0 % 2 == 0) %}"
+                        "{{ raise_exception('roles must alternate') }}{% endif %}<{{ m.role }}>{{ m.content }}|"
+                        "{% endfor %}";
+    ck_assert_int_eq(pv_chat_new(gemma, NULL, 0, &c, err, sizeof err), 0);
+    ck_assert_uint_eq(pv_chat_caps(c), 0);
+    char *out = render_json(c, "[{\"role\":\"user\",\"content\":\"hi\"}]", T_BASH, 0, err, sizeof err);
+    ck_assert_str_eq(out, "<user>" T_BLOCK "\n\nhi|");
+    free(out);
+    out = render_json(c, "[{\"role\":\"assistant\",\"content\":\"hello\"}]", T_BASH, 0, err, sizeof err);
+    ck_assert_str_eq(out, "<user>" T_BLOCK "|<assistant>hello|"); /* no user message: the block is one */
+    free(out);
+    out = render_json(c, T_LOOP, T_BASH, 0, err, sizeof err);
+    ck_assert_str_eq(out, "<user>" T_BLOCK "\n\nls|<assistant>{\"name\":\"Bash\",\"arguments\":{\"command\":\"ls\"}}|"
+                          "<user>[tool_result] a.txt|");
+    free(out);
+    /* two calls at once: their results and the user's next words are one user turn */
+    out = render_json(c, "[{\"role\":\"user\",\"content\":\"ls\"},{\"role\":\"assistant\",\"content\":\"\","
+                         "\"tool_calls\":[{\"function\":{\"name\":\"A\",\"arguments\":{}}},{\"function\":"
+                         "{\"name\":\"B\",\"arguments\":{}}}]},{\"role\":\"tool\",\"content\":\"a\"},"
+                         "{\"role\":\"tool\",\"content\":\"b\"},{\"role\":\"user\",\"content\":\"and?\"}]",
+                      NULL, 0, err, sizeof err);
+    ck_assert_str_eq(out, "<user>ls|<assistant>{\"name\":\"A\",\"arguments\":{}}\n{\"name\":\"B\",\"arguments\":{}}|"
+                          "<user>[tool_result] a\n\n[tool_result] b\n\nand?|");
+    free(out);
+    out = render_json(c, "[{\"role\":\"system\",\"content\":\"s\"},{\"role\":\"user\",\"content\":\"hi\"}]", T_BASH,
+                      PV_EINVAL, err, sizeof err); /* the client's own system message: the template's answer */
+    ck_assert_str_eq(err, "System role not supported");
+    pv_chat_free(c);
+
+    const char *deepseek = "{% for m in messages %}{% if m.role == 'system' %}{{ m.content }}|{% endif %}"
+                           "{% if m.role == 'user' %}<U>{{ m.content }}{% endif %}{% if m.role == 'assistant' %}<A>"
+                           "{% for t in m.tool_calls or [] %}<call>{{ t.function.name }} "
+                           "{{ t.function.arguments | tojson }}</call>{% endfor %}{{ m.content }}{% endif %}"
+                           "{% if m.role == 'tool' %}<out>{{ m.content }}</out>{% endif %}{% endfor %}";
+    ck_assert_int_eq(pv_chat_new(deepseek, NULL, 0, &c, err, sizeof err), 0);
+    ck_assert_uint_eq(pv_chat_caps(c), PV_CHAT_RENDERS_CALLS | PV_CHAT_RENDERS_RESULTS | PV_CHAT_TAKES_SYSTEM);
+    ck_assert_int_eq(pv_chat_tool_family(c), PV_TC_JSON); /* the block teaches the JSON syntax */
+    out = render_json(c, T_LOOP, T_BASH, 0, err, sizeof err);
+    ck_assert_str_eq(out, T_BLOCK "|<U>ls<A><call>Bash {\"command\": \"ls\"}</call><out>a.txt</out>");
+    free(out);
+    out = render_json(c, "[{\"role\":\"system\",\"content\":\"Be brief.\"},{\"role\":\"user\",\"content\":\"x\"}]",
+                      T_BASH, 0, err, sizeof err);
+    ck_assert_str_eq(out, "Be brief.\n\n" T_BLOCK "|<U>x");
+    free(out);
+    pv_chat_free(c);
+
+    const char *all = "{% for t in tools or [] %}[{{ t.function.name }}]{% endfor %}{% for m in messages %}"
+                      "{{ m.role }}:{{ m.content }}{% for t in m.tool_calls or [] %}{{ t.function.arguments | tojson }}"
+                      "{% endfor %};{% endfor %}";
+    ck_assert_int_eq(pv_chat_new(all, NULL, 0, &c, err, sizeof err), 0);
+    ck_assert_uint_eq(pv_chat_caps(c), PV_CHAT_RENDERS_TOOLS | PV_CHAT_RENDERS_CALLS | PV_CHAT_RENDERS_RESULTS |
+                                           PV_CHAT_TAKES_SYSTEM);
+    out = render_json(c, T_LOOP, T_BASH, 0, err, sizeof err);
+    ck_assert_str_eq(out, "[Bash]user:ls;assistant:{\"command\": \"ls\"};tool:a.txt;");
+    free(out);
+    pv_chat_free(c);
+    ck_assert_int_eq(pv_chat_new(NULL, NULL, 0, &c, err, sizeof err), 0); /* built-in: all flattened */
+    ck_assert_uint_eq(pv_chat_caps(c), PV_CHAT_TAKES_SYSTEM);
+    pv_chat_free(c);
+}
+END_TEST
+
+/* /apply-template's "verbatim": messages and tools exactly as given (null content, JSON-text arguments, any
+ * array elements, tools the template does not render); refused on /v1/chat/completions and without a template. */
+START_TEST(test_verbatim) {
+    char err[256];
+    pv_chat_t *c = NULL;
+    const char *src = "{{ tools | tojson }}|{% for m in messages %}{% if m is mapping %}{{ m.content }}"
+                      "{% for t in m.tool_calls or [] %}={{ t.function.arguments | tojson }}{% endfor %}{% else %}"
+                      "{{ m }}{% endif %};{% endfor %}";
+    ck_assert_int_eq(pv_chat_new(src, NULL, 0, &c, err, sizeof err), 0);
+    ck_assert_uint_eq(pv_chat_caps(c) & PV_CHAT_RENDERS_TOOLS, PV_CHAT_RENDERS_TOOLS);
+    const char *body = "{\"messages\":[{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"function\":"
+                       "{\"name\":\"Bash\",\"arguments\":\"{\\\"n\\\": 1}\"}}]},7],\"tools\":[{\"x\":1}]%s}";
+    char b[512];
+    snprintf(b, sizeof b, body, ",\"verbatim\":true");
+    char *prompt = NULL;
+    pv_oai_err_t e;
+    ck_assert_int_eq(pv_oai_apply_template(b, strlen(b), c, &prompt, &e), 0);
+    pv_chat_unframe(prompt);
+    ck_assert_str_eq(prompt, "[{\"x\": 1}]|None=\"{\\\"n\\\": 1}\";7;");
+    free(prompt);
+    snprintf(b, sizeof b, body, ""); /* adapted: messages must be messages, tools tools */
+    ck_assert_int_eq(pv_oai_apply_template(b, strlen(b), c, &prompt, &e), -1);
+    ck_assert_str_eq(e.param, "tools.0.function");
+    snprintf(b, sizeof b, body, ",\"verbatim\":1");
+    ck_assert_int_eq(pv_oai_apply_template(b, strlen(b), c, &prompt, &e), -1);
+    ck_assert_str_eq(e.param, "verbatim");
+    const char *chat = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"verbatim\":true}";
+    pv_oai_req_t r;
+    ck_assert_int_eq(pv_oai_parse(chat, strlen(chat), PV_OAI_CHAT, c, &r, &e), -1);
+    ck_assert_str_eq(e.param, "verbatim");
+    pv_chat_free(c);
+    ck_assert_int_eq(pv_chat_new("{% if %}<|im_start|>", NULL, PV_CHAT_BUILTIN, &c, err, sizeof err), 0);
+    const char *user = "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"verbatim\":true}";
+    ck_assert_int_eq(pv_oai_apply_template(user, strlen(user), c, &prompt, &e), -1);
+    ck_assert_str_eq(e.msg, "a verbatim render needs a chat template (this model has built-in chatml)");
+    pv_chat_free(c);
+}
+END_TEST
+
 /* The response shapes of a parsed call, in both APIs. */
 START_TEST(test_call_shapes) {
     json_t *b = pv_anth_tool_use("toolu_1", "Bash", "{\"command\":\"ls\"}");
@@ -327,6 +458,8 @@ Suite *toolcall_suite(void) {
     tcase_add_test(tc, test_flatten_plain);
     tcase_add_test(tc, test_render_opts);
     tcase_add_test(tc, test_apply_template);
+    tcase_add_test(tc, test_caps);
+    tcase_add_test(tc, test_verbatim);
     tcase_add_test(tc, test_call_shapes);
     suite_add_tcase(s, tc);
     return s;

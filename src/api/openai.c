@@ -224,7 +224,7 @@ static int add_message(json_t *msgs, const json_t *m, const char *role, const ch
 
 /* The template options of the request (borrowed from root): chat_template_kwargs
  * (extra template variables, llama.cpp's name), documents (HF's argument) and
- * add_generation_prompt (default true). */
+ * add_generation_prompt (default true); /apply-template's "verbatim". */
 static int parse_template_opts(const json_t *root, pv_chat_opts_t *o, pv_oai_err_t *e) {
     *o = (pv_chat_opts_t){.add_generation_prompt = 1};
     const json_t *kw = json_object_get(root, "chat_template_kwargs"), *docs = json_object_get(root, "documents");
@@ -234,27 +234,23 @@ static int parse_template_opts(const json_t *root, pv_chat_opts_t *o, pv_oai_err
     if (present(docs) && !json_is_array(docs)) return fail(e, "documents", "must be an array");
     o->kwargs = present(kw) ? kw : NULL;
     o->documents = present(docs) ? docs : NULL;
+    if (opt_bool(root, "verbatim", &o->verbatim, e)) return -1;
     return opt_bool(root, "add_generation_prompt", &o->add_generation_prompt, e);
 }
 
-/* "messages" and "tools" in Hugging Face's shape, rendered by chat into *prompt
- * (owned); *n_tools: the tools offered. */
-static int parse_messages(const json_t *root, const pv_chat_t *chat, char **prompt, int *n_tools, pv_oai_err_t *e) {
-    const json_t *ms = json_object_get(root, "messages");
-    if (!json_is_array(ms)) return fail(e, "messages", "field required (an array of messages)");
-    size_t n = json_array_size(ms);
-    if (n == 0 || n > MAX_MESSAGES) return fail(e, "messages", "must hold 1 to %d messages", MAX_MESSAGES);
-    pv_chat_opts_t opts;
-    if (parse_template_opts(root, &opts, e)) return -1;
-    json_t *tools = NULL;
-    if (parse_tools(root, &tools, e)) return -1;
-    json_t *msgs = json_array(), *names = json_object();
+/* The request's messages (ms, 1 to MAX_MESSAGES) and tools in Hugging Face's
+ * shape: *msgs and *tools (new references; *tools NULL when none offered). */
+static int convert_conversation(const json_t *root, const json_t *ms, json_t **msgs, json_t **tools,
+                                pv_oai_err_t *e) {
+    if (parse_tools(root, tools, e)) return -1;
+    json_t *names = json_object();
+    *msgs = json_array();
     int rc = -1;
-    if (!msgs || !names) {
+    if (!*msgs || !names) {
         fail(e, NULL, "out of memory");
         goto done;
     }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < json_array_size(ms); i++) {
         const json_t *m = json_array_get(ms, i);
         char where[48];
         snprintf(where, sizeof where, "messages.%zu", i);
@@ -269,22 +265,58 @@ static int parse_messages(const json_t *root, const pv_chat_t *chat, char **prom
             fail(e, where, "must be \"system\", \"developer\", \"user\", \"assistant\" or \"tool\"");
             goto done;
         }
-        if (add_message(msgs, m, role, where, names, e)) goto done;
+        if (add_message(*msgs, m, role, where, names, e)) goto done;
     }
+    rc = 0;
+done:
+    json_decref(names);
+    if (rc) {
+        json_decref(*msgs);
+        json_decref(*tools);
+        *msgs = *tools = NULL;
+    }
+    return rc;
+}
+
+/* /apply-template's "verbatim": true: messages and tools exactly as given
+ * (tools an array or null; tool_choice not consulted), new references. */
+static int verbatim_conversation(const json_t *root, const json_t *ms, json_t **msgs, json_t **tools,
+                                 pv_oai_err_t *e) {
+    const json_t *t = json_object_get(root, "tools");
+    if (present(t) && (!json_is_array(t) || json_array_size(t) > MAX_TOOLS))
+        return fail(e, "tools", "must be an array of at most %d tools", MAX_TOOLS);
+    *msgs = json_incref((json_t *)ms);
+    *tools = present(t) ? json_incref((json_t *)t) : NULL;
+    return 0;
+}
+
+/* "messages" and "tools" rendered by chat into *prompt (owned); *n_tools: the
+ * tools offered. "verbatim" is refused unless allowed (only /apply-template
+ * renders verbatim: a chat completion's body means what OpenAI's wire format
+ * means, and its conversion keeps that meaning). */
+static int parse_messages(const json_t *root, const pv_chat_t *chat, int allow_verbatim, char **prompt,
+                          int *n_tools, pv_oai_err_t *e) {
+    const json_t *ms = json_object_get(root, "messages");
+    if (!json_is_array(ms)) return fail(e, "messages", "field required (an array of messages)");
+    size_t n = json_array_size(ms);
+    if (n == 0 || n > MAX_MESSAGES) return fail(e, "messages", "must hold 1 to %d messages", MAX_MESSAGES);
+    pv_chat_opts_t opts;
+    if (parse_template_opts(root, &opts, e)) return -1;
+    if (opts.verbatim && !allow_verbatim) return fail(e, "verbatim", "only POST /apply-template renders verbatim");
+    json_t *msgs = NULL, *tools = NULL;
+    if (opts.verbatim ? verbatim_conversation(root, ms, &msgs, &tools, e)
+                      : convert_conversation(root, ms, &msgs, &tools, e))
+        return -1;
     *n_tools = (int)json_array_size(tools);
     char err[PV_ERRLEN];
     int r = pv_chat_render_opts(chat, msgs, tools, &opts, prompt, err, sizeof err);
     if (r) { /* the template's own message, as is (raise_exception's is the template's word to the client) */
         fail(e, NULL, "%s", r == PV_ENOMEM ? "out of memory" : err);
         if (r != PV_ENOMEM) snprintf(e->param, sizeof e->param, "messages");
-        goto done;
     }
-    rc = 0;
-done:
     json_decref(msgs);
-    json_decref(names);
     json_decref(tools);
-    return rc;
+    return r ? -1 : 0;
 }
 
 /* /v1/completions' "prompt": a string, or an array holding one string. */
@@ -308,7 +340,7 @@ int pv_oai_parse(const char *body, size_t len, pv_oai_kind_t kind, const pv_chat
     int rc = -1;
     if (!json_is_object(root)) fail(err, NULL, "the request body must be a JSON object");
     else if (parse_common(root, out, err) || parse_response_format(json_object_get(root, "response_format"), err)) {
-    } else if (kind == PV_OAI_CHAT ? parse_messages(root, chat, &out->prompt, &out->n_tools, err)
+    } else if (kind == PV_OAI_CHAT ? parse_messages(root, chat, 0, &out->prompt, &out->n_tools, err)
                                    : parse_prompt(root, out, err)) {
     } else
         rc = 0;
@@ -325,7 +357,7 @@ int pv_oai_apply_template(const char *body, size_t len, const pv_chat_t *chat, c
     if (!root)
         return fail(err, NULL, "invalid JSON body: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
     int n_tools = 0;
-    int rc = json_is_object(root) ? parse_messages(root, chat, prompt, &n_tools, err)
+    int rc = json_is_object(root) ? parse_messages(root, chat, 1, prompt, &n_tools, err)
                                   : fail(err, NULL, "the request body must be a JSON object");
     json_decref(root);
     return rc;

@@ -11,11 +11,11 @@
 struct pv_chat {
     pv_jinja_t *tpl;          /* owned; NULL: the built-in format renders */
     pv_prompt_fmt_t fmt;      /* the built-in format detected from the template text */
-    int tpl_tools;            /* the template mentions "tools": it renders them itself */
+    unsigned caps;            /* PV_CHAT_RENDERS_* / PV_CHAT_TAKES_SYSTEM: what the template renders (probed) */
     pv_tc_family_t family;    /* the tool-call syntax the prompt teaches */
     char *bos, *eos;          /* owned: the vocabulary's BOS/EOS texts ("" if none) */
     int adds_bos;             /* the vocabulary wants BOS before a prompt */
-    char desc[48];            /* for logs */
+    char desc[96];            /* for logs: what renders, and what of the conversation it renders */
     char **specials;          /* [n_specials] owned: texts PV_TOK_SPECIAL would read as control tokens */
     int n_specials;
     pv_jinja_opts_t jopts;    /* the render options: the fixed clock of pv_chat_set_clock, if any */
@@ -170,6 +170,76 @@ size_t pv_chat_unframe(char *prompt) {
     return (size_t)(w - prompt);
 }
 
+/* The template's variables (new reference; steals msgs, borrows the rest), NULL on OOM. */
+static json_t *template_vars(const pv_chat_t *c, json_t *msgs, const json_t *tools, const json_t *docs,
+                             const pv_chat_opts_t *o) {
+    json_t *vars = json_pack("{s:o, s:O, s:b, s:s, s:s, s:O}", "messages", msgs, "tools",
+                             tools ? (json_t *)tools : json_null(), "add_generation_prompt", o->add_generation_prompt,
+                             "bos_token", c->bos, "eos_token", c->eos, "documents", docs ? (json_t *)docs : json_null());
+    if (vars && o->kwargs && json_object_update(vars, (json_t *)o->kwargs)) {
+        json_decref(vars);
+        return NULL;
+    }
+    return vars;
+}
+
+/* ---- what a template renders itself: probes ------------------------------------------------ */
+
+/* Whether a template renders tool definitions, tool calls and results, and
+ * system text is decided by rendering, once, when the template is loaded:
+ * tiny conversations whose strings are markers, and a look for the markers in
+ * the output (a template that raises on a probe does not render what it shows).
+ * The call id is 9 alphanumerics, the shape Mistral's templates insist on. */
+#define PROBE_TOOLS                                                                                              \
+    "[{\"type\":\"function\",\"function\":{\"name\":\"pv_probe_tool\",\"description\":\"pv_probe_about\","     \
+    "\"parameters\":{\"type\":\"object\",\"properties\":{\"pv_probe_arg\":{\"type\":\"string\"}}}}}]"
+#define PROBE_USER "{\"role\":\"user\",\"content\":\"pv_probe_user\"}"
+#define PROBE_TURNS                                                                                              \
+    "[" PROBE_USER ",{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":[{\"id\":\"pvprobe01\","          \
+    "\"type\":\"function\",\"function\":{\"name\":\"pv_probe_tool\",\"arguments\":{\"pv_probe_arg\":"          \
+    "\"pv_probe_value\"}}}]},{\"role\":\"tool\",\"tool_call_id\":\"pvprobe01\",\"name\":\"pv_probe_tool\","     \
+    "\"content\":\"pv_probe_result\"}]"
+
+/* The template's output for messages (and tools), JSON texts, with add_generation_prompt (owned), or NULL
+ * when it raises (or on OOM). */
+static char *probe_render(const pv_chat_t *c, const char *messages, const char *tools) {
+    static const pv_chat_opts_t opts = {.add_generation_prompt = 1};
+    json_t *t = tools ? json_loads(tools, 0, NULL) : NULL;
+    json_t *vars = template_vars(c, json_loads(messages, 0, NULL), t, NULL, &opts);
+    char *out = NULL, jerr[PV_ERRLEN];
+    size_t len = 0;
+    pv_jinja_error_t kind;
+    if (vars && pv_jinja_render(c->tpl, vars, &c->jopts, &out, &len, &kind, jerr, sizeof jerr)) out = NULL;
+    json_decref(vars);
+    json_decref(t);
+    return out;
+}
+
+/* flag when out (may be NULL) holds mark, else 0. */
+static unsigned shows(const char *out, const char *mark, unsigned flag) {
+    return out && strstr(out, mark) ? flag : 0;
+}
+
+static unsigned probe_caps(const pv_chat_t *c) {
+    char *out = probe_render(c, "[" PROBE_USER "]", PROBE_TOOLS);
+    unsigned caps = shows(out, "pv_probe_tool", PV_CHAT_RENDERS_TOOLS);
+    free(out);
+    /* the turns with the tools when the template renders those (as a request would have them) */
+    out = probe_render(c, PROBE_TURNS, caps & PV_CHAT_RENDERS_TOOLS ? PROBE_TOOLS : NULL);
+    caps |= shows(out, "pv_probe_value", PV_CHAT_RENDERS_CALLS) | shows(out, "pv_probe_result", PV_CHAT_RENDERS_RESULTS);
+    free(out);
+    /* system text is taken unless the template drops or refuses it while it renders a user message */
+    out = probe_render(c, "[{\"role\":\"system\",\"content\":\"pv_probe_system\"}," PROBE_USER "]", NULL);
+    caps |= shows(out, "pv_probe_system", PV_CHAT_TAKES_SYSTEM);
+    free(out);
+    out = probe_render(c, "[" PROBE_USER "]", NULL);
+    if (!shows(out, "pv_probe_user", 1)) caps |= PV_CHAT_TAKES_SYSTEM; /* no telling: as if it did */
+    free(out);
+    return caps;
+}
+
+static const char *yes_no(unsigned flag) { return flag ? "yes" : "no"; }
+
 int pv_chat_new(const char *src, const pv_vocab_t *v, unsigned flags, pv_chat_t **out, char *err, size_t errlen) {
     *out = NULL;
     pv_chat_t *c = calloc(1, sizeof *c);
@@ -191,10 +261,13 @@ int pv_chat_new(const char *src, const pv_vocab_t *v, unsigned flags, pv_chat_t 
             pv_chat_free(c);
             return pv_errorf(err, errlen, rc, "chat template: %s", jerr);
         }
-        c->tpl_tools = strstr(src, "tools") != NULL;
     }
-    c->family = c->tpl_tools ? pv_tc_detect(src) : PV_TC_JSON;
-    if (c->tpl) snprintf(c->desc, sizeof c->desc, "jinja template");
+    c->caps = c->tpl ? probe_caps(c) : PV_CHAT_TAKES_SYSTEM; /* the built-in formats render system text */
+    c->family = c->caps & PV_CHAT_RENDERS_TOOLS ? pv_tc_detect(src) : PV_TC_JSON;
+    if (c->tpl)
+        snprintf(c->desc, sizeof c->desc, "jinja template (renders tools: %s, calls: %s, results: %s, system text: %s)",
+                 yes_no(c->caps & PV_CHAT_RENDERS_TOOLS), yes_no(c->caps & PV_CHAT_RENDERS_CALLS),
+                 yes_no(c->caps & PV_CHAT_RENDERS_RESULTS), yes_no(c->caps & PV_CHAT_TAKES_SYSTEM));
     else snprintf(c->desc, sizeof c->desc, "built-in %s", pv_prompt_fmt_name(c->fmt));
     *out = c;
     return 0;
@@ -217,7 +290,7 @@ void pv_chat_set_clock(pv_chat_t *c, const struct tm *now) {
 
 int pv_chat_templated(const pv_chat_t *c) { return c->tpl != NULL; }
 pv_prompt_fmt_t pv_chat_fmt(const pv_chat_t *c) { return c->fmt; }
-int pv_chat_template_tools(const pv_chat_t *c) { return c->tpl_tools; }
+unsigned pv_chat_caps(const pv_chat_t *c) { return c->caps; }
 pv_tc_family_t pv_chat_tool_family(const pv_chat_t *c) { return c->family; }
 const char *pv_chat_stop(const pv_chat_t *c) { return c->tpl ? NULL : pv_prompt_fmt_stop(c->fmt); }
 const char *pv_chat_describe(const pv_chat_t *c) { return c->desc; }
@@ -246,6 +319,12 @@ done:
     free(t);
     if (!out) *oom = 1;
     return out;
+}
+
+/* 1 when message m's role is role. */
+static int role_is(const json_t *m, const char *role) {
+    const char *r = json_string_value(json_object_get(m, "role"));
+    return r && !strcmp(r, role);
 }
 
 /* {role, content} (new reference). */
@@ -278,41 +357,80 @@ static char *calls_text(const char *content, const json_t *calls) {
     return out;
 }
 
-/* The conversation with only system/user/assistant text messages (new reference, NULL on OOM). */
-static json_t *flatten(const json_t *messages, const json_t *tools) {
+/* What flatten writes as text. */
+typedef struct {
+    const char *block; /* the tools block, or NULL */
+    int calls;         /* 1: an assistant's tool calls become text ({"name": ...} lines after its text) */
+    int results;       /* 1: tool results become user messages "[tool_result] TEXT" */
+    int in_user;       /* 1: the block opens the first user message (the template takes no system text) */
+} flat_t;
+
+/* m (borrowed) with its content (a string, else "") preceded or followed by text, joined by a blank line:
+ * a copy of m, new reference, NULL on OOM. */
+static json_t *with_text(const json_t *m, const char *text, int before) {
+    const char *content = json_string_value(json_object_get(m, "content"));
+    if (!content) content = "";
+    char *t = NULL;
+    if (asprintf(&t, "%s\n\n%s", before ? text : content, before ? content : text) < 0) return NULL;
+    json_t *x = json_deep_copy(m);
+    if (x && json_object_set_new(x, "content", json_string(t))) {
+        json_decref(x);
+        x = NULL;
+    }
+    free(t);
+    return x;
+}
+
+/* One message as flatten passes it on (new reference, NULL on OOM); *placed set when it took the block. */
+static json_t *flat_message(const json_t *m, size_t i, const flat_t *f, int *placed) {
+    const char *role = json_string_value(json_object_get(m, "role"));
+    const char *content = json_string_value(json_object_get(m, "content"));
+    if (!role) role = "user";
+    if (!content) content = "";
+    if (f->results && !strcmp(role, "tool")) {
+        char *t = NULL;
+        json_t *x = asprintf(&t, "[tool_result] %s", content) >= 0 ? msg_new("user", t) : NULL;
+        free(t);
+        return x;
+    }
+    if (f->calls && !strcmp(role, "assistant") && json_array_size(json_object_get(m, "tool_calls"))) {
+        char *t = calls_text(content, json_object_get(m, "tool_calls"));
+        json_t *x = t ? msg_new("assistant", t) : NULL;
+        free(t);
+        return x;
+    }
+    if (f->block && !*placed && (f->in_user ? !strcmp(role, "user") : i == 0 && !strcmp(role, "system"))) {
+        *placed = 1;
+        return with_text(m, f->block, f->in_user);
+    }
+    return json_incref((json_t *)m);
+}
+
+/* The conversation with what the template cannot render written as text (new reference, NULL on OOM):
+ * the tools block joined to a leading system message (or made one), or opening the first user message
+ * (or made one) when the template takes no system text; tool calls, results as text, the results that
+ * follow one another and the user message right after them as one user message. Other messages as given. */
+static json_t *flatten(const json_t *messages, const flat_t *f) {
     json_t *out = json_array();
-    int oom = !out;
-    char *block = json_array_size(tools) ? tools_text(tools, &oom) : NULL;
+    int oom = !out, placed = 0, after_result = 0; /* the last message out holds a tool result as text */
     size_t i;
     const json_t *m;
     json_array_foreach(messages, i, m) {
-        if (oom) break;
-        const char *role = json_string_value(json_object_get(m, "role"));
-        const char *content = json_string_value(json_object_get(m, "content"));
-        if (!role) role = "user";
-        if (!content) content = "";
-        json_t *x = NULL;
-        if (!strcmp(role, "tool")) {
-            char *t = NULL;
-            if (asprintf(&t, "[tool_result] %s", content) >= 0) x = msg_new("user", t);
-            free(t);
-        } else if (!strcmp(role, "assistant") && json_array_size(json_object_get(m, "tool_calls"))) {
-            char *t = calls_text(content, json_object_get(m, "tool_calls"));
-            if (t) x = msg_new("assistant", t);
-            free(t);
-        } else if (block && i == 0 && !strcmp(role, "system")) {
-            char *t = NULL;
-            if (asprintf(&t, "%s\n\n%s", content, block) >= 0) x = msg_new("system", t);
-            free(t);
-            free(block);
-            block = NULL;
-        } else {
-            x = msg_new(role, content);
+        json_t *x = oom ? NULL : flat_message(m, i, f, &placed);
+        if (x && after_result && role_is(x, "user")) {
+            /* results and the user's next words are one user turn (templates may insist roles alternate) */
+            const char *text = json_string_value(json_object_get(x, "content"));
+            json_t *joined = with_text(json_array_get(out, json_array_size(out) - 1), text ? text : "", 0);
+            json_decref(x);
+            if (!joined || json_array_set_new(out, json_array_size(out) - 1, joined)) oom = 1;
+        } else if (!x || json_array_append_new(out, x)) {
+            oom = 1;
         }
-        if (!x || json_array_append_new(out, x)) oom = 1;
+        after_result = f->results && role_is(m, "tool");
     }
-    if (block && !oom && json_array_insert_new(out, 0, msg_new("system", block))) oom = 1;
-    free(block);
+    if (f->block && !placed && !oom &&
+        json_array_insert_new(out, 0, msg_new(f->in_user ? "user" : "system", f->block)))
+        oom = 1;
     if (oom) {
         json_decref(out);
         return NULL;
@@ -327,10 +445,11 @@ static char *render_builtin(const pv_chat_t *c, const json_t *flat) {
     if (!m) return NULL;
     for (size_t i = 0; i < n; i++) {
         const json_t *x = json_array_get(flat, i);
-        const char *role = json_string_value(json_object_get(x, "role"));
+        const char *role = json_string_value(json_object_get(x, "role")), *text;
+        if (!role) role = "user";
         m[i].role = !strcmp(role, "system") ? PV_ROLE_SYSTEM : !strcmp(role, "assistant") ? PV_ROLE_ASSISTANT
                                                                                             : PV_ROLE_USER;
-        m[i].text = json_string_value(json_object_get(x, "content"));
+        m[i].text = (text = json_string_value(json_object_get(x, "content"))) ? text : "";
     }
     char *out = pv_prompt_render(c->fmt, NULL, m, (int)n);
     free(m);
@@ -340,19 +459,6 @@ static char *render_builtin(const pv_chat_t *c, const json_t *flat) {
 int pv_chat_render(const pv_chat_t *c, const json_t *messages, const json_t *tools, char **out, char *err,
                    size_t errlen) {
     return pv_chat_render_opts(c, messages, tools, NULL, out, err, errlen);
-}
-
-/* The template's variables (new reference; steals msgs, borrows the rest), NULL on OOM. */
-static json_t *template_vars(const pv_chat_t *c, json_t *msgs, const json_t *tools, const json_t *docs,
-                             const pv_chat_opts_t *o) {
-    json_t *vars = json_pack("{s:o, s:O, s:b, s:s, s:s, s:O}", "messages", msgs, "tools",
-                             tools ? (json_t *)tools : json_null(), "add_generation_prompt", o->add_generation_prompt,
-                             "bos_token", c->bos, "eos_token", c->eos, "documents", docs ? (json_t *)docs : json_null());
-    if (vars && o->kwargs && json_object_update(vars, (json_t *)o->kwargs)) {
-        json_decref(vars);
-        return NULL;
-    }
-    return vars;
 }
 
 /* Renders the template with vars (borrowed) into *out; pv_chat_render's return convention. */
@@ -370,6 +476,21 @@ static int render_template(const pv_chat_t *c, const json_t *vars, char **out, c
     return PV_EINVAL;
 }
 
+/* The messages the template or built-in format gets (new reference, NULL on OOM): as given when verbatim,
+ * else with what it does not render itself written as text (flatten). */
+static json_t *prepared_messages(const pv_chat_t *c, json_t *msgs, const json_t *tools, int verbatim) {
+    int tools_as_text = json_array_size(tools) > 0 && !(c->caps & PV_CHAT_RENDERS_TOOLS);
+    flat_t f = {.calls = !(c->caps & PV_CHAT_RENDERS_CALLS), .results = !(c->caps & PV_CHAT_RENDERS_RESULTS),
+                .in_user = !(c->caps & PV_CHAT_TAKES_SYSTEM)};
+    if (verbatim || (!tools_as_text && !f.calls && !f.results)) return json_incref(msgs);
+    int oom = 0;
+    char *block = tools_as_text ? tools_text(tools, &oom) : NULL;
+    f.block = block;
+    json_t *out = oom ? NULL : flatten(msgs, &f);
+    free(block);
+    return out;
+}
+
 int pv_chat_render_opts(const pv_chat_t *c, const json_t *messages, const json_t *tools, const pv_chat_opts_t *o,
                         char **out, char *err, size_t errlen) {
     static const pv_chat_opts_t defaults = {.add_generation_prompt = 1};
@@ -377,13 +498,17 @@ int pv_chat_render_opts(const pv_chat_t *c, const json_t *messages, const json_t
     *out = NULL;
     if (o->kwargs && (json_object_get(o->kwargs, "messages") || json_object_get(o->kwargs, "tools")))
         return pv_errorf(err, errlen, PV_EINVAL, "template variables cannot replace \"messages\" or \"tools\"");
-    int has_tools = json_array_size(tools) > 0;
-    int flat = !c->tpl || !c->tpl_tools; /* the template would not render tools, calls or results */
+    if (o->verbatim && !c->tpl)
+        return pv_errorf(err, errlen, PV_EINVAL, "a verbatim render needs a chat template (this model has %s)",
+                         c->desc);
     json_t *g_msgs = guard_json(c, messages), *g_tools = tools ? guard_json(c, tools) : NULL;
     json_t *g_docs = c->tpl && o->documents ? guard_json(c, o->documents) : NULL;
-    json_t *msgs = g_msgs ? (flat ? flatten(g_msgs, has_tools ? g_tools : NULL) : json_incref(g_msgs)) : NULL;
+    json_t *msgs = g_msgs && (!tools || g_tools) ? prepared_messages(c, g_msgs, g_tools, o->verbatim) : NULL;
+    /* the template gets the tools when it renders them (or verbatim: as given) */
+    const json_t *t_tools = o->verbatim || (json_array_size(g_tools) && c->caps & PV_CHAT_RENDERS_TOOLS) ? g_tools
+                                                                                                       : NULL;
     int rc = 0;
-    if (!msgs || (tools && !g_tools) || (c->tpl && o->documents && !g_docs)) {
+    if (!msgs || (c->tpl && o->documents && !g_docs)) {
         json_decref(msgs);
         rc = pv_errorf(err, errlen, PV_ENOMEM, "out of memory");
     } else if (!c->tpl) {
@@ -391,7 +516,7 @@ int pv_chat_render_opts(const pv_chat_t *c, const json_t *messages, const json_t
         json_decref(msgs);
         if (!*out) rc = pv_errorf(err, errlen, PV_ENOMEM, "out of memory");
     } else {
-        json_t *vars = template_vars(c, msgs, has_tools && !flat ? g_tools : NULL, g_docs, o);
+        json_t *vars = template_vars(c, msgs, t_tools, g_docs, o);
         rc = vars ? render_template(c, vars, out, err, errlen) : pv_errorf(err, errlen, PV_ENOMEM, "out of memory");
         json_decref(vars);
     }

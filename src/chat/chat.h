@@ -11,13 +11,24 @@
  * With a template (tokenizer.chat_template, or --chat-template), the jinja
  * engine renders it with messages, tools, add_generation_prompt = true,
  * bos_token and eos_token (the vocabulary's texts) and documents = null.
- * A template that never mentions "tools" would drop them silently, so then the
- * tools go in as the documented system-text block of prompt.h
- * (pv_prompt_tools_text, joined to a leading system message or made one), and
- * the conversation's tool calls and results become text in that block's
- * syntax: {"name": NAME, "arguments": {...}} and "[tool_result] TEXT".
- * Without a template, the built-in formats of prompt.h render the same flattened
- * conversation.
+ * What the template cannot render would be dropped silently, or refused, so
+ * it goes in as text ("flattened"). pv_chat_new finds out by rendering small
+ * probe conversations (pv_chat_caps) whether the template renders
+ *   - tool definitions: if not, the tools are the documented block of
+ *     prompt.h (pv_prompt_tools_text), joined to a leading system message (or
+ *     made one), or, when the template takes no system text (Gemma's raises
+ *     "System role not supported"), opening the first user message (or made one);
+ *   - an assistant's tool calls: if not, they become text in that block's
+ *     syntax, {"name": NAME, "arguments": {...}} lines after its text;
+ *   - tool results: if not, each becomes a user message "[tool_result] TEXT";
+ *     results that follow one another, and a user message right after them,
+ *     are joined (blank lines between) into one user turn, since templates
+ *     may insist that roles alternate.
+ * Each is flattened on its own: a template that renders calls and results but
+ * never the definitions (DeepSeek-R1's) keeps its own format for those.
+ * Messages flattening does not change go to the template as given.
+ * Without a template, the built-in formats of prompt.h render the conversation
+ * with all of it flattened (system text in their own place).
  *
  * Tokenizing the result: pv_chat_tok_flags. Templated prompts carry special
  * tokens' text (<|im_start|>...), so they are tokenized with PV_TOK_SPECIAL;
@@ -41,6 +52,12 @@
 
 typedef struct pv_chat pv_chat_t;
 
+/* pv_chat_caps: what the template renders itself (probed at pv_chat_new; see above). */
+#define PV_CHAT_RENDERS_TOOLS 1u /* tool definitions ("tools") */
+#define PV_CHAT_RENDERS_CALLS 2u   /* an assistant's tool_calls, with their arguments */
+#define PV_CHAT_RENDERS_RESULTS 4u /* the content of a "tool" message */
+#define PV_CHAT_TAKES_SYSTEM 8u    /* a system message's text (the built-in formats too) */
+
 #define PV_CHAT_BUILTIN 1u /* pv_chat_new: use only the built-in format detected from the template text */
 
 /* src: the template source (NULL: none, the plain format); v may be NULL
@@ -51,10 +68,10 @@ void pv_chat_free(pv_chat_t *c); /* accepts NULL */
 
 int pv_chat_templated(const pv_chat_t *c);         /* 1: the jinja template renders */
 pv_prompt_fmt_t pv_chat_fmt(const pv_chat_t *c);   /* the built-in format (used when not templated) */
-int pv_chat_template_tools(const pv_chat_t *c);    /* 1: the template renders tools itself */
+unsigned pv_chat_caps(const pv_chat_t *c);         /* PV_CHAT_RENDERS_TOOLS | ... (below) */
 pv_tc_family_t pv_chat_tool_family(const pv_chat_t *c); /* the tool-call syntax to parse from the output */
 const char *pv_chat_stop(const pv_chat_t *c);      /* the implicit stop sequence, or NULL */
-const char *pv_chat_describe(const pv_chat_t *c);  /* "jinja template" or "built-in chatml", for logs */
+const char *pv_chat_describe(const pv_chat_t *c);  /* "jinja template (renders tools: yes, ...)" or "built-in chatml", for logs */
 
 /* Fixes the clock strftime_now() formats (configuration, e.g. PENSIEVE_NOW;
  * without it, the current local time). Call before sharing c between threads. */
@@ -71,6 +88,8 @@ typedef struct {
     int add_generation_prompt; /* 1: the template opens the assistant's turn */
     const json_t *documents;   /* borrowed: HF's documents list, or NULL (null in the template) */
     const json_t *kwargs;      /* borrowed: an object of extra template variables, or NULL */
+    int verbatim;              /* 1: messages and tools go to the template exactly as given, nothing
+                                  flattened, tools even when empty (PV_EINVAL without a template) */
 } pv_chat_opts_t;
 
 /* Renders messages (a JSON array, borrowed) and tools (an array or NULL,

@@ -991,8 +991,8 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
             s->sched = sched;
             fprintf(stderr, "pensieve: ready: %s (prompt: %s%s; tool calls: %s) on http://%s:%d\n",
                     s->o.model_name, pv_chat_describe(s->chat), s->o.chat_template ? " from --chat-template" : "",
-                    pv_chat_template_tools(s->chat) ? pv_tc_family_name(pv_chat_tool_family(s->chat))
-                                                    : "json (tools as system text)",
+                    pv_chat_caps(s->chat) & PV_CHAT_RENDERS_TOOLS ? pv_tc_family_name(pv_chat_tool_family(s->chat))
+                                                                  : "json (tools as text)",
                     s->o.host, s->port);
         }
     }
