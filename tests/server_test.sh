@@ -77,6 +77,7 @@ kill -TERM "$pid"; wait "$tpid"
 q25="$shared/templates/Qwen-Qwen2.5-7B-Instruct.jinja"
 start tpl25 -m "$qm" --ctx-size 2048 --api-key sekrit --chat-template "$q25" || exit 1
 PV_TEMPLATE=$q25 python3 "$here/server_test.py" template-tools "$port" "$pid" || fail=1
+python3 "$here/server_test.py" constrain "$port" "$pid" || fail=1
 kill -TERM "$pid"; wait "$tpid"
 cat >"$tmp/raise.jinja" <<'JINJA'
 {%- for m in messages %}{% if m.content == 'boom' %}{{ raise_exception('boom: this template refuses') }}{% endif %}

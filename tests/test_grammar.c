@@ -109,7 +109,8 @@ static int valid(const json_t *v, const json_t *s) {
 START_TEST(test_strings) {
     pv_gram_t *g = compile_text("{\"type\":\"string\",\"minLength\":2,\"maxLength\":5}");
     ACCEPT(g, "\"ab\"");
-    ACCEPT(g, "  \"abcde\"");
+    ACCEPT(g, "\"abcde\"");
+    REJECT(g, " \"ab\""); /* nothing before the value */
     ACCEPT(g, "\"a\\\"\\\\\"");       /* escapes count one character each */
     ACCEPT(g, "\"\\u00e9\\n\\t/\"");
     ACCEPT(g, "\"h\xc3\xa9llo\"");     /* é is one character */
@@ -244,8 +245,7 @@ START_TEST(test_whitespace_and_depth) {
     ACCEPT(g, buf);
     snprintf(buf, sizeof buf, "{%*s\"a\":1}", PV_GRAM_MAX_WS + 1, "");
     REJECT(g, buf); /* a bounded gap: no endless spaces */
-    snprintf(buf, sizeof buf, "%*s{}", PV_GRAM_MAX_WS + 1, "");
-    REJECT(g, buf);
+    REJECT(g, " {}");
     pv_gram_free(g);
     g = compile_text("true");
     char deep[64] = {0}, *p = deep; /* any value: nesting stops at the frame bound */

@@ -869,7 +869,7 @@ static int feed_byte(pv_gram_state_t *st, unsigned c) {
 void pv_gram_start(const pv_gram_t *g, pv_gram_state_t *st) {
     st->g = g;
     st->depth = 1;
-    st->f[0] = (pv_gram_frame_t){.node = g->root};
+    st->f[0] = (pv_gram_frame_t){.node = g->root, .ws = PV_GRAM_MAX_WS}; /* no whitespace before the value */
 }
 
 int pv_gram_feed(pv_gram_state_t *st, const char *bytes, size_t n) {

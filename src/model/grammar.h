@@ -20,8 +20,8 @@
  * A tool-call grammar is the fixed layout {"name": N, "arguments": A} where N
  * is one of the given names and A matches the schema that N picks.
  *
- * The output matched is compact-or-lightly-spaced JSON: at most
- * PV_GRAM_MAX_WS whitespace bytes in each gap, numbers of at most
+ * The output matched is compact-or-lightly-spaced JSON: no whitespace before
+ * the value, at most PV_GRAM_MAX_WS whitespace bytes in each gap, numbers of at most
  * PV_GRAM_MAX_DIGITS digits per part, nesting of at most PV_GRAM_MAX_DEPTH
  * (for "any value"), no \u escapes of NUL or surrogates, valid UTF-8.
  * Every state the automaton can reach has a way to complete (no dead ends).
