@@ -268,6 +268,10 @@ START_TEST(test_tool_call_layout) {
     ck_assert_int_eq(pv_gram_tool_call(names, schemas, 2, &g, err, sizeof err), 0);
     ACCEPT(g, "{\"name\": \"weather\", \"arguments\": {\"city\": \"Paris\"}}");
     ACCEPT(g, "{\"name\": \"web\", \"arguments\": {}}");
+    ACCEPT(g, "{\"name\":\"web\",\"arguments\":{}}");
+    ACCEPT(g, "{\n  \"name\" : \"web\" ,\n  \"arguments\" : {}\n}");
+    REJECT(g, " {\"name\":\"web\",\"arguments\":{}}");
+    REJECT(g, "{\"na me\":\"web\",\"arguments\":{}}");
     REJECT(g, "{\"name\": \"web\", \"arguments\": {\"city\": \"Paris\"}}"); /* the name picks the schema */
     REJECT(g, "{\"name\": \"weather\", \"arguments\": {}}");
     REJECT(g, "{\"name\": \"we\", \"arguments\": {}}");

@@ -561,7 +561,7 @@ int pv_gram_tool_call(const char *const *names, const json_t *const *schemas, in
 
 enum { R_REJECT = 0, R_OK, R_AGAIN }; /* R_AGAIN: feed the byte again to the (new) innermost frame */
 
-static const char CALL_OPEN[] = "{\"name\": ", CALL_ARGS[] = ", \"arguments\": ";
+static const char CALL_OPEN[] = "{\"name\":", CALL_ARGS[] = ",\"arguments\":"; /* whitespace may join in */
 
 static int is_ws(unsigned c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
@@ -814,25 +814,44 @@ static int step_union(pv_gram_frame_t *f, const gnode_t *nd, unsigned c) {
 
 enum { C_START = 0, C_OPEN, C_NAME, C_ARGS, C_CLOSE };
 
-static int step_call(pv_gram_state_t *st, pv_gram_frame_t *f, const gnode_t *nd, unsigned c) {
-    switch (f->phase) {
-    case C_START: {
+/* Matches c against the literal lit (len bytes) at f->n; whitespace may stand
+ * between its JSON tokens (not inside its quoted key, not before its first
+ * byte unless that is a comma). *end is set once the literal is complete. */
+static int step_literal(pv_gram_frame_t *f, const char *lit, uint32_t len, unsigned c, int *end) {
+    int quotes = 0;
+    for (uint32_t i = 0; i < f->n; i++) quotes += lit[i] == '"';
+    if (quotes % 2 == 0 && (f->n > 0 || lit[0] == ',')) {
         int w = gap_ws(f, c);
         if (w) return w > 0 ? R_OK : R_REJECT;
+    }
+    if (c != (unsigned char)lit[f->n]) return R_REJECT;
+    f->ws = 0;
+    *end = ++f->n == len;
+    return R_OK;
+}
+
+static int step_call(pv_gram_state_t *st, pv_gram_frame_t *f, const gnode_t *nd, unsigned c) {
+    int end = 0, r;
+    switch (f->phase) {
+    case C_START:
         to(f, C_OPEN);
         f->n = 0;
-    } /* fall through */
+        /* fall through */
     case C_OPEN:
-        if (c != (unsigned char)CALL_OPEN[f->n]) return R_REJECT;
-        if (++f->n == sizeof CALL_OPEN - 1) f->phase = C_NAME, f->a = 0, f->b = (uint16_t)nd->n_lit, f->n = 0;
-        return R_OK;
+        r = step_literal(f, CALL_OPEN, sizeof CALL_OPEN - 1, c, &end);
+        if (end) to(f, C_NAME), f->a = 0, f->b = (uint16_t)nd->n_lit, f->n = 0;
+        return r;
     case C_NAME:
+        if (f->n == 0) {
+            int w = gap_ws(f, c);
+            if (w) return w > 0 ? R_OK : R_REJECT;
+        }
         if (!narrow(nd, &f->a, &f->b, f->n, (unsigned char)c)) return R_REJECT;
-        if (nd->lit_len[f->a] == ++f->n) f->phase = C_ARGS, f->n = 0; /* names are quoted: unique once closed */
+        if (nd->lit_len[f->a] == ++f->n) to(f, C_ARGS), f->n = 0; /* names are quoted: unique once closed */
         return R_OK;
     case C_ARGS:
-        if (c != (unsigned char)CALL_ARGS[f->n]) return R_REJECT;
-        if (++f->n < sizeof CALL_ARGS - 1) return R_OK;
+        r = step_literal(f, CALL_ARGS, sizeof CALL_ARGS - 1, c, &end);
+        if (!end) return r;
         to(f, C_CLOSE);
         return push(st, nd->lit_child[f->a], S_START) ? R_OK : R_REJECT;
     case C_CLOSE: {

@@ -17,8 +17,9 @@
  *             readOnly, writeOnly, strict
  * Anything else (pattern, minimum, $ref, allOf, uniqueItems...) is refused
  * with a message naming it: the output could not be promised to match.
- * A tool-call grammar is the fixed layout {"name": N, "arguments": A} where N
- * is one of the given names and A matches the schema that N picks.
+ * A tool-call grammar is the fixed layout {"name": N, "arguments": A} (the
+ * keys in this order, whitespace between tokens as JSON allows) where N is
+ * one of the given names and A matches the schema that N picks.
  *
  * The output matched is compact-or-lightly-spaced JSON: no whitespace before
  * the value, at most PV_GRAM_MAX_WS whitespace bytes in each gap, numbers of at most
