@@ -365,7 +365,7 @@ elif mode == "openai":
             "messages.0.content"),
            ("n=2", "/v1/chat/completions", chat(n=2), "n"),
            ("stop of a wrong type", "/v1/chat/completions", chat(stop=5), "stop"),
-           ("json_schema", "/v1/chat/completions", chat(response_format={"type": "json_schema"}), "response_format.type"),
+           ("json_schema", "/v1/chat/completions", chat(response_format={"type": "json_schema"}), "response_format.json_schema.schema"),
            ("prompt too long", "/v1/chat/completions", chat("Once upon a time " * 200), "messages"),
            ("missing prompt", "/v1/completions", {"model": "x"}, "prompt"),
            ("token-array prompt", "/v1/completions", {"model": "x", "prompt": [1, 2, 3]}, "prompt")]
