@@ -365,7 +365,7 @@ elif mode == "openai":
             "messages.0.content"),
            ("n=2", "/v1/chat/completions", chat(n=2), "n"),
            ("stop of a wrong type", "/v1/chat/completions", chat(stop=5), "stop"),
-           ("json_schema", "/v1/chat/completions", chat(response_format={"type": "json_schema"}), "response_format.type"),
+           ("json_schema", "/v1/chat/completions", chat(response_format={"type": "json_schema"}), "response_format.json_schema.schema"),
            ("prompt too long", "/v1/chat/completions", chat("Once upon a time " * 200), "messages"),
            ("missing prompt", "/v1/completions", {"model": "x"}, "prompt"),
            ("token-array prompt", "/v1/completions", {"model": "x", "prompt": [1, 2, 3]}, "prompt")]
@@ -642,6 +642,125 @@ if mode in ("template", "template-tools"):
     check("tools offered (OpenAI): streamed text equals the whole", s == 200 and s2 == 200
           and streamed == j2["choices"][0]["message"]["content"] and chunks[-1]["choices"][0]["finish_reason"] == "length",
           (streamed, j2))
+elif mode == "constrain":
+    # constrained decoding on a random-weight model: its free output is never JSON, so every call and object
+    # below comes from the mask (forced tool calls, response_format); the schemas bound their strings
+    def valid(v, sch):
+        """A small validator of the schema subset the server constrains to."""
+        if "enum" in sch:
+            return v in sch["enum"]
+        t = sch.get("type")
+        if t == "string":
+            return isinstance(v, str) and sch.get("minLength", 0) <= len(v) <= sch.get("maxLength", 1 << 30)
+        if t == "integer":
+            return isinstance(v, int) and not isinstance(v, bool)
+        if t == "number":
+            return isinstance(v, (int, float)) and not isinstance(v, bool)
+        if t == "boolean":
+            return isinstance(v, bool)
+        if t == "array":
+            return isinstance(v, list) and sch.get("minItems", 0) <= len(v) <= sch.get("maxItems", 1 << 30) \
+                and all(valid(x, sch.get("items", {})) for x in v)
+        if t == "object":
+            props = sch.get("properties", {})
+            return isinstance(v, dict) and all(k in v for k in sch.get("required", [])) \
+                and all(k in props and valid(x, props[k]) for k, x in v.items())
+        return True
+
+    weather = {"name": "get_weather", "description": "The weather in a city",
+               "input_schema": {"type": "object", "properties": {
+                   "city": {"type": "string", "minLength": 1, "maxLength": 12},
+                   "unit": {"enum": ["celsius", "fahrenheit"]}, "days": {"type": "integer"},
+                   "hourly": {"type": "boolean"}}, "required": ["city", "unit"]}}
+    search = {"name": "search", "description": "Search the web",
+              "input_schema": {"type": "object", "properties": {
+                  "terms": {"type": "array", "items": {"type": "string", "maxLength": 6}, "minItems": 1, "maxItems": 3}},
+                  "required": ["terms"]}}
+    schemas = {t["name"]: t["input_schema"] for t in (weather, search)}
+    ask = [{"role": "user", "content": "What is the weather in Paris?"}]
+    for seed in range(4):
+        s, j, _, _ = req("POST", "/v1/messages", {"model": "x", "max_tokens": 200, "temperature": 1, "seed": seed,
+                                                  "messages": ask, "tools": [weather, search],
+                                                  "tool_choice": {"type": "tool", "name": "get_weather"}}, KEY)
+        c = j.get("content", [{}]) if s == 200 else [{}]
+        check("Anthropic tool_choice tool: a tool_use block whose input matches the schema (seed %d)" % seed,
+              s == 200 and j["stop_reason"] == "tool_use" and len(c) == 1 and c[0].get("type") == "tool_use"
+              and c[0]["name"] == "get_weather" and valid(c[0]["input"], schemas["get_weather"]), j)
+    # streamed, tool_choice any: content_block_start tool_use, input_json_delta, stop_reason tool_use
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    c.request("POST", "/v1/messages", body=json.dumps({"model": "x", "max_tokens": 200, "seed": 7, "stream": True,
+                                                       "messages": ask, "tools": [weather, search],
+                                                       "tool_choice": {"type": "any"}}).encode(),
+              headers=dict(KEY, **{"content-type": "application/json"}))
+    r = c.getresponse()
+    events = [json.loads(line[6:]) for line in r.read().decode().split("\n") if line.startswith("data: ")]
+    c.close()
+    starts = [e["content_block"] for e in events if e["type"] == "content_block_start"]
+    partial = "".join(e["delta"]["partial_json"] for e in events if e["type"] == "content_block_delta")
+    stop = [e["delta"]["stop_reason"] for e in events if e["type"] == "message_delta"]
+    call = json.loads(partial) if partial else None
+    check("streamed tool_choice any: one tool_use block, its input_json_delta matches the tool's schema",
+          len(starts) == 1 and starts[0]["type"] == "tool_use" and starts[0]["name"] in schemas
+          and valid(call, schemas[starts[0]["name"]]) and stop == ["tool_use"], (starts, partial, stop))
+    # too few tokens for the call: it ends at max_tokens with the JSON so far as text
+    s, j, _, _ = req("POST", "/v1/messages", {"model": "x", "max_tokens": 4, "seed": 1, "messages": ask,
+                                              "tools": [weather], "tool_choice": {"type": "any"}}, KEY)
+    check("a forced call cut by max_tokens: stop_reason max_tokens, the partial JSON as text",
+          s == 200 and j["stop_reason"] == "max_tokens" and j["content"][0]["type"] == "text"
+          and j["content"][0]["text"].startswith('{'), j)
+    # OpenAI: "required" and a named function, whole and streamed
+    hf = [{"type": "function", "function": {"name": t["name"], "description": t["description"],
+                                            "parameters": t["input_schema"]}} for t in (weather, search)]
+    for choice in ("required", {"type": "function", "function": {"name": "search"}}):
+        s, j, _, _ = req("POST", "/v1/chat/completions", chat(messages=ask, max_tokens=200, temperature=1, seed=3,
+                                                              tools=hf, tool_choice=choice), BEARER)
+        ch = j["choices"][0] if s == 200 else {}
+        calls = ch.get("message", {}).get("tool_calls") or [{}]
+        fn = calls[0].get("function", {})
+        args = json.loads(fn["arguments"]) if "arguments" in fn else None
+        check("OpenAI tool_choice %s: finish_reason tool_calls, arguments parse and match" % json.dumps(choice),
+              s == 200 and ch["finish_reason"] == "tool_calls" and len(calls) == 1 and fn["name"] in schemas
+              and (choice == "required" or fn["name"] == "search") and valid(args, schemas[fn["name"]]), j)
+    s, chunks, _ = oai_stream("/v1/chat/completions", chat(messages=ask, max_tokens=200, seed=5, tools=hf,
+                                                           tool_choice="required"))
+    deltas = [d for c in chunks if c["choices"] for d in c["choices"][0]["delta"].get("tool_calls", [])]
+    fins = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+    fn = deltas[0]["function"] if deltas else {}
+    check("OpenAI streamed tool_choice required: one tool_calls delta, finish_reason tool_calls",
+          s == 200 and len(deltas) == 1 and valid(json.loads(fn["arguments"]), schemas[fn["name"]])
+          and fins == ["tool_calls"], chunks)
+    # response_format json_schema (bounded strings); json_object is exercised end to end (tests/e2e)
+    person = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 8},
+                                               "age": {"type": "integer"}, "tags": {"type": "array", "maxItems": 2,
+                                               "items": {"enum": ["a", "b", 1, None]}}}, "required": ["name", "age"]}
+    for seed in range(3):
+        s, j, _, _ = req("POST", "/v1/chat/completions", chat(messages=ask, max_tokens=300, temperature=1, seed=seed,
+                         response_format={"type": "json_schema", "json_schema": {"name": "p", "schema": person}}), BEARER)
+        text = j["choices"][0]["message"]["content"] if s == 200 else None
+        try:
+            val = json.loads(text)
+        except (TypeError, ValueError):
+            val = None
+        check("response_format json_schema: the content parses and matches (seed %d)" % seed,
+              s == 200 and j["choices"][0]["finish_reason"] == "stop" and valid(val, person), j)
+    # what cannot be honoured is refused, naming it
+    bad = dict(weather, input_schema={"type": "object", "properties": {"city": {"type": "string", "pattern": "^P"}}})
+    s, j, _, _ = req("POST", "/v1/messages", {"model": "x", "max_tokens": 20, "messages": ask, "tools": [bad],
+                                              "tool_choice": {"type": "any"}}, KEY)
+    check("a schema keyword that cannot be honoured: 400 naming it", s == 400 and is_error(j, "invalid_request_error")
+          and "pattern" in j["error"]["message"] and "properties.city" in j["error"]["message"], j)
+    s, j, _, _ = req("POST", "/v1/messages", {"model": "x", "max_tokens": 20, "messages": ask, "tools": [bad]}, KEY)
+    check("the same tool without a forced choice is fine (nothing is constrained)", s == 200, j)
+    s, j, _, _ = req("POST", "/v1/messages", {"model": "x", "max_tokens": 20, "messages": ask, "tools": [weather],
+                                              "tool_choice": {"type": "tool", "name": "nope"}}, KEY)
+    check("tool_choice naming an unknown tool: 400", s == 400 and "nope" in j["error"]["message"], j)
+    s, j, _, _ = req("POST", "/v1/chat/completions", chat(messages=ask, tool_choice="required"), BEARER)
+    check("OpenAI tool_choice required without tools: 400", s == 400 and is_oai_error(j, "invalid_request_error"), j)
+    s, j, _, _ = req("POST", "/v1/chat/completions", chat(messages=ask, response_format={
+        "type": "json_schema", "json_schema": {"name": "r", "schema": {"$ref": "#/defs/x"}}}), BEARER)
+    check("response_format json_schema with $ref: 400 naming it", s == 400
+          and is_oai_error(j, "invalid_request_error", "response_format.json_schema.schema")
+          and "$ref" in j["error"]["message"], j)
 elif mode == "template-raise":
     s, j, _, _ = req("POST", "/v1/messages", msg("boom"), KEY)
     check("raise_exception -> 400 with the template's message", s == 400 and is_error(j, "invalid_request_error")

@@ -77,6 +77,7 @@ kill -TERM "$pid"; wait "$tpid"
 q25="$shared/templates/Qwen-Qwen2.5-7B-Instruct.jinja"
 start tpl25 -m "$qm" --ctx-size 2048 --api-key sekrit --chat-template "$q25" || exit 1
 PV_TEMPLATE=$q25 python3 "$here/server_test.py" template-tools "$port" "$pid" || fail=1
+python3 "$here/server_test.py" constrain "$port" "$pid" || fail=1
 kill -TERM "$pid"; wait "$tpid"
 # templates that render less: Gemma-2's takes no system text (the tools block opens the first user message),
 # DeepSeek-R1's renders calls and results its own way but not the tools (only those are flattened)

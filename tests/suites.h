@@ -13,8 +13,9 @@ Suite *sched_suite(void);
 Suite *chat_suite(void);
 Suite *toolcall_suite(void);
 Suite *kvstore_suite(void);
+Suite *grammar_suite(void);
 
-#define PV_TEST_SUITES(X) X(gguf_suite) X(kern_suite) X(tok_suite) X(sample_suite) X(model_suite) X(sched_suite) X(chat_suite) X(toolcall_suite) X(kvstore_suite)
+#define PV_TEST_SUITES(X) X(gguf_suite) X(kern_suite) X(tok_suite) X(sample_suite) X(model_suite) X(sched_suite) X(chat_suite) X(toolcall_suite) X(kvstore_suite) X(grammar_suite)
 
 /* Helpers shared by the suites (tests/util.c). */
 

@@ -133,6 +133,54 @@ START_TEST(test_stop_sequence) {
 }
 END_TEST
 
+/* A grammar on one request: its output is the schema's JSON and ends there
+ * (temperature 0 and 1); the unconstrained request beside it is unchanged. */
+START_TEST(test_constrained_output) {
+    pv_model_t *m = load_model();
+    if (!m) return;
+    const char *schema = "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"maxLength\":10},"
+                         "\"n\":{\"type\":\"integer\"},\"ok\":{\"type\":\"boolean\"}},\"required\":[\"name\",\"ok\"]}";
+    json_t *js = json_loads(schema, 0, NULL);
+    pv_sched_t *s = make_sched(m, 1, 1, 0);
+    char *alone, *texts[2];
+    pv_req_status_t st[2];
+    pv_req_t *r = make_req(m, prompts[1], 30, 0.0f, 1, NULL);
+    pv_sched_submit(s, r);
+    run_all(s, &r, 1, &alone, st);
+    pv_req_unref(r);
+    pv_sched_free(s);
+    for (int k = 0; k < 4; k++) {
+        s = make_sched(m, 2, 1, 0);
+        pv_req_t *rs[2] = {make_req(m, prompts[0], 400, k ? 1.0f : 0.0f, (uint64_t)k, NULL),
+                           make_req(m, prompts[1], 30, 0.0f, 1, NULL)};
+        pv_gram_t *g = NULL;
+        char err[256];
+        ck_assert_int_eq(pv_gram_from_schema(js, &g, err, sizeof err), 0);
+        pv_req_set_grammar(rs[0], g);
+        for (int i = 0; i < 2; i++) ck_assert_int_eq(pv_sched_submit(s, rs[i]), 0);
+        run_all(s, rs, 2, texts, st);
+        ck_assert_msg(st[0].stop == PV_STOP_END_TURN, "stop %d: %s", st[0].stop, texts[0]);
+        json_t *v = json_loads(texts[0], 0, NULL);
+        ck_assert_msg(json_is_object(v), "not a JSON object: %s", texts[0]);
+        ck_assert(json_is_string(json_object_get(v, "name")) && json_string_length(json_object_get(v, "name")) <= 10);
+        ck_assert(json_is_boolean(json_object_get(v, "ok")));
+        const json_t *n = json_object_get(v, "n");
+        ck_assert(!n || json_is_integer(n));
+        ck_assert_int_le(json_object_size(v), 3);
+        ck_assert_str_eq(texts[1], alone);
+        json_decref(v);
+        for (int i = 0; i < 2; i++) {
+            pv_req_unref(rs[i]);
+            free(texts[i]);
+        }
+        pv_sched_free(s);
+    }
+    free(alone);
+    json_decref(js);
+    pv_model_free(m);
+}
+END_TEST
+
 START_TEST(test_cancel_and_queue_bound) {
     pv_model_t *m = load_model();
     if (!m) return;
@@ -231,6 +279,7 @@ Suite *sched_suite(void) {
     tcase_add_test(tc, test_batched_equals_alone_greedy);
     tcase_add_test(tc, test_batched_equals_alone_seeded);
     tcase_add_test(tc, test_stop_sequence);
+    tcase_add_test(tc, test_constrained_output);
     tcase_add_test(tc, test_cancel_and_queue_bound);
     tcase_add_test(tc, test_anthropic_parse);
     tcase_add_test(tc, test_prompt_formats);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "api/constrain.h"
 #include "base/err.h"
 
 #define BILLING_PREFIX "x-anthropic-billing-header:"
@@ -124,13 +125,25 @@ static int add_message(json_t *msgs, const char *role, const json_t *c, json_t *
     return rc;
 }
 
+/* tool_choice {"type":"any"} or {"type":"tool","name":N}: the output is
+ * constrained to a call (api/constrain.h) into *gram. 0, or -1 with err. */
+static int forced_call(const json_t *tc, const json_t *hf, pv_gram_t **gram, char *err, size_t errlen) {
+    const char *choice = json_string_value(json_object_get(tc, "type"));
+    if (!choice || (strcmp(choice, "any") && strcmp(choice, "tool"))) return 0;
+    const char *only = NULL;
+    if (!strcmp(choice, "tool") && !(only = json_string_value(json_object_get(tc, "name"))))
+        return bad(err, errlen, "%s: field required (a string)", "tool_choice.name");
+    return pv_constrain_tool_call(hf, only, gram, err, errlen);
+}
+
 /* "tools" (unless tool_choice is {"type":"none"}) in Hugging Face's shape into
- * *out (NULL when none). Server tools (a "type" other than "custom") are left
+ * *out (NULL when none), and the forced call's grammar into *gram (NULL when
+ * the choice is free). Server tools (a "type" other than "custom") are left
  * out: this model cannot run them. 0, or -1 with err. */
-static int parse_tools(const json_t *root, json_t **out, char *err, size_t errlen) {
+static int parse_tools(const json_t *root, json_t **out, pv_gram_t **gram, char *err, size_t errlen) {
     *out = NULL;
     const json_t *tools = json_object_get(root, "tools"), *tc = json_object_get(root, "tool_choice");
-    if (!tools || json_is_null(tools)) return 0;
+    if (!tools || json_is_null(tools)) return forced_call(tc, NULL, gram, err, errlen);
     if (!json_is_array(tools) || json_array_size(tools) > MAX_TOOLS)
         return bad(err, errlen, "tools: must be an array of at most %s tools", MAX_TOOLS_S);
     const char *choice = json_string_value(json_object_get(tc, "type"));
@@ -157,6 +170,10 @@ static int parse_tools(const json_t *root, json_t **out, char *err, size_t errle
             json_decref(hf);
             return bad(err, errlen, "%s", "out of memory");
         }
+    }
+    if (forced_call(tc, hf, gram, err, errlen)) {
+        json_decref(hf);
+        return -1;
     }
     if (json_array_size(hf)) *out = hf;
     else json_decref(hf);
@@ -307,7 +324,7 @@ int pv_anth_parse(const char *body, size_t len, const pv_chat_t *chat, int count
         bad(err, errlen, "%s: must hold at least one message", "messages");
         goto done;
     }
-    if (parse_tools(root, &tools, err, errlen)) goto done;
+    if (parse_tools(root, &tools, &out->gram, err, errlen)) goto done;
     msgs = json_array();
     names = json_object();
     if (!msgs || !names || (system && json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "system", "content", system)))) {
@@ -354,6 +371,8 @@ done:
 void pv_anth_req_close(pv_anth_req_t *r) {
     free(r->prompt);
     r->prompt = NULL;
+    pv_gram_free(r->gram);
+    r->gram = NULL;
     for (int i = 0; i < r->n_stops; i++) free(r->stops[i]);
     r->n_stops = 0;
 }

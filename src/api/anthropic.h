@@ -12,6 +12,7 @@
 #include <stddef.h>
 
 #include "chat/chat.h"
+#include "model/grammar.h"
 #include "model/sample.h"
 #include "sched/sched.h"
 
@@ -24,6 +25,7 @@ typedef struct {
     char *stops[PV_SCHED_MAX_STOPS];  /* owned: stop_sequences */
     int n_stops;                      /* how many */
     int n_tools;                      /* tools offered to the model (0: none, or tool_choice none) */
+    pv_gram_t *gram;                  /* owned: a forced tool call's grammar (tool_choice any/tool), else NULL */
 } pv_anth_req_t;
 
 /* Parses a /v1/messages body (count_only: a count_tokens body, which needs no

@@ -1,6 +1,8 @@
 /* openai.c - Chat Completions and Completions JSON <-> generation requests. */
 #include "api/openai.h"
 
+#include "api/constrain.h"
+
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -103,27 +105,59 @@ static int parse_common(const json_t *root, pv_oai_req_t *out, pv_oai_err_t *e) 
     return parse_stop(json_object_get(root, "stop"), out, e);
 }
 
-/* "response_format": text, or json_object (accepted; the output is not yet constrained). */
-static int parse_response_format(const json_t *rf, pv_oai_err_t *e) {
+/* "response_format": text, json_object (any JSON object) or json_schema
+ * (json_schema.schema): the output is constrained to it (out->gram). */
+static int parse_response_format(const json_t *rf, pv_oai_req_t *out, pv_oai_err_t *e) {
     if (!present(rf)) return 0;
     const char *t = json_string_value(json_object_get(rf, "type"));
     if (!json_is_object(rf) || !t) return fail(e, "response_format", "must be an object with a string \"type\"");
-    if (!strcmp(t, "text") || !strcmp(t, "json_object")) return 0;
-    return fail(e, "response_format.type", "\"%s\" is not supported (use \"text\" or \"json_object\")", t);
+    if (!strcmp(t, "text")) return 0;
+    if (!strcmp(t, "json_object")) return pv_gram_any_object(&out->gram) ? fail(e, NULL, "out of memory") : 0;
+    if (!strcmp(t, "json_schema")) {
+        const json_t *schema = json_object_get(json_object_get(rf, "json_schema"), "schema");
+        if (!json_is_object(schema)) return fail(e, "response_format.json_schema.schema", "field required (an object)");
+        char msg[PV_ERRLEN - 100];
+        if (pv_gram_from_schema(schema, &out->gram, msg, sizeof msg))
+            return fail(e, "response_format.json_schema.schema", "%s", msg);
+        return 0;
+    }
+    return fail(e, "response_format.type", "\"%s\" is not supported (use \"text\", \"json_object\" or \"json_schema\")", t);
 }
 
-/* "tools" (unless tool_choice is "none") in Hugging Face's shape into *out (NULL when none). */
-static int parse_tools(const json_t *root, json_t **out, pv_oai_err_t *e) {
-    *out = NULL;
+/* tool_choice "required" or {"type":"function","function":{"name":N}}: the
+ * output is constrained to a call (api/constrain.h), replacing any
+ * response_format constraint (a call has no content). */
+static int forced_call(const json_t *tc, const json_t *hf, pv_oai_req_t *out, pv_oai_err_t *e) {
+    const char *only = NULL;
+    if (json_is_object(tc)) {
+        const char *type = json_string_value(json_object_get(tc, "type"));
+        only = json_string_value(json_object_get(json_object_get(tc, "function"), "name"));
+        if (!type || strcmp(type, "function") || !only)
+            return fail(e, "tool_choice", "must be \"none\", \"auto\", \"required\" or {\"type\":\"function\",\"function\":{\"name\":...}}");
+    } else if (!json_is_string(tc) || strcmp(json_string_value(tc), "required"))
+        return 0;
+    pv_gram_t *g = NULL;
+    char msg[PV_ERRLEN - 100];
+    if (pv_constrain_tool_call(hf, only, &g, msg, sizeof msg)) return fail(e, NULL, "%s", msg);
+    pv_gram_free(out->gram);
+    out->gram = g;
+    out->forced_call = 1;
+    return 0;
+}
+
+/* "tools" (unless tool_choice is "none") in Hugging Face's shape into *tools
+ * (NULL when none); a forced call's grammar into out. */
+static int parse_tools(const json_t *root, json_t **tools_out, pv_oai_req_t *out, pv_oai_err_t *e) {
+    *tools_out = NULL;
     const json_t *tc = json_object_get(root, "tool_choice");
     if (present(tc) && !json_is_string(tc) && !json_is_object(tc))
         return fail(e, "tool_choice", "must be a string or an object");
+    if (json_is_string(tc) && !strcmp(json_string_value(tc), "none")) return 0;
     const json_t *tools = json_object_get(root, "tools");
-    if (!present(tools)) return 0;
-    if (!json_is_array(tools) || json_array_size(tools) > MAX_TOOLS)
+    if (present(tools) && (!json_is_array(tools) || json_array_size(tools) > MAX_TOOLS))
         return fail(e, "tools", "must be an array of at most %d tools", MAX_TOOLS);
     size_t n = json_array_size(tools);
-    if (n == 0 || (json_is_string(tc) && !strcmp(json_string_value(tc), "none"))) return 0;
+    if (n == 0) return forced_call(tc, NULL, out, e);
     json_t *hf = json_array();
     if (!hf) return fail(e, NULL, "out of memory");
     for (size_t i = 0; i < n; i++) {
@@ -144,7 +178,11 @@ static int parse_tools(const json_t *root, json_t **out, pv_oai_err_t *e) {
             return fail(e, NULL, "out of memory");
         }
     }
-    *out = hf;
+    if (forced_call(tc, hf, out, e)) {
+        json_decref(hf);
+        return -1;
+    }
+    *tools_out = hf;
     return 0;
 }
 
@@ -239,10 +277,11 @@ static int parse_template_opts(const json_t *root, pv_chat_opts_t *o, pv_oai_err
 }
 
 /* The request's messages (ms, 1 to MAX_MESSAGES) and tools in Hugging Face's
- * shape: *msgs and *tools (new references; *tools NULL when none offered). */
+ * shape: *msgs and *tools (new references; *tools NULL when none offered); a
+ * forced call's grammar into out. */
 static int convert_conversation(const json_t *root, const json_t *ms, json_t **msgs, json_t **tools,
-                                pv_oai_err_t *e) {
-    if (parse_tools(root, tools, e)) return -1;
+                                pv_oai_req_t *out, pv_oai_err_t *e) {
+    if (parse_tools(root, tools, out, e)) return -1;
     json_t *names = json_object();
     *msgs = json_array();
     int rc = -1;
@@ -290,12 +329,13 @@ static int verbatim_conversation(const json_t *root, const json_t *ms, json_t **
     return 0;
 }
 
-/* "messages" and "tools" rendered by chat into *prompt (owned); *n_tools: the
- * tools offered. "verbatim" is refused unless allowed (only /apply-template
- * renders verbatim: a chat completion's body means what OpenAI's wire format
- * means, and its conversion keeps that meaning). */
-static int parse_messages(const json_t *root, const pv_chat_t *chat, int allow_verbatim, char **prompt,
-                          int *n_tools, pv_oai_err_t *e) {
+/* "messages" and "tools" rendered by chat into out->prompt (owned);
+ * out->n_tools: the tools offered; out->gram: a forced call's grammar.
+ * "verbatim" is refused unless allowed (only /apply-template renders verbatim:
+ * a chat completion's body means what OpenAI's wire format means, and its
+ * conversion keeps that meaning). */
+static int parse_messages(const json_t *root, const pv_chat_t *chat, int allow_verbatim, pv_oai_req_t *out,
+                          pv_oai_err_t *e) {
     const json_t *ms = json_object_get(root, "messages");
     if (!json_is_array(ms)) return fail(e, "messages", "field required (an array of messages)");
     size_t n = json_array_size(ms);
@@ -305,11 +345,11 @@ static int parse_messages(const json_t *root, const pv_chat_t *chat, int allow_v
     if (opts.verbatim && !allow_verbatim) return fail(e, "verbatim", "only POST /apply-template renders verbatim");
     json_t *msgs = NULL, *tools = NULL;
     if (opts.verbatim ? verbatim_conversation(root, ms, &msgs, &tools, e)
-                      : convert_conversation(root, ms, &msgs, &tools, e))
+                      : convert_conversation(root, ms, &msgs, &tools, out, e))
         return -1;
-    *n_tools = (int)json_array_size(tools);
+    out->n_tools = (int)json_array_size(tools);
     char err[PV_ERRLEN];
-    int r = pv_chat_render_opts(chat, msgs, tools, &opts, prompt, err, sizeof err);
+    int r = pv_chat_render_opts(chat, msgs, tools, &opts, &out->prompt, err, sizeof err);
     if (r) { /* the template's own message, as is (raise_exception's is the template's word to the client) */
         fail(e, NULL, "%s", r == PV_ENOMEM ? "out of memory" : err);
         if (r != PV_ENOMEM) snprintf(e->param, sizeof e->param, "messages");
@@ -339,9 +379,8 @@ int pv_oai_parse(const char *body, size_t len, pv_oai_kind_t kind, const pv_chat
         return fail(err, NULL, "invalid JSON body: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
     int rc = -1;
     if (!json_is_object(root)) fail(err, NULL, "the request body must be a JSON object");
-    else if (parse_common(root, out, err) || parse_response_format(json_object_get(root, "response_format"), err)) {
-    } else if (kind == PV_OAI_CHAT ? parse_messages(root, chat, 0, &out->prompt, &out->n_tools, err)
-                                   : parse_prompt(root, out, err)) {
+    else if (parse_common(root, out, err) || parse_response_format(json_object_get(root, "response_format"), out, err)) {
+    } else if (kind == PV_OAI_CHAT ? parse_messages(root, chat, 0, out, err) : parse_prompt(root, out, err)) {
     } else
         rc = 0;
     json_decref(root);
@@ -356,16 +395,21 @@ int pv_oai_apply_template(const char *body, size_t len, const pv_chat_t *chat, c
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)
         return fail(err, NULL, "invalid JSON body: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
-    int n_tools = 0;
-    int rc = json_is_object(root) ? parse_messages(root, chat, 1, prompt, &n_tools, err)
+    pv_oai_req_t req = {.kind = PV_OAI_CHAT};
+    int rc = json_is_object(root) ? parse_messages(root, chat, 1, &req, err)
                                   : fail(err, NULL, "the request body must be a JSON object");
     json_decref(root);
+    *prompt = req.prompt; /* the rest (a forced call's grammar) is not needed here */
+    req.prompt = NULL;
+    pv_oai_req_close(&req);
     return rc;
 }
 
 void pv_oai_req_close(pv_oai_req_t *r) {
     free(r->prompt);
     r->prompt = NULL;
+    pv_gram_free(r->gram);
+    r->gram = NULL;
     for (int i = 0; i < r->n_stops; i++) free(r->stops[i]);
     r->n_stops = 0;
 }

@@ -4,8 +4,9 @@
  *
  * Parsing is strict about what it uses (types, ranges, n == 1) and ignores
  * what it cannot honour harmlessly (user, presence/frequency penalties,
- * logit_bias, parallel_tool_calls...). "response_format": {"type":"json_object"}
- * is accepted but not yet constrained. Chat messages and tools become Hugging
+ * logit_bias, parallel_tool_calls...). "response_format" json_object and
+ * json_schema, and tool_choice "required" or a named function, constrain the
+ * output (api/constrain.h, model/grammar.h). Chat messages and tools become Hugging
  * Face's shape and are rendered by chat.h (the model's template, or a built-in format).
  * Everything here is pure: no I/O, no model. JSON values returned are new
  * references (json_decref them). */
@@ -17,6 +18,7 @@
 
 #include "chat/chat.h"
 #include "base/err.h"
+#include "model/grammar.h"
 #include "model/sample.h"
 #include "sched/sched.h"
 
@@ -39,6 +41,8 @@ typedef struct {
     char *stops[PV_SCHED_MAX_STOPS]; /* owned: "stop" */
     int n_stops;                     /* how many */
     int n_tools;                     /* tools offered to the model (0: none, or tool_choice "none") */
+    pv_gram_t *gram;                 /* owned: the output's constraint (response_format, a forced call) or NULL */
+    int forced_call;                 /* gram is a forced tool call (tool_choice "required" or a named function) */
 } pv_oai_req_t;
 
 typedef struct {

@@ -636,12 +636,16 @@ typedef struct {
     int n_stops;                   /* how many */
     int chat;                      /* a rendered chat prompt: the format's implicit stop applies */
     int tools;                     /* tools were offered: the output is parsed for tool calls */
+    int forced_call;               /* the output is constrained to one call in the generic JSON syntax */
+    pv_gram_t *gram;               /* the output's constraint (owned: start_generation takes it), or NULL */
     int stream;                    /* SSE */
     int include_usage;             /* OpenAI stream: the usage chunk */
 } gen_t;
 
 /* Checks the prompt against the context, submits it to the scheduler and
- * registers the hreq (starting the stream); every failure is replied to. */
+ * registers the hreq (starting the stream); every failure is replied to.
+ * Takes g->gram. A forced call is read back with the generic JSON tool-call
+ * parser, whatever the model's own syntax (api/constrain.h says why). */
 static void start_generation(pv_server_t *s, struct evhttp_request *ev, const gen_t *g) {
     const pv_endpoint_t ep = api_traits[g->api].ep;
     uint32_t n_ctx = pv_sched_n_ctx(s->sched);
@@ -652,6 +656,7 @@ static void start_generation(pv_server_t *s, struct evhttp_request *ev, const ge
         snprintf(msg, sizeof msg, "prompt is too long: %d tokens > %u maximum", g->n, n_ctx - 1);
         reply_error_param(s, ev, ep, 400, "invalid_request_error", g->n ? msg : "the prompt is empty",
                           g->api == API_ANTHROPIC ? NULL : g->chat ? "messages" : "prompt");
+        pv_gram_free(g->gram);
         return;
     }
     int max_tokens = g->max_tokens, room = (int)(n_ctx - (uint32_t)g->n);
@@ -661,10 +666,14 @@ static void start_generation(pv_server_t *s, struct evhttp_request *ev, const ge
     for (int i = 0; i < g->n_stops && n_stops < PV_SCHED_MAX_STOPS - 1; i++) stops[n_stops++] = g->stops[i];
     int n_user_stops = n_stops;
     if (g->chat && pv_chat_stop(s->chat)) stops[n_stops++] = pv_chat_stop(s->chat);
+    pv_gram_t *gram = g->gram;
     r = pv_req_new(g->toks, g->n, max_tokens, g->sp, stops, n_stops);
+    if (r) pv_req_set_grammar(r, gram);
+    else pv_gram_free(gram);
     h = calloc(1, sizeof *h);
-    pv_tc_t *tc = g->tools ? pv_tc_new(pv_chat_tool_family(s->chat)) : NULL;
-    if (g->tools && !tc) {
+    int tools = g->tools || g->forced_call;
+    pv_tc_t *tc = tools ? pv_tc_new(g->forced_call ? PV_TC_JSON : pv_chat_tool_family(s->chat)) : NULL;
+    if (tools && !tc) {
         reply_error(s, ev, ep, 500, "api_error", "out of memory");
         goto done;
     }
@@ -716,7 +725,8 @@ static void route_messages(pv_server_t *s, struct evhttp_request *ev) {
     start_generation(s, ev,
                      &(gen_t){.api = API_ANTHROPIC, .model = ar.model, .toks = toks, .n = n, .max_tokens = ar.max_tokens,
                               .sp = &ar.sp, .stops = ar.stops, .n_stops = ar.n_stops, .chat = 1, .tools = ar.n_tools > 0,
-                              .stream = ar.stream});
+                              .forced_call = ar.gram != NULL, .gram = ar.gram, .stream = ar.stream});
+    ar.gram = NULL; /* start_generation took it */
     free(toks);
     pv_anth_req_close(&ar);
 }
@@ -738,13 +748,15 @@ static void route_openai(pv_server_t *s, struct evhttp_request *ev, pv_oai_kind_
     }
     int32_t *toks = NULL;
     int n = 0;
-    if (!tokenize_prompt(s, ev, ep, orq.prompt, &toks, &n))
+    if (!tokenize_prompt(s, ev, ep, orq.prompt, &toks, &n)) {
         start_generation(s, ev,
                          &(gen_t){.api = kind == PV_OAI_CHAT ? API_OAI_CHAT : API_OAI_TEXT, .model = orq.model,
                                   .toks = toks, .n = n, .max_tokens = orq.max_tokens, .sp = &orq.sp,
                                   .stops = orq.stops, .n_stops = orq.n_stops, .chat = kind == PV_OAI_CHAT,
-                                  .tools = orq.n_tools > 0,
+                                  .tools = orq.n_tools > 0, .forced_call = orq.forced_call, .gram = orq.gram,
                                   .stream = orq.stream, .include_usage = orq.include_usage});
+        orq.gram = NULL; /* start_generation took it */
+    }
     free(toks);
     pv_oai_req_close(&orq);
 }

@@ -113,8 +113,10 @@ int32_t pv_sampler_sample(pv_sampler_t *s, float *logits, const int32_t *history
     apply_repeat_penalty(p, logits, s->n_vocab, history, n_hist);
     if (p->temperature <= 0.0f) return argmax(logits, s->n_vocab);
 
-    int n = s->n_vocab;
-    for (int32_t i = 0; i < n; i++) s->cand[i] = (pv_candidate_t){i, logits[i]};
+    int n = 0;
+    for (int32_t i = 0; i < s->n_vocab; i++) /* -inf: masked out (constrained decoding), never a candidate */
+        if (logits[i] != -INFINITY) s->cand[n++] = (pv_candidate_t){i, logits[i]};
+    if (n == 0) return argmax(logits, s->n_vocab);
     n = keep_top_k(s->cand, n, p->top_k);
     cand_softmax(s->cand, n, 1.0f); /* probabilities for the p filters */
     if (p->top_p < 1.0f) {

@@ -3,7 +3,8 @@
  * The chain, in order: repetition penalty over the last repeat_last_n tokens,
  * then (unless greedy) top-k, top-p, min-p, temperature, and a draw from the
  * seeded RNG. temperature <= 0 means greedy (argmax, ties to the lowest id).
- * The same seed and inputs always give the same tokens.
+ * The same seed and inputs always give the same tokens. Logits of -INFINITY
+ * (a constrained decoding's mask) are never drawn.
  *
  * Ownership: pv_sampler_new() allocates its candidate buffer once (n_vocab);
  * sampling never allocates. */

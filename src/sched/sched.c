@@ -39,6 +39,7 @@ struct pv_req {
     char *stops[PV_SCHED_MAX_STOPS]; /* owned copies of the stop sequences */
     size_t stop_len[PV_SCHED_MAX_STOPS]; /* their lengths in bytes */
     int n_stops;               /* stop sequences */
+    pv_gram_t *gram;           /* owned: the output's constraint, NULL if none */
     double t_submit;           /* monotonic seconds at submission (scheduler-owned after submit) */
     pv_text_t pending;         /* text not yet polled (mu) */
     pv_req_status_t st;        /* status (mu) */
@@ -83,12 +84,18 @@ fail:
     return NULL;
 }
 
+void pv_req_set_grammar(pv_req_t *r, pv_gram_t *g) {
+    pv_gram_free(r->gram);
+    r->gram = g;
+}
+
 void pv_req_ref(pv_req_t *r) { atomic_fetch_add(&r->refs, 1); }
 
 void pv_req_unref(pv_req_t *r) {
     if (!r || atomic_fetch_sub(&r->refs, 1) != 1) return;
     for (int i = 0; i < r->n_stops; i++) free(r->stops[i]);
     free(r->prompt);
+    pv_gram_free(r->gram);
     free(r->pending.p);
     pthread_mutex_destroy(&r->mu);
     free(r);
@@ -144,6 +151,8 @@ typedef struct {
     int n_utf8;            /* 0..3 */
     char hold[PV_SCHED_MAX_STOP_LEN]; /* text held back: it may begin a stop sequence */
     size_t n_hold;         /* bytes in hold (< the longest stop sequence) */
+    int constrained;       /* the request has a grammar: gram masks every draw */
+    pv_gram_state_t gram;  /* where the output is in the request's grammar */
 } slot_t;
 
 struct pv_sched {
@@ -153,6 +162,7 @@ struct pv_sched {
     size_t kv_per_pos;     /* KV bytes per position of one slot */
     pv_pool_t *pool;       /* owned: the compute pool the forward pass runs on */
     pv_ctx_t *ctx;         /* owned: the KV arena of every slot, and batch scratch */
+    pv_gram_vocab_t *gv;   /* owned: token bytes for constrained requests (scheduler thread) */
     pv_batch_entry_t *batch; /* [max_batch] owned: the step's entries */
     int max_batch;         /* entries per forward pass */
     int rr;                /* the slot that prefills first next step (round robin) */
@@ -202,6 +212,10 @@ int pv_sched_new(const pv_model_t *m, const pv_sched_opts_t *o, pv_sched_t **out
     if ((rc = pv_ctx_new_arena(m, n_ctx, n_ctx * (uint32_t)o->n_slots, o->max_batch, &s->ctx, err, errlen)))
         goto fail;
     pv_ctx_set_pool(s->ctx, s->pool);
+    if (!(s->gv = pv_gram_vocab_new(m->vocab))) {
+        rc = pv_errorf(err, errlen, PV_ENOMEM, "out of memory");
+        goto fail;
+    }
     s->n_ctx = n_ctx;
     s->max_batch = pv_ctx_max_batch(s->ctx);
     if (!(s->batch = calloc((size_t)s->max_batch, sizeof *s->batch))) {
@@ -402,6 +416,8 @@ static void slot_begin(pv_sched_t *s, slot_t *sl, pv_req_t *r) {
     sl->n_utf8 = 0;
     sl->n_hold = 0;
     sl->smp = pv_sampler_new(&r->sp, (int32_t)s->m->hp.n_vocab);
+    sl->constrained = r->gram != NULL;
+    if (r->gram) pv_gram_start(r->gram, &sl->gram);
     pthread_mutex_lock(&r->mu);
     r->st.admitted = 1;
     r->st.n_cached = sl->n_fed;
@@ -411,6 +427,10 @@ static void slot_begin(pv_sched_t *s, slot_t *sl, pv_req_t *r) {
 /* Samples the next token from s->logits and hands out its text; ends the request when due. */
 static void slot_sample(pv_sched_t *s, slot_t *sl) {
     pv_req_t *r = sl->req;
+    if (sl->constrained && pv_gram_mask(s->gv, &sl->gram, sl->logits) == 0) { /* cannot happen: no dead ends */
+        slot_end(s, sl, PV_STOP_ERROR, -1, "no token continues the constrained output");
+        return;
+    }
     int32_t id = pv_sampler_sample(sl->smp, sl->logits, sl->toks, sl->n_tok);
     double t = now_s();
     if (sl->n_gen == 0) {
@@ -428,8 +448,10 @@ static void slot_sample(pv_sched_t *s, slot_t *sl) {
     r->st.n_gen = sl->n_gen;
     r->st.t_gen_s = t - r->t_submit - r->st.t_first_s;
     pthread_mutex_unlock(&r->mu);
+    if (sl->constrained) pv_gram_feed_token(s->gv, &sl->gram, id); /* the mask allowed it */
     int hit = emit_token(s, sl, id);
     if (hit >= 0) slot_end(s, sl, PV_STOP_SEQUENCE, hit, NULL);
+    else if (sl->constrained && pv_gram_done(&sl->gram)) slot_end(s, sl, PV_STOP_END_TURN, -1, NULL);
     else if (sl->n_gen >= r->max_tokens || (uint32_t)sl->n_tok >= s->n_ctx)
         slot_end(s, sl, PV_STOP_MAX_TOKENS, -1, NULL);
 }
@@ -644,6 +666,7 @@ void pv_sched_free(pv_sched_t *s) {
     free(s->slots);
     free(s->batch);
     pv_ctx_free(s->ctx);
+    pv_gram_vocab_free(s->gv);
     pv_pool_free(s->pool);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);

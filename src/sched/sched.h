@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "model/grammar.h"
 #include "model/model.h"
 #include "model/sample.h"
 
@@ -70,6 +71,11 @@ typedef struct {
  * bytes, at most PV_SCHED_MAX_STOPS). max_tokens >= 1. NULL on bad arguments or OOM. */
 pv_req_t *pv_req_new(const int32_t *prompt, int n_prompt, int max_tokens, const pv_sampler_params_t *sp,
                      const char *const *stops, int n_stops);
+/* Constrains the output to what g matches (takes ownership of g; call before
+ * submitting): before each draw, tokens g rejects get -inf logits (end of
+ * generation only where the value may end), and the request ends
+ * (PV_STOP_END_TURN) as soon as the value is complete. */
+void pv_req_set_grammar(pv_req_t *r, pv_gram_t *g);
 void pv_req_ref(pv_req_t *r);
 void pv_req_unref(pv_req_t *r); /* accepts NULL; frees at zero */
 void pv_req_cancel(pv_req_t *r);

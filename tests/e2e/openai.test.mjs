@@ -4,9 +4,9 @@
 // answers every prompt with <tool_call>{"name":"weather","arguments":{"city": "Paris"}}</tool_call>, which the
 // server's tool-call parser turns into message.tool_calls when the request offers tools.
 //
-// What these tests cannot show: the server does not constrain decoding, so tool_choice "required" (or a named
-// function) does not force a call out of a model that would not make one; here a call comes out because the
-// model always writes one. The hi model with tool_choice "required" answers text (tested as such below).
+// tool_choice "required" (or a named function) and response_format constrain decoding (src/model/grammar.h): the
+// hi model, which answers text, then writes a call or a JSON object; only the mask makes them appear, so their
+// schemas bound the strings (a model that draws among all allowed tokens writes long strings otherwise).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
@@ -32,6 +32,50 @@ const WEATHER = {
   },
 };
 const CALL = { name: 'weather', arguments: { city: 'Paris' } };
+// bounded schemas for constrained calls
+const FORECAST = {
+  type: 'function',
+  function: {
+    name: 'forecast',
+    description: 'The weather forecast for a city',
+    parameters: {
+      type: 'object',
+      properties: {
+        city: { type: 'string', minLength: 1, maxLength: 12 },
+        unit: { type: 'string', enum: ['celsius', 'fahrenheit'] },
+        days: { type: 'integer' },
+      },
+      required: ['city', 'unit'],
+    },
+  },
+};
+const SEARCH = {
+  type: 'function',
+  function: {
+    name: 'search',
+    description: 'Search the web',
+    parameters: {
+      type: 'object',
+      properties: { terms: { type: 'array', items: { type: 'string', maxLength: 8 }, minItems: 1, maxItems: 3 } },
+      required: ['terms'],
+    },
+  },
+};
+
+// explicit checks of the two schemas above (no validator library)
+function checkForecast(a) {
+  assert.equal(typeof a, 'object');
+  assert.deepEqual(Object.keys(a).filter((k) => !['city', 'unit', 'days'].includes(k)), [], 'no other properties');
+  assert.equal(typeof a.city, 'string');
+  assert.ok(a.city.length >= 1 && [...a.city].length <= 12, `city ${JSON.stringify(a.city)}`);
+  assert.ok(['celsius', 'fahrenheit'].includes(a.unit));
+  if ('days' in a) assert.ok(Number.isInteger(a.days));
+}
+function checkSearch(a) {
+  assert.deepEqual(Object.keys(a), ['terms']);
+  assert.ok(Array.isArray(a.terms) && a.terms.length >= 1 && a.terms.length <= 3);
+  for (const t of a.terms) assert.ok(typeof t === 'string' && [...t].length <= 8);
+}
 
 // the chunks of a chat.completions stream, and the text of their content deltas
 async function collect(stream) {
@@ -205,9 +249,15 @@ test('errors surface as the SDK\'s APIError subclasses with the right status', T
   });
   await assert.rejects(client.chat.completions.create({ model: 'm', messages: hi, logprobs: true }),
     OpenAI.BadRequestError);
-  await assert.rejects(client.chat.completions.create({
-    model: 'm', messages: hi, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: {} } },
-  }), OpenAI.BadRequestError);
+  await assert.rejects(client.chat.completions.create({ // a schema constrained decoding cannot honour
+    model: 'm', messages: hi,
+    response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'string', pattern: '^a' } } },
+  }), (e) => {
+    assert.ok(e instanceof OpenAI.BadRequestError);
+    assert.equal(e.param, 'response_format.json_schema.schema');
+    assert.match(e.message, /pattern/);
+    return true;
+  });
 
   const bad = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'wrong-key', maxRetries: 0 });
   await assert.rejects(bad.chat.completions.create({ model: 'm', messages: hi }), (e) => {
@@ -222,23 +272,54 @@ test('errors surface as the SDK\'s APIError subclasses with the right status', T
   await assert.rejects(bad.models.list(), OpenAI.AuthenticationError);
 });
 
-test('tools with tool_choice "required" on a model that answers text: tools reach the prompt, the reply is text', T, async () => {
-  // No constrained decoding: "required" cannot make this model call a tool, so the reply is its usual text.
+test('tool_choice "required" and a named function force a call out of a model that answers text', T, async () => {
   const plain = await client.chat.completions.create({ model: 'm', messages: hi });
-  const r = await client.chat.completions.create({ model: 'm', messages: hi, tools: [WEATHER], tool_choice: 'required' });
+  const r = await client.chat.completions.create({ model: 'm', messages: hi, tools: [FORECAST, SEARCH], tool_choice: 'required' });
   assert.ok(r.usage.prompt_tokens > plain.usage.prompt_tokens + 20,
     `the tools are in the prompt (${plain.usage.prompt_tokens} -> ${r.usage.prompt_tokens} tokens)`);
-  assert.equal(r.choices[0].message.content.trim(), REPLY);
-  assert.equal(r.choices[0].message.tool_calls, undefined);
-  assert.equal(r.choices[0].finish_reason, 'stop');
-  const none = await client.chat.completions.create({ model: 'm', messages: hi, tools: [WEATHER], tool_choice: 'none' });
+  const [c] = r.choices;
+  assert.equal(c.finish_reason, 'tool_calls');
+  assert.equal(c.message.content, null, 'no text beside the call');
+  assert.equal(c.message.tool_calls.length, 1);
+  const [call] = c.message.tool_calls;
+  assert.match(call.id, /^call_/);
+  assert.ok(['forecast', 'search'].includes(call.function.name));
+  (call.function.name === 'forecast' ? checkForecast : checkSearch)(JSON.parse(call.function.arguments));
+
+  const named = await client.chat.completions.create({
+    model: 'm', messages: hi, tools: [FORECAST, SEARCH], tool_choice: { type: 'function', function: { name: 'search' } },
+  });
+  assert.equal(named.choices[0].finish_reason, 'tool_calls');
+  assert.equal(named.choices[0].message.tool_calls[0].function.name, 'search');
+  checkSearch(JSON.parse(named.choices[0].message.tool_calls[0].function.arguments));
+
+  const none = await client.chat.completions.create({ model: 'm', messages: hi, tools: [FORECAST], tool_choice: 'none' });
   assert.equal(none.usage.prompt_tokens, plain.usage.prompt_tokens, 'tool_choice "none" leaves the tools out');
+  assert.equal(none.choices[0].message.content.trim(), REPLY);
 });
 
-test('tools with tool_choice "required": a Hermes <tool_call> comes back as a parseable message.tool_calls', T, async () => {
+test('response_format json_object and json_schema: JSON.parse-able content from a model that answers text', T, async () => {
+  // a fixed seed: drawing among every allowed token, this run closes its object within max_tokens
+  const r = await client.chat.completions.create({
+    model: 'm', messages: hi, max_tokens: 4000, seed: 6, response_format: { type: 'json_object' },
+  });
+  assert.equal(r.choices[0].finish_reason, 'stop');
+  const obj = JSON.parse(r.choices[0].message.content);
+  assert.ok(obj !== null && typeof obj === 'object' && !Array.isArray(obj));
+  assert.ok(Object.keys(obj).length >= 1, 'not just {}');
+
+  const schema = FORECAST.function.parameters;
+  const s = await client.chat.completions.create({
+    model: 'm', messages: hi, response_format: { type: 'json_schema', json_schema: { name: 'forecast', schema } },
+  });
+  assert.equal(s.choices[0].finish_reason, 'stop');
+  checkForecast(JSON.parse(s.choices[0].message.content));
+});
+
+test('tools with tool_choice "auto": a Hermes <tool_call> the model writes comes back as a parseable message.tool_calls', T, async () => {
   const messages = [{ role: 'user', content: 'What is the weather in Paris?' }];
   const r = await toolClient.chat.completions.create({
-    model: 'gpt-test', messages, tools: [WEATHER], tool_choice: 'required',
+    model: 'gpt-test', messages, tools: [WEATHER], tool_choice: 'auto',
   });
   const [c] = r.choices;
   assert.equal(c.finish_reason, 'tool_calls');
@@ -269,7 +350,7 @@ test('tools with tool_choice "required": a Hermes <tool_call> comes back as a pa
 });
 
 test('tools, streaming: one delta.tool_calls chunk, finish_reason "tool_calls", and the stream helper\'s final message', T, async () => {
-  const req = { model: 'm', messages: [{ role: 'user', content: 'Weather in Paris?' }], tools: [WEATHER], tool_choice: 'required' };
+  const req = { model: 'm', messages: [{ role: 'user', content: 'Weather in Paris?' }], tools: [WEATHER], tool_choice: 'auto' };
   const { chunks, text } = await collect(await toolClient.chat.completions.create({
     ...req, stream: true, stream_options: { include_usage: true },
   }));

@@ -64,6 +64,77 @@ test('messages.create: what Claude Code sends (system blocks, tools, thinking, a
   assert.equal(msg.content[0].text.trim(), REPLY);
 });
 
+// A forced tool_choice constrains decoding (src/model/grammar.h): this model answers text, so only the mask makes
+// the call appear. The schema bounds its string, or a model drawing among all allowed tokens writes a long one.
+const WEATHER = {
+  name: 'get_weather',
+  description: 'The current weather in a city',
+  input_schema: {
+    type: 'object',
+    properties: {
+      city: { type: 'string', minLength: 1, maxLength: 12 },
+      unit: { type: 'string', enum: ['celsius', 'fahrenheit'] },
+      days: { type: 'integer' },
+      hourly: { type: 'boolean' },
+    },
+    required: ['city', 'unit'],
+  },
+};
+const CLOCK = { name: 'clock', description: 'The time', input_schema: { type: 'object', properties: {} } };
+
+// the input against WEATHER's schema, field by field
+function checkWeather(input) {
+  assert.equal(typeof input, 'object');
+  for (const k of Object.keys(input)) assert.ok(k in WEATHER.input_schema.properties, `unexpected property ${k}`);
+  assert.equal(typeof input.city, 'string');
+  assert.ok(input.city.length >= 1 && [...input.city].length <= 12, `city ${JSON.stringify(input.city)}`);
+  assert.ok(['celsius', 'fahrenheit'].includes(input.unit), `unit ${input.unit}`);
+  if ('days' in input) assert.ok(Number.isInteger(input.days));
+  if ('hourly' in input) assert.equal(typeof input.hourly, 'boolean');
+}
+
+test('a forced tool_choice: a tool_use block whose input matches the schema, then a tool_result turn', T, async () => {
+  const ask = [{ role: 'user', content: 'What is the weather in Paris?' }];
+  const msg = await client.messages.create({
+    model: 'm', max_tokens: 300, messages: ask, tools: [WEATHER, CLOCK], tool_choice: { type: 'tool', name: 'get_weather' },
+  });
+  assert.equal(msg.stop_reason, 'tool_use');
+  assert.equal(msg.content.length, 1, 'the call alone');
+  const [use] = msg.content;
+  assert.equal(use.type, 'tool_use');
+  assert.match(use.id, /^toolu_/);
+  assert.equal(use.name, 'get_weather');
+  checkWeather(use.input);
+
+  // the SDK's message goes back as it is, with the tool's result: the next turn answers
+  const next = await client.messages.create({
+    model: 'm', max_tokens: 64, tools: [WEATHER, CLOCK],
+    messages: [...ask, { role: 'assistant', content: msg.content },
+      { role: 'user', content: [{ type: 'tool_result', tool_use_id: use.id, content: '21 C and clear' }] }],
+  });
+  assert.equal(next.stop_reason, 'end_turn');
+  assert.equal(next.content[0].text.trim(), REPLY);
+  assert.ok(next.usage.input_tokens + next.usage.cache_read_input_tokens > msg.usage.input_tokens + msg.usage.cache_read_input_tokens);
+});
+
+test('a forced tool_choice, streamed: the SDK assembles input_json_delta into the tool_use input', T, async () => {
+  const stream = client.messages.stream({
+    model: 'm', max_tokens: 300, messages: [{ role: 'user', content: 'Weather?' }], tools: [CLOCK, WEATHER],
+    tool_choice: { type: 'any' },
+  });
+  const types = [];
+  stream.on('streamEvent', (ev) => types.push(ev.type === 'content_block_delta' ? ev.delta.type : ev.type));
+  const final = await stream.finalMessage();
+  assert.equal(final.stop_reason, 'tool_use');
+  assert.equal(final.content.length, 1);
+  const [use] = final.content;
+  assert.equal(use.type, 'tool_use');
+  if (use.name === 'get_weather') checkWeather(use.input);
+  else assert.deepEqual(use.input, {}, 'clock takes no properties');
+  assert.ok(types.includes('input_json_delta'), types.join(' '));
+  assert.ok(!types.includes('text_delta'), 'no text');
+});
+
 test('messages.stream: events, text deltas, finalMessage()', T, async () => {
   const stream = client.messages.stream({ model: 'claude-test', max_tokens: 64, messages: hi });
   const deltas = [];
