@@ -1,5 +1,6 @@
 /* test_sample.c - the sampler: greedy, determinism by seed, and the filters' statistics. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "model/sample.h"
@@ -32,6 +33,11 @@ START_TEST(test_repeat_penalty) {
     pv_sampler_free(s);
 }
 END_TEST
+
+static int cmp_desc(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
 
 static void draw(const pv_sampler_params_t *p, const float *logits, int n, int draws, int *counts) {
     pv_sampler_t *s = pv_sampler_new(p, n);
@@ -114,6 +120,43 @@ START_TEST(test_filters) {
 }
 END_TEST
 
+/* Top-p over a large vocabulary, where the kept set reaches well past the
+ * first 64 and 512 candidates that are sorted first: every draw lies in the
+ * set a full sort gives, and draws reach its far end. */
+START_TEST(test_top_p_large_vocab) {
+    enum { N = 50000 };
+    float *logits = malloc(N * sizeof *logits), *l = malloc(N * sizeof *l);
+    double *sorted = malloc(N * sizeof *sorted), sum = 0, mass = 0;
+    uint64_t x = 12345;
+    for (int i = 0; i < N; i++) { /* a long tail: probabilities fall slowly, shuffled over the ids */
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        logits[i] = -4.0f * (float)((x >> 33) % 10000) / 10000.0f;
+        sum += exp(logits[i]);
+    }
+    for (int i = 0; i < N; i++) sorted[i] = exp(logits[i]) / sum;
+    qsort(sorted, N, sizeof *sorted, cmp_desc);
+    int keep = 0;
+    while (mass < 0.9 && keep < N) mass += sorted[keep++];
+    double floor = sorted[keep - 1]; /* the least likely probability the filter keeps */
+    ck_assert_int_gt(keep, 4096);
+    pv_sampler_params_t p = {.temperature = 1.0f, .top_k = 0, .top_p = 0.9f, .min_p = 0.0f, .repeat_penalty = 1.0f, .seed = 3};
+    pv_sampler_t *sm = pv_sampler_new(&p, N);
+    double least = 1.0;
+    for (int d = 0; d < 400; d++) {
+        memcpy(l, logits, N * sizeof *l);
+        int id = pv_sampler_sample(sm, l, NULL, 0);
+        double pr = exp(logits[id]) / sum;
+        ck_assert_msg(pr >= floor * (1 - 1e-5), "draw %d: token %d (p %g) is outside the top-p set (least %g)", d, id, pr, floor);
+        if (pr < least) least = pr;
+    }
+    ck_assert_msg(least < sorted[512], "draws stay among the first 512 candidates (least p %g)", least);
+    pv_sampler_free(sm);
+    free(logits);
+    free(l);
+    free(sorted);
+}
+END_TEST
+
 Suite *sample_suite(void) {
     Suite *s = suite_create("sample");
     TCase *tc = tcase_create("sampler");
@@ -123,6 +166,7 @@ Suite *sample_suite(void) {
     tcase_add_test(tc, test_seed_determinism);
     tcase_add_test(tc, test_temperature_distribution);
     tcase_add_test(tc, test_filters);
+    tcase_add_test(tc, test_top_p_large_vocab);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -97,9 +97,70 @@ static int keep_top_k(pv_candidate_t *c, int n, int k) {
     return k;
 }
 
-/* Softmax over the sorted candidates at the given temperature (logit -> probability). */
+/* Partitions c so that its k largest (by cmp_cand_desc) come first, in no
+ * particular order: quickselect, expected O(n). */
+static void select_top(pv_candidate_t *c, int n, int k) {
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        pv_candidate_t pivot = c[lo + (hi - lo) / 2];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (cmp_cand_desc(&c[i], &pivot) < 0) i++;
+            while (cmp_cand_desc(&c[j], &pivot) > 0) j--;
+            if (i <= j) {
+                pv_candidate_t t = c[i];
+                c[i++] = c[j];
+                c[j--] = t;
+            }
+        }
+        if (k - 1 <= j) hi = j;
+        else if (k - 1 >= i) lo = i;
+        else return;
+    }
+}
+
+/* How many of the candidates (their .logit holding probabilities) the top-p
+ * filter keeps: the fewest most likely whose mass reaches top_p, sorted to the
+ * front. Sorts only as far as needed: the top 64, then 8x more at a time. */
+static int keep_top_p(pv_candidate_t *c, int n, float top_p) {
+    double mass = 0.0;
+    int sorted = 0;
+    for (int k = 64;; k *= 8) {
+        if (k > n) k = n;
+        select_top(c + sorted, n - sorted, k - sorted);
+        qsort(c + sorted, (size_t)(k - sorted), sizeof *c, cmp_cand_desc);
+        for (; sorted < k; sorted++) {
+            mass += c[sorted].logit;
+            if (mass >= top_p) return sorted + 1;
+        }
+        if (k == n) return n;
+    }
+}
+
+/* Probabilities at temperature 1 of the candidates (logit -> probability, in
+ * place, any order); returns the largest. */
+static float cand_probs(pv_candidate_t *c, int n) {
+    float max = c[0].logit;
+    for (int i = 1; i < n; i++)
+        if (c[i].logit > max) max = c[i].logit;
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        c[i].logit = expf(c[i].logit - max);
+        sum += c[i].logit;
+    }
+    float pmax = 0.0f;
+    for (int i = 0; i < n; i++) {
+        c[i].logit = (float)(c[i].logit / sum);
+        if (c[i].logit > pmax) pmax = c[i].logit;
+    }
+    return pmax;
+}
+
+/* Softmax over the candidates at the given temperature (logit -> probability). */
 static void cand_softmax(pv_candidate_t *c, int n, float temperature) {
     float max = c[0].logit;
+    for (int i = 1; i < n; i++)
+        if (c[i].logit > max) max = c[i].logit;
     double sum = 0.0;
     for (int i = 0; i < n; i++) {
         c[i].logit = expf((c[i].logit - max) / temperature);
@@ -108,6 +169,9 @@ static void cand_softmax(pv_candidate_t *c, int n, float temperature) {
     for (int i = 0; i < n; i++) c[i].logit = (float)(c[i].logit / sum);
 }
 
+/* Sampling: the filters narrow the candidates (top-k sorts the k best; min-p
+ * drops the unlikely in place; top-p sorts only as far as its mass reaches),
+ * so that an unfiltered draw over a 150k vocabulary never sorts it. */
 int32_t pv_sampler_sample(pv_sampler_t *s, float *logits, const int32_t *history, int n_hist) {
     const pv_sampler_params_t *p = &s->p;
     apply_repeat_penalty(p, logits, s->n_vocab, history, n_hist);
@@ -117,26 +181,16 @@ int32_t pv_sampler_sample(pv_sampler_t *s, float *logits, const int32_t *history
     for (int32_t i = 0; i < s->n_vocab; i++) /* -inf: masked out (constrained decoding), never a candidate */
         if (logits[i] != -INFINITY) s->cand[n++] = (pv_candidate_t){i, logits[i]};
     if (n == 0) return argmax(logits, s->n_vocab);
-    n = keep_top_k(s->cand, n, p->top_k);
-    cand_softmax(s->cand, n, 1.0f); /* probabilities for the p filters */
-    if (p->top_p < 1.0f) {
-        double mass = 0.0;
-        int keep = n;
-        for (int i = 0; i < n; i++) {
-            mass += s->cand[i].logit;
-            if (mass >= p->top_p) {
-                keep = i + 1;
-                break;
-            }
-        }
-        n = keep;
-    }
+    if (p->top_k > 0 && p->top_k < n) n = keep_top_k(s->cand, n, p->top_k);
+    float pmax = cand_probs(s->cand, n); /* probabilities for the p filters */
     if (p->min_p > 0.0f) {
-        float floor = p->min_p * s->cand[0].logit;
-        int keep = 1;
-        while (keep < n && s->cand[keep].logit >= floor) keep++;
+        float floor = p->min_p * pmax;
+        int keep = 0;
+        for (int i = 0; i < n; i++)
+            if (s->cand[i].logit >= floor) s->cand[keep++] = s->cand[i];
         n = keep;
     }
+    if (p->top_p < 1.0f) n = keep_top_p(s->cand, n, p->top_p);
     /* temperature on the survivors: p^(1/T) renormalised equals softmax(logit / T) */
     for (int i = 0; i < n; i++) s->cand[i].logit = logf(s->cand[i].logit);
     cand_softmax(s->cand, n, p->temperature);
