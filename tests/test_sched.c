@@ -239,7 +239,7 @@ START_TEST(test_anthropic_parse) {
     ck_assert_str_eq(r.model, "x");
     ck_assert_int_eq(r.max_tokens, 5);
     ck_assert_int_eq(r.n_stops, 1);
-    pv_anth_req_close(&r);
+    pv_api_req_close(&r);
     const char *bad[] = {
         "{\"model\":\"x\",\"max_tokens\":5}",                                            /* no messages */
         "{\"model\":\"x\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\",\"content\":\"\"}]}", /* empty */

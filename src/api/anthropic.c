@@ -325,6 +325,7 @@ int pv_anth_parse(const char *body, size_t len, const pv_chat_t *chat, int count
         goto done;
     }
     if (parse_tools(root, &tools, &out->gram, err, errlen)) goto done;
+    out->forced_call = out->gram != NULL;
     msgs = json_array();
     names = json_object();
     if (!msgs || !names || (system && json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "system", "content", system)))) {
@@ -364,17 +365,8 @@ done:
     json_decref(tools);
     free(system);
     json_decref(root);
-    if (rc) pv_anth_req_close(out);
+    if (rc) pv_api_req_close(out);
     return rc;
-}
-
-void pv_anth_req_close(pv_anth_req_t *r) {
-    free(r->prompt);
-    r->prompt = NULL;
-    pv_gram_free(r->gram);
-    r->gram = NULL;
-    for (int i = 0; i < r->n_stops; i++) free(r->stops[i]);
-    r->n_stops = 0;
 }
 
 char *pv_anth_error_body(const char *type, const char *msg) {

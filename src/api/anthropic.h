@@ -12,21 +12,11 @@
 #include <stddef.h>
 
 #include "chat/chat.h"
-#include "model/grammar.h"
+#include "api/request.h"
 #include "model/sample.h"
 #include "sched/sched.h"
 
-typedef struct {
-    char model[256];                  /* the requested model name, echoed back */
-    char *prompt;                     /* owned: the rendered prompt */
-    int max_tokens;                   /* as requested (clamped later to the context); 0 if absent */
-    int stream;                       /* "stream": true */
-    pv_sampler_params_t sp;           /* temperature, top_p, top_k, seed (extension) */
-    char *stops[PV_SCHED_MAX_STOPS];  /* owned: stop_sequences */
-    int n_stops;                      /* how many */
-    int n_tools;                      /* tools offered to the model (0: none, or tool_choice none) */
-    pv_gram_t *gram;                  /* owned: a forced tool call's grammar (tool_choice any/tool), else NULL */
-} pv_anth_req_t;
+typedef pv_api_req_t pv_anth_req_t; /* forced_call: tool_choice any/tool */
 
 /* Parses a /v1/messages body (count_only: a count_tokens body, which needs no
  * max_tokens) and renders its prompt with chat (see chat.h for the message
@@ -34,7 +24,6 @@ typedef struct {
  * invalid_request_error (a failing chat template's message included). */
 int pv_anth_parse(const char *body, size_t len, const pv_chat_t *chat, int count_only, pv_anth_req_t *out,
                   char *err, size_t errlen);
-void pv_anth_req_close(pv_anth_req_t *r); /* frees what parse allocated; accepts a zeroed struct */
 
 /* {"type":"error","error":{"type":type,"message":msg}} as a compact string (owned). */
 char *pv_anth_error_body(const char *type, const char *msg);

@@ -68,7 +68,7 @@ static int parse_stop(const json_t *v, pv_oai_req_t *out, pv_oai_err_t *e) {
 }
 
 /* The parameters both endpoints share. */
-static int parse_common(const json_t *root, pv_oai_req_t *out, pv_oai_err_t *e) {
+static int parse_common(const json_t *root, pv_oai_kind_t kind, pv_oai_req_t *out, pv_oai_err_t *e) {
     const json_t *model = json_object_get(root, "model");
     if (!json_is_string(model)) return fail(e, "model", "field required (a string)");
     snprintf(out->model, sizeof out->model, "%s", json_string_value(model));
@@ -79,7 +79,7 @@ static int parse_common(const json_t *root, pv_oai_req_t *out, pv_oai_err_t *e) 
     const json_t *mt = json_object_get(root, "max_completion_tokens");
     const char *mt_name = "max_completion_tokens";
     if (!present(mt)) mt = json_object_get(root, "max_tokens"), mt_name = "max_tokens";
-    out->max_tokens = out->kind == PV_OAI_TEXT ? PV_OAI_TEXT_MAX_TOKENS : 0;
+    out->max_tokens = kind == PV_OAI_TEXT ? PV_OAI_TEXT_MAX_TOKENS : 0;
     if (present(mt)) {
         if (!json_is_integer(mt) || json_integer_value(mt) < 1) return fail(e, mt_name, "must be a positive integer");
         json_int_t v = json_integer_value(mt);
@@ -372,19 +372,18 @@ int pv_oai_parse(const char *body, size_t len, pv_oai_kind_t kind, const pv_chat
                  pv_oai_err_t *err) {
     memset(out, 0, sizeof *out);
     memset(err, 0, sizeof *err);
-    out->kind = kind;
     json_error_t jerr;
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)
         return fail(err, NULL, "invalid JSON body: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
     int rc = -1;
     if (!json_is_object(root)) fail(err, NULL, "the request body must be a JSON object");
-    else if (parse_common(root, out, err) || parse_response_format(json_object_get(root, "response_format"), out, err)) {
+    else if (parse_common(root, kind, out, err) || parse_response_format(json_object_get(root, "response_format"), out, err)) {
     } else if (kind == PV_OAI_CHAT ? parse_messages(root, chat, 0, out, err) : parse_prompt(root, out, err)) {
     } else
         rc = 0;
     json_decref(root);
-    if (rc) pv_oai_req_close(out);
+    if (rc) pv_api_req_close(out);
     return rc;
 }
 
@@ -395,23 +394,14 @@ int pv_oai_apply_template(const char *body, size_t len, const pv_chat_t *chat, c
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)
         return fail(err, NULL, "invalid JSON body: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
-    pv_oai_req_t req = {.kind = PV_OAI_CHAT};
+    pv_oai_req_t req = {0};
     int rc = json_is_object(root) ? parse_messages(root, chat, 1, &req, err)
                                   : fail(err, NULL, "the request body must be a JSON object");
     json_decref(root);
     *prompt = req.prompt; /* the rest (a forced call's grammar) is not needed here */
     req.prompt = NULL;
-    pv_oai_req_close(&req);
+    pv_api_req_close(&req);
     return rc;
-}
-
-void pv_oai_req_close(pv_oai_req_t *r) {
-    free(r->prompt);
-    r->prompt = NULL;
-    pv_gram_free(r->gram);
-    r->gram = NULL;
-    for (int i = 0; i < r->n_stops; i++) free(r->stops[i]);
-    r->n_stops = 0;
 }
 
 /* ---- shapes ------------------------------------------------------------------------------- */

@@ -18,7 +18,7 @@
 
 #include "chat/chat.h"
 #include "base/err.h"
-#include "model/grammar.h"
+#include "api/request.h"
 #include "model/sample.h"
 #include "sched/sched.h"
 
@@ -30,20 +30,7 @@ typedef enum {
 
 #define PV_OAI_TEXT_MAX_TOKENS 16 /* /v1/completions' default max_tokens, as OpenAI's */
 
-typedef struct {
-    pv_oai_kind_t kind;              /* which endpoint */
-    char model[256];                 /* the requested model name, echoed back */
-    char *prompt;                    /* owned: the rendered chat prompt, or the completion prompt as given */
-    int max_tokens;                  /* max_completion_tokens / max_tokens; 0: as many as the context leaves */
-    int stream;                      /* "stream": true */
-    int include_usage;               /* stream_options.include_usage: a last chunk carries the usage */
-    pv_sampler_params_t sp;          /* temperature, top_p, seed */
-    char *stops[PV_SCHED_MAX_STOPS]; /* owned: "stop" */
-    int n_stops;                     /* how many */
-    int n_tools;                     /* tools offered to the model (0: none, or tool_choice "none") */
-    pv_gram_t *gram;                 /* owned: the output's constraint (response_format, a forced call) or NULL */
-    int forced_call;                 /* gram is a forced tool call (tool_choice "required" or a named function) */
-} pv_oai_req_t;
+typedef pv_api_req_t pv_oai_req_t; /* gram: response_format or a forced call (tool_choice "required" or named) */
 
 typedef struct {
     char msg[PV_ERRLEN]; /* what is wrong, for a 400 invalid_request_error */
@@ -53,7 +40,6 @@ typedef struct {
 /* Parses a request body of the given kind. 0, or -1 with err filled. */
 int pv_oai_parse(const char *body, size_t len, pv_oai_kind_t kind, const pv_chat_t *chat, pv_oai_req_t *out,
                  pv_oai_err_t *err);
-void pv_oai_req_close(pv_oai_req_t *r); /* frees what parse allocated; accepts a zeroed struct */
 
 /* POST /apply-template (llama.cpp's route): a chat-completions body's messages,
  * tools, chat_template_kwargs, documents and add_generation_prompt rendered

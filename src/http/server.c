@@ -343,18 +343,23 @@ static void anth_fail(hreq_t *h, int status, const char *type, const char *msg) 
     sse_send(h, "error", json_pack("{s:s, s:{s:s, s:s}}", "type", "error", "error", "type", type, "message", msg));
 }
 
-static json_t *anth_whole(hreq_t *h, const gen_end_t *e) {
-    json_t *j = pv_anth_message(h->id, h->model, e->text, e->len, e->n_calls ? "tool_use" : pv_anth_stop_reason(e->stop),
-                                e->n_calls ? NULL : e->stop_seq, e->st->n_prompt, e->st->n_cached, e->st->n_gen);
-    json_t *content = json_object_get(j, "content");
+/* The whole reply's calls appended to arr, each in the API's shape (mk: id, name, arguments). */
+static void append_calls(const hreq_t *h, const gen_end_t *e, json_t *arr,
+                         json_t *(*mk)(const char *id, const char *name, const char *args)) {
     size_t i;
     const json_t *c;
     json_array_foreach(e->calls, i, c) {
         char id[64];
         call_id(h, (int)i, id, sizeof id);
-        json_array_append_new(content, pv_anth_tool_use(id, json_string_value(json_object_get(c, "name")),
-                                                        json_string_value(json_object_get(c, "arguments"))));
+        json_array_append_new(arr, mk(id, json_string_value(json_object_get(c, "name")),
+                                      json_string_value(json_object_get(c, "arguments"))));
     }
+}
+
+static json_t *anth_whole(hreq_t *h, const gen_end_t *e) {
+    json_t *j = pv_anth_message(h->id, h->model, e->text, e->len, e->n_calls ? "tool_use" : pv_anth_stop_reason(e->stop),
+                                e->n_calls ? NULL : e->stop_seq, e->st->n_prompt, e->st->n_cached, e->st->n_gen);
+    append_calls(h, e, json_object_get(j, "content"), pv_anth_tool_use);
     return j;
 }
 
@@ -401,14 +406,7 @@ static json_t *oai_whole(hreq_t *h, const gen_end_t *e) {
     json_t *msg = json_object_get(json_array_get(json_object_get(j, "choices"), 0), "message");
     if (msg && e->n_calls) {
         json_t *calls = json_array();
-        size_t i;
-        const json_t *c;
-        json_array_foreach(e->calls, i, c) {
-            char id[64];
-            call_id(h, (int)i, id, sizeof id);
-            json_array_append_new(calls, pv_oai_tool_call(id, json_string_value(json_object_get(c, "name")),
-                                                          json_string_value(json_object_get(c, "arguments"))));
-        }
+        append_calls(h, e, calls, pv_oai_tool_call);
         json_object_set_new(msg, "tool_calls", calls);
         if (!e->len) json_object_set_new(msg, "content", json_null());
     }
@@ -618,7 +616,7 @@ static int prepare(pv_server_t *s, struct evhttp_request *ev, pv_endpoint_t ep, 
         return -1;
     }
     if (tokenize_prompt(s, ev, ep, ar->prompt, toks, n_toks)) {
-        pv_anth_req_close(ar);
+        pv_api_req_close(ar);
         return -1;
     }
     return 0;
@@ -725,10 +723,10 @@ static void route_messages(pv_server_t *s, struct evhttp_request *ev) {
     start_generation(s, ev,
                      &(gen_t){.api = API_ANTHROPIC, .model = ar.model, .toks = toks, .n = n, .max_tokens = ar.max_tokens,
                               .sp = &ar.sp, .stops = ar.stops, .n_stops = ar.n_stops, .chat = 1, .tools = ar.n_tools > 0,
-                              .forced_call = ar.gram != NULL, .gram = ar.gram, .stream = ar.stream});
+                              .forced_call = ar.forced_call, .gram = ar.gram, .stream = ar.stream});
     ar.gram = NULL; /* start_generation took it */
     free(toks);
-    pv_anth_req_close(&ar);
+    pv_api_req_close(&ar);
 }
 
 /* POST /v1/chat/completions and /v1/completions. */
@@ -758,7 +756,7 @@ static void route_openai(pv_server_t *s, struct evhttp_request *ev, pv_oai_kind_
         orq.gram = NULL; /* start_generation took it */
     }
     free(toks);
-    pv_oai_req_close(&orq);
+    pv_api_req_close(&orq);
 }
 
 /* POST /apply-template: {"prompt": the text /v1/chat/completions would feed the
@@ -802,7 +800,7 @@ static void route_count_tokens(pv_server_t *s, struct evhttp_request *ev) {
     if (prepare(s, ev, ep, 1, &ar, &toks, &n)) return;
     reply_obj(s, ev, ep, 200, json_pack("{s:i}", "input_tokens", n));
     free(toks);
-    pv_anth_req_close(&ar);
+    pv_api_req_close(&ar);
 }
 
 /* The served model in both SDKs' terms: Anthropic's (type, id, display_name,
