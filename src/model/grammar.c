@@ -223,10 +223,15 @@ static int cc_fail(cc_t *c, int code, const char *what) {
 static int cc_oom(cc_t *c) { return pv_errorf(c->err, c->errlen, PV_ENOMEM, "out of memory"); }
 
 /* Appends ".seg" to the path; returns the old length to restore. */
-static size_t cc_enter(cc_t *c, const char *a, const char *b) {
+static int compile(cc_t *c, const json_t *s, int depth);
+
+/* compile() of a sub-schema at path a[.b] below the current one (for messages). */
+static int compile_child(cc_t *c, const json_t *s, const char *a, const char *b, int depth) {
     size_t at = strlen(c->path);
     snprintf(c->path + at, sizeof c->path - at, "%s%s%s%s", at ? "." : "", a, b ? "." : "", b ? b : "");
-    return at;
+    int k = compile(c, s, depth + 1);
+    c->path[at] = 0;
+    return k;
 }
 
 static const char *const HANDLED[] = {"type", "properties", "required", "additionalProperties", "items", "minItems",
@@ -268,8 +273,6 @@ static int cc_count(cc_t *c, const json_t *s, const char *key, uint32_t *out) {
     *out = x > (json_int_t)UINT32_MAX - 1 ? UINT32_MAX - 1 : (uint32_t)x;
     return 0;
 }
-
-static int compile(cc_t *c, const json_t *s, int depth);
 
 /* enum / const: literals of scalars. */
 static int compile_enum(cc_t *c, const json_t *vals) {
@@ -323,9 +326,7 @@ static int compile_object(cc_t *c, const json_t *s, int depth) {
             return cc_fail(c, PV_EUNSUPPORTED, "\"required\" names must be declared in \"properties\"");
         int child = B_ANY;
         if (json_is_object(addl)) {
-            size_t at = cc_enter(c, "additionalProperties", NULL);
-            child = compile(c, addl, depth + 1);
-            c->path[at] = 0;
+            child = compile_child(c, addl, "additionalProperties", NULL, depth);
             if (child < 0) return child;
         }
         int k = node_new(c->g, GN_OBJECT);
@@ -342,9 +343,7 @@ static int compile_object(cc_t *c, const json_t *s, int depth) {
     const char *name;
     const json_t *sub;
     json_object_foreach((json_t *)props, name, sub) {
-        size_t at = cc_enter(c, "properties", name);
-        int child = compile(c, sub, depth + 1);
-        c->path[at] = 0;
+        int child = compile_child(c, sub, "properties", name, depth);
         if (child < 0) {
             rc = child;
             break;
@@ -388,9 +387,7 @@ static int compile_array(cc_t *c, const json_t *s, int depth) {
         return cc_fail(c, PV_EUNSUPPORTED, "\"items\" must be one schema (tuples are not supported)");
     int child = B_ANY;
     if (items) {
-        size_t at = cc_enter(c, "items", NULL);
-        child = compile(c, items, depth + 1);
-        c->path[at] = 0;
+        child = compile_child(c, items, "items", NULL, depth);
         if (child < 0) return child;
     }
     int k = node_new(c->g, GN_ARRAY);
@@ -455,10 +452,8 @@ static int compile(cc_t *c, const json_t *s, int depth) {
         for (size_t i = 0; i < n; i++) {
             char idx[16];
             snprintf(idx, sizeof idx, "%zu", i);
-            size_t at = cc_enter(c, json_object_get(s, "anyOf") ? "anyOf" : "oneOf", idx);
-            ks[i] = compile(c, json_array_get(alts, i), depth + 1);
+            ks[i] = compile_child(c, json_array_get(alts, i), json_object_get(s, "anyOf") ? "anyOf" : "oneOf", idx, depth);
             if (ks[i] < 0) return ks[i];
-            c->path[at] = 0;
         }
         return make_union(c, ks, (int)n);
     }
