@@ -47,6 +47,7 @@ static void choose_kernels(void) {
         pv_vec_dot_fn f = fast ? pv__avx2_vec_dot((pv_type_t)t) : NULL;
         if (f) active[t].vec_dot = f;
         if (fast) active[t].vec_dot4 = pv__avx2_vec_dot4((pv_type_t)t);
+        active[t].dot_x8 = fast ? pv__avx2_dot_x8((pv_type_t)t) : pv__x8_ref((pv_type_t)t);
     }
     if (fast) {
         active_isa = "avx2";
@@ -126,26 +127,74 @@ static void matmul_rows(void *arg, int ith, int nth) {
     }
 }
 
-size_t pv_matmul_work_size(pv_type_t t, int64_t n_cols, int n_tok) {
-    return pv_matvec_work_size(t, n_cols) * (size_t)n_tok;
+typedef struct {
+    pv_dot_x8_fn dot;
+    const uint8_t *w;   /* first group */
+    size_t group_size;  /* bytes per group of 8 rows */
+    int64_t n_groups, n_cols;
+    const uint8_t *act; /* n_tok activation rows in the x8 activation format */
+    size_t act_size;    /* bytes per activation row */
+    float *const *ys;   /* [n_tok] output rows */
+    int n_tok;
+} x8_task_t;
+
+#define X8_TOKENS 4 /* tokens one kernel call takes */
+
+/* Thread ith of nth takes a contiguous slice of groups; every token passes
+ * over a group (a few KB) while it is in L1. */
+static void matmul_x8_groups(void *arg, int ith, int nth) {
+    const x8_task_t *t = arg;
+    int64_t per = (t->n_groups + nth - 1) / nth, g0 = per * ith, g1 = g0 + per < t->n_groups ? g0 + per : t->n_groups;
+    float out[X8_TOKENS * PV_X8];
+    for (int64_t g = g0; g < g1; g++)
+        for (int b = 0; b < t->n_tok; b += X8_TOKENS) {
+            int nt = t->n_tok - b < X8_TOKENS ? t->n_tok - b : X8_TOKENS;
+            t->dot(t->w + (size_t)g * t->group_size, t->act + (size_t)b * t->act_size, t->act_size, nt, t->n_cols, out);
+            for (int j = 0; j < nt; j++) memcpy(t->ys[b + j] + g * PV_X8, out + PV_X8 * j, sizeof(float) * PV_X8);
+        }
 }
 
-void pv_matmul(pv_type_t t, const void *w, int64_t n_rows, int64_t n_cols, const float *const *xs, float *const *ys,
-               int n_tok, void *work, pv_pool_t *pool) {
+size_t pv_matmul_work_size(pv_type_t t, int64_t n_cols, int n_tok) {
+    size_t rows = pv_matvec_work_size(t, n_cols);
+    if (pv_x8_supported(t, PV_X8) && pv__x8_act_size(n_cols) > rows) rows = pv__x8_act_size(n_cols);
+    return rows * (size_t)n_tok;
+}
+
+/* small products are not worth waking the pool for */
+static void run_rows(pv_pool_t *pool, pv_task_fn fn, void *task, int64_t n_rows, int64_t n_cols, int n_tok) {
+    if (n_rows * n_cols * n_tok < 16384) fn(task, 0, 1);
+    else pv_pool_run(pool, fn, task);
+}
+
+static void matmul_x8(pv_type_t t, const void *w, int64_t n_rows, int64_t n_cols, const float *const *xs,
+                      float *const *ys, int n_tok, void *work, pv_pool_t *pool) {
+    const pv_kern_traits_t *k = pv_kern_traits(t);
+    size_t act_size = pv__x8_act_size(n_cols);
+    assert(k && k->dot_x8 && pv_x8_supported(t, n_rows));
+    for (int b = 0; b < n_tok; b++) pv__x8_quantize(xs[b], (uint8_t *)work + (size_t)b * act_size, n_cols);
+    x8_task_t task = {k->dot_x8, w,  PV_X8 * pv_type_row_size(t, n_cols), n_rows / PV_X8, n_cols, work, act_size,
+                      ys,        n_tok};
+    run_rows(pool, matmul_x8_groups, &task, n_rows, n_cols, n_tok);
+}
+
+void pv_matmul(pv_type_t t, pv_layout_t layout, const void *w, int64_t n_rows, int64_t n_cols, const float *const *xs,
+               float *const *ys, int n_tok, void *work, pv_pool_t *pool) {
+    if (layout == PV_LAYOUT_X8) {
+        matmul_x8(t, w, n_rows, n_cols, xs, ys, n_tok, work, pool);
+        return;
+    }
     const pv_kern_traits_t *k = pv_kern_traits(t);
     size_t row_size = pv_type_row_size(t, n_cols), act_size = pv_matvec_work_size(t, n_cols);
     assert(k && k->vec_dot && row_size);
     pv_from_float_fn quantize = pv_kern_traits(k->vec_dot_type)->from_float;
     for (int b = 0; b < n_tok; b++) quantize(xs[b], (uint8_t *)work + (size_t)b * act_size, n_cols);
     matmul_task_t task = {k->vec_dot, k->vec_dot4, w, row_size, n_rows, n_cols, work, act_size, ys, n_tok};
-    /* small products are not worth waking the pool for */
-    if (n_rows * n_cols * n_tok < 16384) matmul_rows(&task, 0, 1);
-    else pv_pool_run(pool, matmul_rows, &task);
+    run_rows(pool, matmul_rows, &task, n_rows, n_cols, n_tok);
 }
 
 void pv_matvec(pv_type_t t, const void *w, int64_t n_rows, int64_t n_cols, const float *x, float *y, void *work,
                pv_pool_t *pool) {
-    pv_matmul(t, w, n_rows, n_cols, &x, &y, 1, work, pool);
+    pv_matmul(t, PV_LAYOUT_ROWS, w, n_rows, n_cols, &x, &y, 1, work, pool);
 }
 
 void pv_get_row(pv_type_t t, const void *w, int64_t r, int64_t n_cols, float *y) {

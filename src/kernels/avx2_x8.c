@@ -1,0 +1,163 @@
+/* avx2_x8.c - AVX2 kernels for the row-interleaved layout (PV_LAYOUT_X8), the
+ * fast twins of x8.c's scalar routines.
+ *
+ * A 32-byte load of an x8 block holds 4 bytes of each of 8 rows (row r in
+ * 32-bit lane r); one broadcast of the 4 matching activation bytes meets all
+ * 8 rows in one maddubs, and one convert and one FMA with the 8 rows' scales
+ * finish a block. Integer sums are exact; only the order of float additions
+ * differs from the twins. 4 tokens share each decoded load; their sums stay
+ * in named registers (an array would be kept on the stack). */
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels/kern.h"
+#include "kernels/kern_internal.h"
+
+#define PV_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+/* 4 activation bytes in every 32-bit lane. */
+PV_AVX2 static inline __m256i bcast4(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
+/* The 8 rows' scales times the token's scale. */
+PV_AVX2 static inline __m256 scales(const uint16_t *d, const pv_x8_head *h) {
+    return _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d)), _mm256_set1_ps(h->d));
+}
+
+/* q4_0: nibbles 0..15 are unsigned, so maddubs takes them against signed
+ * activations directly; 8 products of a block summed in int16 stay within
+ * 8 * 2 * 15 * 128 < 32768. The offset of 8 comes out through the token's
+ * block sum: sum (q - 8) a = sum q a - 8 sum a. */
+PV_AVX2 static inline __m256i q4_0_tok(__m256i lo, __m256i hi, const int8_t *aq, int c, __m256i s) {
+    s = _mm256_add_epi16(s, _mm256_maddubs_epi16(lo, bcast4(aq + 4 * c)));
+    return _mm256_add_epi16(s, _mm256_maddubs_epi16(hi, bcast4(aq + 16 + 4 * c)));
+}
+
+/* A token's int16 sums of one block -> its 8 float row sums added into acc. */
+PV_AVX2 static inline __m256 q4_0_finish(__m256i s16, const uint16_t *d, const pv_x8_head *h, __m256 acc) {
+    __m256i s = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
+    s = _mm256_sub_epi32(s, _mm256_slli_epi32(_mm256_set1_epi32(h->sum), 3));
+    return _mm256_fmadd_ps(scales(d, h), _mm256_cvtepi32_ps(s), acc);
+}
+
+PV_AVX2 static void q4_0_x8_1(const pv_block_q4_0x8 *x, const uint8_t *a, int64_t n, float *out) {
+    const pv_x8_head *h = (const pv_x8_head *)a;
+    const pv_block_q8_0 *y = pv__x8_act_blocks(a, n);
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / PV_QK; b++) {
+        __m256i s = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));
+            s = q4_0_tok(_mm256_and_si256(v, low4), _mm256_and_si256(_mm256_srli_epi16(v, 4), low4), y[b].qs, c, s);
+        }
+        acc = q4_0_finish(s, x[b].d, &h[b], acc);
+    }
+    _mm256_storeu_ps(out, acc);
+}
+
+PV_AVX2 static void q4_0_x8_4(const pv_block_q4_0x8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out) {
+    const pv_x8_head *h0 = (const pv_x8_head *)a, *h1 = (const pv_x8_head *)(a + a_stride);
+    const pv_x8_head *h2 = (const pv_x8_head *)(a + 2 * a_stride), *h3 = (const pv_x8_head *)(a + 3 * a_stride);
+    const pv_block_q8_0 *y0 = pv__x8_act_blocks(h0, n), *y1 = pv__x8_act_blocks(h1, n);
+    const pv_block_q8_0 *y2 = pv__x8_act_blocks(h2, n), *y3 = pv__x8_act_blocks(h3, n);
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    for (int64_t b = 0; b < n / PV_QK; b++) {
+        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+        for (int c = 0; c < 4; c++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));
+            __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+            s0 = q4_0_tok(lo, hi, y0[b].qs, c, s0);
+            s1 = q4_0_tok(lo, hi, y1[b].qs, c, s1);
+            s2 = q4_0_tok(lo, hi, y2[b].qs, c, s2);
+            s3 = q4_0_tok(lo, hi, y3[b].qs, c, s3);
+        }
+        acc0 = q4_0_finish(s0, x[b].d, &h0[b], acc0);
+        acc1 = q4_0_finish(s1, x[b].d, &h1[b], acc1);
+        acc2 = q4_0_finish(s2, x[b].d, &h2[b], acc2);
+        acc3 = q4_0_finish(s3, x[b].d, &h3[b], acc3);
+    }
+    _mm256_storeu_ps(out, acc0);
+    _mm256_storeu_ps(out + 8, acc1);
+    _mm256_storeu_ps(out + 16, acc2);
+    _mm256_storeu_ps(out + 24, acc3);
+}
+
+/* q8_0: signed by signed through the sign trick, |w| (aw) times a with w's
+ * sign; a pair of products may reach 2 * 128 * 127, so each maddubs is
+ * widened to int32 at once. Activations are never -128 (q8_0 rounds to
+ * +-127), so negating them is exact. */
+PV_AVX2 static inline __m256i q8_0_tok(__m256i aw, __m256i w, const int8_t *aq, int c, __m256i s) {
+    __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast4(aq + 4 * c), w));
+    return _mm256_add_epi32(s, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
+
+PV_AVX2 static inline __m256 q8_0_finish(__m256i s, const uint16_t *d, const pv_x8_head *h, __m256 acc) {
+    return _mm256_fmadd_ps(scales(d, h), _mm256_cvtepi32_ps(s), acc);
+}
+
+PV_AVX2 static void q8_0_x8_1(const pv_block_q8_0x8 *x, const uint8_t *a, int64_t n, float *out) {
+    const pv_x8_head *h = (const pv_x8_head *)a;
+    const pv_block_q8_0 *y = pv__x8_act_blocks(a, n);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / PV_QK; b++) {
+        __m256i s = _mm256_setzero_si256();
+        for (int c = 0; c < 8; c++) {
+            __m256i w = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));
+            s = q8_0_tok(_mm256_sign_epi8(w, w), w, y[b].qs, c, s);
+        }
+        acc = q8_0_finish(s, x[b].d, &h[b], acc);
+    }
+    _mm256_storeu_ps(out, acc);
+}
+
+PV_AVX2 static void q8_0_x8_4(const pv_block_q8_0x8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out) {
+    const pv_x8_head *h0 = (const pv_x8_head *)a, *h1 = (const pv_x8_head *)(a + a_stride);
+    const pv_x8_head *h2 = (const pv_x8_head *)(a + 2 * a_stride), *h3 = (const pv_x8_head *)(a + 3 * a_stride);
+    const pv_block_q8_0 *y0 = pv__x8_act_blocks(h0, n), *y1 = pv__x8_act_blocks(h1, n);
+    const pv_block_q8_0 *y2 = pv__x8_act_blocks(h2, n), *y3 = pv__x8_act_blocks(h3, n);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    for (int64_t b = 0; b < n / PV_QK; b++) {
+        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+        for (int c = 0; c < 8; c++) {
+            __m256i w = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c)), aw = _mm256_sign_epi8(w, w);
+            s0 = q8_0_tok(aw, w, y0[b].qs, c, s0);
+            s1 = q8_0_tok(aw, w, y1[b].qs, c, s1);
+            s2 = q8_0_tok(aw, w, y2[b].qs, c, s2);
+            s3 = q8_0_tok(aw, w, y3[b].qs, c, s3);
+        }
+        acc0 = q8_0_finish(s0, x[b].d, &h0[b], acc0);
+        acc1 = q8_0_finish(s1, x[b].d, &h1[b], acc1);
+        acc2 = q8_0_finish(s2, x[b].d, &h2[b], acc2);
+        acc3 = q8_0_finish(s3, x[b].d, &h3[b], acc3);
+    }
+    _mm256_storeu_ps(out, acc0);
+    _mm256_storeu_ps(out + 8, acc1);
+    _mm256_storeu_ps(out + 16, acc2);
+    _mm256_storeu_ps(out + 24, acc3);
+}
+
+/* 4 tokens at a time through the 4-token kernel, the rest one by one. */
+#define X8_ENTRY(name)                                                                                 \
+    PV_AVX2 static void name(const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out) { \
+        const uint8_t *ap = a;                                                                                  \
+        int j = 0;                                                                                              \
+        for (; j + 4 <= n_tok; j += 4) name##_4(w, ap + (size_t)j * a_stride, a_stride, n, out + PV_X8 * j);    \
+        for (; j < n_tok; j++) name##_1(w, ap + (size_t)j * a_stride, n, out + PV_X8 * j);                      \
+    }
+
+X8_ENTRY(q4_0_x8)
+X8_ENTRY(q8_0_x8)
+
+pv_dot_x8_fn pv__avx2_dot_x8(pv_type_t t) {
+    switch (t) {
+    case PV_TYPE_Q4_0: return q4_0_x8;
+    case PV_TYPE_Q8_0: return q8_0_x8;
+    default: return NULL;
+    }
+}
