@@ -233,6 +233,31 @@ START_TEST(test_activation_quantizers) {
 }
 END_TEST
 
+/* The dispatched activation quantizers give their scalar twins' bytes
+ * exactly, halfway products (rounded away from zero) and zero blocks included. */
+START_TEST(test_activation_quantizers_match_twins) {
+    pv_type_t types[2] = {PV_TYPE_Q8_0, PV_TYPE_Q8_K};
+    int64_t n = 1024;
+    float *x = malloc(n * sizeof *x);
+    for (int rep = 0; rep < 40; rep++) {
+        for (int64_t i = 0; i < n; i++) x[i] = rndf() * (rep % 3 == 0 ? 1e-5f : rep % 3 == 1 ? 5e3f : 1.0f);
+        for (int64_t i = 0; i < 32; i++) x[i] = (float)((int)i - 16) + 0.5f; /* scale 1: every product a tie */
+        x[0] = 127.0f;
+        if (rep % 4 == 0) memset(x + 256, 0, 256 * sizeof *x); /* zero blocks */
+        for (int k = 0; k < 2; k++) {
+            size_t size = pv_type_row_size(types[k], n);
+            uint8_t *a = malloc(size), *b = malloc(size);
+            pv_kern_traits(types[k])->from_float(x, a, n);
+            pv_kern_ref(types[k])->from_float(x, b, n);
+            ck_assert_mem_eq(a, b, size);
+            free(a);
+            free(b);
+        }
+    }
+    free(x);
+}
+END_TEST
+
 /* The dispatched (AVX2) dot products against their scalar twins: random
  * blocks, odd sizes, extreme activation scales and all-zero blocks. */
 START_TEST(test_fast_matches_scalar_twin) {
@@ -549,6 +574,7 @@ Suite *kern_suite(void) {
     tcase_add_loop_test(tc, test_dot_matches_dequant, 0, N_SUPPORTED);
     tcase_add_loop_test(tc, test_zero_blocks, 0, N_SUPPORTED);
     tcase_add_test(tc, test_activation_quantizers);
+    tcase_add_test(tc, test_activation_quantizers_match_twins);
     tcase_add_loop_test(tc, test_fast_matches_scalar_twin, 0, N_SUPPORTED);
     tcase_add_test(tc, test_matvec_threads);
     tcase_add_test(tc, test_attn_fold_matches_twin);

@@ -47,6 +47,8 @@ static void choose_kernels(void) {
         pv_vec_dot_fn f = fast ? pv__avx2_vec_dot((pv_type_t)t) : NULL;
         if (f) active[t].vec_dot = f;
         if (fast) active[t].vec_dot4 = pv__avx2_vec_dot4((pv_type_t)t);
+        pv_from_float_fn q = fast ? pv__avx2_from_float((pv_type_t)t) : NULL;
+        if (q) active[t].from_float = q;
         active[t].dot_x8 = fast ? pv__avx2_dot_x8((pv_type_t)t) : pv__x8_ref((pv_type_t)t);
     }
     if (fast) {

@@ -245,6 +245,23 @@ static void drop_file_pages(const gguf_file_t *f, const void *p, size_t n) {
     if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
+#define HUGE_PAGE ((size_t)2 << 20)
+
+/* n bytes of zeroed anonymous memory on a huge-page boundary, with
+ * transparent huge pages asked for: the kernels stream through the weights,
+ * and 4 KB pages would cost a TLB miss every 4 KB. *size receives the
+ * rounded size to unmap. NULL when out of memory. */
+static void *map_huge(size_t n, size_t *size) {
+    *size = (n + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+    uint8_t *p = mmap(NULL, *size + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    uint8_t *a = (uint8_t *)(((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    if (a > p) munmap(p, (size_t)(a - p));
+    if (a + *size < p + *size + HUGE_PAGE) munmap(a + *size, (size_t)(p + *size + HUGE_PAGE - (a + *size)));
+    madvise(a, *size, MADV_HUGEPAGE); /* a hint: without it the pages are 4 KB */
+    return a;
+}
+
 /* Repacks the weights of matmul_weights that have an interleaved layout into
  * one anonymous mapping, one tensor at a time, dropping each one's file
  * pages as soon as it is copied: resident memory never holds both. */
@@ -260,13 +277,12 @@ static int repack_weights(pv_model_t *m, char *err, size_t errlen) {
         free(list);
         return 0;
     }
-    void *p = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) {
+    void *p = map_huge(total, &m->packed_size);
+    if (!p) {
         free(list);
         return pv_errorf(err, errlen, PV_ENOMEM, "out of memory for %zu bytes of repacked weights", total);
     }
     m->packed = p;
-    m->packed_size = total;
     uint8_t *dst = p;
     for (size_t i = 0; i < n; i++) {
         pv_weight_t *w = list[i];
@@ -277,7 +293,7 @@ static int repack_weights(pv_model_t *m, char *err, size_t errlen) {
         w->layout = PV_LAYOUT_X8;
         dst += weight_bytes(w);
     }
-    mprotect(p, total, PROT_READ); /* read-only from now on, like the file's pages */
+    mprotect(p, m->packed_size, PROT_READ); /* read-only from now on, like the file's pages */
     free(list);
     return 0;
 }
