@@ -142,6 +142,134 @@ PV_AVX2 static void q8_0_x8_4(const pv_block_q8_0x8 *x, const uint8_t *a, size_t
     _mm256_storeu_ps(out + 24, acc3);
 }
 
+/* q4_K: per sub-block of 32, the nibbles' sums (int16, 8 maddubs each, as for
+ * q4_0) are weighted by the 6-bit scales in one madd; the mins come out
+ * through the token's sums of 32 (from q8_K's sums of 16):
+ * dot = d_a (d sum_s sc_s sum q a - dmin sum_s m_s sum a). */
+
+/* The 6-bit scales and mins of 8 rows, as 4 vectors of bytes, 4 per lane:
+ * sc[0..3] in sc03, sc[4..7] in sc47, mins likewise (ref.c's
+ * pv__k_scale_min, for all 8 rows at once). */
+typedef struct {
+    __m256i sc03, sc47, m03, m47;
+} k_scales_t;
+
+PV_AVX2 static inline k_scales_t k_scales(const uint8_t *p) {
+    const __m256i m63 = _mm256_set1_epi8(63), low4 = _mm256_set1_epi8(0x0f), top2 = _mm256_set1_epi8(0x30);
+    __m256i v0 = _mm256_loadu_si256((const __m256i *)p), v1 = _mm256_loadu_si256((const __m256i *)(p + 32));
+    __m256i v2 = _mm256_loadu_si256((const __m256i *)(p + 64));
+    k_scales_t s;
+    s.sc03 = _mm256_and_si256(v0, m63);
+    s.m03 = _mm256_and_si256(v1, m63);
+    s.sc47 = _mm256_or_si256(_mm256_and_si256(v2, low4), _mm256_and_si256(_mm256_srli_epi16(v0, 2), top2));
+    s.m47 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v2, 4), low4), _mm256_and_si256(_mm256_srli_epi16(v1, 2), top2));
+    return s;
+}
+
+/* Bytes i and j of each lane as two int16 (0x80: zero). */
+#define LANE_PAIR(i, j)                                                                                          \
+    _mm256_setr_epi8(i, -128, j, -128, 4 + i, -128, 4 + j, -128, 8 + i, -128, 8 + j, -128, 12 + i, -128, 12 + j, \
+                     -128, i, -128, j, -128, 4 + i, -128, 4 + j, -128, 8 + i, -128, 8 + j, -128, 12 + i, -128, 12 + j, -128)
+
+/* Scale of sub-block s of each row, twice per lane (for madd). */
+PV_AVX2 static inline __m256i k_sub_scale(const k_scales_t *k, int s) {
+    __m256i v = s < 4 ? k->sc03 : k->sc47;
+    switch (s & 3) {
+    case 0: return _mm256_shuffle_epi8(v, LANE_PAIR(0, 0));
+    case 1: return _mm256_shuffle_epi8(v, LANE_PAIR(1, 1));
+    case 2: return _mm256_shuffle_epi8(v, LANE_PAIR(2, 2));
+    default: return _mm256_shuffle_epi8(v, LANE_PAIR(3, 3));
+    }
+}
+
+/* sum_s m_s * (token's sum over sub-block s) per row: the mins in pairs
+ * against the token's sums of 32 in pairs. */
+PV_AVX2 static inline __m256i k_mins(const k_scales_t *k, const pv_block_q8_K *y) {
+    __m256i b = _mm256_loadu_si256((const __m256i *)y->bsums);
+    b = _mm256_hadd_epi16(b, b); /* sums of 32: 0-3 twice in the low half, 4-7 twice in the high half */
+    __m256i p01 = _mm256_permutevar8x32_epi32(b, _mm256_set1_epi32(0)), p23 = _mm256_permutevar8x32_epi32(b, _mm256_set1_epi32(1));
+    __m256i p45 = _mm256_permutevar8x32_epi32(b, _mm256_set1_epi32(4)), p67 = _mm256_permutevar8x32_epi32(b, _mm256_set1_epi32(5));
+    __m256i s = _mm256_madd_epi16(_mm256_shuffle_epi8(k->m03, LANE_PAIR(0, 1)), p01);
+    s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_shuffle_epi8(k->m03, LANE_PAIR(2, 3)), p23));
+    s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_shuffle_epi8(k->m47, LANE_PAIR(0, 1)), p45));
+    return _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_shuffle_epi8(k->m47, LANE_PAIR(2, 3)), p67));
+}
+
+/* One token's share of 64 elements (chunk c): the two sub-blocks' int16
+ * sums, then weighted by their scales into isum. */
+PV_AVX2 static inline __m256i q4_K_chunk_tok(const __m256i lo[8], const __m256i hi[8], const int8_t *aq, __m256i sc_lo,
+                                             __m256i sc_hi, __m256i isum) {
+    __m256i s_lo = _mm256_maddubs_epi16(lo[0], bcast4(aq)), s_hi = _mm256_maddubs_epi16(hi[0], bcast4(aq + 32));
+    for (int i = 1; i < 8; i++) {
+        s_lo = _mm256_add_epi16(s_lo, _mm256_maddubs_epi16(lo[i], bcast4(aq + 4 * i)));
+        s_hi = _mm256_add_epi16(s_hi, _mm256_maddubs_epi16(hi[i], bcast4(aq + 32 + 4 * i)));
+    }
+    return _mm256_add_epi32(isum, _mm256_add_epi32(_mm256_madd_epi16(s_lo, sc_lo), _mm256_madd_epi16(s_hi, sc_hi)));
+}
+
+/* A token's integer sums of one super-block into its 8 float row sums. */
+PV_AVX2 static inline __m256 q4_K_finish(const pv_block_q4_Kx8 *x, const k_scales_t *k, const pv_block_q8_K *y,
+                                         __m256i isum, __m256 acc) {
+    __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x->d)), _mm256_set1_ps(y->d));
+    __m256 dmin = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x->dmin)), _mm256_set1_ps(y->d));
+    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum), acc);
+    return _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(k_mins(k, y)), acc);
+}
+
+/* The 64 elements of chunk c of 8 rows: 8 loads, low and high nibbles. */
+PV_AVX2 static inline void q4_K_chunk(const pv_block_q4_Kx8 *x, int c, __m256i lo[8], __m256i hi[8]) {
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    for (int i = 0; i < 8; i++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(x->qs + 256 * c + 32 * i));
+        lo[i] = _mm256_and_si256(v, low4);
+        hi[i] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+    }
+}
+
+PV_AVX2 static void q4_K_x8_1(const pv_block_q4_Kx8 *x, const uint8_t *a, int64_t n, float *out) {
+    const pv_block_q8_K *y = (const pv_block_q8_K *)a;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / PV_QK_K; b++) {
+        k_scales_t k = k_scales(x[b].scales);
+        __m256i isum = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            __m256i lo[8], hi[8];
+            q4_K_chunk(&x[b], c, lo, hi);
+            isum = q4_K_chunk_tok(lo, hi, y[b].qs + 64 * c, k_sub_scale(&k, 2 * c), k_sub_scale(&k, 2 * c + 1), isum);
+        }
+        acc = q4_K_finish(&x[b], &k, &y[b], isum, acc);
+    }
+    _mm256_storeu_ps(out, acc);
+}
+
+/* 4 tokens: each chunk's 16 decoded vectors meet every token before the next chunk. */
+PV_AVX2 static void q4_K_x8_4(const pv_block_q4_Kx8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out) {
+    const pv_block_q8_K *y0 = (const pv_block_q8_K *)a, *y1 = (const pv_block_q8_K *)(a + a_stride);
+    const pv_block_q8_K *y2 = (const pv_block_q8_K *)(a + 2 * a_stride), *y3 = (const pv_block_q8_K *)(a + 3 * a_stride);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    for (int64_t b = 0; b < n / PV_QK_K; b++) {
+        k_scales_t k = k_scales(x[b].scales);
+        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+        for (int c = 0; c < 4; c++) {
+            __m256i lo[8], hi[8];
+            q4_K_chunk(&x[b], c, lo, hi);
+            __m256i sc_lo = k_sub_scale(&k, 2 * c), sc_hi = k_sub_scale(&k, 2 * c + 1);
+            s0 = q4_K_chunk_tok(lo, hi, y0[b].qs + 64 * c, sc_lo, sc_hi, s0);
+            s1 = q4_K_chunk_tok(lo, hi, y1[b].qs + 64 * c, sc_lo, sc_hi, s1);
+            s2 = q4_K_chunk_tok(lo, hi, y2[b].qs + 64 * c, sc_lo, sc_hi, s2);
+            s3 = q4_K_chunk_tok(lo, hi, y3[b].qs + 64 * c, sc_lo, sc_hi, s3);
+        }
+        acc0 = q4_K_finish(&x[b], &k, &y0[b], s0, acc0);
+        acc1 = q4_K_finish(&x[b], &k, &y1[b], s1, acc1);
+        acc2 = q4_K_finish(&x[b], &k, &y2[b], s2, acc2);
+        acc3 = q4_K_finish(&x[b], &k, &y3[b], s3, acc3);
+    }
+    _mm256_storeu_ps(out, acc0);
+    _mm256_storeu_ps(out + 8, acc1);
+    _mm256_storeu_ps(out + 16, acc2);
+    _mm256_storeu_ps(out + 24, acc3);
+}
+
 /* 4 tokens at a time through the 4-token kernel, the rest one by one. */
 #define X8_ENTRY(name)                                                                                 \
     PV_AVX2 static void name(const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out) { \
@@ -153,11 +281,13 @@ PV_AVX2 static void q8_0_x8_4(const pv_block_q8_0x8 *x, const uint8_t *a, size_t
 
 X8_ENTRY(q4_0_x8)
 X8_ENTRY(q8_0_x8)
+X8_ENTRY(q4_K_x8)
 
 pv_dot_x8_fn pv__avx2_dot_x8(pv_type_t t) {
     switch (t) {
     case PV_TYPE_Q4_0: return q4_0_x8;
     case PV_TYPE_Q8_0: return q8_0_x8;
+    case PV_TYPE_Q4_K: return q4_K_x8;
     default: return NULL;
     }
 }

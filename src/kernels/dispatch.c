@@ -158,7 +158,7 @@ static void matmul_x8_groups(void *arg, int ith, int nth) {
 
 size_t pv_matmul_work_size(pv_type_t t, int64_t n_cols, int n_tok) {
     size_t rows = pv_matvec_work_size(t, n_cols);
-    if (pv_x8_supported(t, PV_X8) && pv__x8_act_size(n_cols) > rows) rows = pv__x8_act_size(n_cols);
+    if (pv_x8_supported(t, PV_X8) && pv__x8_act_row_size(t, n_cols) > rows) rows = pv__x8_act_row_size(t, n_cols);
     return rows * (size_t)n_tok;
 }
 
@@ -171,9 +171,9 @@ static void run_rows(pv_pool_t *pool, pv_task_fn fn, void *task, int64_t n_rows,
 static void matmul_x8(pv_type_t t, const void *w, int64_t n_rows, int64_t n_cols, const float *const *xs,
                       float *const *ys, int n_tok, void *work, pv_pool_t *pool) {
     const pv_kern_traits_t *k = pv_kern_traits(t);
-    size_t act_size = pv__x8_act_size(n_cols);
+    size_t act_size = pv__x8_act_row_size(t, n_cols);
     assert(k && k->dot_x8 && pv_x8_supported(t, n_rows));
-    for (int b = 0; b < n_tok; b++) pv__x8_quantize(xs[b], (uint8_t *)work + (size_t)b * act_size, n_cols);
+    for (int b = 0; b < n_tok; b++) pv__x8_act_quantize(t, xs[b], (uint8_t *)work + (size_t)b * act_size, n_cols);
     x8_task_t task = {k->dot_x8, w,  PV_X8 * pv_type_row_size(t, n_cols), n_rows / PV_X8, n_cols, work, act_size,
                       ys,        n_tok};
     run_rows(pool, matmul_x8_groups, &task, n_rows, n_cols, n_tok);

@@ -33,7 +33,7 @@ typedef enum {
 } pv_layout_t;
 
 /* One group of 8 interleaved rows (PV_LAYOUT_X8, n columns) against n_tok
- * (1..4) activation rows in the x8 activation format (kern_internal.h),
+ * (1..4) activation rows in the format pv__x8_act_quantize writes (kern_internal.h),
  * a_stride bytes apart: out[8 * j + r] = dot(row r, token j). */
 typedef void (*pv_dot_x8_fn)(const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out);
 
@@ -75,8 +75,8 @@ size_t pv_matmul_work_size(pv_type_t t, int64_t n_cols, int n_tok);
 void pv_matmul(pv_type_t t, pv_layout_t layout, const void *w, int64_t n_rows, int64_t n_cols, const float *const *xs,
                float *const *ys, int n_tok, void *work, pv_pool_t *pool);
 
-/* 1 when a weight of type t with n_rows rows can take PV_LAYOUT_X8: q4_0 and
- * q8_0, n_rows a multiple of 8. */
+/* 1 when a weight of type t with n_rows rows can take PV_LAYOUT_X8: q4_0,
+ * q8_0 and q4_K, n_rows a multiple of 8. */
 int pv_x8_supported(pv_type_t t, int64_t n_rows);
 
 /* Writes the n_rows rows of src (PV_LAYOUT_ROWS) to dst in PV_LAYOUT_X8,
