@@ -379,7 +379,7 @@ END_TEST
 
 /* ---- the interleaved layout (PV_LAYOUT_X8) ------------------------------------------------- */
 
-static const pv_type_t x8_types[] = {PV_TYPE_Q4_0, PV_TYPE_Q8_0, PV_TYPE_Q4_K};
+static const pv_type_t x8_types[] = {PV_TYPE_Q4_0, PV_TYPE_Q8_0, PV_TYPE_Q4_K, PV_TYPE_Q6_K};
 #define N_X8 (int)(sizeof x8_types / sizeof x8_types[0])
 
 /* n_rows random rows of t, some blocks all zero, with extreme scales now and then. */
@@ -420,7 +420,7 @@ END_TEST
 
 /* The activations ref.c's vec_dot takes, inside an x8 activation row. */
 static const void *x8_dot_act(pv_type_t t, const uint8_t *row, int64_t n) {
-    return t == PV_TYPE_Q4_K ? (const void *)row : (const void *)pv__x8_act_blocks(row, n);
+    return pv_type_layout(t)->blck_size == PV_QK_K ? (const void *)row : (const void *)pv__x8_act_blocks(row, n);
 }
 
 /* The x8 scalar twin gives ref.c's dot product of each row (exactly where a
@@ -481,7 +481,7 @@ END_TEST
  * the file layout: the same products, so within float rounding. */
 START_TEST(test_x8_matmul_matches_rows) {
     pv_type_t t = x8_types[_i];
-    int64_t n_rows = 8 * 37, n_cols = t == PV_TYPE_Q4_K ? 256 * 3 : 32 * 23;
+    int64_t n_rows = 8 * 37, n_cols = pv_type_layout(t)->blck_size == PV_QK_K ? 256 * 3 : 32 * 23;
     int n_tok = 9;
     size_t row_size = pv_type_row_size(t, n_cols);
     uint8_t *w = random_weights(t, n_rows, n_cols, 2), *x8 = malloc(row_size * n_rows);

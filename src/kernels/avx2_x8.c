@@ -270,6 +270,109 @@ PV_AVX2 static void q4_K_x8_4(const pv_block_q4_Kx8 *x, const uint8_t *a, size_t
     _mm256_storeu_ps(out + 24, acc3);
 }
 
+/* q6_K: 6-bit values 0..63 (unsigned, so maddubs applies; two products of a
+ * pair and two pairs summed stay within 4 * 63 * 127 < 32768), each pair of
+ * pieces weighted by its sub-block's signed scale in one madd. The offset of
+ * 32 comes out through the token's sums of 16: sum_s sc_s sum (q - 32) a =
+ * sum_s sc_s sum q a - 32 sum_s sc_s sum a. */
+
+/* Values of piece i (elements 128h + 32t + 4i..+3 of each row), t = 0..3:
+ * ql's low (t < 2) or high nibbles of bytes 32(t & 1) + 4i of the half,
+ * with bits 2t, 2t+1 of qh's bytes 4i of the half on top. */
+PV_AVX2 static inline __m256i q6_K_vals(const pv_block_q6_Kx8 *x, int h, int i, int t) {
+    const __m256i low4 = _mm256_set1_epi8(0x0f), top2 = _mm256_set1_epi8(0x30);
+    __m256i l = _mm256_loadu_si256((const __m256i *)(x->ql + 32 * (16 * h + 8 * (t & 1) + i)));
+    __m256i hb = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * (8 * h + i)));
+    __m256i lo = _mm256_and_si256(t < 2 ? l : _mm256_srli_epi16(l, 4), low4);
+    __m256i hi = t == 0 ? _mm256_slli_epi16(hb, 4) : t == 1 ? _mm256_slli_epi16(hb, 2) : t == 2 ? hb : _mm256_srli_epi16(hb, 2);
+    return _mm256_or_si256(lo, _mm256_and_si256(hi, top2));
+}
+
+/* Bytes i and j of each lane as the high bytes of two int16; an arithmetic
+ * shift by 8 then sign-extends them. */
+static const int8_t hi_pair_masks[8][32] = {
+#define HI_PAIR(i, j)                                                                                           \
+    {-128, i, -128, j, -128, 4 + i, -128, 4 + j, -128, 8 + i, -128, 8 + j, -128, 12 + i, -128, 12 + j, \
+     -128, i, -128, j, -128, 4 + i, -128, 4 + j, -128, 8 + i, -128, 8 + j, -128, 12 + i, -128, 12 + j}
+    HI_PAIR(0, 0), HI_PAIR(1, 1), HI_PAIR(2, 2), HI_PAIR(3, 3), HI_PAIR(0, 1), HI_PAIR(2, 3),
+#undef HI_PAIR
+};
+
+/* Signed bytes i, j of each lane of v (masks above) as two int16. */
+PV_AVX2 static inline __m256i signed_pair(__m256i v, int mask) {
+    return _mm256_srai_epi16(_mm256_shuffle_epi8(v, _mm256_loadu_si256((const __m256i *)hi_pair_masks[mask])), 8);
+}
+
+/* Scale of sub-block s (of 16) of each row, twice per lane. */
+PV_AVX2 static inline __m256i q6_K_sub_scale(const pv_block_q6_Kx8 *x, int s) {
+    return signed_pair(_mm256_loadu_si256((const __m256i *)(x->scales + 32 * (s / 4))), s % 4);
+}
+
+/* 32 sum_s sc_s (token's sum over sub-block s), per row. */
+PV_AVX2 static inline __m256i q6_K_offset(const pv_block_q6_Kx8 *x, const pv_block_q8_K *y) {
+    __m256i s = _mm256_setzero_si256();
+    for (int p = 0; p < 8; p++) { /* sub-blocks 2p, 2p+1: bytes 2(p % 2), +1 of scales piece p / 2 */
+        __m256i sc = signed_pair(_mm256_loadu_si256((const __m256i *)(x->scales + 32 * (p / 2))), 4 + p % 2);
+        s = _mm256_add_epi32(s, _mm256_madd_epi16(sc, bcast4((const int8_t *)(y->bsums + 2 * p))));
+    }
+    return _mm256_slli_epi32(s, 5);
+}
+
+/* One token's share of two consecutive pieces of one sub-block. */
+PV_AVX2 static inline __m256i q6_K_tok(__m256i v0, __m256i v1, __m256i sc, const int8_t *aq, __m256i isum) {
+    __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(v0, bcast4(aq)), _mm256_maddubs_epi16(v1, bcast4(aq + 4)));
+    return _mm256_add_epi32(isum, _mm256_madd_epi16(p, sc));
+}
+
+PV_AVX2 static inline __m256 q6_K_finish(const pv_block_q6_Kx8 *x, const pv_block_q8_K *y, __m256i isum, __m256 acc) {
+    __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x->d)), _mm256_set1_ps(y->d));
+    return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, q6_K_offset(x, y))), acc);
+}
+
+/* Sub-block 8h + 2t + ib of every row, pieces 4ib..4ib+3 of value set t:
+ * STEP(v0, v1, sc, element offset) runs for each pair of pieces. */
+#define Q6_K_SUB_BLOCKS(x, STEP)                                                                 \
+    for (int h = 0; h < 2; h++)                                                                  \
+        for (int ib = 0; ib < 2; ib++)                                                           \
+            for (int t = 0; t < 4; t++) {                                                        \
+                __m256i sc = q6_K_sub_scale(x, 8 * h + 2 * t + ib);                              \
+                for (int i = 4 * ib; i < 4 * ib + 4; i += 2) {                                   \
+                    __m256i v0 = q6_K_vals(x, h, i, t), v1 = q6_K_vals(x, h, i + 1, t);          \
+                    int at = 128 * h + 32 * t + 4 * i;                                           \
+                    STEP;                                                                        \
+                }                                                                                \
+            }
+
+PV_AVX2 static void q6_K_x8_1(const pv_block_q6_Kx8 *x, const uint8_t *a, int64_t n, float *out) {
+    const pv_block_q8_K *y = (const pv_block_q8_K *)a;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / PV_QK_K; b++) {
+        __m256i s = _mm256_setzero_si256();
+        Q6_K_SUB_BLOCKS(&x[b], s = q6_K_tok(v0, v1, sc, y[b].qs + at, s))
+        acc = q6_K_finish(&x[b], &y[b], s, acc);
+    }
+    _mm256_storeu_ps(out, acc);
+}
+
+PV_AVX2 static void q6_K_x8_4(const pv_block_q6_Kx8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out) {
+    const pv_block_q8_K *y0 = (const pv_block_q8_K *)a, *y1 = (const pv_block_q8_K *)(a + a_stride);
+    const pv_block_q8_K *y2 = (const pv_block_q8_K *)(a + 2 * a_stride), *y3 = (const pv_block_q8_K *)(a + 3 * a_stride);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    for (int64_t b = 0; b < n / PV_QK_K; b++) {
+        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+        Q6_K_SUB_BLOCKS(&x[b], s0 = q6_K_tok(v0, v1, sc, y0[b].qs + at, s0); s1 = q6_K_tok(v0, v1, sc, y1[b].qs + at, s1);
+                        s2 = q6_K_tok(v0, v1, sc, y2[b].qs + at, s2); s3 = q6_K_tok(v0, v1, sc, y3[b].qs + at, s3))
+        acc0 = q6_K_finish(&x[b], &y0[b], s0, acc0);
+        acc1 = q6_K_finish(&x[b], &y1[b], s1, acc1);
+        acc2 = q6_K_finish(&x[b], &y2[b], s2, acc2);
+        acc3 = q6_K_finish(&x[b], &y3[b], s3, acc3);
+    }
+    _mm256_storeu_ps(out, acc0);
+    _mm256_storeu_ps(out + 8, acc1);
+    _mm256_storeu_ps(out + 16, acc2);
+    _mm256_storeu_ps(out + 24, acc3);
+}
+
 /* 4 tokens at a time through the 4-token kernel, the rest one by one. */
 #define X8_ENTRY(name)                                                                                 \
     PV_AVX2 static void name(const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out) { \
@@ -282,12 +385,14 @@ PV_AVX2 static void q4_K_x8_4(const pv_block_q4_Kx8 *x, const uint8_t *a, size_t
 X8_ENTRY(q4_0_x8)
 X8_ENTRY(q8_0_x8)
 X8_ENTRY(q4_K_x8)
+X8_ENTRY(q6_K_x8)
 
 pv_dot_x8_fn pv__avx2_dot_x8(pv_type_t t) {
     switch (t) {
     case PV_TYPE_Q4_0: return q4_0_x8;
     case PV_TYPE_Q8_0: return q8_0_x8;
     case PV_TYPE_Q4_K: return q4_K_x8;
+    case PV_TYPE_Q6_K: return q6_K_x8;
     default: return NULL;
     }
 }

@@ -76,7 +76,7 @@ void pv_matmul(pv_type_t t, pv_layout_t layout, const void *w, int64_t n_rows, i
                float *const *ys, int n_tok, void *work, pv_pool_t *pool);
 
 /* 1 when a weight of type t with n_rows rows can take PV_LAYOUT_X8: q4_0,
- * q8_0 and q4_K, n_rows a multiple of 8. */
+ * q8_0, q4_K and q6_K, n_rows a multiple of 8. */
 int pv_x8_supported(pv_type_t t, int64_t n_rows);
 
 /* Writes the n_rows rows of src (PV_LAYOUT_ROWS) to dst in PV_LAYOUT_X8,

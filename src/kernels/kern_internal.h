@@ -60,7 +60,8 @@ static_assert(sizeof(pv_block_q8_K) == 292, "q8_K block layout");
  * rows. For q4_0 a piece is 4 bytes of nibbles (low: elements 4k..4k+3,
  * high: elements 16+4k..16+4k+3); for q8_0 it is elements 4k..4k+3; for
  * q4_K's quants, piece k holds elements 64c + 4i.. (low nibbles) and
- * 64c + 32 + 4i.. (high), c = k / 8, i = k % 8. */
+ * 64c + 32 + 4i.. (high), c = k / 8, i = k % 8. q6_K keeps its d (last in
+ * its file block) with the others in front, then ql, qh, scales in pieces. */
 #define PV_X8 8
 typedef struct {
     uint16_t d[PV_X8];
@@ -77,7 +78,15 @@ typedef struct {
     uint8_t qs[PV_X8 * PV_QK_K / 2];
 } pv_block_q4_Kx8;
 
+typedef struct {
+    uint16_t d[PV_X8];
+    uint8_t ql[PV_X8 * PV_QK_K / 2]; /* pieces 0..31 */
+    uint8_t qh[PV_X8 * PV_QK_K / 4]; /* pieces 32..47 */
+    int8_t scales[PV_X8 * 16];       /* pieces 48..51 */
+} pv_block_q6_Kx8;
+
 static_assert(sizeof(pv_block_q4_0x8) == PV_X8 * sizeof(pv_block_q4_0), "q4_0x8 block layout");
+static_assert(sizeof(pv_block_q6_Kx8) == PV_X8 * sizeof(pv_block_q6_K), "q6_Kx8 block layout");
 static_assert(sizeof(pv_block_q4_Kx8) == PV_X8 * sizeof(pv_block_q4_K), "q4_Kx8 block layout");
 static_assert(sizeof(pv_block_q8_0x8) == PV_X8 * sizeof(pv_block_q8_0), "q8_0x8 block layout");
 

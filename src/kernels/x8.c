@@ -9,6 +9,7 @@
  * hand it to ref.c's vec_dot; summed block after block, that is the scalar
  * dot product of the whole row (exactly so where a block is one sub-block,
  * as for q4_0 and q8_0). */
+#include <stddef.h>
 #include <string.h>
 
 #include "base/fp16.h"
@@ -18,7 +19,8 @@
 #define PIECE 4 /* bytes of one row that lie together */
 
 int pv_x8_supported(pv_type_t t, int64_t n_rows) {
-    return (t == PV_TYPE_Q4_0 || t == PV_TYPE_Q8_0 || t == PV_TYPE_Q4_K) && n_rows > 0 && n_rows % PV_X8 == 0;
+    return (t == PV_TYPE_Q4_0 || t == PV_TYPE_Q8_0 || t == PV_TYPE_Q4_K || t == PV_TYPE_Q6_K) && n_rows > 0 &&
+           n_rows % PV_X8 == 0;
 }
 
 /* Where a file block keeps its half-precision scales (n_half of them from
@@ -32,6 +34,7 @@ typedef struct {
 static x8_format_t x8_format(pv_type_t t) {
     switch (t) {
     case PV_TYPE_Q4_K: return (x8_format_t){sizeof(pv_block_q4_K), 0, 2};
+    case PV_TYPE_Q6_K: return (x8_format_t){sizeof(pv_block_q6_K), offsetof(pv_block_q6_K, d), 1};
     default: return (x8_format_t){pv_type_row_size(t, PV_QK), 0, 1}; /* q4_0, q8_0 */
     }
 }
@@ -78,7 +81,7 @@ void pv_x8_repack(pv_type_t t, const void *src, int64_t n_rows, int64_t n_cols, 
 }
 
 /* q4_0 and q8_0 read the x8 activation rows; K-quants read plain q8_K rows. */
-static int reads_q8_K(pv_type_t t) { return t == PV_TYPE_Q4_K; }
+static int reads_q8_K(pv_type_t t) { return t == PV_TYPE_Q4_K || t == PV_TYPE_Q6_K; }
 
 size_t pv__x8_act_row_size(pv_type_t t, int64_t n) {
     return reads_q8_K(t) ? pv_type_row_size(PV_TYPE_Q8_K, n) : pv__x8_act_size(n);
@@ -133,12 +136,14 @@ static void x8_dot_ref(pv_type_t t, const void *w, const void *a, size_t a_strid
 X8_TWIN(q4_0_x8_ref, PV_TYPE_Q4_0)
 X8_TWIN(q8_0_x8_ref, PV_TYPE_Q8_0)
 X8_TWIN(q4_K_x8_ref, PV_TYPE_Q4_K)
+X8_TWIN(q6_K_x8_ref, PV_TYPE_Q6_K)
 
 pv_dot_x8_fn pv__x8_ref(pv_type_t t) {
     switch (t) {
     case PV_TYPE_Q4_0: return q4_0_x8_ref;
     case PV_TYPE_Q8_0: return q8_0_x8_ref;
     case PV_TYPE_Q4_K: return q4_K_x8_ref;
+    case PV_TYPE_Q6_K: return q6_K_x8_ref;
     default: return NULL;
     }
 }
