@@ -23,6 +23,17 @@ PV_AVX2 static inline __m256i bcast4(const int8_t *p) {
     return _mm256_set1_epi32(v);
 }
 
+/* Software prefetch, PREFETCH_AHEAD bytes ahead, of a block's worth of
+ * weights: a group's blocks are read in order, but q6_K's x8 block is read
+ * out of order (scales at its end first) and every kernel reads several
+ * places of a block, which keeps the hardware prefetchers from running far
+ * enough ahead to hide memory latency; with one token there is little work
+ * per byte to hide it behind. */
+#define PREFETCH_AHEAD 3072
+PV_AVX2 static inline void prefetch_ahead(const void *block, size_t size) {
+    for (size_t off = 0; off < size; off += 64) _mm_prefetch((const char *)block + PREFETCH_AHEAD + off, _MM_HINT_T0);
+}
+
 /* The 8 rows' scales times the token's scale. */
 PV_AVX2 static inline __m256 scales(const uint16_t *d, const pv_x8_head *h) {
     return _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d)), _mm256_set1_ps(h->d));
@@ -51,6 +62,7 @@ PV_AVX2 static void q4_0_x8_1(const pv_block_q4_0x8 *x, const uint8_t *a, int64_
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / PV_QK; b++) {
         __m256i s = _mm256_setzero_si256();
+        prefetch_ahead(&x[b], sizeof x[b]);
         for (int c = 0; c < 4; c++) {
             __m256i v = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));
             s = q4_0_tok(_mm256_and_si256(v, low4), _mm256_and_si256(_mm256_srli_epi16(v, 4), low4), y[b].qs, c, s);
@@ -107,6 +119,7 @@ PV_AVX2 static void q8_0_x8_1(const pv_block_q8_0x8 *x, const uint8_t *a, int64_
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / PV_QK; b++) {
         __m256i s = _mm256_setzero_si256();
+        prefetch_ahead(&x[b], sizeof x[b]);
         for (int c = 0; c < 8; c++) {
             __m256i w = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));
             s = q8_0_tok(_mm256_sign_epi8(w, w), w, y[b].qs, c, s);
@@ -230,6 +243,7 @@ PV_AVX2 static void q4_K_x8_1(const pv_block_q4_Kx8 *x, const uint8_t *a, int64_
     const pv_block_q8_K *y = (const pv_block_q8_K *)a;
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / PV_QK_K; b++) {
+        prefetch_ahead(&x[b], sizeof x[b]);
         k_scales_t k = k_scales(x[b].scales);
         __m256i isum = _mm256_setzero_si256();
         for (int c = 0; c < 4; c++) {
@@ -329,27 +343,58 @@ PV_AVX2 static inline __m256 q6_K_finish(const pv_block_q6_Kx8 *x, const pv_bloc
     return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, q6_K_offset(x, y))), acc);
 }
 
-/* Sub-block 8h + 2t + ib of every row, pieces 4ib..4ib+3 of value set t:
- * STEP(v0, v1, sc, element offset) runs for each pair of pieces. */
-#define Q6_K_SUB_BLOCKS(x, STEP)                                                                 \
-    for (int h = 0; h < 2; h++)                                                                  \
-        for (int ib = 0; ib < 2; ib++)                                                           \
-            for (int t = 0; t < 4; t++) {                                                        \
-                __m256i sc = q6_K_sub_scale(x, 8 * h + 2 * t + ib);                              \
-                for (int i = 4 * ib; i < 4 * ib + 4; i += 2) {                                   \
-                    __m256i v0 = q6_K_vals(x, h, i, t), v1 = q6_K_vals(x, h, i + 1, t);          \
-                    int at = 128 * h + 32 * t + 4 * i;                                           \
-                    STEP;                                                                        \
-                }                                                                                \
-            }
+/* Sub-block 8h + 2t + ib of every row, pieces 4ib..4ib+3 of value set t
+ * (t a literal, so that q6_K_vals folds to its branch-free case): STEP(v0,
+ * v1, sc, element offset at) runs for each pair of pieces. */
+#define Q6_K_SET(x, t, STEP)                                                            \
+    {                                                                                   \
+        __m256i sc = q6_K_sub_scale(x, 8 * h + 2 * (t) + ib);                           \
+        for (int i = 4 * ib; i < 4 * ib + 4; i += 2) {                                  \
+            __m256i v0 = q6_K_vals(x, h, i, t), v1 = q6_K_vals(x, h, i + 1, t);         \
+            int at = 128 * h + 32 * (t) + 4 * i;                                        \
+            STEP;                                                                       \
+        }                                                                               \
+    }
+#define Q6_K_SUB_BLOCKS(x, STEP)                                                        \
+    for (int h = 0; h < 2; h++)                                                         \
+        for (int ib = 0; ib < 2; ib++) {                                                \
+            Q6_K_SET(x, 0, STEP) Q6_K_SET(x, 1, STEP) Q6_K_SET(x, 2, STEP) Q6_K_SET(x, 3, STEP) \
+        }
 
+/* All 4 value sets of piece i of half h (q6_K_vals for t = 0..3) from one
+ * load each of the two ql pieces and the qh piece. */
+PV_AVX2 static inline void q6_K_piece(const pv_block_q6_Kx8 *x, int h, int i, __m256i q[4]) {
+    const __m256i low4 = _mm256_set1_epi8(0x0f), top2 = _mm256_set1_epi8(0x30);
+    __m256i a = _mm256_loadu_si256((const __m256i *)(x->ql + 32 * (16 * h + i)));
+    __m256i b = _mm256_loadu_si256((const __m256i *)(x->ql + 32 * (16 * h + 8 + i)));
+    __m256i hb = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * (8 * h + i)));
+    q[0] = _mm256_or_si256(_mm256_and_si256(a, low4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), top2));
+    q[1] = _mm256_or_si256(_mm256_and_si256(b, low4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), top2));
+    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), low4), _mm256_and_si256(hb, top2));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), low4), _mm256_and_si256(_mm256_srli_epi16(hb, 2), top2));
+}
+
+/* One token: each piece is decoded once into its 4 value sets, which meet
+ * the token in 4 int16 sums, weighted by their sub-blocks' scales every two pieces. */
 PV_AVX2 static void q6_K_x8_1(const pv_block_q6_Kx8 *x, const uint8_t *a, int64_t n, float *out) {
     const pv_block_q8_K *y = (const pv_block_q8_K *)a;
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / PV_QK_K; b++) {
-        __m256i s = _mm256_setzero_si256();
-        Q6_K_SUB_BLOCKS(&x[b], s = q6_K_tok(v0, v1, sc, y[b].qs + at, s))
-        acc = q6_K_finish(&x[b], &y[b], s, acc);
+        __m256i isum = _mm256_setzero_si256();
+        prefetch_ahead(&x[b], sizeof x[b]);
+        for (int h = 0; h < 2; h++)
+            for (int ib = 0; ib < 2; ib++) {
+                __m256i sc[4];
+                for (int t = 0; t < 4; t++) sc[t] = q6_K_sub_scale(&x[b], 8 * h + 2 * t + ib);
+                for (int i = 4 * ib; i < 4 * ib + 4; i += 2) {
+                    __m256i q0[4], q1[4];
+                    const int8_t *aq = y[b].qs + 128 * h + 4 * i;
+                    q6_K_piece(&x[b], h, i, q0);
+                    q6_K_piece(&x[b], h, i + 1, q1);
+                    for (int t = 0; t < 4; t++) isum = q6_K_tok(q0[t], q1[t], sc[t], aq + 32 * t, isum);
+                }
+            }
+        acc = q6_K_finish(&x[b], &y[b], isum, acc);
     }
     _mm256_storeu_ps(out, acc);
 }
