@@ -26,6 +26,8 @@ typedef float (*pv_vec_dot_fn)(const void *w, const void *a, int64_t n);
  * out[j] = vec_dot(w, a + j * a_stride, n). Decodes each weight block once. */
 typedef void (*pv_vec_dot4_fn)(const void *w, const void *a, size_t a_stride, int64_t n, float *out);
 
+#define PV_X8_ROWS 8 /* rows of one interleaved group */
+
 /* How a matmul weight's rows lie in memory. */
 typedef enum {
     PV_LAYOUT_ROWS = 0, /* row after row, as in the file */

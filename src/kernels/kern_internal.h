@@ -62,7 +62,7 @@ static_assert(sizeof(pv_block_q8_K) == 292, "q8_K block layout");
  * q4_K's quants, piece k holds elements 64c + 4i.. (low nibbles) and
  * 64c + 32 + 4i.. (high), c = k / 8, i = k % 8. q6_K keeps its d (last in
  * its file block) with the others in front, then ql, qh, scales in pieces. */
-#define PV_X8 8
+#define PV_X8 PV_X8_ROWS
 typedef struct {
     uint16_t d[PV_X8];
     uint8_t qs[PV_X8 * PV_QK / 2];

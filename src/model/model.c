@@ -262,9 +262,27 @@ static void *map_huge(size_t n, size_t *size) {
     return a;
 }
 
+#define REPACK_SLICE ((size_t)4 << 20) /* source bytes repacked before their pages are dropped */
+
+/* Repacks w into dst a slice of row groups at a time, dropping each slice's
+ * file pages once copied: the source and its copy are both resident for at
+ * most one slice. */
+static void repack_slices(const gguf_file_t *f, const pv_weight_t *w, uint8_t *dst) {
+    size_t row_size = pv_type_row_size(w->t->type, w->n_cols);
+    int64_t step = (int64_t)(REPACK_SLICE / (row_size * PV_X8_ROWS)) * PV_X8_ROWS;
+    if (step < PV_X8_ROWS) step = PV_X8_ROWS;
+    for (int64_t r0 = 0; r0 < w->n_rows; r0 += step) {
+        int64_t rows = w->n_rows - r0 < step ? w->n_rows - r0 : step;
+        const uint8_t *src = (const uint8_t *)w->data + (size_t)r0 * row_size;
+        pv_x8_repack(w->t->type, src, rows, w->n_cols, dst + (size_t)r0 * row_size);
+        drop_file_pages(f, src, (size_t)rows * row_size);
+    }
+}
+
 /* Repacks the weights of matmul_weights that have an interleaved layout into
- * one anonymous mapping, one tensor at a time, dropping each one's file
- * pages as soon as it is copied: resident memory never holds both. */
+ * one anonymous mapping, slice by slice, dropping each slice's file pages as
+ * soon as it is copied: resident memory never holds both copies of more
+ * than a slice. */
 static int repack_weights(pv_model_t *m, char *err, size_t errlen) {
     const char *env = getenv("PV_REPACK");
     if (env && strcmp(env, "0") == 0) return 0;
@@ -287,8 +305,7 @@ static int repack_weights(pv_model_t *m, char *err, size_t errlen) {
     for (size_t i = 0; i < n; i++) {
         pv_weight_t *w = list[i];
         if (!repackable(w)) continue;
-        pv_x8_repack(w->t->type, w->data, w->n_rows, w->n_cols, dst);
-        drop_file_pages(m->file, w->data, weight_bytes(w));
+        repack_slices(m->file, w, dst);
         w->data = dst;
         w->layout = PV_LAYOUT_X8;
         dst += weight_bytes(w);
