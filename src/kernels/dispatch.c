@@ -8,6 +8,7 @@
 #include <cpuid.h>
 #endif
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -138,22 +139,31 @@ typedef struct {
     size_t act_size;    /* bytes per activation row */
     float *const *ys;   /* [n_tok] output rows */
     int n_tok;
+    int64_t chunk;      /* groups a thread takes at a time */
+    atomic_int_fast64_t next; /* first group no thread has taken yet */
 } x8_task_t;
 
-#define X8_TOKENS 4 /* tokens one kernel call takes */
+#define X8_TOKENS 4       /* tokens one kernel call takes */
+#define X8_CHUNKS_PER_THREAD 8
 
-/* Thread ith of nth takes a contiguous slice of groups; every token passes
- * over a group (a few KB) while it is in L1. */
+/* Threads take chunks of consecutive groups from a shared counter until none
+ * are left, so that a thread the OS holds back (on a machine shared with
+ * other work) delays only its current chunk, not a fixed half of the matmul.
+ * Every token passes over a group (a few KB) while it is in L1. */
 static void matmul_x8_groups(void *arg, int ith, int nth) {
-    const x8_task_t *t = arg;
-    int64_t per = (t->n_groups + nth - 1) / nth, g0 = per * ith, g1 = g0 + per < t->n_groups ? g0 + per : t->n_groups;
+    x8_task_t *t = arg;
     float out[X8_TOKENS * PV_X8];
-    for (int64_t g = g0; g < g1; g++)
-        for (int b = 0; b < t->n_tok; b += X8_TOKENS) {
-            int nt = t->n_tok - b < X8_TOKENS ? t->n_tok - b : X8_TOKENS;
-            t->dot(t->w + (size_t)g * t->group_size, t->act + (size_t)b * t->act_size, t->act_size, nt, t->n_cols, out);
-            for (int j = 0; j < nt; j++) memcpy(t->ys[b + j] + g * PV_X8, out + PV_X8 * j, sizeof(float) * PV_X8);
-        }
+    for (;;) {
+        int64_t g0 = atomic_fetch_add(&t->next, t->chunk), g1 = g0 + t->chunk < t->n_groups ? g0 + t->chunk : t->n_groups;
+        if (g0 >= t->n_groups) break;
+        for (int64_t g = g0; g < g1; g++)
+            for (int b = 0; b < t->n_tok; b += X8_TOKENS) {
+                int nt = t->n_tok - b < X8_TOKENS ? t->n_tok - b : X8_TOKENS;
+                t->dot(t->w + (size_t)g * t->group_size, t->act + (size_t)b * t->act_size, t->act_size, nt, t->n_cols,
+                       out);
+                for (int j = 0; j < nt; j++) memcpy(t->ys[b + j] + g * PV_X8, out + PV_X8 * j, sizeof(float) * PV_X8);
+            }
+    }
 }
 
 size_t pv_matmul_work_size(pv_type_t t, int64_t n_cols, int n_tok) {
@@ -174,8 +184,18 @@ static void matmul_x8(pv_type_t t, const void *w, int64_t n_rows, int64_t n_cols
     size_t act_size = pv__x8_act_row_size(t, n_cols);
     assert(k && k->dot_x8 && pv_x8_supported(t, n_rows));
     for (int b = 0; b < n_tok; b++) pv__x8_act_quantize(t, xs[b], (uint8_t *)work + (size_t)b * act_size, n_cols);
-    x8_task_t task = {k->dot_x8, w,  PV_X8 * pv_type_row_size(t, n_cols), n_rows / PV_X8, n_cols, work, act_size,
-                      ys,        n_tok};
+    int64_t n_groups = n_rows / PV_X8, chunk = n_groups / (pv_pool_size(pool) * X8_CHUNKS_PER_THREAD);
+    x8_task_t task = {.dot = k->dot_x8,
+                      .w = w,
+                      .group_size = PV_X8 * pv_type_row_size(t, n_cols),
+                      .n_groups = n_groups,
+                      .n_cols = n_cols,
+                      .act = work,
+                      .act_size = act_size,
+                      .ys = ys,
+                      .n_tok = n_tok,
+                      .chunk = chunk > 0 ? chunk : 1};
+    atomic_init(&task.next, 0);
     run_rows(pool, matmul_x8_groups, &task, n_rows, n_cols, n_tok);
 }
 
