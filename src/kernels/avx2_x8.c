@@ -256,22 +256,39 @@ PV_AVX2 static void q4_K_x8_1(const pv_block_q4_Kx8 *x, const uint8_t *a, int64_
     _mm256_storeu_ps(out, acc);
 }
 
-/* 4 tokens: each chunk's 16 decoded vectors meet every token before the next chunk. */
+/* One sub-block (32 elements: the low (hi = 0) or high nibbles of chunk c)
+ * of 8 rows against 4 tokens: each piece is decoded once and meets every
+ * token; the int16 sums are weighted by the sub-block's scales into s0..s3. */
+#define Q4_K_SUB_X4(x, c, hi, sc)                                                                         \
+    {                                                                                                    \
+        __m256i p0 = _mm256_setzero_si256(), p1 = p0, p2 = p0, p3 = p0;                                  \
+        for (int i = 0; i < 8; i++) {                                                                    \
+            __m256i v = _mm256_loadu_si256((const __m256i *)((x)->qs + 256 * (c) + 32 * i));             \
+            __m256i q = _mm256_and_si256(hi ? _mm256_srli_epi16(v, 4) : v, low4);                         \
+            int at = 64 * (c) + 32 * (hi) + 4 * i;                                                       \
+            p0 = _mm256_add_epi16(p0, _mm256_maddubs_epi16(q, bcast4(y0[b].qs + at)));                   \
+            p1 = _mm256_add_epi16(p1, _mm256_maddubs_epi16(q, bcast4(y1[b].qs + at)));                   \
+            p2 = _mm256_add_epi16(p2, _mm256_maddubs_epi16(q, bcast4(y2[b].qs + at)));                   \
+            p3 = _mm256_add_epi16(p3, _mm256_maddubs_epi16(q, bcast4(y3[b].qs + at)));                   \
+        }                                                                                                \
+        s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(p0, sc));                                            \
+        s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(p1, sc));                                            \
+        s2 = _mm256_add_epi32(s2, _mm256_madd_epi16(p2, sc));                                            \
+        s3 = _mm256_add_epi32(s3, _mm256_madd_epi16(p3, sc));                                            \
+    }
+
+/* 4 tokens, a sub-block at a time (16 vectors of a whole chunk would not stay in registers). */
 PV_AVX2 static void q4_K_x8_4(const pv_block_q4_Kx8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out) {
     const pv_block_q8_K *y0 = (const pv_block_q8_K *)a, *y1 = (const pv_block_q8_K *)(a + a_stride);
     const pv_block_q8_K *y2 = (const pv_block_q8_K *)(a + 2 * a_stride), *y3 = (const pv_block_q8_K *)(a + 3 * a_stride);
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
     __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
     for (int64_t b = 0; b < n / PV_QK_K; b++) {
         k_scales_t k = k_scales(x[b].scales);
         __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
         for (int c = 0; c < 4; c++) {
-            __m256i lo[8], hi[8];
-            q4_K_chunk(&x[b], c, lo, hi);
-            __m256i sc_lo = k_sub_scale(&k, 2 * c), sc_hi = k_sub_scale(&k, 2 * c + 1);
-            s0 = q4_K_chunk_tok(lo, hi, y0[b].qs + 64 * c, sc_lo, sc_hi, s0);
-            s1 = q4_K_chunk_tok(lo, hi, y1[b].qs + 64 * c, sc_lo, sc_hi, s1);
-            s2 = q4_K_chunk_tok(lo, hi, y2[b].qs + 64 * c, sc_lo, sc_hi, s2);
-            s3 = q4_K_chunk_tok(lo, hi, y3[b].qs + 64 * c, sc_lo, sc_hi, s3);
+            Q4_K_SUB_X4(&x[b], c, 0, k_sub_scale(&k, 2 * c))
+            Q4_K_SUB_X4(&x[b], c, 1, k_sub_scale(&k, 2 * c + 1))
         }
         acc0 = q4_K_finish(&x[b], &k, &y0[b], s0, acc0);
         acc1 = q4_K_finish(&x[b], &k, &y1[b], s1, acc1);
