@@ -233,6 +233,33 @@ START_TEST(test_activation_quantizers) {
 }
 END_TEST
 
+/* The dispatched activation quantizers give their scalar twins' bytes
+ * exactly, halfway products (rounded away from zero) and zero blocks included. */
+START_TEST(test_activation_quantizers_match_twins) {
+    pv_type_t types[2] = {PV_TYPE_Q8_0, PV_TYPE_Q8_K};
+    int64_t n = 1024;
+    float *x = malloc(n * sizeof *x);
+    for (int rep = 0; rep < 40; rep++) {
+        for (int64_t i = 0; i < n; i++) x[i] = rndf() * (rep % 3 == 0 ? 1e-5f : rep % 3 == 1 ? 5e3f : 1.0f);
+        for (int64_t i = 0; i < 32; i++) x[i] = (float)((int)i - 16) + 0.5f; /* scale 1: every product a tie */
+        x[0] = 127.0f;
+        if (rep % 4 == 0) memset(x + 256, 0, 256 * sizeof *x); /* zero blocks */
+        float big = 2.0f * fabsf(x[600]) + 1e-3f; /* +-big in one q8_K block: the first one sets the sign */
+        x[520] = -big, x[530] = big, x[800] = big, x[810] = -big;
+        for (int k = 0; k < 2; k++) {
+            size_t size = pv_type_row_size(types[k], n);
+            uint8_t *a = malloc(size), *b = malloc(size);
+            pv_kern_traits(types[k])->from_float(x, a, n);
+            pv_kern_ref(types[k])->from_float(x, b, n);
+            ck_assert_mem_eq(a, b, size);
+            free(a);
+            free(b);
+        }
+    }
+    free(x);
+}
+END_TEST
+
 /* The dispatched (AVX2) dot products against their scalar twins: random
  * blocks, odd sizes, extreme activation scales and all-zero blocks. */
 START_TEST(test_fast_matches_scalar_twin) {
@@ -368,6 +395,147 @@ START_TEST(test_matvec_threads) {
 }
 END_TEST
 
+/* ---- the interleaved layout (PV_LAYOUT_X8) ------------------------------------------------- */
+
+static const pv_type_t x8_types[] = {PV_TYPE_Q4_0, PV_TYPE_Q8_0, PV_TYPE_Q4_K, PV_TYPE_Q6_K};
+#define N_X8 (int)(sizeof x8_types / sizeof x8_types[0])
+
+/* n_rows random rows of t, some blocks all zero, with extreme scales now and then. */
+static uint8_t *random_weights(pv_type_t t, int64_t n_rows, int64_t n_cols, int rep) {
+    size_t row_size = pv_type_row_size(t, n_cols), bsz = pv_type_layout(t)->type_size;
+    uint8_t *w = random_row(t, n_rows * n_cols);
+    for (size_t b = 0; b < row_size * n_rows / bsz; b++) {
+        uint8_t *blk = w + b * bsz;
+        if (rnd() % 9 == 0) memset(blk, 0, bsz);
+        uint16_t d = pv_f32_to_f16(rep % 3 == 0 ? 6e4f : rep % 3 == 1 ? 6e-8f : 0.01f);
+        if (rep % 3 != 2 && rnd() % 2) memcpy(blk, &d, 2);
+    }
+    return w;
+}
+
+/* Repacking moves bytes only: every block comes back out of a group as it was. */
+START_TEST(test_x8_repack_roundtrip) {
+    pv_type_t t = x8_types[_i];
+    int64_t blk = pv_type_layout(t)->blck_size, n_rows = 24, n_cols = 5 * blk;
+    size_t row_size = pv_type_row_size(t, n_cols), bsz = pv_type_layout(t)->type_size;
+    ck_assert(pv_x8_supported(t, n_rows));
+    ck_assert(!pv_x8_supported(t, 20));
+    ck_assert(!pv_x8_supported(PV_TYPE_Q5_K, 24));
+    uint8_t *w = random_weights(t, n_rows, n_cols, 2), *x8 = malloc(row_size * n_rows), blocks[PV_X8][sizeof(pv_block_q6_K)];
+    pv_x8_repack(t, w, n_rows, n_cols, x8);
+    void *rows[PV_X8];
+    for (int r = 0; r < PV_X8; r++) rows[r] = blocks[r];
+    for (int64_t g = 0; g < n_rows / PV_X8; g++)
+        for (int64_t b = 0; b < n_cols / blk; b++) {
+            pv__x8_unpack(t, x8 + (size_t)g * PV_X8 * row_size, b, rows);
+            for (int r = 0; r < PV_X8; r++)
+                ck_assert_mem_eq(blocks[r], w + (size_t)(PV_X8 * g + r) * row_size + (size_t)b * bsz, bsz);
+        }
+    free(w);
+    free(x8);
+}
+END_TEST
+
+/* The activations ref.c's vec_dot takes, inside an x8 activation row. */
+static const void *x8_dot_act(pv_type_t t, const uint8_t *row, int64_t n) {
+    return pv_type_layout(t)->blck_size == PV_QK_K ? (const void *)row : (const void *)pv__x8_act_blocks(row, n);
+}
+
+/* The x8 scalar twin gives ref.c's dot product of each row (exactly where a
+ * block is one sub-block: the same sums in the same order); the dispatched
+ * (AVX2) kernel is within float rounding of it, for 1 to 7 tokens, odd
+ * column counts, extreme scales, all-zero blocks and activations. */
+START_TEST(test_x8_fast_matches_twin) {
+    pv_type_t t = x8_types[_i];
+    pv_dot_x8_fn twin = pv__x8_ref(t), fast = pv_kern_traits(t)->dot_x8;
+    pv_vec_dot_fn ref_dot = pv_kern_ref(t)->vec_dot;
+    ck_assert_ptr_nonnull(twin);
+    ck_assert_ptr_nonnull(fast);
+    printf("kern: %s x8 kernels use %s\n", pv_type_name(t), pv_kern_isa());
+    pv_type_t act_t = pv_kern_ref(t)->vec_dot_type;
+    int64_t blk = pv_type_layout(t)->blck_size;
+    for (int rep = 0; rep < 60; rep++) {
+        int64_t n = blk * (1 + rnd() % (blk == PV_QK ? 13 : 4));
+        int n_tok = 1 + rep % 7;
+        size_t row_size = pv_type_row_size(t, n), act_size = pv__x8_act_row_size(t, n);
+        uint8_t *w = random_weights(t, PV_X8, n, rep), *x8 = malloc(PV_X8 * row_size), *act = malloc(act_size * n_tok);
+        pv_x8_repack(t, w, PV_X8, n, x8);
+        float *x = malloc(n * sizeof *x), *xa = malloc(n * sizeof *xa), *y = malloc(n * sizeof *y);
+        double mag[7] = {0};
+        for (int j = 0; j < n_tok; j++) {
+            float scale = (rep + j) % 4 == 0 ? 1e-6f : (rep + j) % 4 == 1 ? 3e4f : 1.0f;
+            for (int64_t i = 0; i < n; i++) x[i] = j == 3 && rep % 5 == 0 ? 0.0f : rndf() * scale;
+            pv__x8_act_quantize(t, x, act + j * act_size, n);
+            pv_kern_ref(act_t)->to_float(x8_dot_act(t, act + j * act_size, n), xa, n);
+            for (int r = 0; r < PV_X8; r++) {
+                pv_kern_ref(t)->to_float(w + r * row_size, y, n);
+                for (int64_t i = 0; i < n; i++) mag[j] += fabs((double)y[i] * xa[i]);
+            }
+        }
+        float want[7 * PV_X8], got[7 * PV_X8];
+        twin(x8, act, act_size, n_tok, n, want);
+        fast(x8, act, act_size, n_tok, n, got);
+        for (int j = 0; j < n_tok; j++)
+            for (int r = 0; r < PV_X8; r++) {
+                float row_dot = ref_dot(w + r * row_size, x8_dot_act(t, act + j * act_size, n), n);
+                double twin_tol = blk == PV_QK ? 0.0 : 1e-6 * mag[j];
+                ck_assert_msg(fabs(want[PV_X8 * j + r] - row_dot) <= twin_tol, "%s twin row %d tok %d: %g vs %g", pv_type_name(t), r, j,
+                              want[PV_X8 * j + r], row_dot);
+                ck_assert_msg(fabs(got[PV_X8 * j + r] - row_dot) <= 2e-5 * mag[j] + 1e-30,
+                              "%s n=%lld rep %d row %d tok %d: fast %g, scalar %g", pv_type_name(t), (long long)n, rep, r,
+                              j, got[PV_X8 * j + r], row_dot);
+            }
+        free(w);
+        free(x8);
+        free(act);
+        free(x);
+        free(xa);
+        free(y);
+    }
+}
+END_TEST
+
+/* pv_matmul on the repacked weight, on 1 and 3 threads, against pv_matmul on
+ * the file layout: the same products, so within float rounding. */
+START_TEST(test_x8_matmul_matches_rows) {
+    pv_type_t t = x8_types[_i];
+    int64_t n_rows = 8 * 37, n_cols = pv_type_layout(t)->blck_size == PV_QK_K ? 256 * 3 : 32 * 23;
+    int n_tok = 9;
+    size_t row_size = pv_type_row_size(t, n_cols);
+    uint8_t *w = random_weights(t, n_rows, n_cols, 2), *x8 = malloc(row_size * n_rows);
+    pv_x8_repack(t, w, n_rows, n_cols, x8);
+    float *x = malloc(n_tok * n_cols * sizeof *x), *y = malloc(3 * n_tok * n_rows * sizeof *y);
+    const float *xs[9];
+    float *ys_rows[9], *ys_x8[9], *ys_x8_t[9];
+    for (int j = 0; j < n_tok; j++) {
+        for (int64_t i = 0; i < n_cols; i++) x[j * n_cols + i] = rndf();
+        xs[j] = x + j * n_cols;
+        ys_rows[j] = y + j * n_rows;
+        ys_x8[j] = y + (n_tok + j) * n_rows;
+        ys_x8_t[j] = y + (2 * n_tok + j) * n_rows;
+    }
+    void *work = malloc(pv_matmul_work_size(t, n_cols, n_tok));
+    pv_pool_t *pool = pv_pool_new(3);
+    ck_assert_ptr_nonnull(pool);
+    pv_matmul(t, PV_LAYOUT_ROWS, w, n_rows, n_cols, xs, ys_rows, n_tok, work, NULL);
+    pv_matmul(t, PV_LAYOUT_X8, x8, n_rows, n_cols, xs, ys_x8, n_tok, work, NULL);
+    pv_matmul(t, PV_LAYOUT_X8, x8, n_rows, n_cols, xs, ys_x8_t, n_tok, work, pool);
+    for (int j = 0; j < n_tok; j++) {
+        ck_assert_mem_eq(ys_x8[j], ys_x8_t[j], n_rows * sizeof(float)); /* threads split groups, not sums */
+        for (int64_t r = 0; r < n_rows; r++)
+            ck_assert_msg(fabsf(ys_x8[j][r] - ys_rows[j][r]) <= 1e-4f * (1.0f + fabsf(ys_rows[j][r])),
+                          "%s row %lld tok %d: x8 %g, rows %g", pv_type_name(t), (long long)r, j, ys_x8[j][r],
+                          ys_rows[j][r]);
+    }
+    pv_pool_free(pool);
+    free(w);
+    free(x8);
+    free(x);
+    free(y);
+    free(work);
+}
+END_TEST
+
 START_TEST(test_matvec_rows) {
     float w[3 * 4] = {1, 2, 3, 4, 0, 1, 0, 1, -1, -1, -1, -1};
     float x[4] = {1, 1, 2, 0.5f}, y[3], row[4], work[4];
@@ -433,10 +601,14 @@ Suite *kern_suite(void) {
     tcase_add_loop_test(tc, test_dot_matches_dequant, 0, N_SUPPORTED);
     tcase_add_loop_test(tc, test_zero_blocks, 0, N_SUPPORTED);
     tcase_add_test(tc, test_activation_quantizers);
+    tcase_add_test(tc, test_activation_quantizers_match_twins);
     tcase_add_loop_test(tc, test_fast_matches_scalar_twin, 0, N_SUPPORTED);
     tcase_add_test(tc, test_matvec_threads);
     tcase_add_test(tc, test_attn_block_matches_twin);
     tcase_add_test(tc, test_matvec_rows);
+    tcase_add_loop_test(tc, test_x8_repack_roundtrip, 0, N_X8);
+    tcase_add_loop_test(tc, test_x8_fast_matches_twin, 0, N_X8);
+    tcase_add_loop_test(tc, test_x8_matmul_matches_rows, 0, N_X8);
     tcase_add_test(tc, test_ops);
     suite_add_tcase(s, tc);
     return s;

@@ -247,6 +247,64 @@ START_TEST(test_prefill_equals_sequential) {
 }
 END_TEST
 
+/* Weights repacked at load (PV_LAYOUT_X8) give the logits of the file's
+ * layout: within float rounding at the first position; later, activations
+ * are quantized from slightly different sums, and these random-weight
+ * models amplify a flipped rounding (by as much as the AVX2 kernels differ
+ * from the scalar twins), so the bound is looser there (a wrong layout gives
+ * unrelated logits). Prefill (the 4-token kernels) gives the
+ * repacked model's own token-by-token logits bit for bit. PV_REPACK=0 keeps
+ * the file's layout; token_embd stays as it is. */
+START_TEST(test_repacked_equals_file_layout) {
+    const char *models[] = {"llama-q4_0.gguf", "llama-gqa-q4_k_m.gguf", "llama-mqa-tied-q8_0.gguf"};
+    for (int k = 0; k < 3; k++) {
+        char path[512], err[PV_ERRLEN];
+        snprintf(path, sizeof path, "%s/%s", tu_cache_dir(), models[k]);
+        FILE *fp = fopen(path, "rb");
+        if (!fp) {
+            printf("skipped: %s is absent (make models generates it)\n", path);
+            continue;
+        }
+        fclose(fp);
+        pv_model_t *file_m, *x8_m;
+        setenv("PV_REPACK", "0", 1);
+        ck_assert_msg(pv_model_load(path, &file_m, err, sizeof err) == 0, "%s", err);
+        unsetenv("PV_REPACK");
+        ck_assert_msg(pv_model_load(path, &x8_m, err, sizeof err) == 0, "%s", err);
+        ck_assert_int_eq(file_m->layers[0].w_up.layout, PV_LAYOUT_ROWS);
+        ck_assert_int_eq(x8_m->layers[0].w_up.layout, PV_LAYOUT_X8);
+        ck_assert_int_eq(x8_m->layers[0].w_down.layout, PV_LAYOUT_X8);
+        ck_assert_int_eq(x8_m->tok_embd.layout, PV_LAYOUT_ROWS); /* read by row for embeddings */
+        ck_assert(x8_m->packed != NULL && file_m->packed == NULL);
+        int nv = (int)x8_m->hp.n_vocab;
+        float *want = malloc(nv * sizeof *want), *got = malloc(nv * sizeof *got);
+        int32_t toks[12];
+        for (int i = 0; i < 12; i++) toks[i] = (int32_t)((i * 53 + 7) % nv);
+        pv_ctx_t *a, *b;
+        ck_assert_int_eq(pv_ctx_new(file_m, 32, &a, err, sizeof err), 0);
+        ck_assert_int_eq(pv_ctx_new(x8_m, 32, &b, err, sizeof err), 0);
+        for (uint32_t i = 0; i < 12; i++) {
+            ck_assert_int_eq(pv_forward(a, toks[i], i, want), 0);
+            ck_assert_int_eq(pv_forward(b, toks[i], i, got), 0);
+            float tol_abs = i == 0 ? 1e-4f : 0.2f, tol_rel = i == 0 ? 1e-4f : 0.05f;
+            for (int v = 0; v < nv; v++)
+                ck_assert_msg(fabsf(got[v] - want[v]) <= tol_abs + tol_rel * fabsf(want[v]), "%s pos %u logit %d: %g vs %g",
+                              models[k], i, v, got[v], want[v]);
+        }
+        float *batched = malloc(nv * sizeof *batched);
+        ck_assert_int_eq(pv_prefill(b, toks, 12, 0, batched), 0);
+        ck_assert_msg(memcmp(batched, got, nv * sizeof *got) == 0, "%s: prefill differs", models[k]);
+        free(batched);
+        free(want);
+        free(got);
+        pv_ctx_free(a);
+        pv_ctx_free(b);
+        pv_model_free(file_m);
+        pv_model_free(x8_m);
+    }
+}
+END_TEST
+
 /* Several sequences in one batch, interleaved, each at its own position, give
  * each sequence's own logits; released blocks are reused; a full arena says so. */
 START_TEST(test_batch_many_sequences) {
@@ -544,6 +602,7 @@ Suite *model_suite(void) {
     tcase_add_test(tc2, test_ctx_reuse_same_logits);
     tcase_add_test(tc2, test_load_refusals);
     tcase_add_test(tc2, test_prefill_equals_sequential);
+    tcase_add_test(tc2, test_repacked_equals_file_layout);
     tcase_add_test(tc2, test_phi3_rope_factors);
     tcase_add_test(tc2, test_batch_many_sequences);
     suite_add_tcase(s, tc2);

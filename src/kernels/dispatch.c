@@ -8,6 +8,7 @@
 #include <cpuid.h>
 #endif
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +47,9 @@ static void choose_kernels(void) {
         pv_vec_dot_fn f = fast ? pv__avx2_vec_dot((pv_type_t)t) : NULL;
         if (f) active[t].vec_dot = f;
         if (fast) active[t].vec_dot4 = pv__avx2_vec_dot4((pv_type_t)t);
+        pv_from_float_fn q = fast ? pv__avx2_from_float((pv_type_t)t) : NULL;
+        if (q) active[t].from_float = q;
+        active[t].dot_x8 = fast ? pv__avx2_dot_x8((pv_type_t)t) : pv__x8_ref((pv_type_t)t);
     }
     if (fast) {
         active_isa = "avx2";
@@ -118,26 +122,93 @@ static void matmul_rows(void *arg, int ith, int nth) {
     }
 }
 
-size_t pv_matmul_work_size(pv_type_t t, int64_t n_cols, int n_tok) {
-    return pv_matvec_work_size(t, n_cols) * (size_t)n_tok;
+typedef struct {
+    pv_dot_x8_fn dot;
+    const uint8_t *w;   /* first group */
+    size_t group_size;  /* bytes per group of 8 rows */
+    int64_t n_groups, n_cols;
+    const uint8_t *act; /* n_tok activation rows in the x8 activation format */
+    size_t act_size;    /* bytes per activation row */
+    float *const *ys;   /* [n_tok] output rows */
+    int n_tok;
+    int64_t chunk;      /* groups a thread takes at a time */
+    atomic_int_fast64_t next; /* first group no thread has taken yet */
+} x8_task_t;
+
+#define X8_TOKENS 4       /* tokens one kernel call takes */
+#define X8_CHUNKS_PER_THREAD 8
+
+/* Threads take chunks of consecutive groups from a shared counter until none
+ * are left, so that a thread the OS holds back (on a machine shared with
+ * other work) delays only its current chunk, not a fixed half of the matmul.
+ * Every token passes over a group (a few KB) while it is in L1. */
+static void matmul_x8_groups(void *arg, int ith, int nth) {
+    x8_task_t *t = arg;
+    float out[X8_TOKENS * PV_X8];
+    for (;;) {
+        int64_t g0 = atomic_fetch_add(&t->next, t->chunk), g1 = g0 + t->chunk < t->n_groups ? g0 + t->chunk : t->n_groups;
+        if (g0 >= t->n_groups) break;
+        for (int64_t g = g0; g < g1; g++)
+            for (int b = 0; b < t->n_tok; b += X8_TOKENS) {
+                int nt = t->n_tok - b < X8_TOKENS ? t->n_tok - b : X8_TOKENS;
+                t->dot(t->w + (size_t)g * t->group_size, t->act + (size_t)b * t->act_size, t->act_size, nt, t->n_cols,
+                       out);
+                for (int j = 0; j < nt; j++) memcpy(t->ys[b + j] + g * PV_X8, out + PV_X8 * j, sizeof(float) * PV_X8);
+            }
+    }
 }
 
-void pv_matmul(pv_type_t t, const void *w, int64_t n_rows, int64_t n_cols, const float *const *xs, float *const *ys,
-               int n_tok, void *work, pv_pool_t *pool) {
+size_t pv_matmul_work_size(pv_type_t t, int64_t n_cols, int n_tok) {
+    size_t rows = pv_matvec_work_size(t, n_cols);
+    if (pv_x8_supported(t, PV_X8) && pv__x8_act_row_size(t, n_cols) > rows) rows = pv__x8_act_row_size(t, n_cols);
+    return rows * (size_t)n_tok;
+}
+
+/* small products are not worth waking the pool for */
+static void run_rows(pv_pool_t *pool, pv_task_fn fn, void *task, int64_t n_rows, int64_t n_cols, int n_tok) {
+    if (n_rows * n_cols * n_tok < 16384) fn(task, 0, 1);
+    else pv_pool_run(pool, fn, task);
+}
+
+static void matmul_x8(pv_type_t t, const void *w, int64_t n_rows, int64_t n_cols, const float *const *xs,
+                      float *const *ys, int n_tok, void *work, pv_pool_t *pool) {
+    const pv_kern_traits_t *k = pv_kern_traits(t);
+    size_t act_size = pv__x8_act_row_size(t, n_cols);
+    assert(k && k->dot_x8 && pv_x8_supported(t, n_rows));
+    for (int b = 0; b < n_tok; b++) pv__x8_act_quantize(t, xs[b], (uint8_t *)work + (size_t)b * act_size, n_cols);
+    int64_t n_groups = n_rows / PV_X8, chunk = n_groups / (pv_pool_size(pool) * X8_CHUNKS_PER_THREAD);
+    x8_task_t task = {.dot = k->dot_x8,
+                      .w = w,
+                      .group_size = PV_X8 * pv_type_row_size(t, n_cols),
+                      .n_groups = n_groups,
+                      .n_cols = n_cols,
+                      .act = work,
+                      .act_size = act_size,
+                      .ys = ys,
+                      .n_tok = n_tok,
+                      .chunk = chunk > 0 ? chunk : 1};
+    atomic_init(&task.next, 0);
+    run_rows(pool, matmul_x8_groups, &task, n_rows, n_cols, n_tok);
+}
+
+void pv_matmul(pv_type_t t, pv_layout_t layout, const void *w, int64_t n_rows, int64_t n_cols, const float *const *xs,
+               float *const *ys, int n_tok, void *work, pv_pool_t *pool) {
+    if (layout == PV_LAYOUT_X8) {
+        matmul_x8(t, w, n_rows, n_cols, xs, ys, n_tok, work, pool);
+        return;
+    }
     const pv_kern_traits_t *k = pv_kern_traits(t);
     size_t row_size = pv_type_row_size(t, n_cols), act_size = pv_matvec_work_size(t, n_cols);
     assert(k && k->vec_dot && row_size);
     pv_from_float_fn quantize = pv_kern_traits(k->vec_dot_type)->from_float;
     for (int b = 0; b < n_tok; b++) quantize(xs[b], (uint8_t *)work + (size_t)b * act_size, n_cols);
     matmul_task_t task = {k->vec_dot, k->vec_dot4, w, row_size, n_rows, n_cols, work, act_size, ys, n_tok};
-    /* small products are not worth waking the pool for */
-    if (n_rows * n_cols * n_tok < 16384) matmul_rows(&task, 0, 1);
-    else pv_pool_run(pool, matmul_rows, &task);
+    run_rows(pool, matmul_rows, &task, n_rows, n_cols, n_tok);
 }
 
 void pv_matvec(pv_type_t t, const void *w, int64_t n_rows, int64_t n_cols, const float *x, float *y, void *work,
                pv_pool_t *pool) {
-    pv_matmul(t, w, n_rows, n_cols, &x, &y, 1, work, pool);
+    pv_matmul(t, PV_LAYOUT_ROWS, w, n_rows, n_cols, &x, &y, 1, work, pool);
 }
 
 void pv_get_row(pv_type_t t, const void *w, int64_t r, int64_t n_cols, float *y) {

@@ -26,11 +26,25 @@ typedef float (*pv_vec_dot_fn)(const void *w, const void *a, int64_t n);
  * out[j] = vec_dot(w, a + j * a_stride, n). Decodes each weight block once. */
 typedef void (*pv_vec_dot4_fn)(const void *w, const void *a, size_t a_stride, int64_t n, float *out);
 
+#define PV_X8_ROWS 8 /* rows of one interleaved group */
+
+/* How a matmul weight's rows lie in memory. */
+typedef enum {
+    PV_LAYOUT_ROWS = 0, /* row after row, as in the file */
+    PV_LAYOUT_X8 = 1,   /* groups of 8 rows interleaved block by block (pv_x8_repack) */
+} pv_layout_t;
+
+/* One group of 8 interleaved rows (PV_LAYOUT_X8, n columns) against n_tok
+ * (1..4) activation rows in the format pv__x8_act_quantize writes (kern_internal.h),
+ * a_stride bytes apart: out[8 * j + r] = dot(row r, token j). */
+typedef void (*pv_dot_x8_fn)(const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out);
+
 typedef struct {
     pv_to_float_fn to_float;
     pv_from_float_fn from_float; /* NULL unless some type dots against this one */
     pv_vec_dot_fn vec_dot;       /* NULL for activation-only types (q8_K) */
     pv_vec_dot4_fn vec_dot4;     /* NULL where only vec_dot is written (matmuls call it 4 times) */
+    pv_dot_x8_fn dot_x8;         /* NULL for types without an interleaved layout */
     pv_type_t vec_dot_type;      /* the activation format vec_dot expects */
 } pv_kern_traits_t;
 
@@ -49,17 +63,27 @@ int pv_kern_supported(pv_type_t t);
 size_t pv_matvec_work_size(pv_type_t t, int64_t n_cols);
 
 /* y[r] = dot(row r of w, x) for r < n_rows; each row holds n_cols elements of
- * type t. work holds at least pv_matvec_work_size(t, n_cols) bytes. Rows are
- * split over the pool's threads (pool may be NULL: the caller alone). */
+ * type t, in PV_LAYOUT_ROWS. work holds at least pv_matvec_work_size(t,
+ * n_cols) bytes. Rows are split over the pool's threads (pool may be NULL:
+ * the caller alone). */
 void pv_matvec(pv_type_t t, const void *w, int64_t n_rows, int64_t n_cols, const float *x, float *y, void *work,
                pv_pool_t *pool);
 
-/* Batched: ys[b][r] = dot(row r of w, xs[b]) for n_tok tokens. Each weight
- * tile is reused from cache by every token before the next is read. work
- * holds pv_matmul_work_size(t, n_cols, n_tok) bytes. */
+/* Batched: ys[b][r] = dot(row r of w, xs[b]) for n_tok tokens, the weight
+ * laid out as layout says. Each weight tile is reused from cache by every
+ * token before the next is read. work holds pv_matmul_work_size(t, n_cols,
+ * n_tok) bytes (enough for either layout). */
 size_t pv_matmul_work_size(pv_type_t t, int64_t n_cols, int n_tok);
-void pv_matmul(pv_type_t t, const void *w, int64_t n_rows, int64_t n_cols, const float *const *xs, float *const *ys,
-               int n_tok, void *work, pv_pool_t *pool);
+void pv_matmul(pv_type_t t, pv_layout_t layout, const void *w, int64_t n_rows, int64_t n_cols, const float *const *xs,
+               float *const *ys, int n_tok, void *work, pv_pool_t *pool);
+
+/* 1 when a weight of type t with n_rows rows can take PV_LAYOUT_X8: q4_0,
+ * q8_0, q4_K and q6_K, n_rows a multiple of 8. */
+int pv_x8_supported(pv_type_t t, int64_t n_rows);
+
+/* Writes the n_rows rows of src (PV_LAYOUT_ROWS) to dst in PV_LAYOUT_X8,
+ * which takes the same number of bytes; pv_x8_supported(t, n_rows). */
+void pv_x8_repack(pv_type_t t, const void *src, int64_t n_rows, int64_t n_cols, void *dst);
 
 /* Copies row r of w (n_cols elements) into y as floats (embedding lookup). */
 void pv_get_row(pv_type_t t, const void *w, int64_t r, int64_t n_cols, float *y);

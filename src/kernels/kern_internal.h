@@ -50,6 +50,70 @@ static_assert(sizeof(pv_block_q5_K) == 176, "q5_K block layout");
 static_assert(sizeof(pv_block_q6_K) == 210, "q6_K block layout");
 static_assert(sizeof(pv_block_q8_K) == 292, "q8_K block layout");
 
+/* PV_LAYOUT_X8: a weight of n_rows rows is n_rows / 8 groups one after the
+ * other; a group holds, for each block column b, one x8 block made of the 8
+ * rows' block b: their half-precision scales together (the 8 d, then for
+ * q4_K the 8 dmin), then the rest of each block (quants; q4_K's 12 bytes of
+ * packed sub-block scales first) cut into 4-byte pieces, piece k of row r
+ * at 32 k + 4 r. A 32-byte load thus holds one piece of each row, row r in
+ * 32-bit lane r, so that one broadcast of 4 activation bytes meets all 8
+ * rows. For q4_0 a piece is 4 bytes of nibbles (low: elements 4k..4k+3,
+ * high: elements 16+4k..16+4k+3); for q8_0 it is elements 4k..4k+3; for
+ * q4_K's quants, piece k holds elements 64c + 4i.. (low nibbles) and
+ * 64c + 32 + 4i.. (high), c = k / 8, i = k % 8. q6_K keeps its d (last in
+ * its file block) with the others in front, then ql, qh, scales in pieces. */
+#define PV_X8 PV_X8_ROWS
+typedef struct {
+    uint16_t d[PV_X8];
+    uint8_t qs[PV_X8 * PV_QK / 2];
+} pv_block_q4_0x8;
+typedef struct {
+    uint16_t d[PV_X8];
+    int8_t qs[PV_X8 * PV_QK];
+} pv_block_q8_0x8;
+
+typedef struct {
+    uint16_t d[PV_X8], dmin[PV_X8];
+    uint8_t scales[PV_X8 * 12]; /* pieces 0..2: bytes 0-3, 4-7, 8-11 of each row's scales */
+    uint8_t qs[PV_X8 * PV_QK_K / 2];
+} pv_block_q4_Kx8;
+
+typedef struct {
+    uint16_t d[PV_X8];
+    uint8_t ql[PV_X8 * PV_QK_K / 2]; /* pieces 0..31 */
+    uint8_t qh[PV_X8 * PV_QK_K / 4]; /* pieces 32..47 */
+    int8_t scales[PV_X8 * 16];       /* pieces 48..51 */
+} pv_block_q6_Kx8;
+
+static_assert(sizeof(pv_block_q4_0x8) == PV_X8 * sizeof(pv_block_q4_0), "q4_0x8 block layout");
+static_assert(sizeof(pv_block_q6_Kx8) == PV_X8 * sizeof(pv_block_q6_K), "q6_Kx8 block layout");
+static_assert(sizeof(pv_block_q4_Kx8) == PV_X8 * sizeof(pv_block_q4_K), "q4_Kx8 block layout");
+static_assert(sizeof(pv_block_q8_0x8) == PV_X8 * sizeof(pv_block_q8_0), "q8_0x8 block layout");
+
+/* The activation row the x8 kernels read, for n columns (nb = n / 32 blocks):
+ * nb heads (the block's scale as a float, the sum of its 32 values, which
+ * takes q4_0's offset of 8 out of the integer dot product), then the nb
+ * q8_0 blocks themselves. */
+typedef struct {
+    float d;
+    int32_t sum;
+} pv_x8_head;
+
+size_t pv__x8_act_size(int64_t n);                       /* bytes of one row, a multiple of 32 */
+void pv__x8_quantize(const float *x, void *row, int64_t n); /* floats -> that row */
+static inline const pv_block_q8_0 *pv__x8_act_blocks(const void *row, int64_t n) {
+    return (const pv_block_q8_0 *)((const pv_x8_head *)row + n / PV_QK);
+}
+
+/* What the x8 kernels of weight type t read: the activation row above for
+ * q4_0 and q8_0, a plain q8_K row for K-quants. */
+size_t pv__x8_act_row_size(pv_type_t t, int64_t n);
+void pv__x8_act_quantize(pv_type_t t, const float *x, void *row, int64_t n);
+
+/* Block b of the 8 rows of one x8 group, back in the file's block format
+ * (rows[r] receives row r's block). */
+void pv__x8_unpack(pv_type_t t, const void *group, int64_t b, void *rows[PV_X8]);
+
 /* Scale and min (6 bits each) of sub-block j of a q4_K/q5_K block. */
 void pv__k_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m);
 
@@ -58,6 +122,9 @@ void pv__k_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m);
 const pv_kern_traits_t *pv_kern_ref(pv_type_t t);
 pv_vec_dot_fn pv__avx2_vec_dot(pv_type_t t);
 pv_vec_dot4_fn pv__avx2_vec_dot4(pv_type_t t);
+pv_dot_x8_fn pv__x8_ref(pv_type_t t);   /* x8.c: the scalar twins, over pv__x8_unpack and ref.c's vec_dot */
+pv_dot_x8_fn pv__avx2_dot_x8(pv_type_t t); /* avx2_x8.c */
+pv_from_float_fn pv__avx2_from_float(pv_type_t t); /* avx2_quant.c: activation quantizers */
 pv_attn_block_fn pv__avx2_attn_block(void);
 
 #endif

@@ -203,7 +203,7 @@ static void matmul(pv_ctx_t *c, const pv_weight_t *w, const float *x, size_t x_w
         c->in[b] = x + (size_t)b * x_width;
         c->out[b] = y + (size_t)b * y_width;
     }
-    pv_matmul(w->t->type, w->t->data, w->n_rows, w->n_cols, c->in, c->out, n, c->work, c->pool);
+    pv_matmul(w->t->type, w->layout, w->data, w->n_rows, w->n_cols, c->in, c->out, n, c->work, c->pool);
 }
 
 typedef struct {
@@ -363,7 +363,7 @@ int pv_forward_batch(pv_ctx_t *c, const pv_batch_entry_t *e, int n) {
         n_out++;
     }
     if (n_out > 0)
-        pv_matmul(m->output.t->type, m->output.t->data, m->output.n_rows, m->output.n_cols, c->in, c->out, n_out, c->work,
+        pv_matmul(m->output.t->type, m->output.layout, m->output.data, m->output.n_rows, m->output.n_cols, c->in, c->out, n_out, c->work,
                   c->pool);
     return 0;
 }

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "base/err.h"
 #include "kernels/kern.h"
@@ -89,9 +91,7 @@ static int bind_weight(const gguf_file_t *f, const char *name, int64_t n_cols, i
     if (!pv_kern_supported(t->type))
         return pv_errorf(err, errlen, PV_EUNSUPPORTED, "%s: tensor %s has type %s, which pensieve cannot compute with",
                          f->path, name, pv_type_name(t->type));
-    w->t = t;
-    w->n_rows = n_rows;
-    w->n_cols = n_cols;
+    *w = (pv_weight_t){t, n_rows, n_cols, t->data, PV_LAYOUT_ROWS};
     return 0;
 }
 
@@ -102,7 +102,7 @@ static pv_weight_t weight_rows(const pv_weight_t *w, int64_t r0, int64_t n_rows,
     view->ne[1] = n_rows;
     view->n_elems = n_rows * w->n_cols;
     view->n_bytes = (size_t)n_rows * pv_type_row_size(w->t->type, w->n_cols);
-    return (pv_weight_t){view, n_rows, w->n_cols};
+    return (pv_weight_t){view, n_rows, w->n_cols, view->data, PV_LAYOUT_ROWS};
 }
 
 /* Copies a 1-D norm weight of n elements into an owned float array. */
@@ -213,6 +213,108 @@ static int bind_model(pv_model_t *m, char *err, size_t errlen) {
     return 0;
 }
 
+/* ---- repacking matmul weights (PV_LAYOUT_X8) ---------------------------------------- */
+
+/* The weights that only matmuls read: every layer's projections, and the
+ * output unless it is token_embd (which embedding lookups read by row).
+ * Fused tensors appear as their row ranges. Returns the count (list holds
+ * MATMULS_PER_LAYER per layer + 1). */
+#define MATMULS_PER_LAYER 7
+static size_t matmul_weights(pv_model_t *m, pv_weight_t **list) {
+    size_t n = 0;
+    for (uint32_t il = 0; il < m->hp.n_layer; il++) {
+        pv_layer_t *L = &m->layers[il];
+        pv_weight_t *w[MATMULS_PER_LAYER] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (int i = 0; i < MATMULS_PER_LAYER; i++) list[n++] = w[i];
+    }
+    if (!m->tied_output) list[n++] = &m->output;
+    return n;
+}
+
+static int repackable(const pv_weight_t *w) { return pv_x8_supported(w->t->type, w->n_rows); }
+
+static size_t weight_bytes(const pv_weight_t *w) { return (size_t)w->n_rows * pv_type_row_size(w->t->type, w->n_cols); }
+
+/* The process no longer needs bytes [p, p + n) of the file mapping: the
+ * whole pages inside the range leave its resident set (they would be read
+ * back from the file if touched again). */
+static void drop_file_pages(const gguf_file_t *f, const void *p, size_t n) {
+    if (!f->mapped) return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = ((uintptr_t)p + page - 1) & ~(page - 1);
+    uintptr_t hi = ((uintptr_t)p + n) & ~(page - 1);
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+#define HUGE_PAGE ((size_t)2 << 20)
+
+/* n bytes of zeroed anonymous memory on a huge-page boundary, with
+ * transparent huge pages asked for: the kernels stream through the weights,
+ * and 4 KB pages would cost a TLB miss every 4 KB. *size receives the
+ * rounded size to unmap. NULL when out of memory. */
+static void *map_huge(size_t n, size_t *size) {
+    *size = (n + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+    uint8_t *p = mmap(NULL, *size + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    uint8_t *a = (uint8_t *)(((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    if (a > p) munmap(p, (size_t)(a - p));
+    if (a + *size < p + *size + HUGE_PAGE) munmap(a + *size, (size_t)(p + *size + HUGE_PAGE - (a + *size)));
+    madvise(a, *size, MADV_HUGEPAGE); /* a hint: without it the pages are 4 KB */
+    return a;
+}
+
+#define REPACK_SLICE ((size_t)4 << 20) /* source bytes repacked before their pages are dropped */
+
+/* Repacks w into dst a slice of row groups at a time, dropping each slice's
+ * file pages once copied: the source and its copy are both resident for at
+ * most one slice. */
+static void repack_slices(const gguf_file_t *f, const pv_weight_t *w, uint8_t *dst) {
+    size_t row_size = pv_type_row_size(w->t->type, w->n_cols);
+    int64_t step = (int64_t)(REPACK_SLICE / (row_size * PV_X8_ROWS)) * PV_X8_ROWS;
+    if (step < PV_X8_ROWS) step = PV_X8_ROWS;
+    for (int64_t r0 = 0; r0 < w->n_rows; r0 += step) {
+        int64_t rows = w->n_rows - r0 < step ? w->n_rows - r0 : step;
+        const uint8_t *src = (const uint8_t *)w->data + (size_t)r0 * row_size;
+        pv_x8_repack(w->t->type, src, rows, w->n_cols, dst + (size_t)r0 * row_size);
+        drop_file_pages(f, src, (size_t)rows * row_size);
+    }
+}
+
+/* Repacks the weights of matmul_weights that have an interleaved layout into
+ * one anonymous mapping, slice by slice, dropping each slice's file pages as
+ * soon as it is copied: resident memory never holds both copies of more
+ * than a slice. */
+static int repack_weights(pv_model_t *m, char *err, size_t errlen) {
+    const char *env = getenv("PV_REPACK");
+    if (env && strcmp(env, "0") == 0) return 0;
+    pv_weight_t **list = malloc(((size_t)m->hp.n_layer * MATMULS_PER_LAYER + 1) * sizeof *list);
+    if (!list) return pv_errorf(err, errlen, PV_ENOMEM, "out of memory");
+    size_t n = matmul_weights(m, list), total = 0;
+    for (size_t i = 0; i < n; i++)
+        if (repackable(list[i])) total += weight_bytes(list[i]);
+    if (total == 0) {
+        free(list);
+        return 0;
+    }
+    void *p = map_huge(total, &m->packed_size);
+    if (!p) {
+        free(list);
+        return pv_errorf(err, errlen, PV_ENOMEM, "out of memory for %zu bytes of repacked weights", total);
+    }
+    m->packed = p;
+    uint8_t *dst = p;
+    for (size_t i = 0; i < n; i++) {
+        pv_weight_t *w = list[i];
+        if (!repackable(w)) continue;
+        repack_slices(m->file, w, dst);
+        w->data = dst;
+        w->layout = PV_LAYOUT_X8;
+        dst += weight_bytes(w);
+    }
+    mprotect(p, m->packed_size, PROT_READ); /* read-only from now on, like the file's pages */
+    free(list);
+    return 0;
+}
+
 int pv_model_load(const char *path, pv_model_t **out, char *err, size_t errlen) {
     *out = NULL;
     pv_model_t *m = calloc(1, sizeof *m);
@@ -227,7 +329,7 @@ int pv_model_load(const char *path, pv_model_t **out, char *err, size_t errlen) 
     }
     if ((rc = pv_vocab_load(m->file, &m->vocab, err, errlen))) goto fail;
     m->hp.n_vocab = (uint32_t)pv_vocab_n_tokens(m->vocab);
-    if ((rc = bind_model(m, err, errlen))) goto fail;
+    if ((rc = bind_model(m, err, errlen)) || (rc = repack_weights(m, err, errlen))) goto fail;
     for (uint64_t i = 0; i < m->file->n_tensors; i++) m->n_params += (uint64_t)m->file->tensors[i].n_elems;
     *out = m;
     return 0;
@@ -255,6 +357,7 @@ void pv_model_free(pv_model_t *m) {
     free(m->rope_long);
     free(m->rope_short);
     free(m->output_norm);
+    if (m->packed) munmap(m->packed, m->packed_size);
     pv_vocab_free(m->vocab);
     gguf_close(m->file);
     free(m);

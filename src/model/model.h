@@ -2,8 +2,9 @@
  * GGUF, and its vocabulary; and the per-sequence context that runs it.
  *
  * Ownership: pv_model_t owns its gguf_file_t (the one read-only mapping that
- * every context shares) and its vocab; tensor pointers are views into the
- * mapping. A pv_ctx_t borrows the model (which must outlive it) and owns its
+ * every context shares), its vocab and the repacked copies of matmul weights
+ * (which replace their pages of the mapping); other tensor pointers are views
+ * into the mapping. A pv_ctx_t borrows the model (which must outlive it) and owns its
  * KV cache and scratch buffers, all sized at creation: pv_forward() never
  * allocates. */
 #ifndef PV_MODEL_H
@@ -13,6 +14,7 @@
 #include <stdint.h>
 
 #include "gguf/gguf.h"
+#include "kernels/kern.h"
 #include "kernels/pool.h"
 #include "model/arch.h"
 #include "model/kv.h"
@@ -41,9 +43,11 @@ typedef struct {
 int pv_hparams_read(const gguf_file_t *f, pv_hparams_t *hp, char *err, size_t errlen);
 
 typedef struct {
-    const gguf_tensor_t *t; /* view of the tensor in the file */
+    const gguf_tensor_t *t; /* view of the tensor in the file (its type and shape) */
     int64_t n_rows;         /* ne[1]: output features */
     int64_t n_cols;         /* ne[0]: input features (row length) */
+    const void *data;       /* the rows: t->data, or the model's repacked copy */
+    pv_layout_t layout;     /* how data lies (PV_LAYOUT_X8 once repacked) */
 } pv_weight_t;
 
 #define PV_VIEWS_PER_LAYER 5 /* q, k, v of attn_qkv; gate, up of ffn_up */
@@ -77,8 +81,15 @@ typedef struct {
     float *rope_long;       /* (n_rot/2) long-context divisors (rope_factors_long), owned; NULL if absent */
     float *rope_short;      /* (n_rot/2) short-context divisors (rope_factors_short), owned; NULL if absent */
     uint64_t n_params;      /* elements over all tensors */
+    void *packed;           /* anonymous mapping of the repacked matmul weights, owned; NULL if none */
+    size_t packed_size;     /* its bytes */
 } pv_model_t;
 
+/* Loads and binds a model. Matmul weights that only matmuls read and whose
+ * type has an interleaved layout (pv_x8_supported) are repacked into it,
+ * tensor by tensor, and the file pages they came from are dropped from the
+ * process, so that resident memory stays about the file's size.
+ * PV_REPACK=0 in the environment keeps every weight in the file's layout. */
 int pv_model_load(const char *path, pv_model_t **out, char *err, size_t errlen);
 void pv_model_free(pv_model_t *m); /* accepts NULL */
 

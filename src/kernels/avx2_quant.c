@@ -1,0 +1,105 @@
+/* avx2_quant.c - AVX2 activation quantizers, the fast twins of ref.c's
+ * from_float routines, bit for bit: the same block maximum, the same scale
+ * and its inverse computed in scalar float, the same products rounded half
+ * away from zero as roundf does. */
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "base/fp16.h"
+#include "kernels/kern.h"
+#include "kernels/kern_internal.h"
+
+#define PV_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+/* roundf for 8 floats of magnitude below 2^23: truncate, then step away
+ * from zero where the dropped fraction is at least one half (v - trunc(v)
+ * is exact there). */
+PV_AVX2 static inline __m256 round_away(__m256 v) {
+    __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __m256 sign = _mm256_and_ps(v, _mm256_set1_ps(-0.0f));
+    __m256 frac = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_sub_ps(v, t));
+    __m256 step = _mm256_and_ps(_mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ), _mm256_set1_ps(1.0f));
+    return _mm256_add_ps(t, _mm256_or_ps(step, sign));
+}
+
+PV_AVX2 static void q8_0_from_float(const float *x, void *row, int64_t n) {
+    pv_block_q8_0 *b = row;
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    for (int64_t i = 0; i < n / PV_QK; i++, x += PV_QK) {
+        __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8), v2 = _mm256_loadu_ps(x + 16),
+               v3 = _mm256_loadu_ps(x + 24);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, abs_mask), _mm256_and_ps(v1, abs_mask)),
+                                 _mm256_max_ps(_mm256_and_ps(v2, abs_mask), _mm256_and_ps(v3, abs_mask)));
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        float amax = _mm_cvtss_f32(h), d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        b[i].d = pv_f32_to_f16(d);
+        __m256 s = _mm256_set1_ps(id);
+        __m256i i0 = _mm256_cvtps_epi32(round_away(_mm256_mul_ps(v0, s)));
+        __m256i i1 = _mm256_cvtps_epi32(round_away(_mm256_mul_ps(v1, s)));
+        __m256i i2 = _mm256_cvtps_epi32(round_away(_mm256_mul_ps(v2, s)));
+        __m256i i3 = _mm256_cvtps_epi32(round_away(_mm256_mul_ps(v3, s)));
+        /* packs work within 128-bit lanes; the permute puts the 8 groups of 4 back in order */
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)b[i].qs, p);
+    }
+}
+
+PV_AVX2 static inline int32_t hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* q8_K: the scale comes from the first element of largest magnitude (its
+ * sign included), products are rounded to nearest even as lrintf does in
+ * the default rounding mode (cvtps_epi32), clamped at 127, and summed by 16. */
+PV_AVX2 static void q8_K_from_float(const float *x, void *row, int64_t n) {
+    pv_block_q8_K *b = row;
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    for (int64_t i = 0; i < n / PV_QK_K; i++, x += PV_QK_K) {
+        __m256 m = _mm256_setzero_ps();
+        for (int j = 0; j < PV_QK_K; j += 8) m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(x + j), abs_mask));
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        float amax = _mm_cvtss_f32(h), max = 0.0f;
+        memset(&b[i], 0, sizeof b[i]);
+        if (!(amax > 0.0f)) continue;
+        __m256 target = _mm256_set1_ps(amax);
+        for (int j = 0; j < PV_QK_K; j += 8) { /* the first element that reaches amax */
+            int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_and_ps(_mm256_loadu_ps(x + j), abs_mask), target, _CMP_EQ_OQ));
+            if (hit) {
+                max = x[j + __builtin_ctz((unsigned)hit)];
+                break;
+            }
+        }
+        float iscale = -127.0f / max;
+        __m256 s = _mm256_set1_ps(iscale);
+        const __m256i top = _mm256_set1_epi32(127);
+        for (int j = 0; j < PV_QK_K; j += 32) {
+            __m256i i0 = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + j), s)), top);
+            __m256i i1 = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + j + 8), s)), top);
+            __m256i i2 = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + j + 16), s)), top);
+            __m256i i3 = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + j + 24), s)), top);
+            b[i].bsums[j / 16] = (int16_t)hsum_epi32(_mm256_add_epi32(i0, i1));
+            b[i].bsums[j / 16 + 1] = (int16_t)hsum_epi32(_mm256_add_epi32(i2, i3));
+            __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+            p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256((__m256i *)(b[i].qs + j), p);
+        }
+        b[i].d = 1.0f / iscale;
+    }
+}
+
+pv_from_float_fn pv__avx2_from_float(pv_type_t t) {
+    switch (t) {
+    case PV_TYPE_Q8_0: return q8_0_from_float;
+    case PV_TYPE_Q8_K: return q8_K_from_float;
+    default: return NULL;
+    }
+}

@@ -1,0 +1,460 @@
+/* avx2_x8.c - AVX2 kernels for the row-interleaved layout (PV_LAYOUT_X8), the
+ * fast twins of x8.c's scalar routines.
+ *
+ * A 32-byte load of an x8 block holds 4 bytes of each of 8 rows (row r in
+ * 32-bit lane r); one broadcast of the 4 matching activation bytes meets all
+ * 8 rows in one maddubs, and one convert and one FMA with the 8 rows' scales
+ * finish a block. Integer sums are exact; only the order of float additions
+ * differs from the twins. 4 tokens share each decoded load; their sums stay
+ * in named registers (an array would be kept on the stack). */
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels/kern.h"
+#include "kernels/kern_internal.h"
+
+#define PV_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+/* 4 activation bytes in every 32-bit lane. */
+PV_AVX2 static inline __m256i bcast4(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
+/* Software prefetch, PREFETCH_AHEAD bytes ahead, of a block's worth of
+ * weights: a group's blocks are read in order, but q6_K's x8 block is read
+ * out of order (scales at its end first) and every kernel reads several
+ * places of a block, which keeps the hardware prefetchers from running far
+ * enough ahead to hide memory latency; with one token there is little work
+ * per byte to hide it behind. */
+#define PREFETCH_AHEAD 3072
+PV_AVX2 static inline void prefetch_ahead(const void *block, size_t size) {
+    for (size_t off = 0; off < size; off += 64) _mm_prefetch((const char *)block + PREFETCH_AHEAD + off, _MM_HINT_T0);
+}
+
+/* The 8 rows' scales times the token's scale. */
+PV_AVX2 static inline __m256 scales(const uint16_t *d, const pv_x8_head *h) {
+    return _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d)), _mm256_set1_ps(h->d));
+}
+
+/* q4_0: nibbles 0..15 are unsigned, so maddubs takes them against signed
+ * activations directly; 8 products of a block summed in int16 stay within
+ * 8 * 2 * 15 * 128 < 32768. The offset of 8 comes out through the token's
+ * block sum: sum (q - 8) a = sum q a - 8 sum a. */
+PV_AVX2 static inline __m256i q4_0_tok(__m256i lo, __m256i hi, const int8_t *aq, int c, __m256i s) {
+    s = _mm256_add_epi16(s, _mm256_maddubs_epi16(lo, bcast4(aq + 4 * c)));
+    return _mm256_add_epi16(s, _mm256_maddubs_epi16(hi, bcast4(aq + 16 + 4 * c)));
+}
+
+/* A token's int16 sums of one block -> its 8 float row sums added into acc. */
+PV_AVX2 static inline __m256 q4_0_finish(__m256i s16, const uint16_t *d, const pv_x8_head *h, __m256 acc) {
+    __m256i s = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
+    s = _mm256_sub_epi32(s, _mm256_slli_epi32(_mm256_set1_epi32(h->sum), 3));
+    return _mm256_fmadd_ps(scales(d, h), _mm256_cvtepi32_ps(s), acc);
+}
+
+PV_AVX2 static void q4_0_x8_1(const pv_block_q4_0x8 *x, const uint8_t *a, int64_t n, float *out) {
+    const pv_x8_head *h = (const pv_x8_head *)a;
+    const pv_block_q8_0 *y = pv__x8_act_blocks(a, n);
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / PV_QK; b++) {
+        __m256i s = _mm256_setzero_si256();
+        prefetch_ahead(&x[b], sizeof x[b]);
+        for (int c = 0; c < 4; c++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));
+            s = q4_0_tok(_mm256_and_si256(v, low4), _mm256_and_si256(_mm256_srli_epi16(v, 4), low4), y[b].qs, c, s);
+        }
+        acc = q4_0_finish(s, x[b].d, &h[b], acc);
+    }
+    _mm256_storeu_ps(out, acc);
+}
+
+PV_AVX2 static void q4_0_x8_4(const pv_block_q4_0x8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out) {
+    const pv_x8_head *h0 = (const pv_x8_head *)a, *h1 = (const pv_x8_head *)(a + a_stride);
+    const pv_x8_head *h2 = (const pv_x8_head *)(a + 2 * a_stride), *h3 = (const pv_x8_head *)(a + 3 * a_stride);
+    const pv_block_q8_0 *y0 = pv__x8_act_blocks(h0, n), *y1 = pv__x8_act_blocks(h1, n);
+    const pv_block_q8_0 *y2 = pv__x8_act_blocks(h2, n), *y3 = pv__x8_act_blocks(h3, n);
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    for (int64_t b = 0; b < n / PV_QK; b++) {
+        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+        for (int c = 0; c < 4; c++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));
+            __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+            s0 = q4_0_tok(lo, hi, y0[b].qs, c, s0);
+            s1 = q4_0_tok(lo, hi, y1[b].qs, c, s1);
+            s2 = q4_0_tok(lo, hi, y2[b].qs, c, s2);
+            s3 = q4_0_tok(lo, hi, y3[b].qs, c, s3);
+        }
+        acc0 = q4_0_finish(s0, x[b].d, &h0[b], acc0);
+        acc1 = q4_0_finish(s1, x[b].d, &h1[b], acc1);
+        acc2 = q4_0_finish(s2, x[b].d, &h2[b], acc2);
+        acc3 = q4_0_finish(s3, x[b].d, &h3[b], acc3);
+    }
+    _mm256_storeu_ps(out, acc0);
+    _mm256_storeu_ps(out + 8, acc1);
+    _mm256_storeu_ps(out + 16, acc2);
+    _mm256_storeu_ps(out + 24, acc3);
+}
+
+/* q8_0: signed by signed through the sign trick, |w| (aw) times a with w's
+ * sign; a pair of products may reach 2 * 128 * 127, so each maddubs is
+ * widened to int32 at once. Activations are never -128 (q8_0 rounds to
+ * +-127), so negating them is exact. */
+PV_AVX2 static inline __m256i q8_0_tok(__m256i aw, __m256i w, const int8_t *aq, int c, __m256i s) {
+    __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast4(aq + 4 * c), w));
+    return _mm256_add_epi32(s, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
+
+PV_AVX2 static inline __m256 q8_0_finish(__m256i s, const uint16_t *d, const pv_x8_head *h, __m256 acc) {
+    return _mm256_fmadd_ps(scales(d, h), _mm256_cvtepi32_ps(s), acc);
+}
+
+PV_AVX2 static void q8_0_x8_1(const pv_block_q8_0x8 *x, const uint8_t *a, int64_t n, float *out) {
+    const pv_x8_head *h = (const pv_x8_head *)a;
+    const pv_block_q8_0 *y = pv__x8_act_blocks(a, n);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / PV_QK; b++) {
+        __m256i s = _mm256_setzero_si256();
+        prefetch_ahead(&x[b], sizeof x[b]);
+        for (int c = 0; c < 8; c++) {
+            __m256i w = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));
+            s = q8_0_tok(_mm256_sign_epi8(w, w), w, y[b].qs, c, s);
+        }
+        acc = q8_0_finish(s, x[b].d, &h[b], acc);
+    }
+    _mm256_storeu_ps(out, acc);
+}
+
+PV_AVX2 static void q8_0_x8_4(const pv_block_q8_0x8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out) {
+    const pv_x8_head *h0 = (const pv_x8_head *)a, *h1 = (const pv_x8_head *)(a + a_stride);
+    const pv_x8_head *h2 = (const pv_x8_head *)(a + 2 * a_stride), *h3 = (const pv_x8_head *)(a + 3 * a_stride);
+    const pv_block_q8_0 *y0 = pv__x8_act_blocks(h0, n), *y1 = pv__x8_act_blocks(h1, n);
+    const pv_block_q8_0 *y2 = pv__x8_act_blocks(h2, n), *y3 = pv__x8_act_blocks(h3, n);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    for (int64_t b = 0; b < n / PV_QK; b++) {
+        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+        for (int c = 0; c < 8; c++) {
+            __m256i w = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c)), aw = _mm256_sign_epi8(w, w);
+            s0 = q8_0_tok(aw, w, y0[b].qs, c, s0);
+            s1 = q8_0_tok(aw, w, y1[b].qs, c, s1);
+            s2 = q8_0_tok(aw, w, y2[b].qs, c, s2);
+            s3 = q8_0_tok(aw, w, y3[b].qs, c, s3);
+        }
+        acc0 = q8_0_finish(s0, x[b].d, &h0[b], acc0);
+        acc1 = q8_0_finish(s1, x[b].d, &h1[b], acc1);
+        acc2 = q8_0_finish(s2, x[b].d, &h2[b], acc2);
+        acc3 = q8_0_finish(s3, x[b].d, &h3[b], acc3);
+    }
+    _mm256_storeu_ps(out, acc0);
+    _mm256_storeu_ps(out + 8, acc1);
+    _mm256_storeu_ps(out + 16, acc2);
+    _mm256_storeu_ps(out + 24, acc3);
+}
+
+/* q4_K: per sub-block of 32, the nibbles' sums (int16, 8 maddubs each, as for
+ * q4_0) are weighted by the 6-bit scales in one madd; the mins come out
+ * through the token's sums of 32 (from q8_K's sums of 16):
+ * dot = d_a (d sum_s sc_s sum q a - dmin sum_s m_s sum a). */
+
+/* The 6-bit scales and mins of 8 rows, as 4 vectors of bytes, 4 per lane:
+ * sc[0..3] in sc03, sc[4..7] in sc47, mins likewise (ref.c's
+ * pv__k_scale_min, for all 8 rows at once). */
+typedef struct {
+    __m256i sc03, sc47, m03, m47;
+} k_scales_t;
+
+PV_AVX2 static inline k_scales_t k_scales(const uint8_t *p) {
+    const __m256i m63 = _mm256_set1_epi8(63), low4 = _mm256_set1_epi8(0x0f), top2 = _mm256_set1_epi8(0x30);
+    __m256i v0 = _mm256_loadu_si256((const __m256i *)p), v1 = _mm256_loadu_si256((const __m256i *)(p + 32));
+    __m256i v2 = _mm256_loadu_si256((const __m256i *)(p + 64));
+    k_scales_t s;
+    s.sc03 = _mm256_and_si256(v0, m63);
+    s.m03 = _mm256_and_si256(v1, m63);
+    s.sc47 = _mm256_or_si256(_mm256_and_si256(v2, low4), _mm256_and_si256(_mm256_srli_epi16(v0, 2), top2));
+    s.m47 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v2, 4), low4), _mm256_and_si256(_mm256_srli_epi16(v1, 2), top2));
+    return s;
+}
+
+/* Bytes i and j of each lane as two int16 (0x80: zero). */
+#define LANE_PAIR(i, j)                                                                                          \
+    _mm256_setr_epi8(i, -128, j, -128, 4 + i, -128, 4 + j, -128, 8 + i, -128, 8 + j, -128, 12 + i, -128, 12 + j, \
+                     -128, i, -128, j, -128, 4 + i, -128, 4 + j, -128, 8 + i, -128, 8 + j, -128, 12 + i, -128, 12 + j, -128)
+
+/* Scale of sub-block s of each row, twice per lane (for madd). */
+PV_AVX2 static inline __m256i k_sub_scale(const k_scales_t *k, int s) {
+    __m256i v = s < 4 ? k->sc03 : k->sc47;
+    switch (s & 3) {
+    case 0: return _mm256_shuffle_epi8(v, LANE_PAIR(0, 0));
+    case 1: return _mm256_shuffle_epi8(v, LANE_PAIR(1, 1));
+    case 2: return _mm256_shuffle_epi8(v, LANE_PAIR(2, 2));
+    default: return _mm256_shuffle_epi8(v, LANE_PAIR(3, 3));
+    }
+}
+
+/* sum_s m_s * (token's sum over sub-block s) per row: the mins in pairs
+ * against the token's sums of 32 in pairs. */
+PV_AVX2 static inline __m256i k_mins(const k_scales_t *k, const pv_block_q8_K *y) {
+    __m256i b = _mm256_loadu_si256((const __m256i *)y->bsums);
+    b = _mm256_hadd_epi16(b, b); /* sums of 32: 0-3 twice in the low half, 4-7 twice in the high half */
+    __m256i p01 = _mm256_permutevar8x32_epi32(b, _mm256_set1_epi32(0)), p23 = _mm256_permutevar8x32_epi32(b, _mm256_set1_epi32(1));
+    __m256i p45 = _mm256_permutevar8x32_epi32(b, _mm256_set1_epi32(4)), p67 = _mm256_permutevar8x32_epi32(b, _mm256_set1_epi32(5));
+    __m256i s = _mm256_madd_epi16(_mm256_shuffle_epi8(k->m03, LANE_PAIR(0, 1)), p01);
+    s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_shuffle_epi8(k->m03, LANE_PAIR(2, 3)), p23));
+    s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_shuffle_epi8(k->m47, LANE_PAIR(0, 1)), p45));
+    return _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_shuffle_epi8(k->m47, LANE_PAIR(2, 3)), p67));
+}
+
+/* One token's share of 64 elements (chunk c): the two sub-blocks' int16
+ * sums, then weighted by their scales into isum. */
+PV_AVX2 static inline __m256i q4_K_chunk_tok(const __m256i lo[8], const __m256i hi[8], const int8_t *aq, __m256i sc_lo,
+                                             __m256i sc_hi, __m256i isum) {
+    __m256i s_lo = _mm256_maddubs_epi16(lo[0], bcast4(aq)), s_hi = _mm256_maddubs_epi16(hi[0], bcast4(aq + 32));
+    for (int i = 1; i < 8; i++) {
+        s_lo = _mm256_add_epi16(s_lo, _mm256_maddubs_epi16(lo[i], bcast4(aq + 4 * i)));
+        s_hi = _mm256_add_epi16(s_hi, _mm256_maddubs_epi16(hi[i], bcast4(aq + 32 + 4 * i)));
+    }
+    return _mm256_add_epi32(isum, _mm256_add_epi32(_mm256_madd_epi16(s_lo, sc_lo), _mm256_madd_epi16(s_hi, sc_hi)));
+}
+
+/* A token's integer sums of one super-block into its 8 float row sums. */
+PV_AVX2 static inline __m256 q4_K_finish(const pv_block_q4_Kx8 *x, const k_scales_t *k, const pv_block_q8_K *y,
+                                         __m256i isum, __m256 acc) {
+    __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x->d)), _mm256_set1_ps(y->d));
+    __m256 dmin = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x->dmin)), _mm256_set1_ps(y->d));
+    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum), acc);
+    return _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(k_mins(k, y)), acc);
+}
+
+/* The 64 elements of chunk c of 8 rows: 8 loads, low and high nibbles. */
+PV_AVX2 static inline void q4_K_chunk(const pv_block_q4_Kx8 *x, int c, __m256i lo[8], __m256i hi[8]) {
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    for (int i = 0; i < 8; i++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(x->qs + 256 * c + 32 * i));
+        lo[i] = _mm256_and_si256(v, low4);
+        hi[i] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+    }
+}
+
+PV_AVX2 static void q4_K_x8_1(const pv_block_q4_Kx8 *x, const uint8_t *a, int64_t n, float *out) {
+    const pv_block_q8_K *y = (const pv_block_q8_K *)a;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / PV_QK_K; b++) {
+        prefetch_ahead(&x[b], sizeof x[b]);
+        k_scales_t k = k_scales(x[b].scales);
+        __m256i isum = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            __m256i lo[8], hi[8];
+            q4_K_chunk(&x[b], c, lo, hi);
+            isum = q4_K_chunk_tok(lo, hi, y[b].qs + 64 * c, k_sub_scale(&k, 2 * c), k_sub_scale(&k, 2 * c + 1), isum);
+        }
+        acc = q4_K_finish(&x[b], &k, &y[b], isum, acc);
+    }
+    _mm256_storeu_ps(out, acc);
+}
+
+/* One sub-block (32 elements: the low (hi = 0) or high nibbles of chunk c)
+ * of 8 rows against 4 tokens: each piece is decoded once and meets every
+ * token; the int16 sums are weighted by the sub-block's scales into s0..s3. */
+#define Q4_K_SUB_X4(x, c, hi, sc)                                                                         \
+    {                                                                                                    \
+        __m256i p0 = _mm256_setzero_si256(), p1 = p0, p2 = p0, p3 = p0;                                  \
+        for (int i = 0; i < 8; i++) {                                                                    \
+            __m256i v = _mm256_loadu_si256((const __m256i *)((x)->qs + 256 * (c) + 32 * i));             \
+            __m256i q = _mm256_and_si256(hi ? _mm256_srli_epi16(v, 4) : v, low4);                         \
+            int at = 64 * (c) + 32 * (hi) + 4 * i;                                                       \
+            p0 = _mm256_add_epi16(p0, _mm256_maddubs_epi16(q, bcast4(y0[b].qs + at)));                   \
+            p1 = _mm256_add_epi16(p1, _mm256_maddubs_epi16(q, bcast4(y1[b].qs + at)));                   \
+            p2 = _mm256_add_epi16(p2, _mm256_maddubs_epi16(q, bcast4(y2[b].qs + at)));                   \
+            p3 = _mm256_add_epi16(p3, _mm256_maddubs_epi16(q, bcast4(y3[b].qs + at)));                   \
+        }                                                                                                \
+        s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(p0, sc));                                            \
+        s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(p1, sc));                                            \
+        s2 = _mm256_add_epi32(s2, _mm256_madd_epi16(p2, sc));                                            \
+        s3 = _mm256_add_epi32(s3, _mm256_madd_epi16(p3, sc));                                            \
+    }
+
+/* 4 tokens, a sub-block at a time (16 vectors of a whole chunk would not stay in registers). */
+PV_AVX2 static void q4_K_x8_4(const pv_block_q4_Kx8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out) {
+    const pv_block_q8_K *y0 = (const pv_block_q8_K *)a, *y1 = (const pv_block_q8_K *)(a + a_stride);
+    const pv_block_q8_K *y2 = (const pv_block_q8_K *)(a + 2 * a_stride), *y3 = (const pv_block_q8_K *)(a + 3 * a_stride);
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    for (int64_t b = 0; b < n / PV_QK_K; b++) {
+        k_scales_t k = k_scales(x[b].scales);
+        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+        for (int c = 0; c < 4; c++) {
+            Q4_K_SUB_X4(&x[b], c, 0, k_sub_scale(&k, 2 * c))
+            Q4_K_SUB_X4(&x[b], c, 1, k_sub_scale(&k, 2 * c + 1))
+        }
+        acc0 = q4_K_finish(&x[b], &k, &y0[b], s0, acc0);
+        acc1 = q4_K_finish(&x[b], &k, &y1[b], s1, acc1);
+        acc2 = q4_K_finish(&x[b], &k, &y2[b], s2, acc2);
+        acc3 = q4_K_finish(&x[b], &k, &y3[b], s3, acc3);
+    }
+    _mm256_storeu_ps(out, acc0);
+    _mm256_storeu_ps(out + 8, acc1);
+    _mm256_storeu_ps(out + 16, acc2);
+    _mm256_storeu_ps(out + 24, acc3);
+}
+
+/* q6_K: 6-bit values 0..63 (unsigned, so maddubs applies; two products of a
+ * pair and two pairs summed stay within 4 * 63 * 127 < 32768), each pair of
+ * pieces weighted by its sub-block's signed scale in one madd. The offset of
+ * 32 comes out through the token's sums of 16: sum_s sc_s sum (q - 32) a =
+ * sum_s sc_s sum q a - 32 sum_s sc_s sum a. */
+
+/* Values of piece i (elements 128h + 32t + 4i..+3 of each row), t = 0..3:
+ * ql's low (t < 2) or high nibbles of bytes 32(t & 1) + 4i of the half,
+ * with bits 2t, 2t+1 of qh's bytes 4i of the half on top. */
+PV_AVX2 static inline __m256i q6_K_vals(const pv_block_q6_Kx8 *x, int h, int i, int t) {
+    const __m256i low4 = _mm256_set1_epi8(0x0f), top2 = _mm256_set1_epi8(0x30);
+    __m256i l = _mm256_loadu_si256((const __m256i *)(x->ql + 32 * (16 * h + 8 * (t & 1) + i)));
+    __m256i hb = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * (8 * h + i)));
+    __m256i lo = _mm256_and_si256(t < 2 ? l : _mm256_srli_epi16(l, 4), low4);
+    __m256i hi = t == 0 ? _mm256_slli_epi16(hb, 4) : t == 1 ? _mm256_slli_epi16(hb, 2) : t == 2 ? hb : _mm256_srli_epi16(hb, 2);
+    return _mm256_or_si256(lo, _mm256_and_si256(hi, top2));
+}
+
+/* Bytes i and j of each lane as the high bytes of two int16; an arithmetic
+ * shift by 8 then sign-extends them. */
+static const int8_t hi_pair_masks[8][32] = {
+#define HI_PAIR(i, j)                                                                                           \
+    {-128, i, -128, j, -128, 4 + i, -128, 4 + j, -128, 8 + i, -128, 8 + j, -128, 12 + i, -128, 12 + j, \
+     -128, i, -128, j, -128, 4 + i, -128, 4 + j, -128, 8 + i, -128, 8 + j, -128, 12 + i, -128, 12 + j}
+    HI_PAIR(0, 0), HI_PAIR(1, 1), HI_PAIR(2, 2), HI_PAIR(3, 3), HI_PAIR(0, 1), HI_PAIR(2, 3),
+#undef HI_PAIR
+};
+
+/* Signed bytes i, j of each lane of v (masks above) as two int16. */
+PV_AVX2 static inline __m256i signed_pair(__m256i v, int mask) {
+    return _mm256_srai_epi16(_mm256_shuffle_epi8(v, _mm256_loadu_si256((const __m256i *)hi_pair_masks[mask])), 8);
+}
+
+/* Scale of sub-block s (of 16) of each row, twice per lane. */
+PV_AVX2 static inline __m256i q6_K_sub_scale(const pv_block_q6_Kx8 *x, int s) {
+    return signed_pair(_mm256_loadu_si256((const __m256i *)(x->scales + 32 * (s / 4))), s % 4);
+}
+
+/* 32 sum_s sc_s (token's sum over sub-block s), per row. */
+PV_AVX2 static inline __m256i q6_K_offset(const pv_block_q6_Kx8 *x, const pv_block_q8_K *y) {
+    __m256i s = _mm256_setzero_si256();
+    for (int p = 0; p < 8; p++) { /* sub-blocks 2p, 2p+1: bytes 2(p % 2), +1 of scales piece p / 2 */
+        __m256i sc = signed_pair(_mm256_loadu_si256((const __m256i *)(x->scales + 32 * (p / 2))), 4 + p % 2);
+        s = _mm256_add_epi32(s, _mm256_madd_epi16(sc, bcast4((const int8_t *)(y->bsums + 2 * p))));
+    }
+    return _mm256_slli_epi32(s, 5);
+}
+
+/* One token's share of two consecutive pieces of one sub-block. */
+PV_AVX2 static inline __m256i q6_K_tok(__m256i v0, __m256i v1, __m256i sc, const int8_t *aq, __m256i isum) {
+    __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(v0, bcast4(aq)), _mm256_maddubs_epi16(v1, bcast4(aq + 4)));
+    return _mm256_add_epi32(isum, _mm256_madd_epi16(p, sc));
+}
+
+PV_AVX2 static inline __m256 q6_K_finish(const pv_block_q6_Kx8 *x, const pv_block_q8_K *y, __m256i isum, __m256 acc) {
+    __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x->d)), _mm256_set1_ps(y->d));
+    return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, q6_K_offset(x, y))), acc);
+}
+
+/* Sub-block 8h + 2t + ib of every row, pieces 4ib..4ib+3 of value set t
+ * (t a literal, so that q6_K_vals folds to its branch-free case): STEP(v0,
+ * v1, sc, element offset at) runs for each pair of pieces. */
+#define Q6_K_SET(x, t, STEP)                                                            \
+    {                                                                                   \
+        __m256i sc = q6_K_sub_scale(x, 8 * h + 2 * (t) + ib);                           \
+        for (int i = 4 * ib; i < 4 * ib + 4; i += 2) {                                  \
+            __m256i v0 = q6_K_vals(x, h, i, t), v1 = q6_K_vals(x, h, i + 1, t);         \
+            int at = 128 * h + 32 * (t) + 4 * i;                                        \
+            STEP;                                                                       \
+        }                                                                               \
+    }
+#define Q6_K_SUB_BLOCKS(x, STEP)                                                        \
+    for (int h = 0; h < 2; h++)                                                         \
+        for (int ib = 0; ib < 2; ib++) {                                                \
+            Q6_K_SET(x, 0, STEP) Q6_K_SET(x, 1, STEP) Q6_K_SET(x, 2, STEP) Q6_K_SET(x, 3, STEP) \
+        }
+
+/* All 4 value sets of piece i of half h (q6_K_vals for t = 0..3) from one
+ * load each of the two ql pieces and the qh piece. */
+PV_AVX2 static inline void q6_K_piece(const pv_block_q6_Kx8 *x, int h, int i, __m256i q[4]) {
+    const __m256i low4 = _mm256_set1_epi8(0x0f), top2 = _mm256_set1_epi8(0x30);
+    __m256i a = _mm256_loadu_si256((const __m256i *)(x->ql + 32 * (16 * h + i)));
+    __m256i b = _mm256_loadu_si256((const __m256i *)(x->ql + 32 * (16 * h + 8 + i)));
+    __m256i hb = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * (8 * h + i)));
+    q[0] = _mm256_or_si256(_mm256_and_si256(a, low4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), top2));
+    q[1] = _mm256_or_si256(_mm256_and_si256(b, low4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), top2));
+    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), low4), _mm256_and_si256(hb, top2));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), low4), _mm256_and_si256(_mm256_srli_epi16(hb, 2), top2));
+}
+
+/* One token: each piece is decoded once into its 4 value sets, which meet
+ * the token in 4 int16 sums, weighted by their sub-blocks' scales every two pieces. */
+PV_AVX2 static void q6_K_x8_1(const pv_block_q6_Kx8 *x, const uint8_t *a, int64_t n, float *out) {
+    const pv_block_q8_K *y = (const pv_block_q8_K *)a;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / PV_QK_K; b++) {
+        __m256i isum = _mm256_setzero_si256();
+        prefetch_ahead(&x[b], sizeof x[b]);
+        for (int h = 0; h < 2; h++)
+            for (int ib = 0; ib < 2; ib++) {
+                __m256i sc[4];
+                for (int t = 0; t < 4; t++) sc[t] = q6_K_sub_scale(&x[b], 8 * h + 2 * t + ib);
+                for (int i = 4 * ib; i < 4 * ib + 4; i += 2) {
+                    __m256i q0[4], q1[4];
+                    const int8_t *aq = y[b].qs + 128 * h + 4 * i;
+                    q6_K_piece(&x[b], h, i, q0);
+                    q6_K_piece(&x[b], h, i + 1, q1);
+                    for (int t = 0; t < 4; t++) isum = q6_K_tok(q0[t], q1[t], sc[t], aq + 32 * t, isum);
+                }
+            }
+        acc = q6_K_finish(&x[b], &y[b], isum, acc);
+    }
+    _mm256_storeu_ps(out, acc);
+}
+
+PV_AVX2 static void q6_K_x8_4(const pv_block_q6_Kx8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out) {
+    const pv_block_q8_K *y0 = (const pv_block_q8_K *)a, *y1 = (const pv_block_q8_K *)(a + a_stride);
+    const pv_block_q8_K *y2 = (const pv_block_q8_K *)(a + 2 * a_stride), *y3 = (const pv_block_q8_K *)(a + 3 * a_stride);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    for (int64_t b = 0; b < n / PV_QK_K; b++) {
+        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+        Q6_K_SUB_BLOCKS(&x[b], s0 = q6_K_tok(v0, v1, sc, y0[b].qs + at, s0); s1 = q6_K_tok(v0, v1, sc, y1[b].qs + at, s1);
+                        s2 = q6_K_tok(v0, v1, sc, y2[b].qs + at, s2); s3 = q6_K_tok(v0, v1, sc, y3[b].qs + at, s3))
+        acc0 = q6_K_finish(&x[b], &y0[b], s0, acc0);
+        acc1 = q6_K_finish(&x[b], &y1[b], s1, acc1);
+        acc2 = q6_K_finish(&x[b], &y2[b], s2, acc2);
+        acc3 = q6_K_finish(&x[b], &y3[b], s3, acc3);
+    }
+    _mm256_storeu_ps(out, acc0);
+    _mm256_storeu_ps(out + 8, acc1);
+    _mm256_storeu_ps(out + 16, acc2);
+    _mm256_storeu_ps(out + 24, acc3);
+}
+
+/* 4 tokens at a time through the 4-token kernel, the rest one by one. */
+#define X8_ENTRY(name)                                                                                 \
+    PV_AVX2 static void name(const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out) { \
+        const uint8_t *ap = a;                                                                                  \
+        int j = 0;                                                                                              \
+        for (; j + 4 <= n_tok; j += 4) name##_4(w, ap + (size_t)j * a_stride, a_stride, n, out + PV_X8 * j);    \
+        for (; j < n_tok; j++) name##_1(w, ap + (size_t)j * a_stride, n, out + PV_X8 * j);                      \
+    }
+
+X8_ENTRY(q4_0_x8)
+X8_ENTRY(q8_0_x8)
+X8_ENTRY(q4_K_x8)
+X8_ENTRY(q6_K_x8)
+
+pv_dot_x8_fn pv__avx2_dot_x8(pv_type_t t) {
+    switch (t) {
+    case PV_TYPE_Q4_0: return q4_0_x8;
+    case PV_TYPE_Q8_0: return q8_0_x8;
+    case PV_TYPE_Q4_K: return q4_K_x8;
+    case PV_TYPE_Q6_K: return q6_K_x8;
+    default: return NULL;
+    }
+}

@@ -1,0 +1,149 @@
+/* x8.c - the row-interleaved weight layout (PV_LAYOUT_X8, described in
+ * kern_internal.h): repacking at load, the activation rows its kernels read,
+ * and the scalar twins of those kernels.
+ *
+ * The layout only moves bytes: block b of row r keeps its half-precision
+ * scales and its other bytes (quants, packed sub-block scales), the latter
+ * cut into 4-byte pieces that are spread so that the 8 rows of a group sit
+ * side by side. So a twin can take any block back out (pv__x8_unpack) and
+ * hand it to ref.c's vec_dot; summed block after block, that is the scalar
+ * dot product of the whole row (exactly so where a block is one sub-block,
+ * as for q4_0 and q8_0). */
+#include <stddef.h>
+#include <string.h>
+
+#include "base/fp16.h"
+#include "kernels/kern.h"
+#include "kernels/kern_internal.h"
+
+#define PIECE 4 /* bytes of one row that lie together */
+
+int pv_x8_supported(pv_type_t t, int64_t n_rows) {
+    return (t == PV_TYPE_Q4_0 || t == PV_TYPE_Q8_0 || t == PV_TYPE_Q4_K || t == PV_TYPE_Q6_K) && n_rows > 0 &&
+           n_rows % PV_X8 == 0;
+}
+
+/* Where a file block keeps its half-precision scales (n_half of them from
+ * byte half_at); its other bytes are the quants and packed sub-scales. */
+typedef struct {
+    size_t bytes; /* of one file block */
+    size_t half_at;
+    int n_half;
+} x8_format_t;
+
+static x8_format_t x8_format(pv_type_t t) {
+    switch (t) {
+    case PV_TYPE_Q4_K: return (x8_format_t){sizeof(pv_block_q4_K), 0, 2};
+    case PV_TYPE_Q6_K: return (x8_format_t){sizeof(pv_block_q6_K), offsetof(pv_block_q6_K, d), 1};
+    default: return (x8_format_t){pv_type_row_size(t, PV_QK), 0, 1}; /* q4_0, q8_0 */
+    }
+}
+
+#define MAX_REST 256 /* bytes of a file block besides its scales, at most */
+
+void pv__x8_unpack(pv_type_t t, const void *group, int64_t b, void *rows[PV_X8]) {
+    x8_format_t f = x8_format(t);
+    size_t rest = f.bytes - 2 * (size_t)f.n_half, halves = 2 * (size_t)f.n_half * PV_X8;
+    const uint8_t *x = (const uint8_t *)group + (size_t)b * PV_X8 * f.bytes, *pieces = x + halves;
+    for (int r = 0; r < PV_X8; r++) {
+        uint8_t *out = rows[r], other[MAX_REST];
+        for (int h = 0; h < f.n_half; h++) memcpy(out + f.half_at + 2 * h, x + 2 * (PV_X8 * h + r), 2);
+        for (size_t k = 0; k < rest / PIECE; k++) memcpy(other + PIECE * k, pieces + PV_X8 * PIECE * k + PIECE * r, PIECE);
+        memcpy(out, other, f.half_at);
+        memcpy(out + f.half_at + 2 * f.n_half, other + f.half_at, rest - f.half_at);
+    }
+}
+
+/* The inverse of pv__x8_unpack: row r's block from rows[r] into x8 block x. */
+static void pack_block(x8_format_t f, const uint8_t *const rows[PV_X8], uint8_t *x) {
+    size_t rest = f.bytes - 2 * (size_t)f.n_half, halves = 2 * (size_t)f.n_half * PV_X8;
+    for (int r = 0; r < PV_X8; r++) {
+        uint8_t other[MAX_REST];
+        for (int h = 0; h < f.n_half; h++) memcpy(x + 2 * (PV_X8 * h + r), rows[r] + f.half_at + 2 * h, 2);
+        memcpy(other, rows[r], f.half_at);
+        memcpy(other + f.half_at, rows[r] + f.half_at + 2 * f.n_half, rest - f.half_at);
+        for (size_t k = 0; k < rest / PIECE; k++) memcpy(x + halves + PV_X8 * PIECE * k + PIECE * r, other + PIECE * k, PIECE);
+    }
+}
+
+void pv_x8_repack(pv_type_t t, const void *src, int64_t n_rows, int64_t n_cols, void *dst) {
+    x8_format_t f = x8_format(t);
+    size_t row_size = pv_type_row_size(t, n_cols);
+    int64_t nb = (int64_t)(row_size / f.bytes);
+    const uint8_t *s = src;
+    uint8_t *d = dst;
+    for (int64_t g = 0; g < n_rows / PV_X8; g++, s += PV_X8 * row_size)
+        for (int64_t b = 0; b < nb; b++, d += PV_X8 * f.bytes) {
+            const uint8_t *rows[PV_X8];
+            for (int r = 0; r < PV_X8; r++) rows[r] = s + (size_t)r * row_size + (size_t)b * f.bytes;
+            pack_block(f, rows, d);
+        }
+}
+
+/* q4_0 and q8_0 read the x8 activation rows; K-quants read plain q8_K rows. */
+static int reads_q8_K(pv_type_t t) { return t == PV_TYPE_Q4_K || t == PV_TYPE_Q6_K; }
+
+size_t pv__x8_act_row_size(pv_type_t t, int64_t n) {
+    return reads_q8_K(t) ? pv_type_row_size(PV_TYPE_Q8_K, n) : pv__x8_act_size(n);
+}
+
+void pv__x8_act_quantize(pv_type_t t, const float *x, void *row, int64_t n) {
+    if (reads_q8_K(t)) pv_kern_traits(PV_TYPE_Q8_K)->from_float(x, row, n);
+    else pv__x8_quantize(x, row, n);
+}
+
+size_t pv__x8_act_size(int64_t n) {
+    size_t bytes = (size_t)(n / PV_QK) * (sizeof(pv_x8_head) + sizeof(pv_block_q8_0));
+    return (bytes + 31) & ~(size_t)31;
+}
+
+void pv__x8_quantize(const float *x, void *row, int64_t n) {
+    int64_t nb = n / PV_QK;
+    pv_x8_head *h = row;
+    pv_block_q8_0 *y = (pv_block_q8_0 *)(h + nb);
+    pv_kern_traits(PV_TYPE_Q8_0)->from_float(x, y, n);
+    for (int64_t b = 0; b < nb; b++) {
+        int32_t sum = 0;
+        for (int j = 0; j < PV_QK; j++) sum += y[b].qs[j];
+        h[b] = (pv_x8_head){pv_f16_to_f32(y[b].d), sum};
+    }
+}
+
+/* Block by block: the 8 rows' blocks taken out, each dotted by ref.c. */
+static void x8_dot_ref(pv_type_t t, const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out) {
+    pv_vec_dot_fn dot = pv_kern_ref(t)->vec_dot;
+    int64_t blk = (int64_t)pv_type_layout(t)->blck_size;
+    size_t act_block = pv_type_row_size(reads_q8_K(t) ? PV_TYPE_Q8_K : PV_TYPE_Q8_0, blk);
+    uint8_t blocks[PV_X8][sizeof(pv_block_q6_K)]; /* the largest block format */
+    void *rows[PV_X8];
+    for (int r = 0; r < PV_X8; r++) rows[r] = blocks[r];
+    for (int i = 0; i < PV_X8 * n_tok; i++) out[i] = 0.0f;
+    for (int64_t b = 0; b < n / blk; b++) {
+        pv__x8_unpack(t, w, b, rows);
+        for (int j = 0; j < n_tok; j++) {
+            const uint8_t *a_row = (const uint8_t *)a + (size_t)j * a_stride;
+            const void *y = reads_q8_K(t) ? (const void *)(a_row + (size_t)b * act_block)
+                                          : (const void *)(pv__x8_act_blocks(a_row, n) + b);
+            for (int r = 0; r < PV_X8; r++) out[PV_X8 * j + r] += dot(blocks[r], y, blk);
+        }
+    }
+}
+
+#define X8_TWIN(name, type)                                                                                    \
+    static void name(const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out) {       \
+        x8_dot_ref(type, w, a, a_stride, n_tok, n, out);                                                      \
+    }
+X8_TWIN(q4_0_x8_ref, PV_TYPE_Q4_0)
+X8_TWIN(q8_0_x8_ref, PV_TYPE_Q8_0)
+X8_TWIN(q4_K_x8_ref, PV_TYPE_Q4_K)
+X8_TWIN(q6_K_x8_ref, PV_TYPE_Q6_K)
+
+pv_dot_x8_fn pv__x8_ref(pv_type_t t) {
+    switch (t) {
+    case PV_TYPE_Q4_0: return q4_0_x8_ref;
+    case PV_TYPE_Q8_0: return q8_0_x8_ref;
+    case PV_TYPE_Q4_K: return q4_K_x8_ref;
+    case PV_TYPE_Q6_K: return q6_K_x8_ref;
+    default: return NULL;
+    }
+}
