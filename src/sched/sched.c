@@ -177,6 +177,7 @@ struct pv_sched {
     int cancel_all;        /* cancel every request */
     uint64_t kv_used;      /* published after each step */
     uint32_t kv_blocks_used, kv_blocks_shared, kv_blocks_cached; /* published after each step */
+    uint64_t kv_cached_bytes, n_evicted; /* published after each step */
     uint64_t n_prompt_tok; /* counters since start */
     uint64_t n_gen_tok;    /* counters since start */
     uint64_t n_cached_tok; /* counters since start */
@@ -278,8 +279,7 @@ void pv_sched_stats(pv_sched_t *s, pv_sched_stats_t *st) {
                              .kv_bytes = pv_ctx_kv_bytes(s->ctx),
                              .n_prompt_tokens = s->n_prompt_tok, .n_gen_tokens = s->n_gen_tok,
                              .n_cached_tokens = s->n_cached_tok,
-                             .kv_cached_bytes = pv_kv_cached_bytes(pv_ctx_kv(s->ctx)),
-                             .n_evicted_blocks = pv_ctx_kv(s->ctx)->n_evicted,
+                             .kv_cached_bytes = s->kv_cached_bytes, .n_evicted_blocks = s->n_evicted,
                              .kv_blocks = pv_ctx_kv(s->ctx)->n_blocks, .kv_blocks_used = s->kv_blocks_used,
                              .kv_blocks_shared = s->kv_blocks_shared, .kv_blocks_cached = s->kv_blocks_cached};
     pthread_mutex_unlock(&s->mu);
@@ -602,6 +602,8 @@ int pv_sched_step(pv_sched_t *s) {
     s->kv_blocks_used = kv->n_blocks - kv->n_free - kv->n_cached;
     s->kv_blocks_shared = kv->n_shared;
     s->kv_blocks_cached = kv->n_cached;
+    s->kv_cached_bytes = pv_kv_cached_bytes(kv);
+    s->n_evicted = kv->n_evicted;
     s->n_cached_tok += n_cached;
     s->n_prompt_tok += n_prompt;
     s->n_gen_tok += n_gen;
@@ -642,6 +644,7 @@ int pv_sched_cache_load(pv_sched_t *s, const char *path, uint32_t *n_blocks, cha
     int rc = pv_kvstore_load(kv, pv_kvstore_model_id(s->m, s->ctx), path, n_blocks, err, errlen);
     pthread_mutex_lock(&s->mu);
     s->kv_blocks_cached = kv->n_cached;
+    s->kv_cached_bytes = pv_kv_cached_bytes(kv);
     pthread_mutex_unlock(&s->mu);
     return rc;
 }
