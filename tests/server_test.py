@@ -517,9 +517,10 @@ elif mode == "gate":
     check("health: degraded, not accepting", j["status"] == "degraded" and not j["memory"]["accepting_requests"], j)
 
 elif mode == "ping":
-    # a prompt of ~4,000 tokens: seconds of prefill, during which the stream must keep pinging (every 1 s here)
+    # a prompt of ~6,500 tokens on one thread: seconds of prefill, during which the stream must keep pinging
+    # (every 1 s here)
     words = "tool schema input the command file path string object description returns when user asks".split()
-    text = " ".join(words[(i * 7) % len(words)] for i in range(3500))
+    text = " ".join(words[(i * 7) % len(words)] for i in range(6000))
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
     t0 = time.monotonic()
     c.request("POST", "/v1/messages", body=json.dumps({"model": "m", "max_tokens": 2, "stream": True,

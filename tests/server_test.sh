@@ -108,7 +108,7 @@ timeout 900 python3 "$here/template_cases.py" "$bin" "$shared" || fail=1
 pm="$(dirname "$bin")/cache/ping-256x4.gguf"
 [ -f "$pm" ] || /usr/bin/python3 "$shared/tools/synth_gguf.py" --arch llama --dim 256 --layers 4 --heads 8 --kv-heads 2 \
     --ff 768 --ctx 8192 --type q8_0 --seed 9 --vocab "$shared/vocab/ggml-vocab-llama-spm.gguf" -o "$pm" >/dev/null
-start ping -m "$pm" --ctx-size 4096 --parallel 1 --ping-interval 1 || exit 1
+start ping -m "$pm" --ctx-size 8192 --parallel 1 --threads 1 --ping-interval 1 || exit 1
 python3 "$here/server_test.py" ping "$port" "$pid" || fail=1
 kill -TERM "$pid"; wait "$tpid"
 
