@@ -357,7 +357,9 @@ PV_AVX2 static inline __m256 exp_ps(__m256 x) {
  * the positions that bring a new maximum, the factor ms[p] that rescales the
  * sum so far (their bit set in the mask returned). st advances to the block's
  * end, S summed position by position as the twin does. */
-PV_AVX2 static unsigned attn_weights(const float *q, const float *kf, int n, int hd, float scale, pv_attn_state_t *st,
+#define PV_INLINE inline __attribute__((always_inline))
+
+PV_AVX2 static PV_INLINE unsigned attn_weights(const float *q, const float *kf, int n, int hd, float scale, pv_attn_state_t *st,
                                      float *w, float *ms) {
     float s[PV_ATTN_BLOCK], arg[PV_ATTN_BLOCK];
     for (int p0 = 0; p0 < n; p0 += 8) { /* eight named sums, so that they stay in registers */
@@ -433,7 +435,7 @@ static inline float attn_factor(const float *ms, unsigned nm, int p) { return nm
  * floats (vf), 32 dimensions of both in registers while the positions stream
  * past; the rest 8 dimensions at a time. Fused multiply-adds on the first
  * hd & ~31 dimensions, a multiply then an add on the rest, as the twin. */
-PV_AVX2 static void attn_accumulate(float *acc0, const float *w0, const float *ms0, unsigned nm0, float *acc1,
+PV_AVX2 static PV_INLINE void attn_accumulate(float *acc0, const float *w0, const float *ms0, unsigned nm0, float *acc1,
                                     const float *w1, const float *ms1, unsigned nm1, const float *vf, int n, int hd) {
     int i = 0;
     if (acc1)
@@ -494,14 +496,12 @@ PV_AVX2 static void attn_accumulate(float *acc0, const float *w0, const float *m
 /* The twin's arithmetic with the work rearranged: the block's keys and values
  * are converted to floats once for all rows, scores come 8 positions at a
  * time (summed in float lanes where the twin sums in double), and rows are
- * accumulated in pairs, each step rounded to half as in the twin. hd must be
- * a multiple of 8 (others take the twin). */
-PV_AVX2 static void attn_block(const float *q, int nr, const uint16_t *k, const uint16_t *v, size_t stride,
-                               const int *n_pos, int hd, float scale, pv_attn_state_t *st, float *acc, float *scratch) {
-    if (hd % 8 != 0) {
-        pv_attn_block_ref(q, nr, k, v, stride, n_pos, hd, scale, st, acc, scratch);
-        return;
-    }
+ * accumulated in pairs, each step rounded to half as in the twin. hd is a
+ * multiple of 8; attn_block below compiles this once per common head size,
+ * so that its loops over the head unroll. */
+PV_AVX2 static PV_INLINE void attn_block_hd(const float *q, int nr, const uint16_t *k, const uint16_t *v, size_t stride,
+                                            const int *n_pos, int hd, float scale, pv_attn_state_t *st, float *acc,
+                                            float *scratch) {
     int n_max = 0;
     for (int r = 0; r < nr; r++)
         if (n_pos[r] > n_max) n_max = n_pos[r];
@@ -538,6 +538,18 @@ PV_AVX2 static void attn_block(const float *q, int nr, const uint16_t *k, const 
     if (r < nr && n_pos[r] > 0) {
         unsigned nm = attn_weights(q + (size_t)r * hd, kf, n_pos[r], hd, scale, &st[r], w0, ms0);
         attn_accumulate(acc + (size_t)r * hd, w0, ms0, nm, NULL, NULL, NULL, 0, vf, n_pos[r], hd);
+    }
+}
+
+PV_AVX2 static void attn_block(const float *q, int nr, const uint16_t *k, const uint16_t *v, size_t stride,
+                               const int *n_pos, int hd, float scale, pv_attn_state_t *st, float *acc, float *scratch) {
+    switch (hd) {
+    case 32: attn_block_hd(q, nr, k, v, stride, n_pos, 32, scale, st, acc, scratch); break;
+    case 64: attn_block_hd(q, nr, k, v, stride, n_pos, 64, scale, st, acc, scratch); break;
+    case 128: attn_block_hd(q, nr, k, v, stride, n_pos, 128, scale, st, acc, scratch); break;
+    default:
+        if (hd % 8 == 0) attn_block_hd(q, nr, k, v, stride, n_pos, hd, scale, st, acc, scratch);
+        else pv_attn_block_ref(q, nr, k, v, stride, n_pos, hd, scale, st, acc, scratch);
     }
 }
 
