@@ -365,6 +365,7 @@ PV_AVX2 static PV_INLINE unsigned attn_weights(const float *q, const float *kf, 
     for (int p0 = 0; p0 < n; p0 += 8) { /* eight named sums, so that they stay in registers */
         const float *k0 = kf + (size_t)p0 * hd;
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+#pragma GCC unroll 16
         for (int i = 0; i < hd; i += 8) {
             __m256 qv = _mm256_loadu_ps(q + i);
             a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + i), a0);
