@@ -165,6 +165,9 @@ if mode == "basic":
             ["content_block_stop", "message_delta", "message_stop"]
     check("stream event order", events == order and len(events) > 7, events)
     check("stream text equals the non-streaming text", text == greedy and usage["output_tokens"] == 16, (text, greedy))
+    n_deltas = events.count("content_block_delta")
+    check("a delta per token, however fast they come (%d deltas, %d tokens)" % (n_deltas, usage["output_tokens"]),
+          n_deltas == usage["output_tokens"], events)
     # stop sequence
     cut = greedy[4:8]
     s, j, _, _ = req("POST", "/v1/messages", msg(stop_sequences=[cut]), KEY)

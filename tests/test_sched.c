@@ -55,7 +55,7 @@ static void run_all(pv_sched_t *s, pv_req_t **r, int n, char **texts, pv_req_sta
         }
         if (!left) break;
     }
-    free(t.p);
+    pv_text_free(&t);
     for (int i = 0; i < n; i++) {
         ck_assert(st[i].done);
         texts[i] = acc[i].p;
@@ -209,7 +209,7 @@ START_TEST(test_cancel_and_queue_bound) {
     pv_sched_free(s); /* cancels b */
     pv_req_poll(b, &st, &t);
     ck_assert(st.done);
-    free(t.p);
+    pv_text_free(&t);
     pv_req_unref(a);
     pv_req_unref(b);
     pv_req_unref(c);

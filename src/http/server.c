@@ -230,8 +230,8 @@ static void hreq_free(hreq_t *h) {
         }
     if (h->conn) h->conn->cur = NULL;
     pv_req_unref(h->req);
-    free(h->text.p);
-    free(h->all.p);
+    pv_text_free(&h->text);
+    pv_text_free(&h->all);
     pv_tc_free(h->tc);
     json_decref(h->calls);
     free(h);
@@ -433,25 +433,11 @@ static void stream_start(hreq_t *h) {
     api_traits[h->api].start(h);
 }
 
-/* Appends text to the whole (non-stream); a failed growth drops it. */
-static void text_append(pv_text_t *a, const char *t, size_t len) {
-    if (a->len + len + 1 > a->cap) {
-        size_t cap = (a->len + len + 1) * 2;
-        char *p = realloc(a->p, cap);
-        if (p) a->p = p, a->cap = cap;
-    }
-    if (a->len + len + 1 <= a->cap) {
-        memcpy(a->p + a->len, t, len);
-        a->len += len;
-        a->p[a->len] = 0;
-    }
-}
-
 /* Output text, after the tool-call parser when there is one. */
 static void out_text(void *ud, const char *t, size_t len) {
     hreq_t *h = ud;
     if (h->stream) api_traits[h->api].delta(h, t, len);
-    else text_append(&h->all, t, len);
+    else pv_text_append(&h->all, t, len);
 }
 
 static void out_call(void *ud, const char *name, const char *args) {
@@ -469,13 +455,18 @@ static void hreq_pump(hreq_t *h) {
     pv_req_status_t st;
     pv_req_poll(h->req, &st, &h->text);
     const pv_tc_sink_t sink = {out_text, out_call, h};
-    if (h->text.len) {
-        if (!h->tc) out_text(h, h->text.p, h->text.len);
-        else if (pv_tc_feed(h->tc, h->text.p, h->text.len, &sink)) { /* out of memory: the rest as plain text */
+    size_t from = 0;
+    for (int i = 0; i <= h->text.n_pieces; i++) { /* a delta per token's text, however many came since the last poll */
+        size_t to = i < h->text.n_pieces ? h->text.ends[i] : h->text.len;
+        if (to == from) continue;
+        const char *piece = h->text.p + from;
+        if (!h->tc) out_text(h, piece, to - from);
+        else if (pv_tc_feed(h->tc, piece, to - from, &sink)) { /* out of memory: the rest as plain text */
             pv_tc_free(h->tc);
             h->tc = NULL;
-            out_text(h, h->text.p, h->text.len);
+            out_text(h, piece, to - from);
         }
+        from = to;
     }
     if (!st.done) return;
     if (h->tc && st.stop != PV_STOP_CANCELLED && st.stop != PV_STOP_ERROR) pv_tc_finish(h->tc, &sink);
@@ -1137,8 +1128,8 @@ void pv_server_free(pv_server_t *s) {
         hreq_t *h = s->active;
         s->active = h->next;
         pv_req_unref(h->req);
-        free(h->text.p);
-        free(h->all.p);
+        pv_text_free(&h->text);
+        pv_text_free(&h->all);
         pv_tc_free(h->tc);
         json_decref(h->calls);
         free(h);

@@ -96,7 +96,7 @@ void pv_req_unref(pv_req_t *r) {
     for (int i = 0; i < r->n_stops; i++) free(r->stops[i]);
     free(r->prompt);
     pv_gram_free(r->gram);
-    free(r->pending.p);
+    pv_text_free(&r->pending);
     pthread_mutex_destroy(&r->mu);
     free(r);
 }
@@ -111,15 +111,14 @@ void pv_req_poll(pv_req_t *r, pv_req_status_t *st, pv_text_t *text) {
     pthread_mutex_lock(&r->mu);
     *st = r->st;
     pv_text_t t = r->pending;
-    text->len = 0;
+    pv_text_clear(text);
     r->pending = *text;
     *text = t;
     r->notified = 0;
     pthread_mutex_unlock(&r->mu);
 }
 
-/* Appends to the pending text (caller holds r->mu). 0 or PV_ENOMEM. */
-static int text_append(pv_text_t *t, const char *s, size_t n) {
+int pv_text_append(pv_text_t *t, const char *s, size_t n) {
     if (t->len + n + 1 > t->cap) {
         size_t cap = t->cap ? t->cap : 256;
         while (cap < t->len + n + 1) cap *= 2;
@@ -131,7 +130,26 @@ static int text_append(pv_text_t *t, const char *s, size_t n) {
     memcpy(t->p + t->len, s, n);
     t->len += n;
     t->p[t->len] = 0;
+    if (t->n_pieces == t->cap_pieces) { /* on failure the bytes join the next piece: text is never lost */
+        int cap = t->cap_pieces ? 2 * t->cap_pieces : 16;
+        size_t *e = realloc(t->ends, (size_t)cap * sizeof *e);
+        if (!e) return 0;
+        t->ends = e;
+        t->cap_pieces = cap;
+    }
+    t->ends[t->n_pieces++] = t->len;
     return 0;
+}
+
+void pv_text_clear(pv_text_t *t) {
+    t->len = 0;
+    t->n_pieces = 0;
+}
+
+void pv_text_free(pv_text_t *t) {
+    free(t->p);
+    free(t->ends);
+    memset(t, 0, sizeof *t);
 }
 
 /* ---- the scheduler ------------------------------------------------------------------------- */
@@ -357,7 +375,7 @@ static int emit_text(pv_sched_t *s, slot_t *sl, const char *text, size_t n, int 
     sl->n_hold = keep;
     if (out > 0) {
         pthread_mutex_lock(&r->mu);
-        text_append(&r->pending, buf, out); /* on OOM the text is lost, the request goes on */
+        pv_text_append(&r->pending, buf, out); /* on OOM the text is lost, the request goes on */
         pthread_mutex_unlock(&r->mu);
         notify(s, r, 0);
     }

@@ -49,10 +49,18 @@ typedef enum {
 typedef struct pv_req pv_req_t;
 
 typedef struct {
-    char *p;    /* text bytes, owned by whoever holds the pv_text_t */
-    size_t len; /* bytes used */
-    size_t cap; /* bytes allocated */
+    char *p;        /* text bytes, owned by whoever holds the pv_text_t */
+    size_t len;     /* bytes used */
+    size_t cap;     /* bytes allocated */
+    size_t *ends;   /* owned: where each piece ends (one piece per token's text handed out), in p */
+    int n_pieces;   /* entries in ends; bytes past the last end (a failed growth) are one more piece */
+    int cap_pieces; /* entries allocated */
 } pv_text_t;
+
+/* Appends n bytes as one piece. 0, or PV_ENOMEM with nothing appended. */
+int pv_text_append(pv_text_t *t, const char *s, size_t n);
+void pv_text_clear(pv_text_t *t); /* empty, storage kept */
+void pv_text_free(pv_text_t *t);  /* storage freed, zeroed */
 
 typedef struct {
     int admitted;      /* it has a slot (its prompt is being processed or it is generating) */
