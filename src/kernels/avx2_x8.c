@@ -28,7 +28,8 @@ PV_AVX2 static inline __m256i bcast4(const int8_t *p) {
  * out of order (scales at its end first) and every kernel reads several
  * places of a block, which keeps the hardware prefetchers from running far
  * enough ahead to hide memory latency; with one token there is little work
- * per byte to hide it behind. */
+ * per byte to hide it behind, and the 4-token kernels, whose work per byte
+ * is 4 times larger, still stall on every miss without it. */
 #define PREFETCH_AHEAD 3072
 PV_AVX2 static inline void prefetch_ahead(const void *block, size_t size) {
     for (size_t off = 0; off < size; off += 64) _mm_prefetch((const char *)block + PREFETCH_AHEAD + off, _MM_HINT_T0);
@@ -81,6 +82,7 @@ PV_AVX2 static void q4_0_x8_4(const pv_block_q4_0x8 *x, const uint8_t *a, size_t
     __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
     for (int64_t b = 0; b < n / PV_QK; b++) {
         __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+        prefetch_ahead(&x[b], sizeof x[b]);
         for (int c = 0; c < 4; c++) {
             __m256i v = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));
             __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
@@ -137,6 +139,7 @@ PV_AVX2 static void q8_0_x8_4(const pv_block_q8_0x8 *x, const uint8_t *a, size_t
     __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
     for (int64_t b = 0; b < n / PV_QK; b++) {
         __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+        prefetch_ahead(&x[b], sizeof x[b]);
         for (int c = 0; c < 8; c++) {
             __m256i w = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c)), aw = _mm256_sign_epi8(w, w);
             s0 = q8_0_tok(aw, w, y0[b].qs, c, s0);
@@ -284,6 +287,7 @@ PV_AVX2 static void q4_K_x8_4(const pv_block_q4_Kx8 *x, const uint8_t *a, size_t
     const __m256i low4 = _mm256_set1_epi8(0x0f);
     __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
     for (int64_t b = 0; b < n / PV_QK_K; b++) {
+        prefetch_ahead(&x[b], sizeof x[b]);
         k_scales_t k = k_scales(x[b].scales);
         __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
         for (int c = 0; c < 4; c++) {
@@ -422,6 +426,7 @@ PV_AVX2 static void q6_K_x8_4(const pv_block_q6_Kx8 *x, const uint8_t *a, size_t
     __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
     for (int64_t b = 0; b < n / PV_QK_K; b++) {
         __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+        prefetch_ahead(&x[b], sizeof x[b]);
         Q6_K_SUB_BLOCKS(&x[b], s0 = q6_K_tok(v0, v1, sc, y0[b].qs + at, s0); s1 = q6_K_tok(v0, v1, sc, y1[b].qs + at, s1);
                         s2 = q6_K_tok(v0, v1, sc, y2[b].qs + at, s2); s3 = q6_K_tok(v0, v1, sc, y3[b].qs + at, s3))
         acc0 = q6_K_finish(&x[b], &y0[b], s0, acc0);
