@@ -440,6 +440,65 @@ PV_AVX2 static void q6_K_x8_4(const pv_block_q6_Kx8 *x, const uint8_t *a, size_t
     _mm256_storeu_ps(out + 24, acc3);
 }
 
+/* f16: a 32-byte piece holds columns 2k, 2k + 1 of the 8 rows; its halves
+ * widen to floats for rows 0-3 (lo) and rows 4-7 (hi), and one 8-byte
+ * broadcast of the token's 2 activations meets both in two FMAs. Each
+ * accumulator lane sums one row's even or odd columns; f16_rows adds the
+ * pairs. The weights are read as they are: only the activations were rounded. */
+PV_AVX2 static inline __m256 f16_lo(const uint16_t *w) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w)); }
+PV_AVX2 static inline __m256 f16_hi(const uint16_t *w) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 8))); }
+PV_AVX2 static inline __m256 bcast2(const float *a) { return _mm256_castpd_ps(_mm256_broadcast_sd((const double *)a)); }
+
+/* Rows 0-3 (lo) and 4-7 (hi), each as (even, odd) column sums -> the 8 row sums in order. */
+PV_AVX2 static inline __m256 f16_rows(__m256 lo, __m256 hi) {
+    __m256 h = _mm256_hadd_ps(lo, hi); /* rows 0 1 4 5 | 2 3 6 7 */
+    return _mm256_permutevar8x32_ps(h, _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7));
+}
+
+/* One token: two column pairs per step with their own sums (an FMA's latency
+ * would otherwise hold every step back). n is a multiple of 8. */
+PV_AVX2 static void f16_x8_1(const uint16_t *w, const uint8_t *a, int64_t n, float *out) {
+    const float *y = (const float *)a;
+    __m256 lo0 = _mm256_setzero_ps(), hi0 = lo0, lo1 = lo0, hi1 = lo0;
+    for (int64_t i = 0; i < n; i += 4, w += 32) {
+        prefetch_ahead(w, 64);
+        __m256 y0 = bcast2(y + i), y1 = bcast2(y + i + 2);
+        lo0 = _mm256_fmadd_ps(f16_lo(w), y0, lo0);
+        hi0 = _mm256_fmadd_ps(f16_hi(w), y0, hi0);
+        lo1 = _mm256_fmadd_ps(f16_lo(w + 16), y1, lo1);
+        hi1 = _mm256_fmadd_ps(f16_hi(w + 16), y1, hi1);
+    }
+    _mm256_storeu_ps(out, f16_rows(_mm256_add_ps(lo0, lo1), _mm256_add_ps(hi0, hi1)));
+}
+
+/* 4 tokens: each column pair is widened once and meets every token; the 8
+ * sums (2 per token) keep 8 FMAs in flight. */
+PV_AVX2 static void f16_x8_4(const uint16_t *w, const uint8_t *a, size_t a_stride, int64_t n, float *out) {
+    const float *y0 = (const float *)a, *y1 = (const float *)(a + a_stride);
+    const float *y2 = (const float *)(a + 2 * a_stride), *y3 = (const float *)(a + 3 * a_stride);
+    __m256 lo0 = _mm256_setzero_ps(), hi0 = lo0, lo1 = lo0, hi1 = lo0, lo2 = lo0, hi2 = lo0, lo3 = lo0, hi3 = lo0;
+    for (int64_t i = 0; i < n; i += 2, w += 16) {
+        if (i % 4 == 0) prefetch_ahead(w, 64);
+        __m256 wl = f16_lo(w), wh = f16_hi(w), b;
+        b = bcast2(y0 + i);
+        lo0 = _mm256_fmadd_ps(wl, b, lo0);
+        hi0 = _mm256_fmadd_ps(wh, b, hi0);
+        b = bcast2(y1 + i);
+        lo1 = _mm256_fmadd_ps(wl, b, lo1);
+        hi1 = _mm256_fmadd_ps(wh, b, hi1);
+        b = bcast2(y2 + i);
+        lo2 = _mm256_fmadd_ps(wl, b, lo2);
+        hi2 = _mm256_fmadd_ps(wh, b, hi2);
+        b = bcast2(y3 + i);
+        lo3 = _mm256_fmadd_ps(wl, b, lo3);
+        hi3 = _mm256_fmadd_ps(wh, b, hi3);
+    }
+    _mm256_storeu_ps(out, f16_rows(lo0, hi0));
+    _mm256_storeu_ps(out + 8, f16_rows(lo1, hi1));
+    _mm256_storeu_ps(out + 16, f16_rows(lo2, hi2));
+    _mm256_storeu_ps(out + 24, f16_rows(lo3, hi3));
+}
+
 /* 4 tokens at a time through the 4-token kernel, the rest one by one. */
 #define X8_ENTRY(name)                                                                                 \
     PV_AVX2 static void name(const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out) { \
@@ -453,6 +512,7 @@ X8_ENTRY(q4_0_x8)
 X8_ENTRY(q8_0_x8)
 X8_ENTRY(q4_K_x8)
 X8_ENTRY(q6_K_x8)
+X8_ENTRY(f16_x8)
 
 pv_dot_x8_fn pv__avx2_dot_x8(pv_type_t t) {
     switch (t) {
@@ -460,6 +520,7 @@ pv_dot_x8_fn pv__avx2_dot_x8(pv_type_t t) {
     case PV_TYPE_Q8_0: return q8_0_x8;
     case PV_TYPE_Q4_K: return q4_K_x8;
     case PV_TYPE_Q6_K: return q6_K_x8;
+    case PV_TYPE_F16: return f16_x8;
     default: return NULL;
     }
 }
