@@ -211,14 +211,18 @@ PV_AVX2 static inline __m256i k_mins(const k_scales_t *k, const pv_block_q8_K *y
     return _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_shuffle_epi8(k->m47, LANE_PAIR(2, 3)), p67));
 }
 
-/* One token's share of 64 elements (chunk c): the two sub-blocks' int16
- * sums, then weighted by their scales into isum. */
-PV_AVX2 static inline __m256i q4_K_chunk_tok(const __m256i lo[8], const __m256i hi[8], const int8_t *aq, __m256i sc_lo,
+/* One token's share of the 64 elements of chunk c (aq: the token's), each
+ * piece decoded as it is used (16 decoded vectors held at once would not
+ * stay in registers): the two sub-blocks' int16 sums, weighted by their
+ * scales into isum. */
+PV_AVX2 static inline __m256i q4_K_chunk_tok(const pv_block_q4_Kx8 *x, int c, const int8_t *aq, __m256i sc_lo,
                                              __m256i sc_hi, __m256i isum) {
-    __m256i s_lo = _mm256_maddubs_epi16(lo[0], bcast4(aq)), s_hi = _mm256_maddubs_epi16(hi[0], bcast4(aq + 32));
-    for (int i = 1; i < 8; i++) {
-        s_lo = _mm256_add_epi16(s_lo, _mm256_maddubs_epi16(lo[i], bcast4(aq + 4 * i)));
-        s_hi = _mm256_add_epi16(s_hi, _mm256_maddubs_epi16(hi[i], bcast4(aq + 32 + 4 * i)));
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    __m256i s_lo = _mm256_setzero_si256(), s_hi = s_lo;
+    for (int i = 0; i < 8; i++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(x->qs + 256 * c + 32 * i));
+        s_lo = _mm256_add_epi16(s_lo, _mm256_maddubs_epi16(_mm256_and_si256(v, low4), bcast4(aq + 4 * i)));
+        s_hi = _mm256_add_epi16(s_hi, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), low4), bcast4(aq + 32 + 4 * i)));
     }
     return _mm256_add_epi32(isum, _mm256_add_epi32(_mm256_madd_epi16(s_lo, sc_lo), _mm256_madd_epi16(s_hi, sc_hi)));
 }
@@ -232,16 +236,6 @@ PV_AVX2 static inline __m256 q4_K_finish(const pv_block_q4_Kx8 *x, const k_scale
     return _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(k_mins(k, y)), acc);
 }
 
-/* The 64 elements of chunk c of 8 rows: 8 loads, low and high nibbles. */
-PV_AVX2 static inline void q4_K_chunk(const pv_block_q4_Kx8 *x, int c, __m256i lo[8], __m256i hi[8]) {
-    const __m256i low4 = _mm256_set1_epi8(0x0f);
-    for (int i = 0; i < 8; i++) {
-        __m256i v = _mm256_loadu_si256((const __m256i *)(x->qs + 256 * c + 32 * i));
-        lo[i] = _mm256_and_si256(v, low4);
-        hi[i] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
-    }
-}
-
 PV_AVX2 static void q4_K_x8_1(const pv_block_q4_Kx8 *x, const uint8_t *a, int64_t n, float *out) {
     const pv_block_q8_K *y = (const pv_block_q8_K *)a;
     __m256 acc = _mm256_setzero_ps();
@@ -249,11 +243,11 @@ PV_AVX2 static void q4_K_x8_1(const pv_block_q4_Kx8 *x, const uint8_t *a, int64_
         prefetch_ahead(&x[b], sizeof x[b]);
         k_scales_t k = k_scales(x[b].scales);
         __m256i isum = _mm256_setzero_si256();
-        for (int c = 0; c < 4; c++) {
-            __m256i lo[8], hi[8];
-            q4_K_chunk(&x[b], c, lo, hi);
-            isum = q4_K_chunk_tok(lo, hi, y[b].qs + 64 * c, k_sub_scale(&k, 2 * c), k_sub_scale(&k, 2 * c + 1), isum);
-        }
+        /* chunks spelled out, so that each k_sub_scale is one shuffle (no switch) */
+        isum = q4_K_chunk_tok(&x[b], 0, y[b].qs, k_sub_scale(&k, 0), k_sub_scale(&k, 1), isum);
+        isum = q4_K_chunk_tok(&x[b], 1, y[b].qs + 64, k_sub_scale(&k, 2), k_sub_scale(&k, 3), isum);
+        isum = q4_K_chunk_tok(&x[b], 2, y[b].qs + 128, k_sub_scale(&k, 4), k_sub_scale(&k, 5), isum);
+        isum = q4_K_chunk_tok(&x[b], 3, y[b].qs + 192, k_sub_scale(&k, 6), k_sub_scale(&k, 7), isum);
         acc = q4_K_finish(&x[b], &k, &y[b], isum, acc);
     }
     _mm256_storeu_ps(out, acc);
@@ -290,10 +284,15 @@ PV_AVX2 static void q4_K_x8_4(const pv_block_q4_Kx8 *x, const uint8_t *a, size_t
         prefetch_ahead(&x[b], sizeof x[b]);
         k_scales_t k = k_scales(x[b].scales);
         __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
-        for (int c = 0; c < 4; c++) {
-            Q4_K_SUB_X4(&x[b], c, 0, k_sub_scale(&k, 2 * c))
-            Q4_K_SUB_X4(&x[b], c, 1, k_sub_scale(&k, 2 * c + 1))
-        }
+        /* sub-blocks spelled out, so that each k_sub_scale is one shuffle (no switch) */
+        Q4_K_SUB_X4(&x[b], 0, 0, k_sub_scale(&k, 0))
+        Q4_K_SUB_X4(&x[b], 0, 1, k_sub_scale(&k, 1))
+        Q4_K_SUB_X4(&x[b], 1, 0, k_sub_scale(&k, 2))
+        Q4_K_SUB_X4(&x[b], 1, 1, k_sub_scale(&k, 3))
+        Q4_K_SUB_X4(&x[b], 2, 0, k_sub_scale(&k, 4))
+        Q4_K_SUB_X4(&x[b], 2, 1, k_sub_scale(&k, 5))
+        Q4_K_SUB_X4(&x[b], 3, 0, k_sub_scale(&k, 6))
+        Q4_K_SUB_X4(&x[b], 3, 1, k_sub_scale(&k, 7))
         acc0 = q4_K_finish(&x[b], &k, &y0[b], s0, acc0);
         acc1 = q4_K_finish(&x[b], &k, &y1[b], s1, acc1);
         acc2 = q4_K_finish(&x[b], &k, &y2[b], s2, acc2);
@@ -382,39 +381,17 @@ PV_AVX2 static inline __m256 q6_K_finish(const pv_block_q6_Kx8 *x, const pv_bloc
             Q6_K_SET(x, 0, STEP) Q6_K_SET(x, 1, STEP) Q6_K_SET(x, 2, STEP) Q6_K_SET(x, 3, STEP) \
         }
 
-/* All 4 value sets of piece i of half h (q6_K_vals for t = 0..3) from one
- * load each of the two ql pieces and the qh piece. */
-PV_AVX2 static inline void q6_K_piece(const pv_block_q6_Kx8 *x, int h, int i, __m256i q[4]) {
-    const __m256i low4 = _mm256_set1_epi8(0x0f), top2 = _mm256_set1_epi8(0x30);
-    __m256i a = _mm256_loadu_si256((const __m256i *)(x->ql + 32 * (16 * h + i)));
-    __m256i b = _mm256_loadu_si256((const __m256i *)(x->ql + 32 * (16 * h + 8 + i)));
-    __m256i hb = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * (8 * h + i)));
-    q[0] = _mm256_or_si256(_mm256_and_si256(a, low4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), top2));
-    q[1] = _mm256_or_si256(_mm256_and_si256(b, low4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), top2));
-    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), low4), _mm256_and_si256(hb, top2));
-    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), low4), _mm256_and_si256(_mm256_srli_epi16(hb, 2), top2));
-}
-
-/* One token: each piece is decoded once into its 4 value sets, which meet
- * the token in 4 int16 sums, weighted by their sub-blocks' scales every two pieces. */
+/* One token, a sub-block at a time as the 4-token kernel goes (decoding
+ * each piece into its 4 value sets at once kept 12 vectors live, which
+ * were spilled to the stack): int16 sums of two pieces, weighted by their
+ * sub-block's scales. */
 PV_AVX2 static void q6_K_x8_1(const pv_block_q6_Kx8 *x, const uint8_t *a, int64_t n, float *out) {
     const pv_block_q8_K *y = (const pv_block_q8_K *)a;
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / PV_QK_K; b++) {
         __m256i isum = _mm256_setzero_si256();
         prefetch_ahead(&x[b], sizeof x[b]);
-        for (int h = 0; h < 2; h++)
-            for (int ib = 0; ib < 2; ib++) {
-                __m256i sc[4];
-                for (int t = 0; t < 4; t++) sc[t] = q6_K_sub_scale(&x[b], 8 * h + 2 * t + ib);
-                for (int i = 4 * ib; i < 4 * ib + 4; i += 2) {
-                    __m256i q0[4], q1[4];
-                    const int8_t *aq = y[b].qs + 128 * h + 4 * i;
-                    q6_K_piece(&x[b], h, i, q0);
-                    q6_K_piece(&x[b], h, i + 1, q1);
-                    for (int t = 0; t < 4; t++) isum = q6_K_tok(q0[t], q1[t], sc[t], aq + 32 * t, isum);
-                }
-            }
+        Q6_K_SUB_BLOCKS(&x[b], isum = q6_K_tok(v0, v1, sc, y[b].qs + at, isum))
         acc = q6_K_finish(&x[b], &y[b], isum, acc);
     }
     _mm256_storeu_ps(out, acc);
