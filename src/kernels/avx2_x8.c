@@ -41,18 +41,20 @@ PV_AVX2 static inline __m256 scales(const uint16_t *d, const pv_x8_head *h) {
 }
 
 /* q4_0: nibbles 0..15 are unsigned, so maddubs takes them against signed
- * activations directly; 8 products of a block summed in int16 stay within
- * 8 * 2 * 15 * 128 < 32768. The offset of 8 comes out through the token's
- * block sum: sum (q - 8) a = sum q a - 8 sum a. */
+ * activations directly. The offset of 8 comes out through where the int16
+ * sums start, the token's head (-8 times its block sums, per int16 half):
+ * sum (q - 8) a = sum q a - 8 sum a. */
 PV_AVX2 static inline __m256i q4_0_tok(__m256i lo, __m256i hi, const int8_t *aq, int c, __m256i s) {
     s = _mm256_add_epi16(s, _mm256_maddubs_epi16(lo, bcast4(aq + 4 * c)));
     return _mm256_add_epi16(s, _mm256_maddubs_epi16(hi, bcast4(aq + 16 + 4 * c)));
 }
 
+/* Where a token's int16 sums of a block start (see pv_x8_head). */
+PV_AVX2 static inline __m256i q4_0_start(const pv_x8_head *h) { return bcast4((const int8_t *)h->offset); }
+
 /* A token's int16 sums of one block -> its 8 float row sums added into acc. */
 PV_AVX2 static inline __m256 q4_0_finish(__m256i s16, const uint16_t *d, const pv_x8_head *h, __m256 acc) {
     __m256i s = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
-    s = _mm256_sub_epi32(s, _mm256_slli_epi32(_mm256_set1_epi32(h->sum), 3));
     return _mm256_fmadd_ps(scales(d, h), _mm256_cvtepi32_ps(s), acc);
 }
 
@@ -62,7 +64,7 @@ PV_AVX2 static void q4_0_x8_1(const pv_block_q4_0x8 *x, const uint8_t *a, int64_
     const __m256i low4 = _mm256_set1_epi8(0x0f);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / PV_QK; b++) {
-        __m256i s = _mm256_setzero_si256();
+        __m256i s = q4_0_start(&h[b]);
         prefetch_ahead(&x[b], sizeof x[b]);
         for (int c = 0; c < 4; c++) {
             __m256i v = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));
@@ -81,7 +83,7 @@ PV_AVX2 static void q4_0_x8_4(const pv_block_q4_0x8 *x, const uint8_t *a, size_t
     const __m256i low4 = _mm256_set1_epi8(0x0f);
     __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
     for (int64_t b = 0; b < n / PV_QK; b++) {
-        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+        __m256i s0 = q4_0_start(&h0[b]), s1 = q4_0_start(&h1[b]), s2 = q4_0_start(&h2[b]), s3 = q4_0_start(&h3[b]);
         prefetch_ahead(&x[b], sizeof x[b]);
         for (int c = 0; c < 4; c++) {
             __m256i v = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));

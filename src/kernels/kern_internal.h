@@ -95,12 +95,16 @@ static_assert(sizeof(pv_block_q4_Kx8) == PV_X8 * sizeof(pv_block_q4_K), "q4_Kx8 
 static_assert(sizeof(pv_block_q8_0x8) == PV_X8 * sizeof(pv_block_q8_0), "q8_0x8 block layout");
 
 /* The activation row the x8 kernels read, for n columns (nb = n / 32 blocks):
- * nb heads (the block's scale as a float, the sum of its 32 values, which
- * takes q4_0's offset of 8 out of the integer dot product), then the nb
- * q8_0 blocks themselves. */
+ * nb heads, then the nb q8_0 blocks themselves. A head holds the block's
+ * scale as a float and -8 times the sums of its values at bytes 0, 1 and at
+ * bytes 2, 3 of each 4-byte piece: the two int16 halves of a 32-bit lane
+ * that maddubs sums those bytes into. The q4_0 kernels start their int16
+ * sums there, which takes q4_0's offset of 8 out of the integer dot product
+ * at no cost: every value then counts -8 or (q - 8) times, so the running
+ * sums stay within 8 * 16 * 127 in magnitude. */
 typedef struct {
     float d;
-    int32_t sum;
+    int16_t offset[2];
 } pv_x8_head;
 
 size_t pv__x8_act_size(int64_t n);                       /* bytes of one row, a multiple of 32 */

@@ -122,9 +122,9 @@ void pv__x8_quantize(const float *x, void *row, int64_t n) {
     pv_block_q8_0 *y = (pv_block_q8_0 *)(h + nb);
     pv_kern_traits(PV_TYPE_Q8_0)->from_float(x, y, n);
     for (int64_t b = 0; b < nb; b++) {
-        int32_t sum = 0;
-        for (int j = 0; j < PV_QK; j++) sum += y[b].qs[j];
-        h[b] = (pv_x8_head){pv_f16_to_f32(y[b].d), sum};
+        int32_t sum[2] = {0, 0};
+        for (int j = 0; j < PV_QK; j++) sum[j % 4 / 2] += y[b].qs[j];
+        h[b] = (pv_x8_head){pv_f16_to_f32(y[b].d), {(int16_t)(-8 * sum[0]), (int16_t)(-8 * sum[1])}};
     }
 }
 
