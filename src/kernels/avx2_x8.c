@@ -75,7 +75,7 @@ PV_AVX2 static void q4_0_x8_1(const pv_block_q4_0x8 *x, const uint8_t *a, int64_
     _mm256_storeu_ps(out, acc);
 }
 
-PV_AVX2 static void q4_0_x8_4(const pv_block_q4_0x8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out) {
+PV_AVX2 static void q4_0_x8_4(const pv_block_q4_0x8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out, int ahead) {
     const pv_x8_head *h0 = (const pv_x8_head *)a, *h1 = (const pv_x8_head *)(a + a_stride);
     const pv_x8_head *h2 = (const pv_x8_head *)(a + 2 * a_stride), *h3 = (const pv_x8_head *)(a + 3 * a_stride);
     const pv_block_q8_0 *y0 = pv__x8_act_blocks(h0, n), *y1 = pv__x8_act_blocks(h1, n);
@@ -84,7 +84,7 @@ PV_AVX2 static void q4_0_x8_4(const pv_block_q4_0x8 *x, const uint8_t *a, size_t
     __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
     for (int64_t b = 0; b < n / PV_QK; b++) {
         __m256i s0 = q4_0_start(&h0[b]), s1 = q4_0_start(&h1[b]), s2 = q4_0_start(&h2[b]), s3 = q4_0_start(&h3[b]);
-        prefetch_ahead(&x[b], sizeof x[b]);
+        if (ahead) prefetch_ahead(&x[b], sizeof x[b]);
         for (int c = 0; c < 4; c++) {
             __m256i v = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));
             __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
@@ -133,7 +133,7 @@ PV_AVX2 static void q8_0_x8_1(const pv_block_q8_0x8 *x, const uint8_t *a, int64_
     _mm256_storeu_ps(out, acc);
 }
 
-PV_AVX2 static void q8_0_x8_4(const pv_block_q8_0x8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out) {
+PV_AVX2 static void q8_0_x8_4(const pv_block_q8_0x8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out, int ahead) {
     const pv_x8_head *h0 = (const pv_x8_head *)a, *h1 = (const pv_x8_head *)(a + a_stride);
     const pv_x8_head *h2 = (const pv_x8_head *)(a + 2 * a_stride), *h3 = (const pv_x8_head *)(a + 3 * a_stride);
     const pv_block_q8_0 *y0 = pv__x8_act_blocks(h0, n), *y1 = pv__x8_act_blocks(h1, n);
@@ -141,7 +141,7 @@ PV_AVX2 static void q8_0_x8_4(const pv_block_q8_0x8 *x, const uint8_t *a, size_t
     __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
     for (int64_t b = 0; b < n / PV_QK; b++) {
         __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
-        prefetch_ahead(&x[b], sizeof x[b]);
+        if (ahead) prefetch_ahead(&x[b], sizeof x[b]);
         for (int c = 0; c < 8; c++) {
             __m256i w = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c)), aw = _mm256_sign_epi8(w, w);
             s0 = q8_0_tok(aw, w, y0[b].qs, c, s0);
@@ -277,13 +277,13 @@ PV_AVX2 static void q4_K_x8_1(const pv_block_q4_Kx8 *x, const uint8_t *a, int64_
     }
 
 /* 4 tokens, a sub-block at a time (16 vectors of a whole chunk would not stay in registers). */
-PV_AVX2 static void q4_K_x8_4(const pv_block_q4_Kx8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out) {
+PV_AVX2 static void q4_K_x8_4(const pv_block_q4_Kx8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out, int ahead) {
     const pv_block_q8_K *y0 = (const pv_block_q8_K *)a, *y1 = (const pv_block_q8_K *)(a + a_stride);
     const pv_block_q8_K *y2 = (const pv_block_q8_K *)(a + 2 * a_stride), *y3 = (const pv_block_q8_K *)(a + 3 * a_stride);
     const __m256i low4 = _mm256_set1_epi8(0x0f);
     __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
     for (int64_t b = 0; b < n / PV_QK_K; b++) {
-        prefetch_ahead(&x[b], sizeof x[b]);
+        if (ahead) prefetch_ahead(&x[b], sizeof x[b]);
         k_scales_t k = k_scales(x[b].scales);
         __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
         /* sub-blocks spelled out, so that each k_sub_scale is one shuffle (no switch) */
@@ -399,13 +399,13 @@ PV_AVX2 static void q6_K_x8_1(const pv_block_q6_Kx8 *x, const uint8_t *a, int64_
     _mm256_storeu_ps(out, acc);
 }
 
-PV_AVX2 static void q6_K_x8_4(const pv_block_q6_Kx8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out) {
+PV_AVX2 static void q6_K_x8_4(const pv_block_q6_Kx8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out, int ahead) {
     const pv_block_q8_K *y0 = (const pv_block_q8_K *)a, *y1 = (const pv_block_q8_K *)(a + a_stride);
     const pv_block_q8_K *y2 = (const pv_block_q8_K *)(a + 2 * a_stride), *y3 = (const pv_block_q8_K *)(a + 3 * a_stride);
     __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
     for (int64_t b = 0; b < n / PV_QK_K; b++) {
         __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
-        prefetch_ahead(&x[b], sizeof x[b]);
+        if (ahead) prefetch_ahead(&x[b], sizeof x[b]);
         Q6_K_SUB_BLOCKS(&x[b], s0 = q6_K_tok(v0, v1, sc, y0[b].qs + at, s0); s1 = q6_K_tok(v0, v1, sc, y1[b].qs + at, s1);
                         s2 = q6_K_tok(v0, v1, sc, y2[b].qs + at, s2); s3 = q6_K_tok(v0, v1, sc, y3[b].qs + at, s3))
         acc0 = q6_K_finish(&x[b], &y0[b], s0, acc0);
@@ -452,12 +452,12 @@ PV_AVX2 static void f16_x8_1(const uint16_t *w, const uint8_t *a, int64_t n, flo
 
 /* 4 tokens: each column pair is widened once and meets every token; the 8
  * sums (2 per token) keep 8 FMAs in flight. */
-PV_AVX2 static void f16_x8_4(const uint16_t *w, const uint8_t *a, size_t a_stride, int64_t n, float *out) {
+PV_AVX2 static void f16_x8_4(const uint16_t *w, const uint8_t *a, size_t a_stride, int64_t n, float *out, int ahead) {
     const float *y0 = (const float *)a, *y1 = (const float *)(a + a_stride);
     const float *y2 = (const float *)(a + 2 * a_stride), *y3 = (const float *)(a + 3 * a_stride);
     __m256 lo0 = _mm256_setzero_ps(), hi0 = lo0, lo1 = lo0, hi1 = lo0, lo2 = lo0, hi2 = lo0, lo3 = lo0, hi3 = lo0;
     for (int64_t i = 0; i < n; i += 2, w += 16) {
-        if (i % 4 == 0) prefetch_ahead(w, 64);
+        if (ahead && i % 4 == 0) prefetch_ahead(w, 64);
         __m256 wl = f16_lo(w), wh = f16_hi(w), b;
         b = bcast2(y0 + i);
         lo0 = _mm256_fmadd_ps(wl, b, lo0);
@@ -478,12 +478,14 @@ PV_AVX2 static void f16_x8_4(const uint16_t *w, const uint8_t *a, size_t a_strid
     _mm256_storeu_ps(out + 24, f16_rows(lo3, hi3));
 }
 
-/* 4 tokens at a time through the 4-token kernel, the rest one by one. */
+/* 4 tokens at a time through the 4-token kernel, the rest one by one. Only
+ * the first pass over the group prefetches: the later ones find it in cache
+ * (prompts are compute-bound, and the prefetches would cost them ~5%). */
 #define X8_ENTRY(name)                                                                                 \
     PV_AVX2 static void name(const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out) { \
         const uint8_t *ap = a;                                                                                  \
         int j = 0;                                                                                              \
-        for (; j + 4 <= n_tok; j += 4) name##_4(w, ap + (size_t)j * a_stride, a_stride, n, out + PV_X8 * j);    \
+        for (; j + 4 <= n_tok; j += 4) name##_4(w, ap + (size_t)j * a_stride, a_stride, n, out + PV_X8 * j, j == 0); \
         for (; j < n_tok; j++) name##_1(w, ap + (size_t)j * a_stride, n, out + PV_X8 * j);                      \
     }
 

@@ -137,7 +137,7 @@ typedef struct {
     atomic_int_fast64_t next; /* first group no thread has taken yet */
 } x8_task_t;
 
-#define X8_TOKENS 4       /* tokens one kernel call takes */
+#define X8_TOKENS 16      /* tokens one kernel call takes (it goes 4 at a time) */
 #define X8_CHUNKS_PER_THREAD 8
 
 /* Threads take chunks of consecutive groups from a shared counter until none

@@ -35,7 +35,7 @@ typedef enum {
 } pv_layout_t;
 
 /* One group of 8 interleaved rows (PV_LAYOUT_X8, n columns) against n_tok
- * (1..4) activation rows in the format pv__x8_act_quantize writes (kern_internal.h),
+ * activation rows (any number; the AVX2 kernels go 4 at a time) in the format pv__x8_act_quantize writes (kern_internal.h),
  * a_stride bytes apart: out[8 * j + r] = dot(row r, token j). */
 typedef void (*pv_dot_x8_fn)(const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out);
 
