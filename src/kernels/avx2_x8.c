@@ -75,9 +75,9 @@ PV_AVX2 static void q4_0_x8_1(const pv_block_q4_0x8 *x, const uint8_t *a, int64_
     _mm256_storeu_ps(out, acc);
 }
 
-PV_AVX2 static void q4_0_x8_4(const pv_block_q4_0x8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out, int ahead) {
+PV_AVX2 static void q4_0_x8_4(const pv_block_q4_0x8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out, int nt, int ahead) {
     const pv_x8_head *h0 = (const pv_x8_head *)a, *h1 = (const pv_x8_head *)(a + a_stride);
-    const pv_x8_head *h2 = (const pv_x8_head *)(a + 2 * a_stride), *h3 = (const pv_x8_head *)(a + 3 * a_stride);
+    const pv_x8_head *h2 = (const pv_x8_head *)(a + 2 * a_stride), *h3 = (const pv_x8_head *)(a + (nt > 3 ? 3 : 2) * a_stride);
     const pv_block_q8_0 *y0 = pv__x8_act_blocks(h0, n), *y1 = pv__x8_act_blocks(h1, n);
     const pv_block_q8_0 *y2 = pv__x8_act_blocks(h2, n), *y3 = pv__x8_act_blocks(h3, n);
     const __m256i low4 = _mm256_set1_epi8(0x0f);
@@ -101,7 +101,7 @@ PV_AVX2 static void q4_0_x8_4(const pv_block_q4_0x8 *x, const uint8_t *a, size_t
     _mm256_storeu_ps(out, acc0);
     _mm256_storeu_ps(out + 8, acc1);
     _mm256_storeu_ps(out + 16, acc2);
-    _mm256_storeu_ps(out + 24, acc3);
+    if (nt > 3) _mm256_storeu_ps(out + 24, acc3);
 }
 
 /* q8_0: signed by signed through the sign trick, |w| (aw) times a with w's
@@ -133,9 +133,9 @@ PV_AVX2 static void q8_0_x8_1(const pv_block_q8_0x8 *x, const uint8_t *a, int64_
     _mm256_storeu_ps(out, acc);
 }
 
-PV_AVX2 static void q8_0_x8_4(const pv_block_q8_0x8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out, int ahead) {
+PV_AVX2 static void q8_0_x8_4(const pv_block_q8_0x8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out, int nt, int ahead) {
     const pv_x8_head *h0 = (const pv_x8_head *)a, *h1 = (const pv_x8_head *)(a + a_stride);
-    const pv_x8_head *h2 = (const pv_x8_head *)(a + 2 * a_stride), *h3 = (const pv_x8_head *)(a + 3 * a_stride);
+    const pv_x8_head *h2 = (const pv_x8_head *)(a + 2 * a_stride), *h3 = (const pv_x8_head *)(a + (nt > 3 ? 3 : 2) * a_stride);
     const pv_block_q8_0 *y0 = pv__x8_act_blocks(h0, n), *y1 = pv__x8_act_blocks(h1, n);
     const pv_block_q8_0 *y2 = pv__x8_act_blocks(h2, n), *y3 = pv__x8_act_blocks(h3, n);
     __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
@@ -157,7 +157,7 @@ PV_AVX2 static void q8_0_x8_4(const pv_block_q8_0x8 *x, const uint8_t *a, size_t
     _mm256_storeu_ps(out, acc0);
     _mm256_storeu_ps(out + 8, acc1);
     _mm256_storeu_ps(out + 16, acc2);
-    _mm256_storeu_ps(out + 24, acc3);
+    if (nt > 3) _mm256_storeu_ps(out + 24, acc3);
 }
 
 /* q4_K: per sub-block of 32, the nibbles' sums (int16, 8 maddubs each, as for
@@ -277,9 +277,9 @@ PV_AVX2 static void q4_K_x8_1(const pv_block_q4_Kx8 *x, const uint8_t *a, int64_
     }
 
 /* 4 tokens, a sub-block at a time (16 vectors of a whole chunk would not stay in registers). */
-PV_AVX2 static void q4_K_x8_4(const pv_block_q4_Kx8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out, int ahead) {
+PV_AVX2 static void q4_K_x8_4(const pv_block_q4_Kx8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out, int nt, int ahead) {
     const pv_block_q8_K *y0 = (const pv_block_q8_K *)a, *y1 = (const pv_block_q8_K *)(a + a_stride);
-    const pv_block_q8_K *y2 = (const pv_block_q8_K *)(a + 2 * a_stride), *y3 = (const pv_block_q8_K *)(a + 3 * a_stride);
+    const pv_block_q8_K *y2 = (const pv_block_q8_K *)(a + 2 * a_stride), *y3 = (const pv_block_q8_K *)(a + (nt > 3 ? 3 : 2) * a_stride);
     const __m256i low4 = _mm256_set1_epi8(0x0f);
     __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
     for (int64_t b = 0; b < n / PV_QK_K; b++) {
@@ -303,7 +303,7 @@ PV_AVX2 static void q4_K_x8_4(const pv_block_q4_Kx8 *x, const uint8_t *a, size_t
     _mm256_storeu_ps(out, acc0);
     _mm256_storeu_ps(out + 8, acc1);
     _mm256_storeu_ps(out + 16, acc2);
-    _mm256_storeu_ps(out + 24, acc3);
+    if (nt > 3) _mm256_storeu_ps(out + 24, acc3);
 }
 
 /* q6_K: 6-bit values 0..63 (unsigned, so maddubs applies; two products of a
@@ -399,9 +399,9 @@ PV_AVX2 static void q6_K_x8_1(const pv_block_q6_Kx8 *x, const uint8_t *a, int64_
     _mm256_storeu_ps(out, acc);
 }
 
-PV_AVX2 static void q6_K_x8_4(const pv_block_q6_Kx8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out, int ahead) {
+PV_AVX2 static void q6_K_x8_4(const pv_block_q6_Kx8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out, int nt, int ahead) {
     const pv_block_q8_K *y0 = (const pv_block_q8_K *)a, *y1 = (const pv_block_q8_K *)(a + a_stride);
-    const pv_block_q8_K *y2 = (const pv_block_q8_K *)(a + 2 * a_stride), *y3 = (const pv_block_q8_K *)(a + 3 * a_stride);
+    const pv_block_q8_K *y2 = (const pv_block_q8_K *)(a + 2 * a_stride), *y3 = (const pv_block_q8_K *)(a + (nt > 3 ? 3 : 2) * a_stride);
     __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
     for (int64_t b = 0; b < n / PV_QK_K; b++) {
         __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
@@ -416,7 +416,7 @@ PV_AVX2 static void q6_K_x8_4(const pv_block_q6_Kx8 *x, const uint8_t *a, size_t
     _mm256_storeu_ps(out, acc0);
     _mm256_storeu_ps(out + 8, acc1);
     _mm256_storeu_ps(out + 16, acc2);
-    _mm256_storeu_ps(out + 24, acc3);
+    if (nt > 3) _mm256_storeu_ps(out + 24, acc3);
 }
 
 /* f16: a 32-byte piece holds columns 2k, 2k + 1 of the 8 rows; its halves
@@ -452,9 +452,9 @@ PV_AVX2 static void f16_x8_1(const uint16_t *w, const uint8_t *a, int64_t n, flo
 
 /* 4 tokens: each column pair is widened once and meets every token; the 8
  * sums (2 per token) keep 8 FMAs in flight. */
-PV_AVX2 static void f16_x8_4(const uint16_t *w, const uint8_t *a, size_t a_stride, int64_t n, float *out, int ahead) {
+PV_AVX2 static void f16_x8_4(const uint16_t *w, const uint8_t *a, size_t a_stride, int64_t n, float *out, int nt, int ahead) {
     const float *y0 = (const float *)a, *y1 = (const float *)(a + a_stride);
-    const float *y2 = (const float *)(a + 2 * a_stride), *y3 = (const float *)(a + 3 * a_stride);
+    const float *y2 = (const float *)(a + 2 * a_stride), *y3 = (const float *)(a + (nt > 3 ? 3 : 2) * a_stride);
     __m256 lo0 = _mm256_setzero_ps(), hi0 = lo0, lo1 = lo0, hi1 = lo0, lo2 = lo0, hi2 = lo0, lo3 = lo0, hi3 = lo0;
     for (int64_t i = 0; i < n; i += 2, w += 16) {
         if (ahead && i % 4 == 0) prefetch_ahead(w, 64);
@@ -475,17 +475,22 @@ PV_AVX2 static void f16_x8_4(const uint16_t *w, const uint8_t *a, size_t a_strid
     _mm256_storeu_ps(out, f16_rows(lo0, hi0));
     _mm256_storeu_ps(out + 8, f16_rows(lo1, hi1));
     _mm256_storeu_ps(out + 16, f16_rows(lo2, hi2));
-    _mm256_storeu_ps(out + 24, f16_rows(lo3, hi3));
+    if (nt > 3) _mm256_storeu_ps(out + 24, f16_rows(lo3, hi3));
 }
 
-/* 4 tokens at a time through the 4-token kernel, the rest one by one. Only
- * the first pass over the group prefetches: the later ones find it in cache
- * (prompts are compute-bound, and the prefetches would cost them ~5%). */
+/* 4 tokens at a time through the 4-token kernel (nt = 3: the third token
+ * twice, its second sums dropped, which costs less than 3 one-token
+ * passes), the rest one by one. Only the first pass over the group
+ * prefetches: the later ones find it in cache (prompts are compute-bound,
+ * and the prefetches would cost them ~5%). */
 #define X8_ENTRY(name)                                                                                 \
     PV_AVX2 static void name(const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out) { \
         const uint8_t *ap = a;                                                                                  \
         int j = 0;                                                                                              \
-        for (; j + 4 <= n_tok; j += 4) name##_4(w, ap + (size_t)j * a_stride, a_stride, n, out + PV_X8 * j, j == 0); \
+        for (; j + 3 <= n_tok; j += 4) {                                                                       \
+            int nt = n_tok - j < 4 ? n_tok - j : 4;                                                            \
+            name##_4(w, ap + (size_t)j * a_stride, a_stride, n, out + PV_X8 * j, nt, j == 0);                  \
+        }                                                                                                       \
         for (; j < n_tok; j++) name##_1(w, ap + (size_t)j * a_stride, n, out + PV_X8 * j);                      \
     }
 
