@@ -176,5 +176,16 @@ else
     echo "skipped: template checks ($tc is absent)"
 fi
 
+# bench: prompt, generation and batched generation (3 streams per forward pass), as JSON
+run bench -m "$shared/models/stories260K-q8_0.gguf" -p 8 -n 8 -b 3 -t 2 -r 1 --json >"$tmp/bench.json" 2>&1
+check "bench -b reports pp, tg and batched tg" python3 - "$tmp/bench.json" <<'PY'
+import json, sys
+r = {t["test"]: t for t in json.load(open(sys.argv[1]))}
+assert set(r) == {"pp8", "tg8", "tg8x3"}, r
+assert all(t["avg_ts"] > 0 for t in r.values()), r
+# the batched run's weights are read once per step for 3 tokens
+assert abs(r["tg8x3"]["bytes_per_token"] * 3 - r["tg8"]["bytes_per_token"]) < 1e-6 * r["tg8"]["bytes_per_token"], r
+PY
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -236,7 +236,7 @@ END_TEST
 /* The dispatched activation quantizers give their scalar twins' bytes
  * exactly, halfway products (rounded away from zero) and zero blocks included. */
 START_TEST(test_activation_quantizers_match_twins) {
-    pv_type_t types[2] = {PV_TYPE_Q8_0, PV_TYPE_Q8_K};
+    pv_type_t types[3] = {PV_TYPE_Q8_0, PV_TYPE_Q8_K, PV_TYPE_F16};
     int64_t n = 1024;
     float *x = malloc(n * sizeof *x);
     for (int rep = 0; rep < 40; rep++) {
@@ -246,12 +246,21 @@ START_TEST(test_activation_quantizers_match_twins) {
         if (rep % 4 == 0) memset(x + 256, 0, 256 * sizeof *x); /* zero blocks */
         float big = 2.0f * fabsf(x[600]) + 1e-3f; /* +-big in one q8_K block: the first one sets the sign */
         x[520] = -big, x[530] = big, x[800] = big, x[810] = -big;
-        for (int k = 0; k < 2; k++) {
+        if (rep % 5 == 1) x[700] = 1e6f, x[701] = -7e4f, x[702] = 3e-8f; /* beyond half range, subnormal */
+        for (int k = 0; k < 3; k++) {
             size_t size = pv_type_row_size(types[k], n);
             uint8_t *a = malloc(size), *b = malloc(size);
             pv_kern_traits(types[k])->from_float(x, a, n);
             pv_kern_ref(types[k])->from_float(x, b, n);
             ck_assert_mem_eq(a, b, size);
+            if (types[k] == PV_TYPE_F16) { /* and back to floats (f16 activations of the x8 kernels) */
+                float *fa = malloc(n * sizeof *fa), *fb = malloc(n * sizeof *fb);
+                pv_kern_traits(PV_TYPE_F16)->to_float(a, fa, n);
+                pv_kern_ref(PV_TYPE_F16)->to_float(a, fb, n);
+                ck_assert_mem_eq(fa, fb, n * sizeof *fa);
+                free(fa);
+                free(fb);
+            }
             free(a);
             free(b);
         }
@@ -397,7 +406,7 @@ END_TEST
 
 /* ---- the interleaved layout (PV_LAYOUT_X8) ------------------------------------------------- */
 
-static const pv_type_t x8_types[] = {PV_TYPE_Q4_0, PV_TYPE_Q8_0, PV_TYPE_Q4_K, PV_TYPE_Q6_K};
+static const pv_type_t x8_types[] = {PV_TYPE_Q4_0, PV_TYPE_Q8_0, PV_TYPE_Q4_K, PV_TYPE_Q6_K, PV_TYPE_F16};
 #define N_X8 (int)(sizeof x8_types / sizeof x8_types[0])
 
 /* n_rows random rows of t, some blocks all zero, with extreme scales now and then. */
@@ -416,11 +425,12 @@ static uint8_t *random_weights(pv_type_t t, int64_t n_rows, int64_t n_cols, int 
 /* Repacking moves bytes only: every block comes back out of a group as it was. */
 START_TEST(test_x8_repack_roundtrip) {
     pv_type_t t = x8_types[_i];
-    int64_t blk = pv_type_layout(t)->blck_size, n_rows = 24, n_cols = 5 * blk;
-    size_t row_size = pv_type_row_size(t, n_cols), bsz = pv_type_layout(t)->type_size;
-    ck_assert(pv_x8_supported(t, n_rows));
-    ck_assert(!pv_x8_supported(t, 20));
-    ck_assert(!pv_x8_supported(PV_TYPE_Q5_K, 24));
+    int64_t blk = pv__x8_block_cols(t), n_rows = 24, n_cols = t == PV_TYPE_F16 ? 40 : 5 * blk;
+    size_t row_size = pv_type_row_size(t, n_cols), bsz = pv_type_row_size(t, blk);
+    ck_assert(pv_x8_supported(t, n_rows, n_cols));
+    ck_assert(!pv_x8_supported(t, 20, n_cols));
+    ck_assert(!pv_x8_supported(PV_TYPE_Q5_K, 24, 256));
+    ck_assert(!pv_x8_supported(PV_TYPE_F16, 24, 36)); /* f16 kernels take 8 columns at a time */
     uint8_t *w = random_weights(t, n_rows, n_cols, 2), *x8 = malloc(row_size * n_rows), blocks[PV_X8][sizeof(pv_block_q6_K)];
     pv_x8_repack(t, w, n_rows, n_cols, x8);
     void *rows[PV_X8];
@@ -436,8 +446,13 @@ START_TEST(test_x8_repack_roundtrip) {
 }
 END_TEST
 
-/* The activations ref.c's vec_dot takes, inside an x8 activation row. */
-static const void *x8_dot_act(pv_type_t t, const uint8_t *row, int64_t n) {
+/* The activations ref.c's vec_dot takes, inside an x8 activation row (for
+ * f16, its rounded floats back in halves, exactly, in halves[n]). */
+static const void *x8_dot_act(pv_type_t t, const uint8_t *row, int64_t n, uint16_t *halves) {
+    if (t == PV_TYPE_F16) {
+        for (int64_t i = 0; i < n; i++) halves[i] = pv_f32_to_f16(((const float *)row)[i]);
+        return halves;
+    }
     return pv_type_layout(t)->blck_size == PV_QK_K ? (const void *)row : (const void *)pv__x8_act_blocks(row, n);
 }
 
@@ -454,19 +469,21 @@ START_TEST(test_x8_fast_matches_twin) {
     printf("kern: %s x8 kernels use %s\n", pv_type_name(t), pv_kern_isa());
     pv_type_t act_t = pv_kern_ref(t)->vec_dot_type;
     int64_t blk = pv_type_layout(t)->blck_size;
+    int exact = blk == PV_QK || t == PV_TYPE_F16; /* the twin sums as ref.c does */
     for (int rep = 0; rep < 60; rep++) {
-        int64_t n = blk * (1 + rnd() % (blk == PV_QK ? 13 : 4));
+        int64_t n = t == PV_TYPE_F16 ? 8 * (1 + rnd() % 40) : blk * (1 + rnd() % (blk == PV_QK ? 13 : 4));
         int n_tok = 1 + rep % 7;
         size_t row_size = pv_type_row_size(t, n), act_size = pv__x8_act_row_size(t, n);
         uint8_t *w = random_weights(t, PV_X8, n, rep), *x8 = malloc(PV_X8 * row_size), *act = malloc(act_size * n_tok);
         pv_x8_repack(t, w, PV_X8, n, x8);
         float *x = malloc(n * sizeof *x), *xa = malloc(n * sizeof *xa), *y = malloc(n * sizeof *y);
+        uint16_t *halves = malloc(n * sizeof *halves);
         double mag[7] = {0};
         for (int j = 0; j < n_tok; j++) {
             float scale = (rep + j) % 4 == 0 ? 1e-6f : (rep + j) % 4 == 1 ? 3e4f : 1.0f;
             for (int64_t i = 0; i < n; i++) x[i] = j == 3 && rep % 5 == 0 ? 0.0f : rndf() * scale;
             pv__x8_act_quantize(t, x, act + j * act_size, n);
-            pv_kern_ref(act_t)->to_float(x8_dot_act(t, act + j * act_size, n), xa, n);
+            pv_kern_ref(act_t)->to_float(x8_dot_act(t, act + j * act_size, n, halves), xa, n);
             for (int r = 0; r < PV_X8; r++) {
                 pv_kern_ref(t)->to_float(w + r * row_size, y, n);
                 for (int64_t i = 0; i < n; i++) mag[j] += fabs((double)y[i] * xa[i]);
@@ -477,8 +494,8 @@ START_TEST(test_x8_fast_matches_twin) {
         fast(x8, act, act_size, n_tok, n, got);
         for (int j = 0; j < n_tok; j++)
             for (int r = 0; r < PV_X8; r++) {
-                float row_dot = ref_dot(w + r * row_size, x8_dot_act(t, act + j * act_size, n), n);
-                double twin_tol = blk == PV_QK ? 0.0 : 1e-6 * mag[j];
+                float row_dot = ref_dot(w + r * row_size, x8_dot_act(t, act + j * act_size, n, halves), n);
+                double twin_tol = exact ? 0.0 : 1e-6 * mag[j];
                 ck_assert_msg(fabs(want[PV_X8 * j + r] - row_dot) <= twin_tol, "%s twin row %d tok %d: %g vs %g", pv_type_name(t), r, j,
                               want[PV_X8 * j + r], row_dot);
                 ck_assert_msg(fabs(got[PV_X8 * j + r] - row_dot) <= 2e-5 * mag[j] + 1e-30,
@@ -491,6 +508,7 @@ START_TEST(test_x8_fast_matches_twin) {
         free(x);
         free(xa);
         free(y);
+        free(halves);
     }
 }
 END_TEST

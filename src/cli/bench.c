@@ -19,6 +19,7 @@
 typedef struct {
     const char *model_path;
     long n_prompt, n_gen, n_threads, reps;
+    long n_seq; /* > 1: also generation of this many sequences at once (batched decoding) */
     int as_json, memory_only;
 } bench_opts_t;
 
@@ -106,25 +107,51 @@ static long peak_rss_bytes(void) {
     return kb * 1024;
 }
 
+/* What a timed run does with its n tokens. */
+typedef enum { RUN_PROMPT, RUN_GEN, RUN_GEN_BATCHED } run_kind_t;
+
+/* The streams a batched generation run decodes together, one forward pass
+ * per step with one token of each (as the scheduler runs concurrent requests). */
+typedef struct {
+    pv_seq_t *seqs;         /* [n_seq], in the context's arena */
+    pv_batch_entry_t *e;    /* [n_seq] */
+    long n_seq;
+} streams_t;
+
+/* n steps of n_seq streams from position 0, logits for every entry; the
+ * blocks go back to the arena at the end. */
+static void run_streams(pv_ctx_t *ctx, streams_t *s, long n, const int32_t *toks, float *logits, uint32_t n_vocab) {
+    for (long i = 0; i < n; i++) {
+        for (long j = 0; j < s->n_seq; j++)
+            s->e[j] = (pv_batch_entry_t){.seq = &s->seqs[j], .pos = (uint32_t)i, .token = toks[(i + 7 * j) % n],
+                                         .logits = logits + (size_t)j * n_vocab};
+        pv_forward_batch(ctx, s->e, (int)s->n_seq);
+    }
+    for (long j = 0; j < s->n_seq; j++) pv_kv_release(pv_ctx_kv(ctx), &s->seqs[j]);
+}
+
 /* Seconds to run n tokens of a fixed, varied token stream from position 0:
- * as one prompt (batched, logits of the last only) or as generation (one
- * token per pass, logits each time). */
-static double time_tokens(pv_ctx_t *ctx, const pv_model_t *m, long n, int prompt, float *logits, int32_t *toks) {
+ * as one prompt (batched, logits of the last only), as generation (one
+ * token per pass, logits each time) or as n steps of s's streams. */
+static double time_tokens(pv_ctx_t *ctx, const pv_model_t *m, long n, run_kind_t kind, streams_t *s, float *logits,
+                          int32_t *toks) {
     uint32_t id = 1;
     for (long i = 0; i < n; i++) toks[i] = (int32_t)(id = (id * 1103515245u + 12345u) % m->hp.n_vocab);
     double t0 = now_s();
-    if (prompt) pv_prefill(ctx, toks, (int)n, 0, logits);
-    else
+    if (kind == RUN_PROMPT) pv_prefill(ctx, toks, (int)n, 0, logits);
+    else if (kind == RUN_GEN)
         for (long i = 0; i < n; i++) pv_forward(ctx, toks[i], (uint32_t)i, logits);
+    else run_streams(ctx, s, n, toks, logits, m->hp.n_vocab);
     return now_s() - t0;
 }
 
-static rate_t measure(pv_ctx_t *ctx, const pv_model_t *m, long n, int prompt, long reps, float *logits,
-                      int32_t *toks) {
-    double sum = 0, sum2 = 0;
-    time_tokens(ctx, m, n < 8 ? n : 8, prompt, logits, toks); /* warm-up: pages in the weights */
+/* Tokens per second over reps runs (every stream's tokens counted). */
+static rate_t measure(pv_ctx_t *ctx, const pv_model_t *m, long n, run_kind_t kind, streams_t *s, long reps,
+                      float *logits, int32_t *toks) {
+    double sum = 0, sum2 = 0, per_run = kind == RUN_GEN_BATCHED ? (double)(n * s->n_seq) : (double)n;
+    time_tokens(ctx, m, n < 8 ? n : 8, kind, s, logits, toks); /* warm-up: pages in the weights */
     for (long r = 0; r < reps; r++) {
-        double ts = (double)n / time_tokens(ctx, m, n, prompt, logits, toks);
+        double ts = per_run / time_tokens(ctx, m, n, kind, s, logits, toks);
         sum += ts;
         sum2 += ts * ts;
     }
@@ -141,7 +168,7 @@ static json_t *result_json(const char *test, long n_prompt, long n_gen, const be
 }
 
 static int parse_bench_opts(int argc, char **argv, bench_opts_t *o) {
-    *o = (bench_opts_t){.n_prompt = 512, .n_gen = 128, .n_threads = pv_physical_cores(), .reps = 3};
+    *o = (bench_opts_t){.n_prompt = 512, .n_gen = 128, .n_threads = pv_physical_cores(), .reps = 3, .n_seq = 1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int rc = 0;
@@ -153,6 +180,7 @@ static int parse_bench_opts(int argc, char **argv, bench_opts_t *o) {
         else if (!strcmp(a, "-n")) rc = cli_parse_int(a, argv[++i], 0, 1 << 16, &o->n_gen);
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) rc = cli_parse_int(a, argv[++i], 1, PV_MAX_THREADS, &o->n_threads);
         else if (!strcmp(a, "-r")) rc = cli_parse_int(a, argv[++i], 1, 1000, &o->reps);
+        else if (!strcmp(a, "-b")) rc = cli_parse_int(a, argv[++i], 1, PV_DEFAULT_BATCH, &o->n_seq);
         else rc = -1;
         if (rc) return -1;
     }
@@ -165,7 +193,9 @@ static int bench_model(const bench_opts_t *o, double bw) {
     pv_ctx_t *ctx = NULL;
     pv_pool_t *pool = pv_pool_new((int)o->n_threads);
     uint32_t n_ctx = (uint32_t)(o->n_prompt > o->n_gen ? o->n_prompt : o->n_gen) + 1;
-    if (pv_model_load(o->model_path, &m, err, sizeof err) || pv_ctx_new(m, n_ctx, &ctx, err, sizeof err) || !pool) {
+    uint32_t kv_tokens = n_ctx + (uint32_t)((o->n_seq > 1 ? o->n_seq : 0) * (o->n_gen + PV_KV_BLOCK));
+    if (pv_model_load(o->model_path, &m, err, sizeof err) ||
+        pv_ctx_new_arena(m, n_ctx, kv_tokens, 0, &ctx, err, sizeof err) || !pool) {
         fprintf(stderr, "pensieve: %s\n", pool ? err : "cannot start threads");
         pv_ctx_free(ctx);
         pv_model_free(m);
@@ -173,18 +203,26 @@ static int bench_model(const bench_opts_t *o, double bw) {
         return 1;
     }
     pv_ctx_set_pool(ctx, pool);
-    float *logits = malloc(m->hp.n_vocab * sizeof *logits);
+    float *logits = malloc((size_t)o->n_seq * m->hp.n_vocab * sizeof *logits);
     int32_t *toks = malloc(n_ctx * sizeof *toks);
+    streams_t streams = {calloc((size_t)o->n_seq, sizeof(pv_seq_t)), calloc((size_t)o->n_seq, sizeof(pv_batch_entry_t)),
+                         o->n_seq};
+    for (long j = 0; streams.seqs && j < o->n_seq; j++) pv_seq_init(&streams.seqs[j], n_ctx);
     double bpt = bytes_per_token(m);
     json_t *out = json_array();
-    char name[32];
+    char name[64];
     if (o->n_prompt > 0) {
         snprintf(name, sizeof name, "pp%ld", o->n_prompt);
-        json_array_append_new(out, result_json(name, o->n_prompt, 0, o, measure(ctx, m, o->n_prompt, 1, o->reps, logits, toks), m, bpt, bw));
+        json_array_append_new(out, result_json(name, o->n_prompt, 0, o, measure(ctx, m, o->n_prompt, RUN_PROMPT, NULL, o->reps, logits, toks), m, bpt, bw));
     }
     if (o->n_gen > 0) {
         snprintf(name, sizeof name, "tg%ld", o->n_gen);
-        json_array_append_new(out, result_json(name, 0, o->n_gen, o, measure(ctx, m, o->n_gen, 0, o->reps, logits, toks), m, bpt, bw));
+        json_array_append_new(out, result_json(name, 0, o->n_gen, o, measure(ctx, m, o->n_gen, RUN_GEN, NULL, o->reps, logits, toks), m, bpt, bw));
+    }
+    if (o->n_gen > 0 && o->n_seq > 1 && streams.seqs && streams.e) {
+        snprintf(name, sizeof name, "tg%ldx%ld", o->n_gen, o->n_seq);
+        rate_t r = measure(ctx, m, o->n_gen, RUN_GEN_BATCHED, &streams, o->reps, logits, toks);
+        json_array_append_new(out, result_json(name, 0, o->n_gen, o, r, m, bpt / (double)o->n_seq, bw));
     }
     long rss = peak_rss_bytes();
     if (o->as_json) {
@@ -211,6 +249,9 @@ static int bench_model(const bench_opts_t *o, double bw) {
         }
     }
     json_decref(out);
+    for (long j = 0; streams.seqs && j < o->n_seq; j++) pv_seq_close(&streams.seqs[j]);
+    free(streams.seqs);
+    free(streams.e);
     free(logits);
     free(toks);
     pv_ctx_free(ctx);
@@ -222,7 +263,7 @@ static int bench_model(const bench_opts_t *o, double bw) {
 int cmd_bench(int argc, char **argv) {
     bench_opts_t o;
     if (parse_bench_opts(argc, argv, &o)) {
-        fprintf(stderr, "usage: pensieve bench -m MODEL [-p 512] [-n 128] [-t THREADS] [-r REPS] [--json]\n"
+        fprintf(stderr, "usage: pensieve bench -m MODEL [-p 512] [-n 128] [-b STREAMS] [-t THREADS] [-r REPS] [--json]\n"
                         "       pensieve bench --memory [-t THREADS]\n");
         return 2;
     }

@@ -19,7 +19,7 @@ static void usage(FILE *out) {
             "commands:\n"
             "  info MODEL.gguf [--json]     describe a model file\n"
             "  run -m MODEL -p PROMPT ...   generate a continuation (pensieve run --help)\n"
-            "  bench -m MODEL [-p N] [-n N] [-t T] [-r R] [--json]   speed and bandwidth limit\n"
+            "  bench -m MODEL [-p N] [-n N] [-b B] [-t T] [-r R] [--json]   speed and bandwidth limit\n"
             "  tokenize -m MODEL [--ids] [--bos] [--special] TEXT | -   text to token ids\n"
             "  detokenize -m MODEL ID... | -                            token ids to text\n"
             "  template (-t FILE.jinja | -m MODEL) [-c CONTEXT.json]      render a chat template\n"

@@ -1,5 +1,5 @@
-/* avx2_quant.c - AVX2 activation quantizers, the fast twins of ref.c's
- * from_float routines, bit for bit: the same block maximum, the same scale
+/* avx2_quant.c - AVX2 activation quantizers (and f16 widening), the fast twins of ref.c's
+ * from_float (to_float) routines, bit for bit: the same block maximum, the same scale
  * and its inverse computed in scalar float, the same products rounded half
  * away from zero as roundf does. */
 #include <immintrin.h>
@@ -96,8 +96,28 @@ PV_AVX2 static void q8_K_from_float(const float *x, void *row, int64_t n) {
     }
 }
 
+/* f16: F16C rounds to nearest even, as pv_f32_to_f16 does. */
+PV_AVX2 static void f16_from_float(const float *x, void *row, int64_t n) {
+    uint16_t *y = row;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) y[i] = pv_f32_to_f16(x[i]);
+}
+
+/* In ascending order, 8 at a time (x8.c widens a row's halves in place). */
+PV_AVX2 static void f16_to_float(const void *row, float *y, int64_t n) {
+    const uint16_t *x = row;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
+    for (; i < n; i++) y[i] = pv_f16_to_f32(x[i]);
+}
+
+pv_to_float_fn pv__avx2_to_float(pv_type_t t) { return t == PV_TYPE_F16 ? f16_to_float : NULL; }
+
 pv_from_float_fn pv__avx2_from_float(pv_type_t t) {
     switch (t) {
+    case PV_TYPE_F16: return f16_from_float;
     case PV_TYPE_Q8_0: return q8_0_from_float;
     case PV_TYPE_Q8_K: return q8_K_from_float;
     default: return NULL;

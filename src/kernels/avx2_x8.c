@@ -28,7 +28,8 @@ PV_AVX2 static inline __m256i bcast4(const int8_t *p) {
  * out of order (scales at its end first) and every kernel reads several
  * places of a block, which keeps the hardware prefetchers from running far
  * enough ahead to hide memory latency; with one token there is little work
- * per byte to hide it behind. */
+ * per byte to hide it behind, and the 4-token kernels, whose work per byte
+ * is 4 times larger, still stall on every miss without it. */
 #define PREFETCH_AHEAD 3072
 PV_AVX2 static inline void prefetch_ahead(const void *block, size_t size) {
     for (size_t off = 0; off < size; off += 64) _mm_prefetch((const char *)block + PREFETCH_AHEAD + off, _MM_HINT_T0);
@@ -40,18 +41,20 @@ PV_AVX2 static inline __m256 scales(const uint16_t *d, const pv_x8_head *h) {
 }
 
 /* q4_0: nibbles 0..15 are unsigned, so maddubs takes them against signed
- * activations directly; 8 products of a block summed in int16 stay within
- * 8 * 2 * 15 * 128 < 32768. The offset of 8 comes out through the token's
- * block sum: sum (q - 8) a = sum q a - 8 sum a. */
+ * activations directly. The offset of 8 comes out through where the int16
+ * sums start, the token's head (-8 times its block sums, per int16 half):
+ * sum (q - 8) a = sum q a - 8 sum a. */
 PV_AVX2 static inline __m256i q4_0_tok(__m256i lo, __m256i hi, const int8_t *aq, int c, __m256i s) {
     s = _mm256_add_epi16(s, _mm256_maddubs_epi16(lo, bcast4(aq + 4 * c)));
     return _mm256_add_epi16(s, _mm256_maddubs_epi16(hi, bcast4(aq + 16 + 4 * c)));
 }
 
+/* Where a token's int16 sums of a block start (see pv_x8_head). */
+PV_AVX2 static inline __m256i q4_0_start(const pv_x8_head *h) { return bcast4((const int8_t *)h->offset); }
+
 /* A token's int16 sums of one block -> its 8 float row sums added into acc. */
 PV_AVX2 static inline __m256 q4_0_finish(__m256i s16, const uint16_t *d, const pv_x8_head *h, __m256 acc) {
     __m256i s = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
-    s = _mm256_sub_epi32(s, _mm256_slli_epi32(_mm256_set1_epi32(h->sum), 3));
     return _mm256_fmadd_ps(scales(d, h), _mm256_cvtepi32_ps(s), acc);
 }
 
@@ -61,7 +64,7 @@ PV_AVX2 static void q4_0_x8_1(const pv_block_q4_0x8 *x, const uint8_t *a, int64_
     const __m256i low4 = _mm256_set1_epi8(0x0f);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / PV_QK; b++) {
-        __m256i s = _mm256_setzero_si256();
+        __m256i s = q4_0_start(&h[b]);
         prefetch_ahead(&x[b], sizeof x[b]);
         for (int c = 0; c < 4; c++) {
             __m256i v = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));
@@ -72,15 +75,16 @@ PV_AVX2 static void q4_0_x8_1(const pv_block_q4_0x8 *x, const uint8_t *a, int64_
     _mm256_storeu_ps(out, acc);
 }
 
-PV_AVX2 static void q4_0_x8_4(const pv_block_q4_0x8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out) {
+PV_AVX2 static void q4_0_x8_4(const pv_block_q4_0x8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out, int nt, int ahead) {
     const pv_x8_head *h0 = (const pv_x8_head *)a, *h1 = (const pv_x8_head *)(a + a_stride);
-    const pv_x8_head *h2 = (const pv_x8_head *)(a + 2 * a_stride), *h3 = (const pv_x8_head *)(a + 3 * a_stride);
+    const pv_x8_head *h2 = (const pv_x8_head *)(a + 2 * a_stride), *h3 = (const pv_x8_head *)(a + (nt > 3 ? 3 : 2) * a_stride);
     const pv_block_q8_0 *y0 = pv__x8_act_blocks(h0, n), *y1 = pv__x8_act_blocks(h1, n);
     const pv_block_q8_0 *y2 = pv__x8_act_blocks(h2, n), *y3 = pv__x8_act_blocks(h3, n);
     const __m256i low4 = _mm256_set1_epi8(0x0f);
     __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
     for (int64_t b = 0; b < n / PV_QK; b++) {
-        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+        __m256i s0 = q4_0_start(&h0[b]), s1 = q4_0_start(&h1[b]), s2 = q4_0_start(&h2[b]), s3 = q4_0_start(&h3[b]);
+        if (ahead) prefetch_ahead(&x[b], sizeof x[b]);
         for (int c = 0; c < 4; c++) {
             __m256i v = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));
             __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
@@ -97,7 +101,7 @@ PV_AVX2 static void q4_0_x8_4(const pv_block_q4_0x8 *x, const uint8_t *a, size_t
     _mm256_storeu_ps(out, acc0);
     _mm256_storeu_ps(out + 8, acc1);
     _mm256_storeu_ps(out + 16, acc2);
-    _mm256_storeu_ps(out + 24, acc3);
+    if (nt > 3) _mm256_storeu_ps(out + 24, acc3);
 }
 
 /* q8_0: signed by signed through the sign trick, |w| (aw) times a with w's
@@ -129,14 +133,15 @@ PV_AVX2 static void q8_0_x8_1(const pv_block_q8_0x8 *x, const uint8_t *a, int64_
     _mm256_storeu_ps(out, acc);
 }
 
-PV_AVX2 static void q8_0_x8_4(const pv_block_q8_0x8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out) {
+PV_AVX2 static void q8_0_x8_4(const pv_block_q8_0x8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out, int nt, int ahead) {
     const pv_x8_head *h0 = (const pv_x8_head *)a, *h1 = (const pv_x8_head *)(a + a_stride);
-    const pv_x8_head *h2 = (const pv_x8_head *)(a + 2 * a_stride), *h3 = (const pv_x8_head *)(a + 3 * a_stride);
+    const pv_x8_head *h2 = (const pv_x8_head *)(a + 2 * a_stride), *h3 = (const pv_x8_head *)(a + (nt > 3 ? 3 : 2) * a_stride);
     const pv_block_q8_0 *y0 = pv__x8_act_blocks(h0, n), *y1 = pv__x8_act_blocks(h1, n);
     const pv_block_q8_0 *y2 = pv__x8_act_blocks(h2, n), *y3 = pv__x8_act_blocks(h3, n);
     __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
     for (int64_t b = 0; b < n / PV_QK; b++) {
         __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+        if (ahead) prefetch_ahead(&x[b], sizeof x[b]);
         for (int c = 0; c < 8; c++) {
             __m256i w = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c)), aw = _mm256_sign_epi8(w, w);
             s0 = q8_0_tok(aw, w, y0[b].qs, c, s0);
@@ -152,7 +157,7 @@ PV_AVX2 static void q8_0_x8_4(const pv_block_q8_0x8 *x, const uint8_t *a, size_t
     _mm256_storeu_ps(out, acc0);
     _mm256_storeu_ps(out + 8, acc1);
     _mm256_storeu_ps(out + 16, acc2);
-    _mm256_storeu_ps(out + 24, acc3);
+    if (nt > 3) _mm256_storeu_ps(out + 24, acc3);
 }
 
 /* q4_K: per sub-block of 32, the nibbles' sums (int16, 8 maddubs each, as for
@@ -208,14 +213,18 @@ PV_AVX2 static inline __m256i k_mins(const k_scales_t *k, const pv_block_q8_K *y
     return _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_shuffle_epi8(k->m47, LANE_PAIR(2, 3)), p67));
 }
 
-/* One token's share of 64 elements (chunk c): the two sub-blocks' int16
- * sums, then weighted by their scales into isum. */
-PV_AVX2 static inline __m256i q4_K_chunk_tok(const __m256i lo[8], const __m256i hi[8], const int8_t *aq, __m256i sc_lo,
+/* One token's share of the 64 elements of chunk c (aq: the token's), each
+ * piece decoded as it is used (16 decoded vectors held at once would not
+ * stay in registers): the two sub-blocks' int16 sums, weighted by their
+ * scales into isum. */
+PV_AVX2 static inline __m256i q4_K_chunk_tok(const pv_block_q4_Kx8 *x, int c, const int8_t *aq, __m256i sc_lo,
                                              __m256i sc_hi, __m256i isum) {
-    __m256i s_lo = _mm256_maddubs_epi16(lo[0], bcast4(aq)), s_hi = _mm256_maddubs_epi16(hi[0], bcast4(aq + 32));
-    for (int i = 1; i < 8; i++) {
-        s_lo = _mm256_add_epi16(s_lo, _mm256_maddubs_epi16(lo[i], bcast4(aq + 4 * i)));
-        s_hi = _mm256_add_epi16(s_hi, _mm256_maddubs_epi16(hi[i], bcast4(aq + 32 + 4 * i)));
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    __m256i s_lo = _mm256_setzero_si256(), s_hi = s_lo;
+    for (int i = 0; i < 8; i++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(x->qs + 256 * c + 32 * i));
+        s_lo = _mm256_add_epi16(s_lo, _mm256_maddubs_epi16(_mm256_and_si256(v, low4), bcast4(aq + 4 * i)));
+        s_hi = _mm256_add_epi16(s_hi, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), low4), bcast4(aq + 32 + 4 * i)));
     }
     return _mm256_add_epi32(isum, _mm256_add_epi32(_mm256_madd_epi16(s_lo, sc_lo), _mm256_madd_epi16(s_hi, sc_hi)));
 }
@@ -229,16 +238,6 @@ PV_AVX2 static inline __m256 q4_K_finish(const pv_block_q4_Kx8 *x, const k_scale
     return _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(k_mins(k, y)), acc);
 }
 
-/* The 64 elements of chunk c of 8 rows: 8 loads, low and high nibbles. */
-PV_AVX2 static inline void q4_K_chunk(const pv_block_q4_Kx8 *x, int c, __m256i lo[8], __m256i hi[8]) {
-    const __m256i low4 = _mm256_set1_epi8(0x0f);
-    for (int i = 0; i < 8; i++) {
-        __m256i v = _mm256_loadu_si256((const __m256i *)(x->qs + 256 * c + 32 * i));
-        lo[i] = _mm256_and_si256(v, low4);
-        hi[i] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
-    }
-}
-
 PV_AVX2 static void q4_K_x8_1(const pv_block_q4_Kx8 *x, const uint8_t *a, int64_t n, float *out) {
     const pv_block_q8_K *y = (const pv_block_q8_K *)a;
     __m256 acc = _mm256_setzero_ps();
@@ -246,11 +245,11 @@ PV_AVX2 static void q4_K_x8_1(const pv_block_q4_Kx8 *x, const uint8_t *a, int64_
         prefetch_ahead(&x[b], sizeof x[b]);
         k_scales_t k = k_scales(x[b].scales);
         __m256i isum = _mm256_setzero_si256();
-        for (int c = 0; c < 4; c++) {
-            __m256i lo[8], hi[8];
-            q4_K_chunk(&x[b], c, lo, hi);
-            isum = q4_K_chunk_tok(lo, hi, y[b].qs + 64 * c, k_sub_scale(&k, 2 * c), k_sub_scale(&k, 2 * c + 1), isum);
-        }
+        /* chunks spelled out, so that each k_sub_scale is one shuffle (no switch) */
+        isum = q4_K_chunk_tok(&x[b], 0, y[b].qs, k_sub_scale(&k, 0), k_sub_scale(&k, 1), isum);
+        isum = q4_K_chunk_tok(&x[b], 1, y[b].qs + 64, k_sub_scale(&k, 2), k_sub_scale(&k, 3), isum);
+        isum = q4_K_chunk_tok(&x[b], 2, y[b].qs + 128, k_sub_scale(&k, 4), k_sub_scale(&k, 5), isum);
+        isum = q4_K_chunk_tok(&x[b], 3, y[b].qs + 192, k_sub_scale(&k, 6), k_sub_scale(&k, 7), isum);
         acc = q4_K_finish(&x[b], &k, &y[b], isum, acc);
     }
     _mm256_storeu_ps(out, acc);
@@ -278,18 +277,24 @@ PV_AVX2 static void q4_K_x8_1(const pv_block_q4_Kx8 *x, const uint8_t *a, int64_
     }
 
 /* 4 tokens, a sub-block at a time (16 vectors of a whole chunk would not stay in registers). */
-PV_AVX2 static void q4_K_x8_4(const pv_block_q4_Kx8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out) {
+PV_AVX2 static void q4_K_x8_4(const pv_block_q4_Kx8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out, int nt, int ahead) {
     const pv_block_q8_K *y0 = (const pv_block_q8_K *)a, *y1 = (const pv_block_q8_K *)(a + a_stride);
-    const pv_block_q8_K *y2 = (const pv_block_q8_K *)(a + 2 * a_stride), *y3 = (const pv_block_q8_K *)(a + 3 * a_stride);
+    const pv_block_q8_K *y2 = (const pv_block_q8_K *)(a + 2 * a_stride), *y3 = (const pv_block_q8_K *)(a + (nt > 3 ? 3 : 2) * a_stride);
     const __m256i low4 = _mm256_set1_epi8(0x0f);
     __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
     for (int64_t b = 0; b < n / PV_QK_K; b++) {
+        if (ahead) prefetch_ahead(&x[b], sizeof x[b]);
         k_scales_t k = k_scales(x[b].scales);
         __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
-        for (int c = 0; c < 4; c++) {
-            Q4_K_SUB_X4(&x[b], c, 0, k_sub_scale(&k, 2 * c))
-            Q4_K_SUB_X4(&x[b], c, 1, k_sub_scale(&k, 2 * c + 1))
-        }
+        /* sub-blocks spelled out, so that each k_sub_scale is one shuffle (no switch) */
+        Q4_K_SUB_X4(&x[b], 0, 0, k_sub_scale(&k, 0))
+        Q4_K_SUB_X4(&x[b], 0, 1, k_sub_scale(&k, 1))
+        Q4_K_SUB_X4(&x[b], 1, 0, k_sub_scale(&k, 2))
+        Q4_K_SUB_X4(&x[b], 1, 1, k_sub_scale(&k, 3))
+        Q4_K_SUB_X4(&x[b], 2, 0, k_sub_scale(&k, 4))
+        Q4_K_SUB_X4(&x[b], 2, 1, k_sub_scale(&k, 5))
+        Q4_K_SUB_X4(&x[b], 3, 0, k_sub_scale(&k, 6))
+        Q4_K_SUB_X4(&x[b], 3, 1, k_sub_scale(&k, 7))
         acc0 = q4_K_finish(&x[b], &k, &y0[b], s0, acc0);
         acc1 = q4_K_finish(&x[b], &k, &y1[b], s1, acc1);
         acc2 = q4_K_finish(&x[b], &k, &y2[b], s2, acc2);
@@ -298,7 +303,7 @@ PV_AVX2 static void q4_K_x8_4(const pv_block_q4_Kx8 *x, const uint8_t *a, size_t
     _mm256_storeu_ps(out, acc0);
     _mm256_storeu_ps(out + 8, acc1);
     _mm256_storeu_ps(out + 16, acc2);
-    _mm256_storeu_ps(out + 24, acc3);
+    if (nt > 3) _mm256_storeu_ps(out + 24, acc3);
 }
 
 /* q6_K: 6-bit values 0..63 (unsigned, so maddubs applies; two products of a
@@ -378,50 +383,29 @@ PV_AVX2 static inline __m256 q6_K_finish(const pv_block_q6_Kx8 *x, const pv_bloc
             Q6_K_SET(x, 0, STEP) Q6_K_SET(x, 1, STEP) Q6_K_SET(x, 2, STEP) Q6_K_SET(x, 3, STEP) \
         }
 
-/* All 4 value sets of piece i of half h (q6_K_vals for t = 0..3) from one
- * load each of the two ql pieces and the qh piece. */
-PV_AVX2 static inline void q6_K_piece(const pv_block_q6_Kx8 *x, int h, int i, __m256i q[4]) {
-    const __m256i low4 = _mm256_set1_epi8(0x0f), top2 = _mm256_set1_epi8(0x30);
-    __m256i a = _mm256_loadu_si256((const __m256i *)(x->ql + 32 * (16 * h + i)));
-    __m256i b = _mm256_loadu_si256((const __m256i *)(x->ql + 32 * (16 * h + 8 + i)));
-    __m256i hb = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * (8 * h + i)));
-    q[0] = _mm256_or_si256(_mm256_and_si256(a, low4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), top2));
-    q[1] = _mm256_or_si256(_mm256_and_si256(b, low4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), top2));
-    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), low4), _mm256_and_si256(hb, top2));
-    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), low4), _mm256_and_si256(_mm256_srli_epi16(hb, 2), top2));
-}
-
-/* One token: each piece is decoded once into its 4 value sets, which meet
- * the token in 4 int16 sums, weighted by their sub-blocks' scales every two pieces. */
+/* One token, a sub-block at a time as the 4-token kernel goes (decoding
+ * each piece into its 4 value sets at once kept 12 vectors live, which
+ * were spilled to the stack): int16 sums of two pieces, weighted by their
+ * sub-block's scales. */
 PV_AVX2 static void q6_K_x8_1(const pv_block_q6_Kx8 *x, const uint8_t *a, int64_t n, float *out) {
     const pv_block_q8_K *y = (const pv_block_q8_K *)a;
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / PV_QK_K; b++) {
         __m256i isum = _mm256_setzero_si256();
         prefetch_ahead(&x[b], sizeof x[b]);
-        for (int h = 0; h < 2; h++)
-            for (int ib = 0; ib < 2; ib++) {
-                __m256i sc[4];
-                for (int t = 0; t < 4; t++) sc[t] = q6_K_sub_scale(&x[b], 8 * h + 2 * t + ib);
-                for (int i = 4 * ib; i < 4 * ib + 4; i += 2) {
-                    __m256i q0[4], q1[4];
-                    const int8_t *aq = y[b].qs + 128 * h + 4 * i;
-                    q6_K_piece(&x[b], h, i, q0);
-                    q6_K_piece(&x[b], h, i + 1, q1);
-                    for (int t = 0; t < 4; t++) isum = q6_K_tok(q0[t], q1[t], sc[t], aq + 32 * t, isum);
-                }
-            }
+        Q6_K_SUB_BLOCKS(&x[b], isum = q6_K_tok(v0, v1, sc, y[b].qs + at, isum))
         acc = q6_K_finish(&x[b], &y[b], isum, acc);
     }
     _mm256_storeu_ps(out, acc);
 }
 
-PV_AVX2 static void q6_K_x8_4(const pv_block_q6_Kx8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out) {
+PV_AVX2 static void q6_K_x8_4(const pv_block_q6_Kx8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out, int nt, int ahead) {
     const pv_block_q8_K *y0 = (const pv_block_q8_K *)a, *y1 = (const pv_block_q8_K *)(a + a_stride);
-    const pv_block_q8_K *y2 = (const pv_block_q8_K *)(a + 2 * a_stride), *y3 = (const pv_block_q8_K *)(a + 3 * a_stride);
+    const pv_block_q8_K *y2 = (const pv_block_q8_K *)(a + 2 * a_stride), *y3 = (const pv_block_q8_K *)(a + (nt > 3 ? 3 : 2) * a_stride);
     __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
     for (int64_t b = 0; b < n / PV_QK_K; b++) {
         __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+        if (ahead) prefetch_ahead(&x[b], sizeof x[b]);
         Q6_K_SUB_BLOCKS(&x[b], s0 = q6_K_tok(v0, v1, sc, y0[b].qs + at, s0); s1 = q6_K_tok(v0, v1, sc, y1[b].qs + at, s1);
                         s2 = q6_K_tok(v0, v1, sc, y2[b].qs + at, s2); s3 = q6_K_tok(v0, v1, sc, y3[b].qs + at, s3))
         acc0 = q6_K_finish(&x[b], &y0[b], s0, acc0);
@@ -432,15 +416,81 @@ PV_AVX2 static void q6_K_x8_4(const pv_block_q6_Kx8 *x, const uint8_t *a, size_t
     _mm256_storeu_ps(out, acc0);
     _mm256_storeu_ps(out + 8, acc1);
     _mm256_storeu_ps(out + 16, acc2);
-    _mm256_storeu_ps(out + 24, acc3);
+    if (nt > 3) _mm256_storeu_ps(out + 24, acc3);
 }
 
-/* 4 tokens at a time through the 4-token kernel, the rest one by one. */
+/* f16: a 32-byte piece holds columns 2k, 2k + 1 of the 8 rows; its halves
+ * widen to floats for rows 0-3 (lo) and rows 4-7 (hi), and one 8-byte
+ * broadcast of the token's 2 activations meets both in two FMAs. Each
+ * accumulator lane sums one row's even or odd columns; f16_rows adds the
+ * pairs. The weights are read as they are: only the activations were rounded. */
+PV_AVX2 static inline __m256 f16_lo(const uint16_t *w) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w)); }
+PV_AVX2 static inline __m256 f16_hi(const uint16_t *w) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 8))); }
+PV_AVX2 static inline __m256 bcast2(const float *a) { return _mm256_castpd_ps(_mm256_broadcast_sd((const double *)a)); }
+
+/* Rows 0-3 (lo) and 4-7 (hi), each as (even, odd) column sums -> the 8 row sums in order. */
+PV_AVX2 static inline __m256 f16_rows(__m256 lo, __m256 hi) {
+    __m256 h = _mm256_hadd_ps(lo, hi); /* rows 0 1 4 5 | 2 3 6 7 */
+    return _mm256_permutevar8x32_ps(h, _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7));
+}
+
+/* One token: two column pairs per step with their own sums (an FMA's latency
+ * would otherwise hold every step back). n is a multiple of 8. */
+PV_AVX2 static void f16_x8_1(const uint16_t *w, const uint8_t *a, int64_t n, float *out) {
+    const float *y = (const float *)a;
+    __m256 lo0 = _mm256_setzero_ps(), hi0 = lo0, lo1 = lo0, hi1 = lo0;
+    for (int64_t i = 0; i < n; i += 4, w += 32) {
+        prefetch_ahead(w, 64);
+        __m256 y0 = bcast2(y + i), y1 = bcast2(y + i + 2);
+        lo0 = _mm256_fmadd_ps(f16_lo(w), y0, lo0);
+        hi0 = _mm256_fmadd_ps(f16_hi(w), y0, hi0);
+        lo1 = _mm256_fmadd_ps(f16_lo(w + 16), y1, lo1);
+        hi1 = _mm256_fmadd_ps(f16_hi(w + 16), y1, hi1);
+    }
+    _mm256_storeu_ps(out, f16_rows(_mm256_add_ps(lo0, lo1), _mm256_add_ps(hi0, hi1)));
+}
+
+/* 4 tokens: each column pair is widened once and meets every token; the 8
+ * sums (2 per token) keep 8 FMAs in flight. */
+PV_AVX2 static void f16_x8_4(const uint16_t *w, const uint8_t *a, size_t a_stride, int64_t n, float *out, int nt, int ahead) {
+    const float *y0 = (const float *)a, *y1 = (const float *)(a + a_stride);
+    const float *y2 = (const float *)(a + 2 * a_stride), *y3 = (const float *)(a + (nt > 3 ? 3 : 2) * a_stride);
+    __m256 lo0 = _mm256_setzero_ps(), hi0 = lo0, lo1 = lo0, hi1 = lo0, lo2 = lo0, hi2 = lo0, lo3 = lo0, hi3 = lo0;
+    for (int64_t i = 0; i < n; i += 2, w += 16) {
+        if (ahead && i % 4 == 0) prefetch_ahead(w, 64);
+        __m256 wl = f16_lo(w), wh = f16_hi(w), b;
+        b = bcast2(y0 + i);
+        lo0 = _mm256_fmadd_ps(wl, b, lo0);
+        hi0 = _mm256_fmadd_ps(wh, b, hi0);
+        b = bcast2(y1 + i);
+        lo1 = _mm256_fmadd_ps(wl, b, lo1);
+        hi1 = _mm256_fmadd_ps(wh, b, hi1);
+        b = bcast2(y2 + i);
+        lo2 = _mm256_fmadd_ps(wl, b, lo2);
+        hi2 = _mm256_fmadd_ps(wh, b, hi2);
+        b = bcast2(y3 + i);
+        lo3 = _mm256_fmadd_ps(wl, b, lo3);
+        hi3 = _mm256_fmadd_ps(wh, b, hi3);
+    }
+    _mm256_storeu_ps(out, f16_rows(lo0, hi0));
+    _mm256_storeu_ps(out + 8, f16_rows(lo1, hi1));
+    _mm256_storeu_ps(out + 16, f16_rows(lo2, hi2));
+    if (nt > 3) _mm256_storeu_ps(out + 24, f16_rows(lo3, hi3));
+}
+
+/* 4 tokens at a time through the 4-token kernel (nt = 3: the third token
+ * twice, its second sums dropped, which costs less than 3 one-token
+ * passes), the rest one by one. Only the first pass over the group
+ * prefetches: the later ones find it in cache (prompts are compute-bound,
+ * and the prefetches would cost them ~5%). */
 #define X8_ENTRY(name)                                                                                 \
     PV_AVX2 static void name(const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out) { \
         const uint8_t *ap = a;                                                                                  \
         int j = 0;                                                                                              \
-        for (; j + 4 <= n_tok; j += 4) name##_4(w, ap + (size_t)j * a_stride, a_stride, n, out + PV_X8 * j);    \
+        for (; j + 3 <= n_tok; j += 4) {                                                                       \
+            int nt = n_tok - j < 4 ? n_tok - j : 4;                                                            \
+            name##_4(w, ap + (size_t)j * a_stride, a_stride, n, out + PV_X8 * j, nt, j == 0);                  \
+        }                                                                                                       \
         for (; j < n_tok; j++) name##_1(w, ap + (size_t)j * a_stride, n, out + PV_X8 * j);                      \
     }
 
@@ -448,6 +498,7 @@ X8_ENTRY(q4_0_x8)
 X8_ENTRY(q8_0_x8)
 X8_ENTRY(q4_K_x8)
 X8_ENTRY(q6_K_x8)
+X8_ENTRY(f16_x8)
 
 pv_dot_x8_fn pv__avx2_dot_x8(pv_type_t t) {
     switch (t) {
@@ -455,6 +506,7 @@ pv_dot_x8_fn pv__avx2_dot_x8(pv_type_t t) {
     case PV_TYPE_Q8_0: return q8_0_x8;
     case PV_TYPE_Q4_K: return q4_K_x8;
     case PV_TYPE_Q6_K: return q6_K_x8;
+    case PV_TYPE_F16: return f16_x8;
     default: return NULL;
     }
 }

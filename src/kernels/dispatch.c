@@ -49,6 +49,8 @@ static void choose_kernels(void) {
         if (fast) active[t].vec_dot4 = pv__avx2_vec_dot4((pv_type_t)t);
         pv_from_float_fn q = fast ? pv__avx2_from_float((pv_type_t)t) : NULL;
         if (q) active[t].from_float = q;
+        pv_to_float_fn w = fast ? pv__avx2_to_float((pv_type_t)t) : NULL;
+        if (w) active[t].to_float = w;
         active[t].dot_x8 = fast ? pv__avx2_dot_x8((pv_type_t)t) : pv__x8_ref((pv_type_t)t);
     }
     if (fast) {
@@ -135,7 +137,7 @@ typedef struct {
     atomic_int_fast64_t next; /* first group no thread has taken yet */
 } x8_task_t;
 
-#define X8_TOKENS 4       /* tokens one kernel call takes */
+#define X8_TOKENS 16      /* tokens one kernel call takes (it goes 4 at a time) */
 #define X8_CHUNKS_PER_THREAD 8
 
 /* Threads take chunks of consecutive groups from a shared counter until none
@@ -160,7 +162,7 @@ static void matmul_x8_groups(void *arg, int ith, int nth) {
 
 size_t pv_matmul_work_size(pv_type_t t, int64_t n_cols, int n_tok) {
     size_t rows = pv_matvec_work_size(t, n_cols);
-    if (pv_x8_supported(t, PV_X8) && pv__x8_act_row_size(t, n_cols) > rows) rows = pv__x8_act_row_size(t, n_cols);
+    if (pv_x8_supported(t, PV_X8, n_cols) && pv__x8_act_row_size(t, n_cols) > rows) rows = pv__x8_act_row_size(t, n_cols);
     return rows * (size_t)n_tok;
 }
 
@@ -174,7 +176,7 @@ static void matmul_x8(pv_type_t t, const void *w, int64_t n_rows, int64_t n_cols
                       float *const *ys, int n_tok, void *work, pv_pool_t *pool) {
     const pv_kern_traits_t *k = pv_kern_traits(t);
     size_t act_size = pv__x8_act_row_size(t, n_cols);
-    assert(k && k->dot_x8 && pv_x8_supported(t, n_rows));
+    assert(k && k->dot_x8 && pv_x8_supported(t, n_rows, n_cols));
     for (int b = 0; b < n_tok; b++) pv__x8_act_quantize(t, xs[b], (uint8_t *)work + (size_t)b * act_size, n_cols);
     int64_t n_groups = n_rows / PV_X8, chunk = n_groups / (pv_pool_size(pool) * X8_CHUNKS_PER_THREAD);
     x8_task_t task = {.dot = k->dot_x8,

@@ -35,7 +35,7 @@ typedef enum {
 } pv_layout_t;
 
 /* One group of 8 interleaved rows (PV_LAYOUT_X8, n columns) against n_tok
- * (1..4) activation rows in the format pv__x8_act_quantize writes (kern_internal.h),
+ * activation rows (any number; the AVX2 kernels go 4 at a time) in the format pv__x8_act_quantize writes (kern_internal.h),
  * a_stride bytes apart: out[8 * j + r] = dot(row r, token j). */
 typedef void (*pv_dot_x8_fn)(const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out);
 
@@ -77,12 +77,13 @@ size_t pv_matmul_work_size(pv_type_t t, int64_t n_cols, int n_tok);
 void pv_matmul(pv_type_t t, pv_layout_t layout, const void *w, int64_t n_rows, int64_t n_cols, const float *const *xs,
                float *const *ys, int n_tok, void *work, pv_pool_t *pool);
 
-/* 1 when a weight of type t with n_rows rows can take PV_LAYOUT_X8: q4_0,
- * q8_0, q4_K and q6_K, n_rows a multiple of 8. */
-int pv_x8_supported(pv_type_t t, int64_t n_rows);
+/* 1 when a weight of type t with n_rows rows of n_cols can take
+ * PV_LAYOUT_X8: q4_0, q8_0, q4_K, q6_K and f16 (n_cols a multiple of 8),
+ * n_rows a multiple of 8. */
+int pv_x8_supported(pv_type_t t, int64_t n_rows, int64_t n_cols);
 
 /* Writes the n_rows rows of src (PV_LAYOUT_ROWS) to dst in PV_LAYOUT_X8,
- * which takes the same number of bytes; pv_x8_supported(t, n_rows). */
+ * which takes the same number of bytes; pv_x8_supported(t, n_rows, n_cols). */
 void pv_x8_repack(pv_type_t t, const void *src, int64_t n_rows, int64_t n_cols, void *dst);
 
 /* Copies row r of w (n_cols elements) into y as floats (embedding lookup). */

@@ -63,6 +63,10 @@ static_assert(sizeof(pv_block_q8_K) == 292, "q8_K block layout");
  * 64c + 32 + 4i.. (high), c = k / 8, i = k % 8. q6_K keeps its d (last in
  * its file block) with the others in front, then ql, qh, scales in pieces. */
 #define PV_X8 PV_X8_ROWS
+/* f16 (no scales) is cut into 4-byte pieces of 2 columns: a 32-byte load
+ * holds columns 2k, 2k + 1 of the 8 rows, row by row. Its activation row is
+ * n floats, each rounded to half precision. */
+#define PV_X8_F16_COLS 2
 typedef struct {
     uint16_t d[PV_X8];
     uint8_t qs[PV_X8 * PV_QK / 2];
@@ -91,12 +95,16 @@ static_assert(sizeof(pv_block_q4_Kx8) == PV_X8 * sizeof(pv_block_q4_K), "q4_Kx8 
 static_assert(sizeof(pv_block_q8_0x8) == PV_X8 * sizeof(pv_block_q8_0), "q8_0x8 block layout");
 
 /* The activation row the x8 kernels read, for n columns (nb = n / 32 blocks):
- * nb heads (the block's scale as a float, the sum of its 32 values, which
- * takes q4_0's offset of 8 out of the integer dot product), then the nb
- * q8_0 blocks themselves. */
+ * nb heads, then the nb q8_0 blocks themselves. A head holds the block's
+ * scale as a float and -8 times the sums of its values at bytes 0, 1 and at
+ * bytes 2, 3 of each 4-byte piece: the two int16 halves of a 32-bit lane
+ * that maddubs sums those bytes into. The q4_0 kernels start their int16
+ * sums there, which takes q4_0's offset of 8 out of the integer dot product
+ * at no cost: every value then counts -8 or (q - 8) times, so the running
+ * sums stay within 8 * 16 * 127 in magnitude. */
 typedef struct {
     float d;
-    int32_t sum;
+    int16_t offset[2];
 } pv_x8_head;
 
 size_t pv__x8_act_size(int64_t n);                       /* bytes of one row, a multiple of 32 */
@@ -106,9 +114,12 @@ static inline const pv_block_q8_0 *pv__x8_act_blocks(const void *row, int64_t n)
 }
 
 /* What the x8 kernels of weight type t read: the activation row above for
- * q4_0 and q8_0, a plain q8_K row for K-quants. */
+ * q4_0 and q8_0, a plain q8_K row for K-quants, rounded floats for f16. */
 size_t pv__x8_act_row_size(pv_type_t t, int64_t n);
 void pv__x8_act_quantize(pv_type_t t, const float *x, void *row, int64_t n);
+
+/* Columns of one x8 block of type t (the file's block; 2 for f16). */
+int64_t pv__x8_block_cols(pv_type_t t);
 
 /* Block b of the 8 rows of one x8 group, back in the file's block format
  * (rows[r] receives row r's block). */
@@ -125,6 +136,7 @@ pv_vec_dot4_fn pv__avx2_vec_dot4(pv_type_t t);
 pv_dot_x8_fn pv__x8_ref(pv_type_t t);   /* x8.c: the scalar twins, over pv__x8_unpack and ref.c's vec_dot */
 pv_dot_x8_fn pv__avx2_dot_x8(pv_type_t t); /* avx2_x8.c */
 pv_from_float_fn pv__avx2_from_float(pv_type_t t); /* avx2_quant.c: activation quantizers */
+pv_to_float_fn pv__avx2_to_float(pv_type_t t);     /* avx2_quant.c: f16 rows to floats */
 pv_attn_block_fn pv__avx2_attn_block(void);
 
 #endif

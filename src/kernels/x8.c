@@ -18,9 +18,9 @@
 
 #define PIECE 4 /* bytes of one row that lie together */
 
-int pv_x8_supported(pv_type_t t, int64_t n_rows) {
-    return (t == PV_TYPE_Q4_0 || t == PV_TYPE_Q8_0 || t == PV_TYPE_Q4_K || t == PV_TYPE_Q6_K) && n_rows > 0 &&
-           n_rows % PV_X8 == 0;
+int pv_x8_supported(pv_type_t t, int64_t n_rows, int64_t n_cols) {
+    int quant = t == PV_TYPE_Q4_0 || t == PV_TYPE_Q8_0 || t == PV_TYPE_Q4_K || t == PV_TYPE_Q6_K;
+    return (quant || (t == PV_TYPE_F16 && n_cols % 8 == 0)) && n_rows > 0 && n_rows % PV_X8 == 0;
 }
 
 /* Where a file block keeps its half-precision scales (n_half of them from
@@ -35,6 +35,7 @@ static x8_format_t x8_format(pv_type_t t) {
     switch (t) {
     case PV_TYPE_Q4_K: return (x8_format_t){sizeof(pv_block_q4_K), 0, 2};
     case PV_TYPE_Q6_K: return (x8_format_t){sizeof(pv_block_q6_K), offsetof(pv_block_q6_K, d), 1};
+    case PV_TYPE_F16: return (x8_format_t){PV_X8_F16_COLS * sizeof(uint16_t), 0, 0}; /* 2 columns, no scale */
     default: return (x8_format_t){pv_type_row_size(t, PV_QK), 0, 1}; /* q4_0, q8_0 */
     }
 }
@@ -84,12 +85,30 @@ void pv_x8_repack(pv_type_t t, const void *src, int64_t n_rows, int64_t n_cols, 
 static int reads_q8_K(pv_type_t t) { return t == PV_TYPE_Q4_K || t == PV_TYPE_Q6_K; }
 
 size_t pv__x8_act_row_size(pv_type_t t, int64_t n) {
+    if (t == PV_TYPE_F16) return (size_t)n * sizeof(float);
     return reads_q8_K(t) ? pv_type_row_size(PV_TYPE_Q8_K, n) : pv__x8_act_size(n);
 }
 
+/* f16 weights dot f16 activations (as ref.c's f16 vec_dot does, and
+ * llama.cpp): the activations are rounded to half precision and kept as
+ * floats, so that the kernels broadcast them without converting. The halves
+ * are written to the row's second half, then widened in place: converting
+ * in ascending order never overwrites a half not yet read. */
+static void f16_act_quantize(const float *x, void *row, int64_t n) {
+    const pv_kern_traits_t *k = pv_kern_traits(PV_TYPE_F16);
+    uint16_t *halves = (uint16_t *)((float *)row + n / 2);
+    k->from_float(x, halves, n);
+    k->to_float(halves, row, n);
+}
+
 void pv__x8_act_quantize(pv_type_t t, const float *x, void *row, int64_t n) {
-    if (reads_q8_K(t)) pv_kern_traits(PV_TYPE_Q8_K)->from_float(x, row, n);
+    if (t == PV_TYPE_F16) f16_act_quantize(x, row, n);
+    else if (reads_q8_K(t)) pv_kern_traits(PV_TYPE_Q8_K)->from_float(x, row, n);
     else pv__x8_quantize(x, row, n);
+}
+
+int64_t pv__x8_block_cols(pv_type_t t) {
+    return t == PV_TYPE_F16 ? PV_X8_F16_COLS : (int64_t)pv_type_layout(t)->blck_size;
 }
 
 size_t pv__x8_act_size(int64_t n) {
@@ -103,9 +122,9 @@ void pv__x8_quantize(const float *x, void *row, int64_t n) {
     pv_block_q8_0 *y = (pv_block_q8_0 *)(h + nb);
     pv_kern_traits(PV_TYPE_Q8_0)->from_float(x, y, n);
     for (int64_t b = 0; b < nb; b++) {
-        int32_t sum = 0;
-        for (int j = 0; j < PV_QK; j++) sum += y[b].qs[j];
-        h[b] = (pv_x8_head){pv_f16_to_f32(y[b].d), sum};
+        int32_t sum[2] = {0, 0};
+        for (int j = 0; j < PV_QK; j++) sum[j % 4 / 2] += y[b].qs[j];
+        h[b] = (pv_x8_head){pv_f16_to_f32(y[b].d), {(int16_t)(-8 * sum[0]), (int16_t)(-8 * sum[1])}};
     }
 }
 
@@ -129,6 +148,25 @@ static void x8_dot_ref(pv_type_t t, const void *w, const void *a, size_t a_strid
     }
 }
 
+/* f16: ref.c's f16 vec_dot over each row (one double sum per row and token,
+ * the activations being halves widened to floats). */
+static void f16_x8_ref(const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out) {
+    uint16_t blocks[PV_X8][PV_X8_F16_COLS];
+    void *rows[PV_X8];
+    for (int r = 0; r < PV_X8; r++) rows[r] = blocks[r];
+    for (int j = 0; j < n_tok; j++) {
+        const float *y = (const float *)((const uint8_t *)a + (size_t)j * a_stride);
+        double sum[PV_X8] = {0};
+        for (int64_t b = 0; b < n / PV_X8_F16_COLS; b++) {
+            pv__x8_unpack(PV_TYPE_F16, w, b, rows);
+            for (int r = 0; r < PV_X8; r++)
+                for (int i = 0; i < PV_X8_F16_COLS; i++)
+                    sum[r] += pv_f16_to_f32(blocks[r][i]) * y[PV_X8_F16_COLS * b + i];
+        }
+        for (int r = 0; r < PV_X8; r++) out[PV_X8 * j + r] = (float)sum[r];
+    }
+}
+
 #define X8_TWIN(name, type)                                                                                    \
     static void name(const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out) {       \
         x8_dot_ref(type, w, a, a_stride, n_tok, n, out);                                                      \
@@ -144,6 +182,7 @@ pv_dot_x8_fn pv__x8_ref(pv_type_t t) {
     case PV_TYPE_Q8_0: return q8_0_x8_ref;
     case PV_TYPE_Q4_K: return q4_K_x8_ref;
     case PV_TYPE_Q6_K: return q6_K_x8_ref;
+    case PV_TYPE_F16: return f16_x8_ref;
     default: return NULL;
     }
 }

@@ -231,7 +231,7 @@ static size_t matmul_weights(pv_model_t *m, pv_weight_t **list) {
     return n;
 }
 
-static int repackable(const pv_weight_t *w) { return pv_x8_supported(w->t->type, w->n_rows); }
+static int repackable(const pv_weight_t *w) { return pv_x8_supported(w->t->type, w->n_rows, w->n_cols); }
 
 static size_t weight_bytes(const pv_weight_t *w) { return (size_t)w->n_rows * pv_type_row_size(w->t->type, w->n_cols); }
 
