@@ -4,7 +4,9 @@
 Starts the server on a free 127.0.0.1 port (or uses --url), then runs N concurrent clients, each
 sending R streaming /v1/messages requests. Prompts mix lengths, and a share of them start with a
 common prefix (as Claude Code's turns do). Prints time to first token p50/p99, aggregate and
-per-stream generated tokens/s, prefix-cache reuse, and the server's peak RSS, as a table and JSON.
+per-stream generated tokens/s, inter-token gaps, prefix-cache reuse, the server's peak RSS, and
+(fairness) each client's first stream's rate over the time all of them generated at once, as a
+table and JSON.
 
   bench/serve_bench.py -m build/bench/issue6-32k.gguf --clients 4 --requests 2 --prefix-tokens 2000
 
@@ -248,7 +250,7 @@ def main():
                 body = prefix + " " + body
             jobs.append({"model": "bench", "max_tokens": a.max_tokens, "temperature": 0.7, "stream": True,
                          "messages": [{"role": "user", "content": body}]})
-        results, errors, lock = [], [], threading.Lock()
+        results, errors, lock, first_wave = [], [], threading.Lock(), []
 
         def client(k):
             for j in range(a.requests):
@@ -256,6 +258,8 @@ def main():
                     r = stream_once(host, port, jobs[k * a.requests + j], a.timeout)
                     with lock:
                         results.append(r)
+                        if j == 0:
+                            first_wave.append(r)
                 except Exception as e:  # reported, not fatal
                     with lock:
                         errors.append(str(e))
@@ -280,6 +284,10 @@ def main():
         gen = sum(r[1] for r in results)
         per_stream = [r[1] / r[2] for r in results if r[2] > 0 and r[1] > 1]
         gaps = [g for r in results for g in gaps_of(r[5])]
+        # fairness: each client's first stream, over the time all of them were generating at once
+        lo = max((r[5][0] for r in first_wave if r[5]), default=0.0)
+        hi = min((r[5][-1] for r in first_wave if r[5]), default=0.0)
+        window = [sum(1 for t in r[5] if lo <= t <= hi) / (hi - lo) for r in first_wave] if hi - lo > 0.5 else []
         cached = sum(r[3].get("cache_read_input_tokens", 0) for r in results)
         prompt = sum(r[3].get("input_tokens", 0) + r[3].get("cache_read_input_tokens", 0) for r in results)
         out = {"clients": a.clients, "requests": len(results), "errors": len(errors),
@@ -288,6 +296,8 @@ def main():
                "per_stream_gen_tps_p50": pct(per_stream, 50), "per_stream_gen_tps_min": min(per_stream, default=0.0),
                "per_stream_gen_tps_max": max(per_stream, default=0.0),
                "inter_token_gap_p50_s": pct(gaps, 50), "inter_token_gap_p99_s": pct(gaps, 99),
+               "together_s": max(hi - lo, 0.0), "together_tps_min": min(window, default=0.0),
+               "together_tps_max": max(window, default=0.0),
                "prompt_tokens": prompt, "cached_prompt_tokens": cached, "wall_s": wall, "peak_rss_bytes": peak_rss}
         if not a.json:
             print(f"| clients | requests | errors | TTFT p50 s | TTFT p99 s | gen tok/s (all) | per stream p50 (min-max) | "
@@ -297,6 +307,9 @@ def main():
                   f"{out['aggregate_gen_tps']:.1f} | {out['per_stream_gen_tps_p50']:.1f} "
                   f"({out['per_stream_gen_tps_min']:.1f}-{out['per_stream_gen_tps_max']:.1f}) | "
                   f"{out['inter_token_gap_p99_s']:.3f} | {cached} / {prompt} | {peak_rss / 1048576:.1f} |")
+            if window:
+                print(f"while all {len(window)} first streams generated ({hi - lo:.1f} s): {min(window):.1f}-"
+                      f"{max(window):.1f} tok/s each (the slowest at {100 * min(window) / max(window):.0f}% of the fastest)")
             for e in errors[:5]:
                 print("error:", e, file=sys.stderr)
         print(json.dumps(out))
