@@ -607,6 +607,27 @@ START_TEST(test_ops) {
 }
 END_TEST
 
+/* The dispatched SwiGLU against its twin: odd lengths, large and tiny inputs. */
+START_TEST(test_swiglu_matches_twin) {
+    enum { N = 203 };
+    float a[N], b[N], x[N];
+    for (int i = 0; i < N; i++) {
+        x[i] = i % 17 == 0 ? (i % 2 ? 100.0f : -100.0f) : rndf() * 12;
+        b[i] = rndf() * 3;
+    }
+    for (int n = 1; n <= N; n += 29) {
+        float want[N];
+        memcpy(a, x, sizeof a);
+        memcpy(want, x, sizeof want);
+        pv_swiglu(a, b, n);
+        pv_swiglu_ref(want, b, n);
+        for (int i = 0; i < n; i++)
+            ck_assert_msg(fabsf(a[i] - want[i]) <= 1e-6f * fabsf(want[i]) + 1e-30f, "n %d [%d]: %g vs %g (x %g)", n, i,
+                          a[i], want[i], x[i]);
+    }
+}
+END_TEST
+
 Suite *kern_suite(void) {
     Suite *s = suite_create("kern");
     TCase *tc = tcase_create("scalar");
@@ -623,6 +644,7 @@ Suite *kern_suite(void) {
     tcase_add_loop_test(tc, test_fast_matches_scalar_twin, 0, N_SUPPORTED);
     tcase_add_test(tc, test_matvec_threads);
     tcase_add_test(tc, test_attn_block_matches_twin);
+    tcase_add_test(tc, test_swiglu_matches_twin);
     tcase_add_test(tc, test_matvec_rows);
     tcase_add_loop_test(tc, test_x8_repack_roundtrip, 0, N_X8);
     tcase_add_loop_test(tc, test_x8_fast_matches_twin, 0, N_X8);

@@ -554,7 +554,20 @@ PV_AVX2 static void attn_block(const float *q, int nr, const uint16_t *k, const 
     }
 }
 
+/* a = silu(a) * b, 8 at a time with the vector exp; the twin's expf on the tail. */
+PV_AVX2 static void swiglu(float *a, const float *b, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_loadu_ps(a + i);
+        __m256 e = exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), x));
+        __m256 silu = _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+        _mm256_storeu_ps(a + i, _mm256_mul_ps(silu, _mm256_loadu_ps(b + i)));
+    }
+    if (i < n) pv_swiglu_ref(a + i, b + i, n - i);
+}
+
 pv_attn_block_fn pv__avx2_attn_block(void) { return attn_block; }
+pv_swiglu_fn pv__avx2_swiglu(void) { return swiglu; }
 
 pv_vec_dot4_fn pv__avx2_vec_dot4(pv_type_t t) {
     switch (t) {

@@ -18,6 +18,7 @@
 static pv_kern_traits_t active[PV_TYPE_COUNT]; /* written once under pthread_once */
 static const char *active_isa = "scalar";
 static pv_attn_block_fn active_attn_block = pv_attn_block_ref;
+static pv_swiglu_fn active_swiglu = pv_swiglu_ref;
 static pthread_once_t active_once = PTHREAD_ONCE_INIT;
 
 /* AVX2, FMA and F16C from CPUID, and the OS saving the AVX registers (XGETBV). */
@@ -56,6 +57,7 @@ static void choose_kernels(void) {
     if (fast) {
         active_isa = "avx2";
         active_attn_block = pv__avx2_attn_block();
+        active_swiglu = pv__avx2_swiglu();
     }
 }
 
@@ -68,6 +70,11 @@ const pv_kern_traits_t *pv_kern_traits(pv_type_t t) {
 const char *pv_kern_isa(void) {
     pthread_once(&active_once, choose_kernels);
     return active_isa;
+}
+
+void pv_swiglu(float *a, const float *b, int n) {
+    pthread_once(&active_once, choose_kernels);
+    active_swiglu(a, b, n);
 }
 
 void pv_attn_block(const float *q, int nr, const uint16_t *k, const uint16_t *v, size_t stride, const int *n_pos, int hd,

@@ -44,7 +44,7 @@ void pv_rope_apply(float *x, int n_rot, const float *cs, int neox) {
     }
 }
 
-void pv_swiglu(float *a, const float *b, int n) {
+void pv_swiglu_ref(float *a, const float *b, int n) {
     for (int i = 0; i < n; i++) a[i] = a[i] / (1.0f + expf(-a[i])) * b[i];
 }
 

@@ -24,7 +24,9 @@ void pv_rope_angles(float *cs, int n_rot, int pos, float base, const float *ff, 
 void pv_rope_apply(float *x, int n_rot, const float *cs, int neox);
 
 /* a[i] = silu(a[i]) * b[i] (SwiGLU). */
-void pv_swiglu(float *a, const float *b, int n);
+void pv_swiglu(float *a, const float *b, int n); /* dispatched: AVX2 (a vector exp) or the twin */
+void pv_swiglu_ref(float *a, const float *b, int n);
+typedef void (*pv_swiglu_fn)(float *a, const float *b, int n);
 
 /* Attention in the order of llama.cpp's CPU flash attention over its default
  * F16 cache, so that results agree closely with it: a block of keys and values
