@@ -54,7 +54,6 @@ struct pv_ctx {
     pv_pool_t *pool;       /* borrowed compute threads; NULL: the caller's thread alone */
 };
 
-static size_t max3(size_t a, size_t b, size_t c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
 
 static size_t attn_max_rows(const pv_hparams_t *hp) { return PV_ATTN_GROUP * (size_t)(hp->n_head / hp->n_head_kv); }
 
@@ -88,6 +87,22 @@ static int alloc_attn(pv_ctx_t *c, int n_threads) {
     return 0;
 }
 
+static size_t weight_work(const pv_weight_t *w, int n_tok, size_t most) {
+    size_t n = pv_matmul_work_size(w->t->type, w->n_cols, n_tok);
+    return n > most ? n : most;
+}
+
+/* The activations every matmul of the model converts for n_tok tokens, at most. */
+static size_t matmul_work_size(const pv_model_t *m, int n_tok) {
+    size_t most = weight_work(&m->output, n_tok, 0);
+    for (uint32_t il = 0; il < m->hp.n_layer; il++) {
+        const pv_layer_t *L = &m->layers[il];
+        const pv_weight_t *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) most = weight_work(ws[i], n_tok, most);
+    }
+    return most;
+}
+
 static int alloc_scratch(pv_ctx_t *c) {
     const pv_hparams_t *hp = &c->m->hp;
     size_t B = (size_t)c->max_batch, d = hp->n_embd;
@@ -103,7 +118,7 @@ static int alloc_scratch(pv_ctx_t *c) {
     c->in = malloc(B * sizeof *c->in);
     c->out = malloc(B * sizeof *c->out);
     c->groups = malloc((B + 1) * sizeof *c->groups);
-    c->work = malloc(B * max3(d, hp->n_ff, c->q_dim) * sizeof(float)); /* f32 is the widest dot format */
+    c->work = malloc(matmul_work_size(c->m, c->max_batch));
     return c->x && c->xb && c->xb2 && c->q && c->k && c->v && c->hb && c->hb2 && c->rope_cs && c->in && c->out && c->groups &&
                    c->work
                ? 0
