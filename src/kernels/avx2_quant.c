@@ -1,7 +1,6 @@
 /* avx2_quant.c - AVX2 activation quantizers (and f16 widening), the fast twins of ref.c's
  * from_float (to_float) routines, bit for bit: the same block maximum, the same scale
- * and its inverse computed in scalar float, the same products rounded half
- * away from zero as roundf does. */
+ * and multiplier computed in scalar float, the same products rounded to nearest even. */
 #include <immintrin.h>
 #include <stdint.h>
 #include <string.h>
@@ -11,17 +10,6 @@
 #include "kernels/kern_internal.h"
 
 #define PV_AVX2 __attribute__((target("avx2,fma,f16c")))
-
-/* roundf for 8 floats of magnitude below 2^23: truncate, then step away
- * from zero where the dropped fraction is at least one half (v - trunc(v)
- * is exact there). */
-PV_AVX2 static inline __m256 round_away(__m256 v) {
-    __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-    __m256 sign = _mm256_and_ps(v, _mm256_set1_ps(-0.0f));
-    __m256 frac = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_sub_ps(v, t));
-    __m256 step = _mm256_and_ps(_mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ), _mm256_set1_ps(1.0f));
-    return _mm256_add_ps(t, _mm256_or_ps(step, sign));
-}
 
 PV_AVX2 static void q8_0_from_float(const float *x, void *row, int64_t n) {
     pv_block_q8_0 *b = row;
@@ -34,13 +22,13 @@ PV_AVX2 static void q8_0_from_float(const float *x, void *row, int64_t n) {
         __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
         h = _mm_max_ps(h, _mm_movehl_ps(h, h));
         h = _mm_max_ss(h, _mm_movehdup_ps(h));
-        float amax = _mm_cvtss_f32(h), d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        float amax = _mm_cvtss_f32(h), d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
         b[i].d = pv_f32_to_f16(d);
         __m256 s = _mm256_set1_ps(id);
-        __m256i i0 = _mm256_cvtps_epi32(round_away(_mm256_mul_ps(v0, s)));
-        __m256i i1 = _mm256_cvtps_epi32(round_away(_mm256_mul_ps(v1, s)));
-        __m256i i2 = _mm256_cvtps_epi32(round_away(_mm256_mul_ps(v2, s)));
-        __m256i i3 = _mm256_cvtps_epi32(round_away(_mm256_mul_ps(v3, s)));
+        __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, s));
+        __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, s));
+        __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, s));
+        __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, s));
         /* packs work within 128-bit lanes; the permute puts the 8 groups of 4 back in order */
         __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
         p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));

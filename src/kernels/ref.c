@@ -154,15 +154,17 @@ static void q6_K_decode(const void *p, decoded_t *o) {
 
 /* ---- activations: q8_0 and q8_K ------------------------------------------------------------- */
 
-/* Symmetric 8-bit quantization of 32 floats: d = max|x| / 127. */
+/* Symmetric 8-bit quantization of 32 floats: d = max|x| / 127, values x * (127 / max|x|)
+ * rounded to nearest even (llama.cpp's AVX2 quantize_row_q8_0, which its CPU backend runs,
+ * rather than ggml's reference routine: 1/d and roundf). */
 static void q8_0_from_float(const float *x, void *row, int64_t n) {
     pv_block_q8_0 *b = row;
     for (int64_t i = 0; i < n / QK; i++, x += QK) {
         float amax = 0.0f;
         for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(x[j]));
-        float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
         b[i].d = pv_f32_to_f16(d);
-        for (int j = 0; j < QK; j++) b[i].qs[j] = (int8_t)roundf(x[j] * id);
+        for (int j = 0; j < QK; j++) b[i].qs[j] = (int8_t)lrintf(x[j] * id);
     }
 }
 
