@@ -316,16 +316,19 @@ START_TEST(test_fast_matches_scalar_twin) {
 END_TEST
 
 /* Attention over n positions of random halves, folded block by block as the
- * KV arena does, by the dispatched kernel and the scalar twin (which differ
- * only in how the scores are summed); both against a plain softmax in double,
- * within what sums rounded to half at every step allow. Rows see different
- * numbers of positions (as the tokens of a prompt chunk do), head sizes
- * 8..256 and odd ones. */
+ * KV arena does, in both orders (half-precision and tiled), by the dispatched
+ * kernel and the scalar twin (which differ only in how the scores are summed);
+ * both against a plain softmax in double, within what sums rounded to half at
+ * every step allow (the tiled order, in float, much closer). Rows see
+ * different numbers of positions (as the tokens of a prompt chunk do), head
+ * sizes 8..256 and odd ones. */
 START_TEST(test_attn_block_matches_twin) {
     int sizes[] = {8, 32, 64, 128, 256, 12, 40};
     enum { R = 5 };
-    for (int si = 0; si < 7; si++) {
-        int hd = sizes[si], n = 1 + (int)(rnd() % 70);
+    pv_attn_block_fn fast[2] = {pv_attn_block, pv_attn_block_f32}, twin[2] = {pv_attn_block_ref, pv_attn_block_f32_ref};
+    for (int si = 0; si < 14; si++) {
+        int hd = sizes[si % 7], n = 1 + (int)(rnd() % 70), tiled = si >= 7;
+        double tol = tiled ? 2e-5 : 4e-3, twin_tol = tiled ? 2e-5 : 2e-3;
         size_t stride = (size_t)hd * 3;
         uint16_t *k = malloc((size_t)n * stride * 2), *v = malloc((size_t)n * stride * 2);
         float *q = malloc((size_t)R * hd * sizeof *q), *acc[2], *work = malloc(pv_attn_scratch_size(hd) * sizeof *work);
@@ -343,8 +346,8 @@ START_TEST(test_attn_block_matches_twin) {
             for (int p0 = 0; p0 < n; p0 += PV_ATTN_BLOCK) {
                 int np[R];
                 for (int r = 0; r < R; r++) np[r] = last[r] < p0 ? 0 : last[r] - p0 + 1 > 16 ? 16 : last[r] - p0 + 1;
-                (w ? pv_attn_block_ref : pv_attn_block)(q, R, k + p0 * stride, v + p0 * stride, stride, np, hd, 0.125f,
-                                                        st[w], acc[w], work);
+                (w ? twin : fast)[tiled](q, R, k + p0 * stride, v + p0 * stride, stride, np, hd, 0.125f, st[w], acc[w],
+                                         work);
             }
         }
         for (int r = 0; r < R; r++) {
@@ -360,10 +363,10 @@ START_TEST(test_attn_block_matches_twin) {
                 double want = 0;
                 for (int p = 0; p <= last[r]; p++) want += exp(s[p] - mx) / sum * pv_f16_to_f32(v[p * stride + i]);
                 for (int w = 0; w < 2; w++)
-                    ck_assert_msg(fabs(acc[w][r * hd + i] / st[w][r].S - want) < 4e-3,
-                                  "hd %d row %d dim %d (%s): %g, want %g", hd, r, i, w ? "twin" : "fast",
-                                  acc[w][r * hd + i] / st[w][r].S, want);
-                ck_assert_float_eq_tol(acc[0][r * hd + i] / st[0][r].S, acc[1][r * hd + i] / st[1][r].S, 2e-3f);
+                    ck_assert_msg(fabs(acc[w][r * hd + i] / st[w][r].S - want) < tol,
+                                  "hd %d row %d dim %d (%s, %s order): %g, want %g", hd, r, i, w ? "twin" : "fast",
+                                  tiled ? "tiled" : "half", acc[w][r * hd + i] / st[w][r].S, want);
+                ck_assert_float_eq_tol(acc[0][r * hd + i] / st[0][r].S, acc[1][r * hd + i] / st[1][r].S, twin_tol);
             }
             ck_assert_float_eq_tol(st[0][r].M, st[1][r].M, 1e-4f);
             ck_assert_float_eq_tol(st[0][r].S, st[1][r].S, 1e-3f * st[1][r].S);

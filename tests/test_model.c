@@ -65,6 +65,8 @@ typedef struct {
     double near_tie; /* greedy may differ where the reference's top-2 gap is below this */
 } tolerance_t;
 
+#define LLAMA_UBATCH 512
+
 static tolerance_t tolerance_for(const pv_model_t *m) {
     int quantized = 0, bf16 = 0;
     for (uint64_t i = 0; i < m->file->n_tensors; i++) {
@@ -124,7 +126,8 @@ static void check_case(const pv_model_t *m, json_t *c, uint32_t n_ctx, double to
     pv_ctx_t *ctx;
     /* the reference's context size: it decides which RoPE factors Phi-3 uses */
     ck_assert_uint_ge(n_ctx, (uint32_t)(n_prompt + n_comp));
-    ck_assert_msg(pv_ctx_new(m, n_ctx, &ctx, err, sizeof err) == 0, "%s", err);
+    /* the whole prompt in one forward pass, as in llama.cpp's 512-token micro-batches (it decides the attention order) */
+    ck_assert_msg(pv_ctx_new_arena(m, n_ctx, 0, LLAMA_UBATCH, &ctx, err, sizeof err) == 0, "%s", err);
     float *logits = malloc((size_t)n_vocab * sizeof *logits);
     double *lp = malloc((size_t)n_vocab * sizeof *lp);
     ck_assert_int_eq(pv_prefill(ctx, ids, n_prompt, 0, logits), 0);
@@ -421,11 +424,13 @@ static void run_seq(pv_ctx_t *c, pv_seq_t *seq, const int32_t *tokens, uint32_t 
     }
 }
 
-/* Reference logits of tokens[0..n), computed from scratch in a context of its own. */
+/* Reference logits of tokens[0..n), computed from scratch in a context of its
+ * own with the same passes of 8 tokens as run_seq (how many rows of a sequence
+ * a pass holds decides its attention order, as in llama.cpp). */
 static void scratch_logits(const pv_model_t *m, const int32_t *tokens, uint32_t n, float *logits) {
     char err[PV_ERRLEN];
     pv_ctx_t *c;
-    ck_assert_int_eq(pv_ctx_new(m, 128, &c, err, sizeof err), 0);
+    ck_assert_int_eq(pv_ctx_new_arena(m, 128, 0, 8, &c, err, sizeof err), 0);
     ck_assert_int_eq(pv_prefill(c, tokens, (int)n, 0, logits), 0);
     pv_ctx_free(c);
 }
@@ -499,6 +504,47 @@ START_TEST(test_prefix_reuse_equals_scratch) {
     }
     ck_assert_uint_eq(pv_kv_used_bytes(kv), 0);
     ck_assert_uint_gt(pv_kv_cached_bytes(kv), 0); /* registered blocks stay for the next request */
+    pv_ctx_free(c);
+    pv_model_free(m);
+}
+END_TEST
+
+/* The same across the tiled attention order: a prefix computed in one pass of
+ * 64 rows (tiled), reused by another sequence, then continued (half order)
+ * equals the same passes from scratch, and differs from computing the prefix
+ * in short passes (so the tiled order was taken). */
+START_TEST(test_prefix_reuse_tiled) {
+    pv_model_t *m = load_stories();
+    if (!m) return;
+    char err[PV_ERRLEN];
+    pv_ctx_t *c, *solo;
+    ck_assert_int_eq(pv_ctx_new_arena(m, 128, 32 * PV_KV_BLOCK, 64, &c, err, sizeof err), 0);
+    int32_t a[96];
+    for (int i = 0; i < 96; i++) a[i] = (int32_t)((i * 37 + 11) % 512);
+    float got[512], want[512], short_passes[512];
+    pv_batch_entry_t e[64];
+    pv_seq_t s1, s2;
+    ck_assert_int_eq(pv_seq_init(&s1, 128), 0);
+    ck_assert_int_eq(pv_seq_init(&s2, 128), 0);
+    for (int i = 0; i < 64; i++) e[i] = (pv_batch_entry_t){&s1, (uint32_t)i, a[i], NULL};
+    ck_assert_int_eq(pv_forward_batch(c, e, 64), 0);
+    pv_kv_register(pv_ctx_kv(c), &s1, a, 64);
+    ck_assert_uint_eq(pv_kv_attach_prefix(pv_ctx_kv(c), &s2, a, 96), 64);
+    for (int i = 64; i < 96; i++) e[i - 64] = (pv_batch_entry_t){&s2, (uint32_t)i, a[i], i == 95 ? got : NULL};
+    ck_assert_int_eq(pv_forward_batch(c, e, 32), 0);
+
+    ck_assert_int_eq(pv_ctx_new_arena(m, 128, 0, 64, &solo, err, sizeof err), 0); /* passes of 64, then 32 */
+    ck_assert_int_eq(pv_prefill(solo, a, 96, 0, want), 0);
+    pv_ctx_free(solo);
+    ck_assert_msg(memcmp(want, got, sizeof want) == 0, "a prefix computed in the tiled order, reused");
+    scratch_logits(m, a, 96, short_passes);
+    ck_assert_msg(memcmp(short_passes, got, sizeof got) != 0, "the 64-row pass did not take the tiled order");
+    for (int i = 0; i < 512; i++) ck_assert_float_eq_tol(short_passes[i], got[i], 0.05f);
+
+    pv_kv_release(pv_ctx_kv(c), &s1);
+    pv_kv_release(pv_ctx_kv(c), &s2);
+    pv_seq_close(&s1);
+    pv_seq_close(&s2);
     pv_ctx_free(c);
     pv_model_free(m);
 }
@@ -609,6 +655,7 @@ Suite *model_suite(void) {
     TCase *tc3 = tcase_create("prefix");
     tcase_set_timeout(tc3, 120);
     tcase_add_test(tc3, test_prefix_reuse_equals_scratch);
+    tcase_add_test(tc3, test_prefix_reuse_tiled);
     tcase_add_test(tc3, test_prefix_lru_eviction);
     suite_add_tcase(s, tc3);
     return s;

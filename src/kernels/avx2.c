@@ -351,17 +351,12 @@ PV_AVX2 static inline __m256 exp_ps(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
-/* What one row needs of a block, its scores taken from the block's keys as
- * floats (kf: PV_ATTN_BLOCK rows of hd, zero past the block's live ones):
- * the weight w[p] of each of its first n positions (0 past them), and for
- * the positions that bring a new maximum, the factor ms[p] that rescales the
- * sum so far (their bit set in the mask returned). st advances to the block's
- * end, S summed position by position as the twin does. */
 #define PV_INLINE inline __attribute__((always_inline))
 
-PV_AVX2 static PV_INLINE unsigned attn_weights(const float *q, const float *kf, int n, int hd, float scale, pv_attn_state_t *st,
-                                     float *w, float *ms) {
-    float s[PV_ATTN_BLOCK], arg[PV_ATTN_BLOCK];
+/* The scores of one row over a block, its keys as floats (kf: PV_ATTN_BLOCK
+ * rows of hd, zero past the block's live ones): s[p] = scale * (q . k_p) for
+ * its first n positions, -inf past them. */
+PV_AVX2 static PV_INLINE void attn_scores(const float *q, const float *kf, int n, int hd, float scale, float *s) {
     for (int p0 = 0; p0 < n; p0 += 8) { /* eight named sums, so that they stay in registers */
         const float *k0 = kf + (size_t)p0 * hd;
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
@@ -383,13 +378,27 @@ PV_AVX2 static PV_INLINE unsigned attn_weights(const float *q, const float *kf, 
         _mm256_storeu_ps(s + p0, _mm256_mul_ps(sum, _mm256_set1_ps(scale)));
     }
     for (int p = n; p < PV_ATTN_BLOCK; p++) s[p] = -INFINITY;
-    __m256 s0 = _mm256_loadu_ps(s), s1 = _mm256_loadu_ps(s + 8), mx = _mm256_max_ps(s0, s1);
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+}
+
+PV_AVX2 static inline float hmax_ps(__m256 x) {
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
     m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    return _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+}
+
+/* What one row needs of a block in the half-precision order: the weight w[p]
+ * of each of its first n positions (0 past them), and for the positions that
+ * bring a new maximum, the factor ms[p] that rescales the sum so far (their
+ * bit set in the mask returned). st advances to the block's end, S summed
+ * position by position as the twin does. */
+PV_AVX2 static PV_INLINE unsigned attn_weights(const float *q, const float *kf, int n, int hd, float scale, pv_attn_state_t *st,
+                                     float *w, float *ms) {
+    float s[PV_ATTN_BLOCK], arg[PV_ATTN_BLOCK];
+    attn_scores(q, kf, n, hd, scale, s);
+    __m256 s0 = _mm256_loadu_ps(s), s1 = _mm256_loadu_ps(s + 8);
     unsigned new_max = 0;
     float M = st->M, S = st->S;
-    if (!(_mm_cvtss_f32(m4) > M)) { /* the common case once a row is under way: no new maximum here */
+    if (!(hmax_ps(_mm256_max_ps(s0, s1)) > M)) { /* the common case once a row is under way: no new maximum here */
         __m256 m = _mm256_set1_ps(M), live = _mm256_cmp_ps(s1, _mm256_set1_ps(-INFINITY), _CMP_NEQ_OQ);
         __m256 e0 = exp_ps(_mm256_sub_ps(s0, m)), e1 = _mm256_and_ps(exp_ps(_mm256_sub_ps(s1, m)), live);
         if (n < 8) e0 = _mm256_and_ps(e0, _mm256_cmp_ps(s0, _mm256_set1_ps(-INFINITY), _CMP_NEQ_OQ));
@@ -494,21 +503,114 @@ PV_AVX2 static PV_INLINE void attn_accumulate(float *acc0, const float *w0, cons
     }
 }
 
-/* The twin's arithmetic with the work rearranged: the block's keys and values
+/* Tiled order: the row's weights over the block, w[p] = e^(s_p - M') (0 past
+ * its n positions); S and M advance; returns e^(M - M'), the factor for what
+ * the row summed before. */
+PV_AVX2 static PV_INLINE float attn_weights_f32(const float *q, const float *kf, int n, int hd, float scale,
+                                                pv_attn_state_t *st, float *w) {
+    float s[PV_ATTN_BLOCK];
+    attn_scores(q, kf, n, hd, scale, s);
+    __m256 s0 = _mm256_loadu_ps(s), s1 = _mm256_loadu_ps(s + 8), none = _mm256_set1_ps(-INFINITY);
+    float top = hmax_ps(_mm256_max_ps(s0, s1)), M = top > st->M ? top : st->M, f = expf(st->M - M);
+    __m256 m = _mm256_set1_ps(M);
+    __m256 e0 = _mm256_and_ps(exp_ps(_mm256_sub_ps(s0, m)), _mm256_cmp_ps(s0, none, _CMP_NEQ_OQ));
+    __m256 e1 = _mm256_and_ps(exp_ps(_mm256_sub_ps(s1, m)), _mm256_cmp_ps(s1, none, _CMP_NEQ_OQ));
+    _mm256_storeu_ps(w, e0);
+    _mm256_storeu_ps(w + 8, e1);
+    st->S = st->S * f + hsum_ps(_mm256_add_ps(e0, e1));
+    st->M = M;
+    return f;
+}
+
+#define ATTN_FMA_F32(acc, v, b) acc = _mm256_fmadd_ps(v, b, acc)
+
+/* Tiled order: acc = acc f + sum_p w[p] v_p for one or two rows (acc1 NULL:
+ * one), 32 dimensions of both in registers while the positions stream past,
+ * then 8 at a time. */
+PV_AVX2 static PV_INLINE void attn_accumulate_f32(float *acc0, const float *w0, float f0, float *acc1, const float *w1,
+                                                  float f1, const float *vf, int n, int hd) {
+    __m256 g0 = _mm256_set1_ps(f0), g1 = _mm256_set1_ps(f1);
+    int i = 0;
+    for (; i + 32 <= hd; i += 32) {
+        __m256 x0 = _mm256_mul_ps(_mm256_loadu_ps(acc0 + i), g0), x1 = _mm256_mul_ps(_mm256_loadu_ps(acc0 + i + 8), g0);
+        __m256 x2 = _mm256_mul_ps(_mm256_loadu_ps(acc0 + i + 16), g0), x3 = _mm256_mul_ps(_mm256_loadu_ps(acc0 + i + 24), g0);
+        __m256 y0 = x0, y1 = x1, y2 = x2, y3 = x3;
+        if (acc1) {
+            y0 = _mm256_mul_ps(_mm256_loadu_ps(acc1 + i), g1), y1 = _mm256_mul_ps(_mm256_loadu_ps(acc1 + i + 8), g1);
+            y2 = _mm256_mul_ps(_mm256_loadu_ps(acc1 + i + 16), g1), y3 = _mm256_mul_ps(_mm256_loadu_ps(acc1 + i + 24), g1);
+        }
+        for (int p = 0; p < n; p++) {
+            const float *vp = vf + (size_t)p * hd + i;
+            __m256 v0 = _mm256_loadu_ps(vp), v1 = _mm256_loadu_ps(vp + 8), v2 = _mm256_loadu_ps(vp + 16);
+            __m256 v3 = _mm256_loadu_ps(vp + 24), b0 = _mm256_broadcast_ss(w0 + p);
+            ATTN_FMA_F32(x0, v0, b0);
+            ATTN_FMA_F32(x1, v1, b0);
+            ATTN_FMA_F32(x2, v2, b0);
+            ATTN_FMA_F32(x3, v3, b0);
+            if (acc1) {
+                __m256 b1 = _mm256_broadcast_ss(w1 + p);
+                ATTN_FMA_F32(y0, v0, b1);
+                ATTN_FMA_F32(y1, v1, b1);
+                ATTN_FMA_F32(y2, v2, b1);
+                ATTN_FMA_F32(y3, v3, b1);
+            }
+        }
+        _mm256_storeu_ps(acc0 + i, x0);
+        _mm256_storeu_ps(acc0 + i + 8, x1);
+        _mm256_storeu_ps(acc0 + i + 16, x2);
+        _mm256_storeu_ps(acc0 + i + 24, x3);
+        if (acc1) {
+            _mm256_storeu_ps(acc1 + i, y0);
+            _mm256_storeu_ps(acc1 + i + 8, y1);
+            _mm256_storeu_ps(acc1 + i + 16, y2);
+            _mm256_storeu_ps(acc1 + i + 24, y3);
+        }
+    }
+    for (int r = 0; r < (acc1 ? 2 : 1); r++) {
+        float *a = r ? acc1 : acc0;
+        const float *w = r ? w1 : w0;
+        for (int j = i; j < hd; j += 8) {
+            __m256 x = _mm256_mul_ps(_mm256_loadu_ps(a + j), r ? g1 : g0);
+            for (int p = 0; p < n; p++) ATTN_FMA_F32(x, _mm256_loadu_ps(vf + (size_t)p * hd + j), _mm256_broadcast_ss(w + p));
+            _mm256_storeu_ps(a + j, x);
+        }
+    }
+}
+
+/* Rows r0 and r1 (r1 < 0: r0 alone) over the block in either order; w and ms
+ * are scratch for two rows' weights and factors. */
+PV_AVX2 static PV_INLINE void attn_rows(const float *q, int r0, int r1, const float *kf, const float *vf,
+                                        const int *n_pos, int hd, float scale, pv_attn_state_t *st, float *acc,
+                                        float *w, float *ms, int tiled) {
+    float *w1 = w + PV_ATTN_BLOCK, *ms1 = ms + PV_ATTN_BLOCK, *a0 = acc + (size_t)r0 * hd;
+    float *a1 = r1 >= 0 ? acc + (size_t)r1 * hd : NULL;
+    int n = r1 >= 0 && n_pos[r1] > n_pos[r0] ? n_pos[r1] : n_pos[r0];
+    if (tiled) {
+        float f0 = attn_weights_f32(q + (size_t)r0 * hd, kf, n_pos[r0], hd, scale, &st[r0], w), f1 = 1.0f;
+        if (a1) f1 = attn_weights_f32(q + (size_t)r1 * hd, kf, n_pos[r1], hd, scale, &st[r1], w1);
+        attn_accumulate_f32(a0, w, f0, a1, w1, f1, vf, n, hd);
+        return;
+    }
+    unsigned nm0 = attn_weights(q + (size_t)r0 * hd, kf, n_pos[r0], hd, scale, &st[r0], w, ms), nm1 = 0;
+    if (a1) nm1 = attn_weights(q + (size_t)r1 * hd, kf, n_pos[r1], hd, scale, &st[r1], w1, ms1);
+    attn_accumulate(a0, w, ms, nm0, a1, w1, ms1, nm1, vf, n, hd);
+}
+
+/* The twins' arithmetic with the work rearranged: the block's keys and values
  * are converted to floats once for all rows, scores come 8 positions at a
- * time (summed in float lanes where the twin sums in double), and rows are
- * accumulated in pairs, each step rounded to half as in the twin. hd is a
- * multiple of 8; attn_block below compiles this once per common head size,
- * so that its loops over the head unroll. */
+ * time (summed in float lanes where the twins sum in double), and rows are
+ * accumulated in pairs (in the half-precision order each step rounded to half
+ * as in its twin). hd is a multiple of 8; attn_block below compiles this once
+ * per common head size, so that its loops over the head unroll. */
 PV_AVX2 static PV_INLINE void attn_block_hd(const float *q, int nr, const uint16_t *k, const uint16_t *v, size_t stride,
                                             const int *n_pos, int hd, float scale, pv_attn_state_t *st, float *acc,
-                                            float *scratch) {
+                                            float *scratch, int tiled) {
     int n_max = 0;
     for (int r = 0; r < nr; r++)
         if (n_pos[r] > n_max) n_max = n_pos[r];
     if (n_max <= 0) return;
-    float *kf = scratch, *vf = kf + (size_t)PV_ATTN_BLOCK * hd, *w0 = vf + (size_t)PV_ATTN_BLOCK * hd;
-    float *w1 = w0 + PV_ATTN_BLOCK, *ms0 = w1 + PV_ATTN_BLOCK, *ms1 = ms0 + PV_ATTN_BLOCK;
+    float *kf = scratch, *vf = kf + (size_t)PV_ATTN_BLOCK * hd, *w = vf + (size_t)PV_ATTN_BLOCK * hd;
+    float *ms = w + 2 * PV_ATTN_BLOCK;
     for (int p = 0; p < (n_max + 7) / 8 * 8; p++) {
         const uint16_t *kp = k + (size_t)p * stride, *vp = v + (size_t)p * stride;
         float *kd = kf + (size_t)p * hd, *vd = vf + (size_t)p * hd;
@@ -521,38 +623,34 @@ PV_AVX2 static PV_INLINE void attn_block_hd(const float *q, int nr, const uint16
             _mm256_storeu_ps(vd + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vp + i))));
         }
     }
-    int r = 0;
-    for (; r + 2 <= nr; r += 2) {
-        int n0 = n_pos[r] > 0 ? n_pos[r] : 0, n1 = n_pos[r + 1] > 0 ? n_pos[r + 1] : 0;
-        if (n0 == 0 || n1 == 0) { /* at most one of the two sees this block */
-            if (n0 == n1) continue;
-            int one = n0 ? r : r + 1;
-            unsigned nm = attn_weights(q + (size_t)one * hd, kf, n_pos[one], hd, scale, &st[one], w0, ms0);
-            attn_accumulate(acc + (size_t)one * hd, w0, ms0, nm, NULL, NULL, NULL, 0, vf, n_pos[one], hd);
+    int pending = -1; /* a row that sees this block, waiting for a partner */
+    for (int r = 0; r < nr; r++) {
+        if (n_pos[r] <= 0) continue;
+        if (pending < 0) {
+            pending = r;
             continue;
         }
-        unsigned nm0 = attn_weights(q + (size_t)r * hd, kf, n0, hd, scale, &st[r], w0, ms0);
-        unsigned nm1 = attn_weights(q + (size_t)(r + 1) * hd, kf, n1, hd, scale, &st[r + 1], w1, ms1);
-        attn_accumulate(acc + (size_t)r * hd, w0, ms0, nm0, acc + (size_t)(r + 1) * hd, w1, ms1, nm1, vf,
-                        n0 > n1 ? n0 : n1, hd);
+        attn_rows(q, pending, r, kf, vf, n_pos, hd, scale, st, acc, w, ms, tiled);
+        pending = -1;
     }
-    if (r < nr && n_pos[r] > 0) {
-        unsigned nm = attn_weights(q + (size_t)r * hd, kf, n_pos[r], hd, scale, &st[r], w0, ms0);
-        attn_accumulate(acc + (size_t)r * hd, w0, ms0, nm, NULL, NULL, NULL, 0, vf, n_pos[r], hd);
-    }
+    if (pending >= 0) attn_rows(q, pending, -1, kf, vf, n_pos, hd, scale, st, acc, w, ms, tiled);
 }
 
-PV_AVX2 static void attn_block(const float *q, int nr, const uint16_t *k, const uint16_t *v, size_t stride,
-                               const int *n_pos, int hd, float scale, pv_attn_state_t *st, float *acc, float *scratch) {
-    switch (hd) {
-    case 32: attn_block_hd(q, nr, k, v, stride, n_pos, 32, scale, st, acc, scratch); break;
-    case 64: attn_block_hd(q, nr, k, v, stride, n_pos, 64, scale, st, acc, scratch); break;
-    case 128: attn_block_hd(q, nr, k, v, stride, n_pos, 128, scale, st, acc, scratch); break;
-    default:
-        if (hd % 8 == 0) attn_block_hd(q, nr, k, v, stride, n_pos, hd, scale, st, acc, scratch);
-        else pv_attn_block_ref(q, nr, k, v, stride, n_pos, hd, scale, st, acc, scratch);
+#define ATTN_BLOCK_DISPATCH(name, tiled, twin)                                                                        \
+    PV_AVX2 static void name(const float *q, int nr, const uint16_t *k, const uint16_t *v, size_t stride,             \
+                             const int *n_pos, int hd, float scale, pv_attn_state_t *st, float *acc, float *scratch) { \
+        switch (hd) {                                                                                                 \
+        case 32: attn_block_hd(q, nr, k, v, stride, n_pos, 32, scale, st, acc, scratch, tiled); break;               \
+        case 64: attn_block_hd(q, nr, k, v, stride, n_pos, 64, scale, st, acc, scratch, tiled); break;               \
+        case 128: attn_block_hd(q, nr, k, v, stride, n_pos, 128, scale, st, acc, scratch, tiled); break;             \
+        default:                                                                                                      \
+            if (hd % 8 == 0) attn_block_hd(q, nr, k, v, stride, n_pos, hd, scale, st, acc, scratch, tiled);          \
+            else twin(q, nr, k, v, stride, n_pos, hd, scale, st, acc, scratch);                                       \
+        }                                                                                                             \
     }
-}
+
+ATTN_BLOCK_DISPATCH(attn_block, 0, pv_attn_block_ref)
+ATTN_BLOCK_DISPATCH(attn_block_f32, 1, pv_attn_block_f32_ref)
 
 /* a = silu(a) * b, 8 at a time with the vector exp; the twin's expf on the tail. */
 PV_AVX2 static void swiglu(float *a, const float *b, int n) {
@@ -567,6 +665,7 @@ PV_AVX2 static void swiglu(float *a, const float *b, int n) {
 }
 
 pv_attn_block_fn pv__avx2_attn_block(void) { return attn_block; }
+pv_attn_block_fn pv__avx2_attn_block_f32(void) { return attn_block_f32; }
 pv_swiglu_fn pv__avx2_swiglu(void) { return swiglu; }
 
 pv_vec_dot4_fn pv__avx2_vec_dot4(pv_type_t t) {

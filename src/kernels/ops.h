@@ -64,6 +64,20 @@ void pv_attn_block(const float *q, int nr, const uint16_t *k, const uint16_t *v,
 void pv_attn_block_ref(const float *q, int nr, const uint16_t *k, const uint16_t *v, size_t stride, const int *n_pos,
                        int hd, float scale, pv_attn_state_t *st, float *acc, float *scratch);
 
+/* The same fold in the order of llama.cpp's tiled CPU flash attention, which
+ * it runs for micro-batches of PV_ATTN_TILED_ROWS query rows or more (prompt
+ * chunks): queries and sums in float, one rescale per block. For each row,
+ * over its first n_pos[r] positions p of the block:
+ *   s_p = scale * (q . k_p), M' = max(M, max_p s_p), f = e^(M - M')
+ *   acc = acc f + sum_p e^(s_p - M') v_p,  S = S f + sum_p e^(s_p - M'),  M = M'
+ * Faster than the half-precision order (no rounding per step, so the
+ * positions of a block are summed independently). */
+#define PV_ATTN_TILED_ROWS 64
+void pv_attn_block_f32(const float *q, int nr, const uint16_t *k, const uint16_t *v, size_t stride, const int *n_pos,
+                       int hd, float scale, pv_attn_state_t *st, float *acc, float *scratch); /* dispatched */
+void pv_attn_block_f32_ref(const float *q, int nr, const uint16_t *k, const uint16_t *v, size_t stride,
+                           const int *n_pos, int hd, float scale, pv_attn_state_t *st, float *acc, float *scratch);
+
 /* y[i] += x[i] */
 void pv_add(float *y, const float *x, int n);
 

@@ -18,7 +18,7 @@ _Static_assert(PV_ATTN_BLOCK == PV_KV_BLOCK, "attention folds whole KV blocks");
 /* One thread's attention rows: the query heads of one KV head for a group of
  * tokens, R = PV_ATTN_GROUP * (n_head / n_head_kv) rows at most. */
 typedef struct {
-    float *q;              /* (R, head_dim) queries, rounded to half as the F16 cache's dot products take them */
+    float *q;              /* (R, head_dim) queries (rounded to half in the half-precision order) */
     float *acc;            /* (R, head_dim) weighted sums of values */
     float *work;           /* pv_attn_scratch_size(head_dim) floats */
     pv_attn_state_t *st;   /* [R] online-softmax states */
@@ -50,6 +50,7 @@ struct pv_ctx {
     attn_scratch_t *att;   /* [n_att] one per pool thread */
     int n_att;
     int *groups;           /* [max_batch + 1] first entry of each attention group, then n (end marker) */
+    unsigned char *tiled;  /* [max_batch] 1 where a group takes the tiled attention order */
     void *work;            /* activations converted for a matmul (B rows) */
     pv_pool_t *pool;       /* borrowed compute threads; NULL: the caller's thread alone */
 };
@@ -118,9 +119,10 @@ static int alloc_scratch(pv_ctx_t *c) {
     c->in = malloc(B * sizeof *c->in);
     c->out = malloc(B * sizeof *c->out);
     c->groups = malloc((B + 1) * sizeof *c->groups);
+    c->tiled = malloc(B);
     c->work = malloc(matmul_work_size(c->m, c->max_batch));
     return c->x && c->xb && c->xb2 && c->q && c->k && c->v && c->hb && c->hb2 && c->rope_cs && c->in && c->out && c->groups &&
-                   c->work
+                   c->tiled && c->work
                ? 0
                : PV_ENOMEM;
 }
@@ -194,6 +196,7 @@ void pv_ctx_free(pv_ctx_t *c) {
     free(c->out);
     free_attn(c);
     free(c->groups);
+    free(c->tiled);
     free(c->work);
     free(c);
 }
@@ -231,29 +234,37 @@ typedef struct {
 
 /* Splits the batch into groups of up to PV_ATTN_GROUP consecutive entries of
  * one sequence (a prompt chunk), whose queries then read each KV block once
- * for the whole group. Returns the number of groups. */
+ * for the whole group. A run of PV_ATTN_TILED_ROWS or more entries of one
+ * sequence (a long prompt chunk) takes the tiled order, as llama.cpp's
+ * micro-batches of that many rows do; fewer (decoding, short chunks) the
+ * half-precision order. Returns the number of groups. */
 static int attention_groups(pv_ctx_t *c, const pv_batch_entry_t *e, int n) {
-    int g = 0;
-    for (int b = 0; b < n; b++)
-        if (b == 0 || e[b].seq != e[b - 1].seq || b - c->groups[g - 1] == PV_ATTN_GROUP) c->groups[g++] = b;
+    int g = 0, run_group = 0;
+    for (int b = 0; b < n; b++) {
+        int new_seq = b == 0 || e[b].seq != e[b - 1].seq;
+        if (new_seq) run_group = g;
+        if (new_seq || b - c->groups[g - 1] == PV_ATTN_GROUP) c->groups[g++] = b;
+        if (b == n - 1 || e[b + 1].seq != e[b].seq) /* the run ends here */
+            for (int i = run_group; i < g; i++) c->tiled[i] = b + 1 - c->groups[run_group] >= PV_ATTN_TILED_ROWS;
+    }
     c->groups[g] = n;
     return g;
 }
 
 /* Attention of the query heads of KV head hk for a group of tokens of one
  * sequence over its positions 0..pos (each token its own pos), block by block
- * of the KV arena: each block is read once for all of the group's rows. The
- * queries are rounded to half first, as llama.cpp's CPU flash attention does
- * over its default F16 cache. */
+ * of the KV arena: each block is read once for all of the group's rows. In
+ * the half-precision order the queries are rounded to half first, as
+ * llama.cpp's CPU flash attention does over its default F16 cache. */
 static void attend_group(const attn_task_t *t, int g, uint32_t hk, attn_scratch_t *a) {
     const pv_ctx_t *c = t->c;
     const pv_hparams_t *hp = &c->m->hp;
     size_t hd = hp->head_dim, gq = hp->n_head / hp->n_head_kv, width = gq * hd;
-    int b0 = c->groups[g], n = c->groups[g + 1] - b0, R = n * (int)gq;
+    int b0 = c->groups[g], n = c->groups[g + 1] - b0, R = n * (int)gq, tiled = c->tiled[g];
     uint32_t max_pos = 0;
     for (int j = 0; j < n; j++) {
         const float *q = c->q + (size_t)(b0 + j) * c->q_dim + hk * width;
-        for (size_t i = 0; i < width; i++) a->q[(size_t)j * width + i] = pv_f16_to_f32(pv_f32_to_f16(q[i]));
+        for (size_t i = 0; i < width; i++) a->q[(size_t)j * width + i] = tiled ? q[i] : pv_f16_to_f32(pv_f32_to_f16(q[i]));
         if (t->e[b0 + j].pos > max_pos) max_pos = t->e[b0 + j].pos;
     }
     memset(a->acc, 0, (size_t)R * hd * sizeof *a->acc);
@@ -266,7 +277,8 @@ static void attend_group(const attn_task_t *t, int g, uint32_t hk, attn_scratch_
             int np = pos < p ? 0 : pos + 1 - p < PV_KV_BLOCK ? (int)(pos + 1 - p) : PV_KV_BLOCK;
             for (size_t h = 0; h < gq; h++) a->n_pos[(size_t)j * gq + h] = np;
         }
-        pv_attn_block(a->q, R, k, v, c->kv_dim, a->n_pos, (int)hd, t->scale, a->st, a->acc, a->work);
+        (tiled ? pv_attn_block_f32 : pv_attn_block)(a->q, R, k, v, c->kv_dim, a->n_pos, (int)hd, t->scale, a->st, a->acc,
+                                                     a->work);
     }
     for (int j = 0; j < n; j++) {
         float *o = c->xb + (size_t)(b0 + j) * c->q_dim + hk * width;
