@@ -503,21 +503,56 @@ PV_AVX2 static PV_INLINE void attn_accumulate(float *acc0, const float *w0, cons
     }
 }
 
-/* Tiled order: the row's weights over the block, w[p] = e^(s_p - M') (0 past
- * its n positions); S and M advance; returns e^(M - M'), the factor for what
- * the row summed before. */
-PV_AVX2 static PV_INLINE float attn_weights_f32(const float *q, const float *kf, int n, int hd, float scale,
+/* Tiled order: the scores of one row over a whole tile, its keys transposed
+ * (kt: hd rows of PV_ATTN_TILE positions), eight sums of eight positions
+ * each, one broadcast of the query per dimension. */
+PV_AVX2 static PV_INLINE void attn_scores_tile(const float *q, const float *kt, int hd, float scale, float *s) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+#pragma GCC unroll 8
+    for (int d = 0; d < hd; d++) {
+        const float *k = kt + (size_t)d * PV_ATTN_TILE;
+        __m256 b = _mm256_broadcast_ss(q + d);
+        a0 = _mm256_fmadd_ps(b, _mm256_loadu_ps(k), a0);
+        a1 = _mm256_fmadd_ps(b, _mm256_loadu_ps(k + 8), a1);
+        a2 = _mm256_fmadd_ps(b, _mm256_loadu_ps(k + 16), a2);
+        a3 = _mm256_fmadd_ps(b, _mm256_loadu_ps(k + 24), a3);
+        a4 = _mm256_fmadd_ps(b, _mm256_loadu_ps(k + 32), a4);
+        a5 = _mm256_fmadd_ps(b, _mm256_loadu_ps(k + 40), a5);
+        a6 = _mm256_fmadd_ps(b, _mm256_loadu_ps(k + 48), a6);
+        a7 = _mm256_fmadd_ps(b, _mm256_loadu_ps(k + 56), a7);
+    }
+    __m256 sc = _mm256_set1_ps(scale);
+    _mm256_storeu_ps(s, _mm256_mul_ps(a0, sc));
+    _mm256_storeu_ps(s + 8, _mm256_mul_ps(a1, sc));
+    _mm256_storeu_ps(s + 16, _mm256_mul_ps(a2, sc));
+    _mm256_storeu_ps(s + 24, _mm256_mul_ps(a3, sc));
+    _mm256_storeu_ps(s + 32, _mm256_mul_ps(a4, sc));
+    _mm256_storeu_ps(s + 40, _mm256_mul_ps(a5, sc));
+    _mm256_storeu_ps(s + 48, _mm256_mul_ps(a6, sc));
+    _mm256_storeu_ps(s + 56, _mm256_mul_ps(a7, sc));
+}
+
+/* Tiled order: the row's weights over a tile, w[p] = e^(s_p - M') for its n
+ * positions, 0 past them up to PV_ATTN_TILE; S and M advance; returns
+ * e^(M - M'), the factor for what the row summed before. */
+PV_AVX2 static PV_INLINE float attn_weights_f32(const float *q, const float *kt, int n, int hd, float scale,
                                                 pv_attn_state_t *st, float *w) {
-    float s[PV_ATTN_BLOCK];
-    attn_scores(q, kf, n, hd, scale, s);
-    __m256 s0 = _mm256_loadu_ps(s), s1 = _mm256_loadu_ps(s + 8), none = _mm256_set1_ps(-INFINITY);
-    float top = hmax_ps(_mm256_max_ps(s0, s1)), M = top > st->M ? top : st->M, f = expf(st->M - M);
+    float s[PV_ATTN_TILE];
+    int len = (n + 7) / 8 * 8;
+    attn_scores_tile(q, kt, hd, scale, s);
+    for (int p = n; p < len; p++) s[p] = -INFINITY;
+    __m256 none = _mm256_set1_ps(-INFINITY), mx = none, sum = _mm256_setzero_ps();
+    for (int p = 0; p < len; p += 8) mx = _mm256_max_ps(mx, _mm256_loadu_ps(s + p));
+    float top = hmax_ps(mx), M = top > st->M ? top : st->M, f = top > st->M ? expf(st->M - M) : 1.0f;
     __m256 m = _mm256_set1_ps(M);
-    __m256 e0 = _mm256_and_ps(exp_ps(_mm256_sub_ps(s0, m)), _mm256_cmp_ps(s0, none, _CMP_NEQ_OQ));
-    __m256 e1 = _mm256_and_ps(exp_ps(_mm256_sub_ps(s1, m)), _mm256_cmp_ps(s1, none, _CMP_NEQ_OQ));
-    _mm256_storeu_ps(w, e0);
-    _mm256_storeu_ps(w + 8, e1);
-    st->S = st->S * f + hsum_ps(_mm256_add_ps(e0, e1));
+    for (int p = 0; p < len; p += 8) {
+        __m256 sv = _mm256_loadu_ps(s + p);
+        __m256 e = _mm256_and_ps(exp_ps(_mm256_sub_ps(sv, m)), _mm256_cmp_ps(sv, none, _CMP_NEQ_OQ));
+        _mm256_storeu_ps(w + p, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    for (int p = len; p < PV_ATTN_TILE; p += 8) _mm256_storeu_ps(w + p, _mm256_setzero_ps());
+    st->S = st->S * f + hsum_ps(sum);
     st->M = M;
     return f;
 }
@@ -577,40 +612,65 @@ PV_AVX2 static PV_INLINE void attn_accumulate_f32(float *acc0, const float *w0, 
     }
 }
 
-/* Rows r0 and r1 (r1 < 0: r0 alone) over the block in either order; w and ms
- * are scratch for two rows' weights and factors. */
+/* Rows r0 and r1 (r1 < 0: r0 alone) over a block (half-precision order: kf
+ * the keys as rows) or a tile (kf the keys transposed); w and ms are scratch
+ * for two rows' weights and factors. */
 PV_AVX2 static PV_INLINE void attn_rows(const float *q, int r0, int r1, const float *kf, const float *vf,
                                         const int *n_pos, int hd, float scale, pv_attn_state_t *st, float *acc,
-                                        float *w, float *ms, int tiled) {
-    float *w1 = w + PV_ATTN_BLOCK, *ms1 = ms + PV_ATTN_BLOCK, *a0 = acc + (size_t)r0 * hd;
-    float *a1 = r1 >= 0 ? acc + (size_t)r1 * hd : NULL;
+                                        float *w, int tiled) {
+    float *a0 = acc + (size_t)r0 * hd, *a1 = r1 >= 0 ? acc + (size_t)r1 * hd : NULL;
     int n = r1 >= 0 && n_pos[r1] > n_pos[r0] ? n_pos[r1] : n_pos[r0];
     if (tiled) {
-        float f0 = attn_weights_f32(q + (size_t)r0 * hd, kf, n_pos[r0], hd, scale, &st[r0], w), f1 = 1.0f;
-        if (a1) f1 = attn_weights_f32(q + (size_t)r1 * hd, kf, n_pos[r1], hd, scale, &st[r1], w1);
+        float *w1 = w + PV_ATTN_TILE;
+        float f0 = attn_weights_f32(q + (size_t)r0 * hd, kf, n_pos[r0], hd, scale, &st[r0], w);
+        if (!a1) { /* a separate call with a constant NULL, so that the inlined loops drop the second row */
+            attn_accumulate_f32(a0, w, f0, NULL, NULL, 1.0f, vf, n, hd);
+            return;
+        }
+        float f1 = attn_weights_f32(q + (size_t)r1 * hd, kf, n_pos[r1], hd, scale, &st[r1], w1);
         attn_accumulate_f32(a0, w, f0, a1, w1, f1, vf, n, hd);
         return;
     }
-    unsigned nm0 = attn_weights(q + (size_t)r0 * hd, kf, n_pos[r0], hd, scale, &st[r0], w, ms), nm1 = 0;
-    if (a1) nm1 = attn_weights(q + (size_t)r1 * hd, kf, n_pos[r1], hd, scale, &st[r1], w1, ms1);
+    float *w1 = w + PV_ATTN_BLOCK, *ms = w + 2 * PV_ATTN_BLOCK, *ms1 = ms + PV_ATTN_BLOCK;
+    unsigned nm0 = attn_weights(q + (size_t)r0 * hd, kf, n_pos[r0], hd, scale, &st[r0], w, ms);
+    if (!a1) {
+        attn_accumulate(a0, w, ms, nm0, NULL, NULL, NULL, 0, vf, n, hd);
+        return;
+    }
+    unsigned nm1 = attn_weights(q + (size_t)r1 * hd, kf, n_pos[r1], hd, scale, &st[r1], w1, ms1);
     attn_accumulate(a0, w, ms, nm0, a1, w1, ms1, nm1, vf, n, hd);
 }
 
-/* The twins' arithmetic with the work rearranged: the block's keys and values
- * are converted to floats once for all rows, scores come 8 positions at a
- * time (summed in float lanes where the twins sum in double), and rows are
- * accumulated in pairs (in the half-precision order each step rounded to half
- * as in its twin). hd is a multiple of 8; attn_block below compiles this once
- * per common head size, so that its loops over the head unroll. */
+/* The rows that see the keys kf and values vf, two at a time. */
+PV_AVX2 static PV_INLINE void attn_pairs(const float *q, int nr, const float *kf, const float *vf, const int *n_pos, int hd,
+                                         float scale, pv_attn_state_t *st, float *acc, float *w, int tiled) {
+    int pending = -1; /* a row that sees them, waiting for a partner */
+    for (int r = 0; r < nr; r++) {
+        if (n_pos[r] <= 0) continue;
+        if (pending < 0) {
+            pending = r;
+            continue;
+        }
+        attn_rows(q, pending, r, kf, vf, n_pos, hd, scale, st, acc, w, tiled);
+        pending = -1;
+    }
+    if (pending >= 0) attn_rows(q, pending, -1, kf, vf, n_pos, hd, scale, st, acc, w, tiled);
+}
+
+/* The twins' arithmetic with the work rearranged: keys and values as floats
+ * once for all rows (the block converted here; a tile by the caller), scores
+ * 8 positions at a time (summed in float lanes where the twins sum in double),
+ * rows accumulated in pairs (in the half-precision order each step rounded to
+ * half as in its twin). hd is a multiple of 8; the dispatchers below compile
+ * these once per common head size, so that their loops over the head unroll. */
 PV_AVX2 static PV_INLINE void attn_block_hd(const float *q, int nr, const uint16_t *k, const uint16_t *v, size_t stride,
                                             const int *n_pos, int hd, float scale, pv_attn_state_t *st, float *acc,
-                                            float *scratch, int tiled) {
+                                            float *scratch) {
     int n_max = 0;
     for (int r = 0; r < nr; r++)
         if (n_pos[r] > n_max) n_max = n_pos[r];
     if (n_max <= 0) return;
     float *kf = scratch, *vf = kf + (size_t)PV_ATTN_BLOCK * hd, *w = vf + (size_t)PV_ATTN_BLOCK * hd;
-    float *ms = w + 2 * PV_ATTN_BLOCK;
     for (int p = 0; p < (n_max + 7) / 8 * 8; p++) {
         const uint16_t *kp = k + (size_t)p * stride, *vp = v + (size_t)p * stride;
         float *kd = kf + (size_t)p * hd, *vd = vf + (size_t)p * hd;
@@ -623,34 +683,70 @@ PV_AVX2 static PV_INLINE void attn_block_hd(const float *q, int nr, const uint16
             _mm256_storeu_ps(vd + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vp + i))));
         }
     }
-    int pending = -1; /* a row that sees this block, waiting for a partner */
-    for (int r = 0; r < nr; r++) {
-        if (n_pos[r] <= 0) continue;
-        if (pending < 0) {
-            pending = r;
-            continue;
-        }
-        attn_rows(q, pending, r, kf, vf, n_pos, hd, scale, st, acc, w, ms, tiled);
-        pending = -1;
-    }
-    if (pending >= 0) attn_rows(q, pending, -1, kf, vf, n_pos, hd, scale, st, acc, w, ms, tiled);
+    attn_pairs(q, nr, kf, vf, n_pos, hd, scale, st, acc, w, 0);
 }
 
-#define ATTN_BLOCK_DISPATCH(name, tiled, twin)                                                                        \
-    PV_AVX2 static void name(const float *q, int nr, const uint16_t *k, const uint16_t *v, size_t stride,             \
-                             const int *n_pos, int hd, float scale, pv_attn_state_t *st, float *acc, float *scratch) { \
-        switch (hd) {                                                                                                 \
-        case 32: attn_block_hd(q, nr, k, v, stride, n_pos, 32, scale, st, acc, scratch, tiled); break;               \
-        case 64: attn_block_hd(q, nr, k, v, stride, n_pos, 64, scale, st, acc, scratch, tiled); break;               \
-        case 128: attn_block_hd(q, nr, k, v, stride, n_pos, 128, scale, st, acc, scratch, tiled); break;             \
-        default:                                                                                                      \
-            if (hd % 8 == 0) attn_block_hd(q, nr, k, v, stride, n_pos, hd, scale, st, acc, scratch, tiled);          \
-            else twin(q, nr, k, v, stride, n_pos, hd, scale, st, acc, scratch);                                       \
-        }                                                                                                             \
+PV_AVX2 static void attn_block(const float *q, int nr, const uint16_t *k, const uint16_t *v, size_t stride,
+                               const int *n_pos, int hd, float scale, pv_attn_state_t *st, float *acc, float *scratch) {
+    switch (hd) {
+    case 32: attn_block_hd(q, nr, k, v, stride, n_pos, 32, scale, st, acc, scratch); break;
+    case 64: attn_block_hd(q, nr, k, v, stride, n_pos, 64, scale, st, acc, scratch); break;
+    case 128: attn_block_hd(q, nr, k, v, stride, n_pos, 128, scale, st, acc, scratch); break;
+    default:
+        if (hd % 8 == 0) attn_block_hd(q, nr, k, v, stride, n_pos, hd, scale, st, acc, scratch);
+        else pv_attn_block_ref(q, nr, k, v, stride, n_pos, hd, scale, st, acc, scratch);
     }
+}
 
-ATTN_BLOCK_DISPATCH(attn_block, 0, pv_attn_block_ref)
-ATTN_BLOCK_DISPATCH(attn_block_f32, 1, pv_attn_block_f32_ref)
+/* dst[j][i] = src[i][j] for an 8x8 block of floats (row strides ss, ds). */
+PV_AVX2 static inline void transpose8(const float *src, size_t ss, float *dst, size_t ds) {
+    __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ss), r2 = _mm256_loadu_ps(src + 2 * ss);
+    __m256 r3 = _mm256_loadu_ps(src + 3 * ss), r4 = _mm256_loadu_ps(src + 4 * ss), r5 = _mm256_loadu_ps(src + 5 * ss);
+    __m256 r6 = _mm256_loadu_ps(src + 6 * ss), r7 = _mm256_loadu_ps(src + 7 * ss);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3);
+    __m256 t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0)), u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0)), u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0)), u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0)), u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+    _mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(dst + ds, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(dst + 2 * ds, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(dst + 3 * ds, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(dst + 4 * ds, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(dst + 5 * ds, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(dst + 6 * ds, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(dst + 7 * ds, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+
+/* The tile's keys transposed once for all rows (zero past the live ones), then the rows in pairs. */
+PV_AVX2 static PV_INLINE void attn_tile_hd(const float *q, int nr, const float *kf, const float *vf, const int *n_pos,
+                                           int hd, float scale, pv_attn_state_t *st, float *acc, float *scratch) {
+    int n_max = 0;
+    for (int r = 0; r < nr; r++)
+        if (n_pos[r] > n_max) n_max = n_pos[r];
+    if (n_max <= 0) return;
+    float *w = scratch, *kt = w + 2 * PV_ATTN_TILE;
+    int len = (n_max + 7) / 8 * 8;
+    for (int p = 0; p < len; p += 8)
+        for (int d = 0; d < hd; d += 8) transpose8(kf + (size_t)p * hd + d, (size_t)hd, kt + (size_t)d * PV_ATTN_TILE + p, PV_ATTN_TILE);
+    if (len < PV_ATTN_TILE)
+        for (int d = 0; d < hd; d++) memset(kt + (size_t)d * PV_ATTN_TILE + len, 0, (size_t)(PV_ATTN_TILE - len) * sizeof *kt);
+    attn_pairs(q, nr, kt, vf, n_pos, hd, scale, st, acc, w, 1);
+}
+
+PV_AVX2 static void attn_tile(const float *q, int nr, const float *kf, const float *vf, const int *n_pos, int hd,
+                              float scale, pv_attn_state_t *st, float *acc, float *scratch) {
+    switch (hd) {
+    case 32: attn_tile_hd(q, nr, kf, vf, n_pos, 32, scale, st, acc, scratch); break;
+    case 64: attn_tile_hd(q, nr, kf, vf, n_pos, 64, scale, st, acc, scratch); break;
+    case 128: attn_tile_hd(q, nr, kf, vf, n_pos, 128, scale, st, acc, scratch); break;
+    default:
+        if (hd % 8 == 0) attn_tile_hd(q, nr, kf, vf, n_pos, hd, scale, st, acc, scratch);
+        else pv_attn_tile_ref(q, nr, kf, vf, n_pos, hd, scale, st, acc, scratch);
+    }
+}
 
 /* a = silu(a) * b, 8 at a time with the vector exp; the twin's expf on the tail. */
 PV_AVX2 static void swiglu(float *a, const float *b, int n) {
@@ -665,7 +761,7 @@ PV_AVX2 static void swiglu(float *a, const float *b, int n) {
 }
 
 pv_attn_block_fn pv__avx2_attn_block(void) { return attn_block; }
-pv_attn_block_fn pv__avx2_attn_block_f32(void) { return attn_block_f32; }
+pv_attn_tile_fn pv__avx2_attn_tile(void) { return attn_tile; }
 pv_swiglu_fn pv__avx2_swiglu(void) { return swiglu; }
 
 pv_vec_dot4_fn pv__avx2_vec_dot4(pv_type_t t) {

@@ -18,7 +18,7 @@
 static pv_kern_traits_t active[PV_TYPE_COUNT]; /* written once under pthread_once */
 static const char *active_isa = "scalar";
 static pv_attn_block_fn active_attn_block = pv_attn_block_ref;
-static pv_attn_block_fn active_attn_block_f32 = pv_attn_block_f32_ref;
+static pv_attn_tile_fn active_attn_tile = pv_attn_tile_ref;
 static pv_swiglu_fn active_swiglu = pv_swiglu_ref;
 static pthread_once_t active_once = PTHREAD_ONCE_INIT;
 
@@ -58,7 +58,7 @@ static void choose_kernels(void) {
     if (fast) {
         active_isa = "avx2";
         active_attn_block = pv__avx2_attn_block();
-        active_attn_block_f32 = pv__avx2_attn_block_f32();
+        active_attn_tile = pv__avx2_attn_tile();
         active_swiglu = pv__avx2_swiglu();
     }
 }
@@ -85,10 +85,10 @@ void pv_attn_block(const float *q, int nr, const uint16_t *k, const uint16_t *v,
     active_attn_block(q, nr, k, v, stride, n_pos, hd, scale, st, acc, scratch);
 }
 
-void pv_attn_block_f32(const float *q, int nr, const uint16_t *k, const uint16_t *v, size_t stride, const int *n_pos,
-                       int hd, float scale, pv_attn_state_t *st, float *acc, float *scratch) {
+void pv_attn_tile(const float *q, int nr, const float *kf, const float *vf, const int *n_pos, int hd, float scale,
+                  pv_attn_state_t *st, float *acc, float *scratch) {
     pthread_once(&active_once, choose_kernels);
-    active_attn_block_f32(q, nr, k, v, stride, n_pos, hd, scale, st, acc, scratch);
+    active_attn_tile(q, nr, kf, vf, n_pos, hd, scale, st, acc, scratch);
 }
 
 int pv_kern_supported(pv_type_t t) {

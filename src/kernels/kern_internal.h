@@ -138,7 +138,7 @@ pv_dot_x8_fn pv__avx2_dot_x8(pv_type_t t); /* avx2_x8.c */
 pv_from_float_fn pv__avx2_from_float(pv_type_t t); /* avx2_quant.c: activation quantizers */
 pv_to_float_fn pv__avx2_to_float(pv_type_t t);     /* avx2_quant.c: f16 rows to floats */
 pv_attn_block_fn pv__avx2_attn_block(void);
-pv_attn_block_fn pv__avx2_attn_block_f32(void);
+pv_attn_tile_fn pv__avx2_attn_tile(void);
 pv_swiglu_fn pv__avx2_swiglu(void);
 
 #endif

@@ -52,7 +52,7 @@ void pv_add(float *y, const float *x, int n) {
     for (int i = 0; i < n; i++) y[i] += x[i];
 }
 
-size_t pv_attn_scratch_size(int hd) { return (size_t)(2 * PV_ATTN_BLOCK * hd + 4 * PV_ATTN_BLOCK); }
+size_t pv_attn_scratch_size(int hd) { return PV_ATTN_TILE_OWN(hd) + 2 * (size_t)PV_ATTN_TILE * (size_t)hd; }
 
 static float round_half(float x) { return pv_f16_to_f32(pv_f32_to_f16(x)); }
 
@@ -83,19 +83,18 @@ void pv_attn_block_ref(const float *q, int nr, const uint16_t *k, const uint16_t
     }
 }
 
-/* One row at a time; dot products and the block's sum of weights in double. */
-void pv_attn_block_f32_ref(const float *q, int nr, const uint16_t *k, const uint16_t *v, size_t stride,
-                           const int *n_pos, int hd, float scale, pv_attn_state_t *st, float *acc, float *scratch) {
+/* One row at a time; dot products and the tile's sum of weights in double. */
+void pv_attn_tile_ref(const float *q, int nr, const float *kf, const float *vf, const int *n_pos, int hd, float scale,
+                      pv_attn_state_t *st, float *acc, float *scratch) {
     (void)scratch;
     for (int r = 0; r < nr; r++, q += hd, acc += hd) {
         pv_attn_state_t *t = &st[r];
         int n = n_pos[r];
         if (n <= 0) continue;
-        float s[PV_ATTN_BLOCK], M = t->M;
+        float s[PV_ATTN_TILE], M = t->M;
         for (int p = 0; p < n; p++) {
-            const uint16_t *kp = k + (size_t)p * stride;
             double dot = 0.0;
-            for (int i = 0; i < hd; i++) dot += q[i] * pv_f16_to_f32(kp[i]);
+            for (int i = 0; i < hd; i++) dot += q[i] * kf[(size_t)p * hd + i];
             s[p] = (float)dot * scale;
             if (s[p] > M) M = s[p];
         }
@@ -103,10 +102,9 @@ void pv_attn_block_f32_ref(const float *q, int nr, const uint16_t *k, const uint
         double sum = 0.0;
         for (int i = 0; i < hd; i++) acc[i] *= f;
         for (int p = 0; p < n; p++) {
-            const uint16_t *vp = v + (size_t)p * stride;
             float w = expf(s[p] - M);
             sum += w;
-            for (int i = 0; i < hd; i++) acc[i] += w * pv_f16_to_f32(vp[i]);
+            for (int i = 0; i < hd; i++) acc[i] += w * vf[(size_t)p * hd + i];
         }
         t->S = t->S * f + (float)sum;
         t->M = M;

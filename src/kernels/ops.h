@@ -51,8 +51,11 @@ typedef struct {
     float S; /* sum of exp(score - M) so far */
 } pv_attn_state_t;
 
-/* Floats of scratch an attention call needs for head size hd (the block's keys
- * and values as floats, and one row of weights). */
+/* Floats of scratch an attention call of either order needs for head size hd
+ * (pv_attn_block: the block's keys and values as floats and two rows' weights;
+ * pv_attn_tile: the first PV_ATTN_TILE_OWN(hd) floats, the caller's tile of
+ * keys and values may follow). */
+#define PV_ATTN_TILE_OWN(hd) ((size_t)PV_ATTN_TILE * ((size_t)(hd) + 2))
 size_t pv_attn_scratch_size(int hd);
 
 /* q: nr rows of hd floats; acc: nr rows of hd floats; st: nr states. */
@@ -66,17 +69,22 @@ void pv_attn_block_ref(const float *q, int nr, const uint16_t *k, const uint16_t
 
 /* The same fold in the order of llama.cpp's tiled CPU flash attention, which
  * it runs for micro-batches of PV_ATTN_TILED_ROWS query rows or more (prompt
- * chunks): queries and sums in float, one rescale per block. For each row,
- * over its first n_pos[r] positions p of the block:
+ * chunks): queries and sums in float, over tiles of up to PV_ATTN_TILE
+ * positions whose keys and values the caller has converted to floats (kf, vf:
+ * rows of hd; keys zero from the tile's last live position up to the next
+ * multiple of 8). For each row, over its first n_pos[r] positions p:
  *   s_p = scale * (q . k_p), M' = max(M, max_p s_p), f = e^(M - M')
  *   acc = acc f + sum_p e^(s_p - M') v_p,  S = S f + sum_p e^(s_p - M'),  M = M'
- * Faster than the half-precision order (no rounding per step, so the
- * positions of a block are summed independently). */
+ * Much faster than the half-precision order: no rounding per step, so the
+ * positions of a tile are summed independently. */
 #define PV_ATTN_TILED_ROWS 64
-void pv_attn_block_f32(const float *q, int nr, const uint16_t *k, const uint16_t *v, size_t stride, const int *n_pos,
-                       int hd, float scale, pv_attn_state_t *st, float *acc, float *scratch); /* dispatched */
-void pv_attn_block_f32_ref(const float *q, int nr, const uint16_t *k, const uint16_t *v, size_t stride,
-                           const int *n_pos, int hd, float scale, pv_attn_state_t *st, float *acc, float *scratch);
+#define PV_ATTN_TILE 64
+typedef void (*pv_attn_tile_fn)(const float *q, int nr, const float *kf, const float *vf, const int *n_pos, int hd,
+                                float scale, pv_attn_state_t *st, float *acc, float *scratch);
+void pv_attn_tile(const float *q, int nr, const float *kf, const float *vf, const int *n_pos, int hd, float scale,
+                  pv_attn_state_t *st, float *acc, float *scratch); /* dispatched */
+void pv_attn_tile_ref(const float *q, int nr, const float *kf, const float *vf, const int *n_pos, int hd, float scale,
+                      pv_attn_state_t *st, float *acc, float *scratch);
 
 /* y[i] += x[i] */
 void pv_add(float *y, const float *x, int n);

@@ -12,7 +12,7 @@
 #include "kernels/ops.h"
 #include "model/model.h"
 
-#define PV_ATTN_GROUP 8 /* consecutive tokens of one sequence that share each KV block read */
+#define PV_ATTN_GROUP 16 /* consecutive tokens of one sequence that share each KV block read */
 _Static_assert(PV_ATTN_BLOCK == PV_KV_BLOCK, "attention folds whole KV blocks");
 
 /* One thread's attention rows: the query heads of one KV head for a group of
@@ -251,6 +251,55 @@ static int attention_groups(pv_ctx_t *c, const pv_batch_entry_t *e, int n) {
     return g;
 }
 
+/* How many of positions p.. (at most len) row j of a group sees. */
+static int visible(const attn_task_t *t, int b0, int j, uint32_t p, int len) {
+    uint32_t pos = t->e[b0 + j].pos;
+    return pos < p ? 0 : pos + 1 - p < (uint32_t)len ? (int)(pos + 1 - p) : len;
+}
+
+static void set_visible(const attn_task_t *t, int b0, int n, uint32_t p, int len, attn_scratch_t *a) {
+    size_t gq = t->c->m->hp.n_head / t->c->m->hp.n_head_kv;
+    for (int j = 0; j < n; j++) {
+        int np = visible(t, b0, j, p, len);
+        for (size_t h = 0; h < gq; h++) a->n_pos[(size_t)j * gq + h] = np;
+    }
+}
+
+/* The half-precision order, block by block of the KV arena (positions within a block are contiguous). */
+static void fold_blocks(const attn_task_t *t, int b0, int n, uint32_t hk, uint32_t max_pos, attn_scratch_t *a) {
+    const pv_ctx_t *c = t->c;
+    size_t hd = c->m->hp.head_dim;
+    int R = n * (int)(c->m->hp.n_head / c->m->hp.n_head_kv);
+    const pv_seq_t *seq = t->e[b0].seq;
+    for (uint32_t p = 0; p <= max_pos; p += PV_KV_BLOCK) {
+        const uint16_t *k = pv_kv_k(&c->kv, seq, t->il, p) + hk * hd, *v = pv_kv_v(&c->kv, seq, t->il, p) + hk * hd;
+        set_visible(t, b0, n, p, PV_KV_BLOCK, a);
+        pv_attn_block(a->q, R, k, v, c->kv_dim, a->n_pos, (int)hd, t->scale, a->st, a->acc, a->work);
+    }
+}
+
+/* The tiled order, PV_ATTN_TILE positions at a time, their keys and values
+ * converted to floats from the blocks that hold them. */
+static void fold_tiles(const attn_task_t *t, int b0, int n, uint32_t hk, uint32_t max_pos, attn_scratch_t *a) {
+    const pv_ctx_t *c = t->c;
+    size_t hd = c->m->hp.head_dim;
+    int R = n * (int)(c->m->hp.n_head / c->m->hp.n_head_kv);
+    const pv_seq_t *seq = t->e[b0].seq;
+    pv_to_float_fn widen = pv_kern_traits(PV_TYPE_F16)->to_float;
+    float *kf = a->work + PV_ATTN_TILE_OWN(hd), *vf = kf + PV_ATTN_TILE * hd;
+    for (uint32_t p = 0; p <= max_pos; p += PV_ATTN_TILE) {
+        int live = max_pos + 1 - p < PV_ATTN_TILE ? (int)(max_pos + 1 - p) : PV_ATTN_TILE;
+        for (int i = 0; i < live; i++) {
+            uint32_t at = p + (uint32_t)i;
+            widen(pv_kv_k(&c->kv, seq, t->il, at) + hk * hd, kf + (size_t)i * hd, (int64_t)hd);
+            widen(pv_kv_v(&c->kv, seq, t->il, at) + hk * hd, vf + (size_t)i * hd, (int64_t)hd);
+        }
+        memset(kf + (size_t)live * hd, 0, (size_t)((live + 7) / 8 * 8 - live) * hd * sizeof *kf);
+        set_visible(t, b0, n, p, PV_ATTN_TILE, a);
+        pv_attn_tile(a->q, R, kf, vf, a->n_pos, (int)hd, t->scale, a->st, a->acc, a->work);
+    }
+}
+
 /* Attention of the query heads of KV head hk for a group of tokens of one
  * sequence over its positions 0..pos (each token its own pos), block by block
  * of the KV arena: each block is read once for all of the group's rows. In
@@ -269,17 +318,8 @@ static void attend_group(const attn_task_t *t, int g, uint32_t hk, attn_scratch_
     }
     memset(a->acc, 0, (size_t)R * hd * sizeof *a->acc);
     for (int r = 0; r < R; r++) a->st[r] = (pv_attn_state_t){-INFINITY, 0.0f};
-    const pv_seq_t *seq = t->e[b0].seq;
-    for (uint32_t p = 0; p <= max_pos; p += PV_KV_BLOCK) { /* positions within a block are contiguous */
-        const uint16_t *k = pv_kv_k(&c->kv, seq, t->il, p) + hk * hd, *v = pv_kv_v(&c->kv, seq, t->il, p) + hk * hd;
-        for (int j = 0; j < n; j++) {
-            uint32_t pos = t->e[b0 + j].pos;
-            int np = pos < p ? 0 : pos + 1 - p < PV_KV_BLOCK ? (int)(pos + 1 - p) : PV_KV_BLOCK;
-            for (size_t h = 0; h < gq; h++) a->n_pos[(size_t)j * gq + h] = np;
-        }
-        (tiled ? pv_attn_block_f32 : pv_attn_block)(a->q, R, k, v, c->kv_dim, a->n_pos, (int)hd, t->scale, a->st, a->acc,
-                                                     a->work);
-    }
+    if (tiled) fold_tiles(t, b0, n, hk, max_pos, a);
+    else fold_blocks(t, b0, n, hk, max_pos, a);
     for (int j = 0; j < n; j++) {
         float *o = c->xb + (size_t)(b0 + j) * c->q_dim + hk * width;
         for (size_t h = 0; h < gq; h++) {
