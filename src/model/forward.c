@@ -324,7 +324,8 @@ static void attend_group(const attn_task_t *t, int g, uint32_t hk, attn_scratch_
         float *o = c->xb + (size_t)(b0 + j) * c->q_dim + hk * width;
         for (size_t h = 0; h < gq; h++) {
             size_t r = (size_t)j * gq + h;
-            for (size_t i = 0; i < hd; i++) o[h * hd + i] = a->acc[r * hd + i] / a->st[r].S;
+            float inv = 1.0f / a->st[r].S; /* times the inverse, as llama.cpp normalises */
+            for (size_t i = 0; i < hd; i++) o[h * hd + i] = a->acc[r * hd + i] * inv;
         }
     }
 }
