@@ -12,7 +12,7 @@
 #include "kernels/ops.h"
 #include "model/model.h"
 
-#define PV_ATTN_GROUP 16 /* consecutive tokens of one sequence that share each KV block read */
+#define PV_ATTN_GROUP 64 /* consecutive tokens of one sequence that share each KV block read, at most */
 _Static_assert(PV_ATTN_BLOCK == PV_KV_BLOCK, "attention folds whole KV blocks");
 
 /* One thread's attention rows: the query heads of one KV head for a group of
@@ -232,20 +232,24 @@ typedef struct {
     float scale;               /* 1 / sqrt(head_dim) */
 } attn_task_t;
 
-/* Splits the batch into groups of up to PV_ATTN_GROUP consecutive entries of
- * one sequence (a prompt chunk), whose queries then read each KV block once
- * for the whole group. A run of PV_ATTN_TILED_ROWS or more entries of one
- * sequence (a long prompt chunk) takes the tiled order, as llama.cpp's
+/* Splits the batch into groups of consecutive entries of one sequence (a
+ * prompt chunk), whose queries then read and widen each KV block or tile once
+ * for the whole group: each run of one sequence's entries in as few groups
+ * (of at most PV_ATTN_GROUP) as keep every pool thread busy, given that each
+ * KV head of a group is a task of its own. A run of PV_ATTN_TILED_ROWS or
+ * more entries (a long prompt chunk) takes the tiled order, as llama.cpp's
  * micro-batches of that many rows do; fewer (decoding, short chunks) the
  * half-precision order. Returns the number of groups. */
 static int attention_groups(pv_ctx_t *c, const pv_batch_entry_t *e, int n) {
-    int g = 0, run_group = 0;
-    for (int b = 0; b < n; b++) {
-        int new_seq = b == 0 || e[b].seq != e[b - 1].seq;
-        if (new_seq) run_group = g;
-        if (new_seq || b - c->groups[g - 1] == PV_ATTN_GROUP) c->groups[g++] = b;
-        if (b == n - 1 || e[b + 1].seq != e[b].seq) /* the run ends here */
-            for (int i = run_group; i < g; i++) c->tiled[i] = b + 1 - c->groups[run_group] >= PV_ATTN_TILED_ROWS;
+    int kv_heads = (int)c->m->hp.n_head_kv, parts = (c->n_att + kv_heads - 1) / kv_heads, g = 0;
+    for (int b0 = 0, b1; b0 < n; b0 = b1) {
+        for (b1 = b0 + 1; b1 < n && e[b1].seq == e[b0].seq; b1++) {}
+        int len = b1 - b0, size = (len + parts - 1) / parts;
+        if (size > PV_ATTN_GROUP) size = PV_ATTN_GROUP;
+        for (int b = b0; b < b1; b += size) {
+            c->tiled[g] = len >= PV_ATTN_TILED_ROWS;
+            c->groups[g++] = b;
+        }
     }
     c->groups[g] = n;
     return g;
