@@ -532,14 +532,45 @@ PV_AVX2 static PV_INLINE void attn_scores_tile(const float *q, const float *kt, 
     _mm256_storeu_ps(s + 56, _mm256_mul_ps(a7, sc));
 }
 
-/* Tiled order: the row's weights over a tile, w[p] = e^(s_p - M') for its n
- * positions, 0 past them up to PV_ATTN_TILE; S and M advance; returns
- * e^(M - M'), the factor for what the row summed before. */
-PV_AVX2 static PV_INLINE float attn_weights_f32(const float *q, const float *kt, int n, int hd, float scale,
-                                                pv_attn_state_t *st, float *w) {
-    float s[PV_ATTN_TILE];
+/* Tiled order: the scores of two rows over a whole tile, half a tile at a
+ * time so that the keys are loaded once for both rows (four loads and two
+ * broadcasts per eight multiply-adds). */
+PV_AVX2 static PV_INLINE void attn_scores_tile2(const float *q0, const float *q1, const float *kt, int hd, float scale,
+                                                float *s0, float *s1) {
+    __m256 sc = _mm256_set1_ps(scale);
+    for (int h = 0; h < PV_ATTN_TILE; h += 32) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+#pragma GCC unroll 8
+        for (int d = 0; d < hd; d++) {
+            const float *k = kt + (size_t)d * PV_ATTN_TILE + h;
+            __m256 k0 = _mm256_loadu_ps(k), k1 = _mm256_loadu_ps(k + 8), k2 = _mm256_loadu_ps(k + 16);
+            __m256 k3 = _mm256_loadu_ps(k + 24), x = _mm256_broadcast_ss(q0 + d), y = _mm256_broadcast_ss(q1 + d);
+            a0 = _mm256_fmadd_ps(x, k0, a0);
+            a1 = _mm256_fmadd_ps(x, k1, a1);
+            a2 = _mm256_fmadd_ps(x, k2, a2);
+            a3 = _mm256_fmadd_ps(x, k3, a3);
+            b0 = _mm256_fmadd_ps(y, k0, b0);
+            b1 = _mm256_fmadd_ps(y, k1, b1);
+            b2 = _mm256_fmadd_ps(y, k2, b2);
+            b3 = _mm256_fmadd_ps(y, k3, b3);
+        }
+        _mm256_storeu_ps(s0 + h, _mm256_mul_ps(a0, sc));
+        _mm256_storeu_ps(s0 + h + 8, _mm256_mul_ps(a1, sc));
+        _mm256_storeu_ps(s0 + h + 16, _mm256_mul_ps(a2, sc));
+        _mm256_storeu_ps(s0 + h + 24, _mm256_mul_ps(a3, sc));
+        _mm256_storeu_ps(s1 + h, _mm256_mul_ps(b0, sc));
+        _mm256_storeu_ps(s1 + h + 8, _mm256_mul_ps(b1, sc));
+        _mm256_storeu_ps(s1 + h + 16, _mm256_mul_ps(b2, sc));
+        _mm256_storeu_ps(s1 + h + 24, _mm256_mul_ps(b3, sc));
+    }
+}
+
+/* Tiled order: a row's weights over a tile from its scores s (which this
+ * overwrites past the row's n positions), w[p] = e^(s_p - M'), 0 past them up
+ * to PV_ATTN_TILE; S and M advance; returns e^(M - M'), the factor for what the
+ * row summed before. */
+PV_AVX2 static PV_INLINE float attn_weights_f32(float *s, int n, pv_attn_state_t *st, float *w) {
     int len = (n + 7) / 8 * 8;
-    attn_scores_tile(q, kt, hd, scale, s);
     for (int p = n; p < len; p++) s[p] = -INFINITY;
     __m256 none = _mm256_set1_ps(-INFINITY), mx = none, sum = _mm256_setzero_ps();
     for (int p = 0; p < len; p += 8) mx = _mm256_max_ps(mx, _mm256_loadu_ps(s + p));
@@ -578,6 +609,9 @@ PV_AVX2 static PV_INLINE void attn_accumulate_f32(float *acc0, const float *w0, 
             const float *vp = vf + (size_t)p * hd + i;
             __m256 v0 = _mm256_loadu_ps(vp), v1 = _mm256_loadu_ps(vp + 8), v2 = _mm256_loadu_ps(vp + 16);
             __m256 v3 = _mm256_loadu_ps(vp + 24), b0 = _mm256_broadcast_ss(w0 + p);
+            /* the values in registers: left to itself the compiler folds each load into both rows'
+             * multiply-adds, 10 loads for 8 FMAs, and the load ports rather than the FMAs set the pace */
+            __asm__("" : "+x"(v0), "+x"(v1), "+x"(v2), "+x"(v3));
             ATTN_FMA_F32(x0, v0, b0);
             ATTN_FMA_F32(x1, v1, b0);
             ATTN_FMA_F32(x2, v2, b0);
@@ -622,12 +656,14 @@ PV_AVX2 static PV_INLINE void attn_rows(const float *q, int r0, int r1, const fl
     int n = r1 >= 0 && n_pos[r1] > n_pos[r0] ? n_pos[r1] : n_pos[r0];
     if (tiled) {
         float *w1 = w + PV_ATTN_TILE;
-        float f0 = attn_weights_f32(q + (size_t)r0 * hd, kf, n_pos[r0], hd, scale, &st[r0], w);
-        if (!a1) { /* a separate call with a constant NULL, so that the inlined loops drop the second row */
-            attn_accumulate_f32(a0, w, f0, NULL, NULL, 1.0f, vf, n, hd);
+        float s0[PV_ATTN_TILE], s1[PV_ATTN_TILE];
+        if (!a1) { /* separate calls with a constant NULL, so that the inlined loops drop the second row */
+            attn_scores_tile(q + (size_t)r0 * hd, kf, hd, scale, s0);
+            attn_accumulate_f32(a0, w, attn_weights_f32(s0, n_pos[r0], &st[r0], w), NULL, NULL, 1.0f, vf, n, hd);
             return;
         }
-        float f1 = attn_weights_f32(q + (size_t)r1 * hd, kf, n_pos[r1], hd, scale, &st[r1], w1);
+        attn_scores_tile2(q + (size_t)r0 * hd, q + (size_t)r1 * hd, kf, hd, scale, s0, s1);
+        float f0 = attn_weights_f32(s0, n_pos[r0], &st[r0], w), f1 = attn_weights_f32(s1, n_pos[r1], &st[r1], w1);
         attn_accumulate_f32(a0, w, f0, a1, w1, f1, vf, n, hd);
         return;
     }
