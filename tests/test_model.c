@@ -203,6 +203,24 @@ START_TEST(test_reference) {
 }
 END_TEST
 
+/* A reference file of ../shared/ref and its synthetic model from the cache:
+ * the model, with *root the parsed reference; NULL (skipped, said why) when
+ * either is absent. */
+static pv_model_t *load_cached_ref(const char *ref, const char *model, json_t **root) {
+    char ref_path[512], model_path[512], err[PV_ERRLEN];
+    if (!tu_shared(ref_path, sizeof ref_path, ref)) return NULL;
+    snprintf(model_path, sizeof model_path, "%s/%s", tu_cache_dir(), model);
+    pv_model_t *m;
+    if (pv_model_load(model_path, &m, err, sizeof err) != 0) {
+        printf("skipped: %s (make models generates it)\n", err);
+        return NULL;
+    }
+    json_error_t jerr;
+    *root = json_load_file(ref_path, 0, &jerr);
+    ck_assert_msg(*root != NULL, "%s: %s", ref_path, jerr.text);
+    return m;
+}
+
 /* Where pensieve's arithmetic is llama.cpp's to the bit, so are the results:
  * the Q4_0 model's prompts (129 and 81 tokens) taken in one pass, in the
  * tiled attention order llama.cpp's micro-batch takes (its Q4_0 products are
@@ -210,17 +228,11 @@ END_TEST
  * reference's log-probabilities at the first position to 1e-3. (Decoding
  * from there is within the bounds of tolerance_for only.) */
 START_TEST(test_reference_prompt_exact) {
-    char ref_path[512], model_path[512], err[PV_ERRLEN];
-    if (!tu_shared(ref_path, sizeof ref_path, "ref/arch/llama-q4_0.json")) return;
-    snprintf(model_path, sizeof model_path, "%s/llama-q4_0.gguf", tu_cache_dir());
-    pv_model_t *m;
-    if (pv_model_load(model_path, &m, err, sizeof err) != 0) {
-        printf("skipped: %s (make models generates it)\n", err);
-        return;
-    }
-    json_error_t jerr;
-    json_t *root = json_load_file(ref_path, 0, &jerr), *cases = json_object_get(root, "cases");
-    ck_assert_msg(root != NULL, "%s", jerr.text);
+    char err[PV_ERRLEN];
+    json_t *root;
+    pv_model_t *m = load_cached_ref("ref/arch/llama-q4_0.json", "llama-q4_0.gguf", &root);
+    if (!m) return;
+    json_t *cases = json_object_get(root, "cases");
     int n_vocab = (int)m->hp.n_vocab;
     float *logits = malloc((size_t)n_vocab * sizeof *logits);
     double *lp = malloc((size_t)n_vocab * sizeof *lp);
@@ -424,14 +436,10 @@ END_TEST
 /* Phi-3 long-rope: a context above the original 512 takes the long factors,
  * 512 the short ones; the long reference is only matched with the long ones. */
 START_TEST(test_phi3_rope_factors) {
-    char ref_path[512], model_path[512], err[PV_ERRLEN];
-    if (!tu_shared(ref_path, sizeof ref_path, "ref/arch/phi3-longrope-q8_0-long.json")) return;
-    snprintf(model_path, sizeof model_path, "%s/phi3-longrope-q8_0-long.gguf", tu_cache_dir());
-    pv_model_t *m;
-    if (pv_model_load(model_path, &m, err, sizeof err) != 0) {
-        printf("skipped: %s\n", err);
-        return;
-    }
+    char err[PV_ERRLEN];
+    json_t *root;
+    pv_model_t *m = load_cached_ref("ref/arch/phi3-longrope-q8_0-long.json", "phi3-longrope-q8_0-long.gguf", &root);
+    if (!m) return;
     ck_assert_uint_eq(m->hp.n_ctx_orig, 512);
     pv_ctx_t *lo, *hi;
     ck_assert_int_eq(pv_ctx_new(m, 512, &lo, err, sizeof err), 0);
@@ -439,7 +447,6 @@ START_TEST(test_phi3_rope_factors) {
     ck_assert_int_eq(pv_ctx_long_rope(lo), 0);
     ck_assert_int_eq(pv_ctx_long_rope(hi), 1);
     /* the long case's first position, computed with the short factors, is far off */
-    json_t *root = json_load_file(ref_path, 0, NULL);
     json_t *c = json_array_get(json_object_get(root, "cases"), 0), *pids = json_object_get(c, "prompt_ids");
     json_t *top = json_array_get(json_array_get(json_object_get(c, "top5"), 0), 0);
     int n = (int)json_array_size(pids), id = (int)json_integer_value(json_object_get(top, "id"));
