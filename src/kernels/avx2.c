@@ -567,25 +567,51 @@ PV_AVX2 static PV_INLINE void attn_scores_tile2(const float *q0, const float *q1
 
 /* Tiled order: a row's weights over a tile from its scores s (which this
  * overwrites past the row's n positions), w[p] = e^(s_p - M'), 0 past them up
- * to PV_ATTN_TILE; S and M advance; returns e^(M - M'), the factor for what the
- * row summed before. */
-PV_AVX2 static PV_INLINE float attn_weights_f32(float *s, int n, pv_attn_state_t *st, float *w) {
-    int len = (n + 7) / 8 * 8;
-    for (int p = n; p < len; p++) s[p] = -INFINITY;
-    __m256 none = _mm256_set1_ps(-INFINITY), mx = none, sum = _mm256_setzero_ps();
-    for (int p = 0; p < len; p += 8) mx = _mm256_max_ps(mx, _mm256_loadu_ps(s + p));
-    float top = hmax_ps(mx), M = top > st->M ? top : st->M, f = top > st->M ? expf(st->M - M) : 1.0f;
-    __m256 m = _mm256_set1_ps(M);
+ * to PV_ATTN_TILE; S and M advance; f = e^(M - M'), the factor for what the
+ * row summed before. A second row (s1 not NULL) goes through the same loops
+ * alongside, so that neither row waits alone on its horizontal max, its factor
+ * and its exponentials. */
+PV_AVX2 static PV_INLINE void attn_weights_f32(float *s0, int n0, pv_attn_state_t *st0, float *w0, float *f0, float *s1,
+                                               int n1, pv_attn_state_t *st1, float *w1, float *f1) {
+    int len = (n0 + 7) / 8 * 8;
+    if (s1 && (n1 + 7) / 8 * 8 > len) len = (n1 + 7) / 8 * 8;
+    for (int p = n0; p < len; p++) s0[p] = -INFINITY;
+    if (s1)
+        for (int p = n1; p < len; p++) s1[p] = -INFINITY;
+    __m256 none = _mm256_set1_ps(-INFINITY), mx0 = none, mx1 = none, sum0 = _mm256_setzero_ps(), sum1 = sum0;
     for (int p = 0; p < len; p += 8) {
-        __m256 sv = _mm256_loadu_ps(s + p);
-        __m256 e = _mm256_and_ps(exp_ps(_mm256_sub_ps(sv, m)), _mm256_cmp_ps(sv, none, _CMP_NEQ_OQ));
-        _mm256_storeu_ps(w + p, e);
-        sum = _mm256_add_ps(sum, e);
+        mx0 = _mm256_max_ps(mx0, _mm256_loadu_ps(s0 + p));
+        if (s1) mx1 = _mm256_max_ps(mx1, _mm256_loadu_ps(s1 + p));
     }
-    for (int p = len; p < PV_ATTN_TILE; p += 8) _mm256_storeu_ps(w + p, _mm256_setzero_ps());
-    st->S = st->S * f + hsum_ps(sum);
-    st->M = M;
-    return f;
+    float top0 = hmax_ps(mx0), M0 = top0 > st0->M ? top0 : st0->M, top1 = 0, M1 = 0;
+    *f0 = top0 > st0->M ? expf(st0->M - M0) : 1.0f;
+    if (s1) {
+        top1 = hmax_ps(mx1), M1 = top1 > st1->M ? top1 : st1->M;
+        *f1 = top1 > st1->M ? expf(st1->M - M1) : 1.0f;
+    }
+    __m256 m0 = _mm256_set1_ps(M0), m1 = _mm256_set1_ps(M1);
+    for (int p = 0; p < len; p += 8) {
+        __m256 a = _mm256_loadu_ps(s0 + p);
+        __m256 e = _mm256_and_ps(exp_ps(_mm256_sub_ps(a, m0)), _mm256_cmp_ps(a, none, _CMP_NEQ_OQ));
+        _mm256_storeu_ps(w0 + p, e);
+        sum0 = _mm256_add_ps(sum0, e);
+        if (s1) {
+            __m256 b = _mm256_loadu_ps(s1 + p);
+            __m256 g = _mm256_and_ps(exp_ps(_mm256_sub_ps(b, m1)), _mm256_cmp_ps(b, none, _CMP_NEQ_OQ));
+            _mm256_storeu_ps(w1 + p, g);
+            sum1 = _mm256_add_ps(sum1, g);
+        }
+    }
+    for (int p = len; p < PV_ATTN_TILE; p += 8) {
+        _mm256_storeu_ps(w0 + p, _mm256_setzero_ps());
+        if (s1) _mm256_storeu_ps(w1 + p, _mm256_setzero_ps());
+    }
+    st0->S = st0->S * *f0 + hsum_ps(sum0);
+    st0->M = M0;
+    if (s1) {
+        st1->S = st1->S * *f1 + hsum_ps(sum1);
+        st1->M = M1;
+    }
 }
 
 #define ATTN_FMA_F32(acc, v, b) acc = _mm256_fmadd_ps(v, b, acc)
@@ -659,11 +685,14 @@ PV_AVX2 static PV_INLINE void attn_rows(const float *q, int r0, int r1, const fl
         float s0[PV_ATTN_TILE], s1[PV_ATTN_TILE];
         if (!a1) { /* separate calls with a constant NULL, so that the inlined loops drop the second row */
             attn_scores_tile(q + (size_t)r0 * hd, kf, hd, scale, s0);
-            attn_accumulate_f32(a0, w, attn_weights_f32(s0, n_pos[r0], &st[r0], w), NULL, NULL, 1.0f, vf, n, hd);
+            float f0;
+            attn_weights_f32(s0, n_pos[r0], &st[r0], w, &f0, NULL, 0, NULL, NULL, NULL);
+            attn_accumulate_f32(a0, w, f0, NULL, NULL, 1.0f, vf, n, hd);
             return;
         }
         attn_scores_tile2(q + (size_t)r0 * hd, q + (size_t)r1 * hd, kf, hd, scale, s0, s1);
-        float f0 = attn_weights_f32(s0, n_pos[r0], &st[r0], w), f1 = attn_weights_f32(s1, n_pos[r1], &st[r1], w1);
+        float f0, f1;
+        attn_weights_f32(s0, n_pos[r0], &st[r0], w, &f0, s1, n_pos[r1], &st[r1], w1, &f1);
         attn_accumulate_f32(a0, w, f0, a1, w1, f1, vf, n, hd);
         return;
     }
