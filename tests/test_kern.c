@@ -476,23 +476,27 @@ static const void *x8_dot_act(pv_type_t t, const uint8_t *row, int64_t n, uint16
 /* The x8 scalar twin gives ref.c's dot product of each row (exactly where a
  * block is one sub-block: the same sums in the same order); the dispatched
  * (AVX2) kernel is within float rounding of it, for 1 to 7 tokens, odd
- * column counts, extreme scales, all-zero blocks and activations. */
+ * column counts, extreme scales, all-zero blocks and activations. Where a
+ * type has a two-group kernel, it gives exactly what the one-group kernel
+ * gives for each of the two groups. */
 START_TEST(test_x8_fast_matches_twin) {
     pv_type_t t = x8_types[_i];
     pv_dot_x8_fn twin = pv__x8_ref(t), fast = pv_kern_traits(t)->dot_x8;
+    pv_dot_x16_fn fast2 = pv_kern_traits(t)->dot_x16;
     pv_vec_dot_fn ref_dot = pv_kern_ref(t)->vec_dot;
     ck_assert_ptr_nonnull(twin);
     ck_assert_ptr_nonnull(fast);
-    printf("kern: %s x8 kernels use %s\n", pv_type_name(t), pv_kern_isa());
+    printf("kern: %s x8 kernels use %s%s\n", pv_type_name(t), pv_kern_isa(), fast2 ? " (and two groups at once)" : "");
     pv_type_t act_t = pv_kern_ref(t)->vec_dot_type;
     int64_t blk = pv_type_layout(t)->blck_size;
     int exact = blk == PV_QK || t == PV_TYPE_F16; /* the twin sums as ref.c does */
+    enum { ROWS = 2 * PV_X8 };
     for (int rep = 0; rep < 60; rep++) {
         int64_t n = t == PV_TYPE_F16 ? 8 * (1 + rnd() % 40) : blk * (1 + rnd() % (blk == PV_QK ? 13 : 4));
         int n_tok = 1 + rep % 7;
-        size_t row_size = pv_type_row_size(t, n), act_size = pv__x8_act_row_size(t, n);
-        uint8_t *w = random_weights(t, PV_X8, n, rep), *x8 = malloc(PV_X8 * row_size), *act = malloc(act_size * n_tok);
-        pv_x8_repack(t, w, PV_X8, n, x8);
+        size_t row_size = pv_type_row_size(t, n), act_size = pv__x8_act_row_size(t, n), group_size = PV_X8 * row_size;
+        uint8_t *w = random_weights(t, ROWS, n, rep), *x8 = malloc(ROWS * row_size), *act = malloc(act_size * n_tok);
+        pv_x8_repack(t, w, ROWS, n, x8);
         float *x = malloc(n * sizeof *x), *xa = malloc(n * sizeof *xa), *y = malloc(n * sizeof *y);
         uint16_t *halves = malloc(n * sizeof *halves);
         double mag[7] = {0};
@@ -501,24 +505,33 @@ START_TEST(test_x8_fast_matches_twin) {
             for (int64_t i = 0; i < n; i++) x[i] = j == 3 && rep % 5 == 0 ? 0.0f : rndf() * scale;
             pv__x8_act_quantize(t, x, act + j * act_size, n);
             pv_kern_ref(act_t)->to_float(x8_dot_act(t, act + j * act_size, n, halves), xa, n);
-            for (int r = 0; r < PV_X8; r++) {
+            for (int r = 0; r < ROWS; r++) {
                 pv_kern_ref(t)->to_float(w + r * row_size, y, n);
                 for (int64_t i = 0; i < n; i++) mag[j] += fabs((double)y[i] * xa[i]);
             }
         }
-        float want[7 * PV_X8], got[7 * PV_X8];
-        twin(x8, act, act_size, n_tok, n, want);
-        fast(x8, act, act_size, n_tok, n, got);
-        for (int j = 0; j < n_tok; j++)
-            for (int r = 0; r < PV_X8; r++) {
-                float row_dot = ref_dot(w + r * row_size, x8_dot_act(t, act + j * act_size, n, halves), n);
-                double twin_tol = exact ? 0.0 : 1e-6 * mag[j];
-                ck_assert_msg(fabs(want[PV_X8 * j + r] - row_dot) <= twin_tol, "%s twin row %d tok %d: %g vs %g", pv_type_name(t), r, j,
-                              want[PV_X8 * j + r], row_dot);
-                ck_assert_msg(fabs(got[PV_X8 * j + r] - row_dot) <= 2e-5 * mag[j] + 1e-30,
-                              "%s n=%lld rep %d row %d tok %d: fast %g, scalar %g", pv_type_name(t), (long long)n, rep, r,
-                              j, got[PV_X8 * j + r], row_dot);
-            }
+        float want[7 * PV_X8], got[2][7 * PV_X8], both[7 * ROWS];
+        if (fast2) fast2(x8, group_size, act, act_size, n_tok, n, both);
+        for (int g = 0; g < 2; g++) {
+            twin(x8 + g * group_size, act, act_size, n_tok, n, want);
+            fast(x8 + g * group_size, act, act_size, n_tok, n, got[g]);
+            for (int j = 0; j < n_tok; j++)
+                for (int r = 0; r < PV_X8; r++) {
+                    const uint8_t *row = w + (size_t)(PV_X8 * g + r) * row_size;
+                    float row_dot = ref_dot(row, x8_dot_act(t, act + j * act_size, n, halves), n);
+                    double twin_tol = exact ? 0.0 : 1e-6 * mag[j];
+                    ck_assert_msg(fabs(want[PV_X8 * j + r] - row_dot) <= twin_tol, "%s twin row %d tok %d: %g vs %g",
+                                  pv_type_name(t), r, j, want[PV_X8 * j + r], row_dot);
+                    ck_assert_msg(fabs(got[g][PV_X8 * j + r] - row_dot) <= 2e-5 * mag[j] + 1e-30,
+                                  "%s n=%lld rep %d group %d row %d tok %d: fast %g, scalar %g", pv_type_name(t),
+                                  (long long)n, rep, g, r, j, got[g][PV_X8 * j + r], row_dot);
+                    if (fast2)
+                        ck_assert_msg(both[ROWS * j + PV_X8 * g + r] == got[g][PV_X8 * j + r],
+                                      "%s n=%lld rep %d: two groups at once, group %d row %d tok %d: %g, one group %g",
+                                      pv_type_name(t), (long long)n, rep, g, r, j, both[ROWS * j + PV_X8 * g + r],
+                                      got[g][PV_X8 * j + r]);
+                }
+        }
         free(w);
         free(x8);
         free(act);

@@ -104,6 +104,68 @@ PV_AVX2 static void q4_0_x8_4(const pv_block_q4_0x8 *x, const uint8_t *a, size_t
     if (nt > 3) _mm256_storeu_ps(out + 24, acc3);
 }
 
+/* Keeps v in a register at this point: without it the compiler regroups a
+ * block's int16 additions (they are associative) into a tree that computes
+ * every product first and spills them. */
+#define PIN(v) __asm__("" : "+x"(v))
+
+/* One token's int16 sums for one 32-byte piece of two groups at once: each
+ * broadcast of 4 activation bytes meets both groups' nibbles. */
+PV_AVX2 static inline void q4_0_tok2(__m256i l0, __m256i h0, __m256i l1, __m256i h1, const int8_t *aq, int c, __m256i *s,
+                                     __m256i *t) {
+    __m256i q = bcast4(aq + 4 * c), p = bcast4(aq + 16 + 4 * c);
+    __m256i a = _mm256_add_epi16(*s, _mm256_maddubs_epi16(l0, q)), b = _mm256_add_epi16(*t, _mm256_maddubs_epi16(l1, q));
+    a = _mm256_add_epi16(a, _mm256_maddubs_epi16(h0, p));
+    b = _mm256_add_epi16(b, _mm256_maddubs_epi16(h1, p));
+    PIN(a);
+    PIN(b);
+    *s = a;
+    *t = b;
+}
+
+/* Two adjacent groups (16 rows) against up to 4 tokens: three instructions
+ * per 32 multiply-adds where two passes of q4_0_x8_4 take four. The 8 int16
+ * sums of a block stay in registers; the rows' float sums live in acc
+ * (token j's 16 rows at acc + 16 j), updated once per block. */
+PV_AVX2 static void q4_0_x16_4(const pv_block_q4_0x8 *x, const pv_block_q4_0x8 *u, const uint8_t *a, size_t a_stride,
+                               int64_t n, float *acc, int nt, int ahead) {
+    const pv_x8_head *h[4];
+    const pv_block_q8_0 *y[4];
+    for (int j = 0; j < 4; j++) {
+        h[j] = (const pv_x8_head *)(a + (size_t)(j < nt ? j : nt - 1) * a_stride);
+        y[j] = pv__x8_act_blocks(h[j], n);
+    }
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    for (int i = 0; i < 64; i += 8) _mm256_storeu_ps(acc + i, _mm256_setzero_ps());
+    for (int64_t b = 0; b < n / PV_QK; b++) {
+        __m256i s0 = q4_0_start(&h[0][b]), s1 = q4_0_start(&h[1][b]), s2 = q4_0_start(&h[2][b]), s3 = q4_0_start(&h[3][b]);
+        __m256i t0 = s0, t1 = s1, t2 = s2, t3 = s3;
+        if (ahead) {
+            prefetch_ahead(&x[b], sizeof x[b]);
+            prefetch_ahead(&u[b], sizeof u[b]);
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));
+            __m256i w = _mm256_loadu_si256((const __m256i *)(u[b].qs + 32 * c));
+            __m256i l0 = _mm256_and_si256(v, low4), h0 = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+            __m256i l1 = _mm256_and_si256(w, low4), h1 = _mm256_and_si256(_mm256_srli_epi16(w, 4), low4);
+            q4_0_tok2(l0, h0, l1, h1, y[0][b].qs, c, &s0, &t0);
+            q4_0_tok2(l0, h0, l1, h1, y[1][b].qs, c, &s1, &t1);
+            q4_0_tok2(l0, h0, l1, h1, y[2][b].qs, c, &s2, &t2);
+            q4_0_tok2(l0, h0, l1, h1, y[3][b].qs, c, &s3, &t3);
+        }
+        _mm256_storeu_ps(acc, q4_0_finish(s0, x[b].d, &h[0][b], _mm256_loadu_ps(acc)));
+        _mm256_storeu_ps(acc + 8, q4_0_finish(t0, u[b].d, &h[0][b], _mm256_loadu_ps(acc + 8)));
+        _mm256_storeu_ps(acc + 16, q4_0_finish(s1, x[b].d, &h[1][b], _mm256_loadu_ps(acc + 16)));
+        _mm256_storeu_ps(acc + 24, q4_0_finish(t1, u[b].d, &h[1][b], _mm256_loadu_ps(acc + 24)));
+        _mm256_storeu_ps(acc + 32, q4_0_finish(s2, x[b].d, &h[2][b], _mm256_loadu_ps(acc + 32)));
+        _mm256_storeu_ps(acc + 40, q4_0_finish(t2, u[b].d, &h[2][b], _mm256_loadu_ps(acc + 40)));
+        _mm256_storeu_ps(acc + 48, q4_0_finish(s3, x[b].d, &h[3][b], _mm256_loadu_ps(acc + 48)));
+        _mm256_storeu_ps(acc + 56, q4_0_finish(t3, u[b].d, &h[3][b], _mm256_loadu_ps(acc + 56)));
+    }
+}
+
 /* q8_0: signed by signed through the sign trick, |w| (aw) times a with w's
  * sign; a pair of products may reach 2 * 128 * 127, so each maddubs is
  * widened to int32 at once. Activations are never -128 (q8_0 rounds to
@@ -499,6 +561,27 @@ X8_ENTRY(q8_0_x8)
 X8_ENTRY(q4_K_x8)
 X8_ENTRY(q6_K_x8)
 X8_ENTRY(f16_x8)
+
+/* Two adjacent groups 4 tokens at a time (nt = 3: the third token twice),
+ * the rest of the tokens one group and one token at a time. */
+PV_AVX2 static void q4_0_x16(const void *w, size_t group_size, const void *a, size_t a_stride, int n_tok, int64_t n,
+                             float *out) {
+    const pv_block_q4_0x8 *x = w, *u = (const pv_block_q4_0x8 *)((const uint8_t *)w + group_size);
+    const uint8_t *ap = a;
+    float acc[4 * 2 * PV_X8];
+    int j = 0;
+    for (; j + 3 <= n_tok; j += 4) {
+        int nt = n_tok - j < 4 ? n_tok - j : 4;
+        q4_0_x16_4(x, u, ap + (size_t)j * a_stride, a_stride, n, acc, nt, j == 0);
+        memcpy(out + 2 * PV_X8 * j, acc, sizeof(float) * 2 * PV_X8 * (size_t)nt);
+    }
+    for (; j < n_tok; j++) {
+        q4_0_x8_1(x, ap + (size_t)j * a_stride, n, out + 2 * PV_X8 * j);
+        q4_0_x8_1(u, ap + (size_t)j * a_stride, n, out + 2 * PV_X8 * j + PV_X8);
+    }
+}
+
+pv_dot_x16_fn pv__avx2_dot_x16(pv_type_t t) { return t == PV_TYPE_Q4_0 ? q4_0_x16 : NULL; }
 
 pv_dot_x8_fn pv__avx2_dot_x8(pv_type_t t) {
     switch (t) {

@@ -54,6 +54,7 @@ static void choose_kernels(void) {
         pv_to_float_fn w = fast ? pv__avx2_to_float((pv_type_t)t) : NULL;
         if (w) active[t].to_float = w;
         active[t].dot_x8 = fast ? pv__avx2_dot_x8((pv_type_t)t) : pv__x8_ref((pv_type_t)t);
+        active[t].dot_x16 = fast ? pv__avx2_dot_x16((pv_type_t)t) : NULL;
     }
     if (fast) {
         active_isa = "avx2";
@@ -141,6 +142,7 @@ static void matmul_rows(void *arg, int ith, int nth) {
 
 typedef struct {
     pv_dot_x8_fn dot;
+    pv_dot_x16_fn dot2; /* two groups at once, NULL: one at a time */
     const uint8_t *w;   /* first group */
     size_t group_size;  /* bytes per group of 8 rows */
     int64_t n_groups, n_cols;
@@ -161,17 +163,21 @@ typedef struct {
  * Every token passes over a group (a few KB) while it is in L1. */
 static void matmul_x8_groups(void *arg, int ith, int nth) {
     x8_task_t *t = arg;
-    float out[X8_TOKENS * PV_X8];
+    float out[X8_TOKENS * 2 * PV_X8];
     for (;;) {
         int64_t g0 = atomic_fetch_add(&t->next, t->chunk), g1 = g0 + t->chunk < t->n_groups ? g0 + t->chunk : t->n_groups;
         if (g0 >= t->n_groups) break;
-        for (int64_t g = g0; g < g1; g++)
+        for (int64_t g = g0; g < g1;) {
+            int pair = t->dot2 && g + 1 < g1 && t->n_tok >= 3, rows = pair ? 2 * PV_X8 : PV_X8;
             for (int b = 0; b < t->n_tok; b += X8_TOKENS) {
                 int nt = t->n_tok - b < X8_TOKENS ? t->n_tok - b : X8_TOKENS;
-                t->dot(t->w + (size_t)g * t->group_size, t->act + (size_t)b * t->act_size, t->act_size, nt, t->n_cols,
-                       out);
-                for (int j = 0; j < nt; j++) memcpy(t->ys[b + j] + g * PV_X8, out + PV_X8 * j, sizeof(float) * PV_X8);
+                const uint8_t *w = t->w + (size_t)g * t->group_size, *a = t->act + (size_t)b * t->act_size;
+                if (pair) t->dot2(w, t->group_size, a, t->act_size, nt, t->n_cols, out);
+                else t->dot(w, a, t->act_size, nt, t->n_cols, out);
+                for (int j = 0; j < nt; j++) memcpy(t->ys[b + j] + g * PV_X8, out + rows * j, sizeof(float) * (size_t)rows);
             }
+            g += pair ? 2 : 1;
+        }
     }
 }
 
@@ -194,7 +200,9 @@ static void matmul_x8(pv_type_t t, const void *w, int64_t n_rows, int64_t n_cols
     assert(k && k->dot_x8 && pv_x8_supported(t, n_rows, n_cols));
     for (int b = 0; b < n_tok; b++) pv__x8_act_quantize(t, xs[b], (uint8_t *)work + (size_t)b * act_size, n_cols);
     int64_t n_groups = n_rows / PV_X8, chunk = n_groups / (pv_pool_size(pool) * X8_CHUNKS_PER_THREAD);
+    if (k->dot_x16) chunk += chunk & 1; /* whole pairs of groups */
     x8_task_t task = {.dot = k->dot_x8,
+                      .dot2 = k->dot_x16,
                       .w = w,
                       .group_size = PV_X8 * pv_type_row_size(t, n_cols),
                       .n_groups = n_groups,

@@ -39,12 +39,18 @@ typedef enum {
  * a_stride bytes apart: out[8 * j + r] = dot(row r, token j). */
 typedef void (*pv_dot_x8_fn)(const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out);
 
+/* Two adjacent groups (w and w + group_size) at once, the same sums as two
+ * pv_dot_x8_fn calls: out[16 * j + 8 * g + r] = dot(row r of group g, token j). */
+typedef void (*pv_dot_x16_fn)(const void *w, size_t group_size, const void *a, size_t a_stride, int n_tok, int64_t n,
+                              float *out);
+
 typedef struct {
     pv_to_float_fn to_float;
     pv_from_float_fn from_float; /* NULL unless some type dots against this one */
     pv_vec_dot_fn vec_dot;       /* NULL for activation-only types (q8_K) */
     pv_vec_dot4_fn vec_dot4;     /* NULL where only vec_dot is written (matmuls call it 4 times) */
     pv_dot_x8_fn dot_x8;         /* NULL for types without an interleaved layout */
+    pv_dot_x16_fn dot_x16;       /* NULL where two groups cost what two dot_x8 calls do */
     pv_type_t vec_dot_type;      /* the activation format vec_dot expects */
 } pv_kern_traits_t;
 

@@ -135,6 +135,7 @@ pv_vec_dot_fn pv__avx2_vec_dot(pv_type_t t);
 pv_vec_dot4_fn pv__avx2_vec_dot4(pv_type_t t);
 pv_dot_x8_fn pv__x8_ref(pv_type_t t);   /* x8.c: the scalar twins, over pv__x8_unpack and ref.c's vec_dot */
 pv_dot_x8_fn pv__avx2_dot_x8(pv_type_t t); /* avx2_x8.c */
+pv_dot_x16_fn pv__avx2_dot_x16(pv_type_t t);
 pv_from_float_fn pv__avx2_from_float(pv_type_t t); /* avx2_quant.c: activation quantizers */
 pv_to_float_fn pv__avx2_to_float(pv_type_t t);     /* avx2_quant.c: f16 rows to floats */
 pv_attn_block_fn pv__avx2_attn_block(void);
