@@ -368,6 +368,85 @@ PV_AVX2 static void q4_K_x8_4(const pv_block_q4_Kx8 *x, const uint8_t *a, size_t
     if (nt > 3) _mm256_storeu_ps(out + 24, acc3);
 }
 
+/* One sub-block (the low (hi = 0) or high nibbles of chunk c) of two groups
+ * x and u against 4 tokens (y: their super-blocks): each broadcast meets
+ * both groups' pieces; the int16 sums are weighted by each group's scales
+ * of the sub-block (scx, scu) into is (token j, group g at is[2 j + g]). */
+PV_AVX2 static inline void q4_K_sub_x16(const pv_block_q4_Kx8 *x, const pv_block_q4_Kx8 *u, int c, int hi, __m256i scx,
+                                        __m256i scu, const pv_block_q8_K *const *y, __m256i *is) {
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    __m256i p0 = _mm256_setzero_si256(), p1 = p0, p2 = p0, p3 = p0, t0 = p0, t1 = p0, t2 = p0, t3 = p0;
+    for (int i = 0; i < 8; i++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(x->qs + 256 * c + 32 * i));
+        __m256i w = _mm256_loadu_si256((const __m256i *)(u->qs + 256 * c + 32 * i));
+        __m256i q = _mm256_and_si256(hi ? _mm256_srli_epi16(v, 4) : v, low4);
+        __m256i r = _mm256_and_si256(hi ? _mm256_srli_epi16(w, 4) : w, low4);
+        int at = 64 * c + 32 * hi + 4 * i;
+        __m256i b = bcast4(y[0]->qs + at);
+        p0 = _mm256_add_epi16(p0, _mm256_maddubs_epi16(q, b));
+        t0 = _mm256_add_epi16(t0, _mm256_maddubs_epi16(r, b));
+        b = bcast4(y[1]->qs + at);
+        p1 = _mm256_add_epi16(p1, _mm256_maddubs_epi16(q, b));
+        t1 = _mm256_add_epi16(t1, _mm256_maddubs_epi16(r, b));
+        b = bcast4(y[2]->qs + at);
+        p2 = _mm256_add_epi16(p2, _mm256_maddubs_epi16(q, b));
+        t2 = _mm256_add_epi16(t2, _mm256_maddubs_epi16(r, b));
+        b = bcast4(y[3]->qs + at);
+        p3 = _mm256_add_epi16(p3, _mm256_maddubs_epi16(q, b));
+        t3 = _mm256_add_epi16(t3, _mm256_maddubs_epi16(r, b));
+        PIN(p0);
+        PIN(p1);
+        PIN(p2);
+        PIN(p3);
+        PIN(t0);
+        PIN(t1);
+        PIN(t2);
+        PIN(t3);
+    }
+    is[0] = _mm256_add_epi32(is[0], _mm256_madd_epi16(p0, scx));
+    is[1] = _mm256_add_epi32(is[1], _mm256_madd_epi16(t0, scu));
+    is[2] = _mm256_add_epi32(is[2], _mm256_madd_epi16(p1, scx));
+    is[3] = _mm256_add_epi32(is[3], _mm256_madd_epi16(t1, scu));
+    is[4] = _mm256_add_epi32(is[4], _mm256_madd_epi16(p2, scx));
+    is[5] = _mm256_add_epi32(is[5], _mm256_madd_epi16(t2, scu));
+    is[6] = _mm256_add_epi32(is[6], _mm256_madd_epi16(p3, scx));
+    is[7] = _mm256_add_epi32(is[7], _mm256_madd_epi16(t3, scu));
+}
+
+/* Two adjacent groups (x, u: 16 rows) against up to 4 tokens (nt = 3: the
+ * third token twice), as q4_0_x16_4 does for q4_0; token j's 16 rows at
+ * acc + 16 j. */
+PV_AVX2 static void q4_K_x16_4(const pv_block_q4_Kx8 *x, const pv_block_q4_Kx8 *u, const uint8_t *a, size_t a_stride,
+                               int64_t n, float *acc, int nt, int ahead) {
+    const pv_block_q8_K *y[4];
+    for (int j = 0; j < 4; j++) y[j] = (const pv_block_q8_K *)(a + (size_t)(j < nt ? j : nt - 1) * a_stride);
+    for (int i = 0; i < 64; i += 8) _mm256_storeu_ps(acc + i, _mm256_setzero_ps());
+    for (int64_t b = 0; b < n / PV_QK_K; b++) {
+        if (ahead) {
+            prefetch_ahead(&x[b], sizeof x[b]);
+            prefetch_ahead(&u[b], sizeof u[b]);
+        }
+        k_scales_t kx = k_scales(x[b].scales), ku = k_scales(u[b].scales);
+        const pv_block_q8_K *yb[4] = {&y[0][b], &y[1][b], &y[2][b], &y[3][b]};
+        __m256i is[8];
+        for (int i = 0; i < 8; i++) is[i] = _mm256_setzero_si256();
+        /* sub-blocks spelled out, so that each k_sub_scale is one shuffle (no switch) */
+        q4_K_sub_x16(&x[b], &u[b], 0, 0, k_sub_scale(&kx, 0), k_sub_scale(&ku, 0), yb, is);
+        q4_K_sub_x16(&x[b], &u[b], 0, 1, k_sub_scale(&kx, 1), k_sub_scale(&ku, 1), yb, is);
+        q4_K_sub_x16(&x[b], &u[b], 1, 0, k_sub_scale(&kx, 2), k_sub_scale(&ku, 2), yb, is);
+        q4_K_sub_x16(&x[b], &u[b], 1, 1, k_sub_scale(&kx, 3), k_sub_scale(&ku, 3), yb, is);
+        q4_K_sub_x16(&x[b], &u[b], 2, 0, k_sub_scale(&kx, 4), k_sub_scale(&ku, 4), yb, is);
+        q4_K_sub_x16(&x[b], &u[b], 2, 1, k_sub_scale(&kx, 5), k_sub_scale(&ku, 5), yb, is);
+        q4_K_sub_x16(&x[b], &u[b], 3, 0, k_sub_scale(&kx, 6), k_sub_scale(&ku, 6), yb, is);
+        q4_K_sub_x16(&x[b], &u[b], 3, 1, k_sub_scale(&kx, 7), k_sub_scale(&ku, 7), yb, is);
+        for (int j = 0; j < 4; j++) {
+            float *o = acc + 2 * PV_X8 * j;
+            _mm256_storeu_ps(o, q4_K_finish(&x[b], &kx, yb[j], is[2 * j], _mm256_loadu_ps(o)));
+            _mm256_storeu_ps(o + PV_X8, q4_K_finish(&u[b], &ku, yb[j], is[2 * j + 1], _mm256_loadu_ps(o + PV_X8)));
+        }
+    }
+}
+
 /* q6_K: 6-bit values 0..63 (unsigned, so maddubs applies; two products of a
  * pair and two pairs summed stay within 4 * 63 * 127 < 32768), each pair of
  * pieces weighted by its sub-block's signed scale in one madd. The offset of
@@ -564,24 +643,34 @@ X8_ENTRY(f16_x8)
 
 /* Two adjacent groups 4 tokens at a time (nt = 3: the third token twice),
  * the rest of the tokens one group and one token at a time. */
-PV_AVX2 static void q4_0_x16(const void *w, size_t group_size, const void *a, size_t a_stride, int n_tok, int64_t n,
-                             float *out) {
-    const pv_block_q4_0x8 *x = w, *u = (const pv_block_q4_0x8 *)((const uint8_t *)w + group_size);
-    const uint8_t *ap = a;
-    float acc[4 * 2 * PV_X8];
-    int j = 0;
-    for (; j + 3 <= n_tok; j += 4) {
-        int nt = n_tok - j < 4 ? n_tok - j : 4;
-        q4_0_x16_4(x, u, ap + (size_t)j * a_stride, a_stride, n, acc, nt, j == 0);
-        memcpy(out + 2 * PV_X8 * j, acc, sizeof(float) * 2 * PV_X8 * (size_t)nt);
+#define X16_ENTRY(name, block)                                                                                   \
+    PV_AVX2 static void name##_x16(const void *w, size_t group_size, const void *a, size_t a_stride, int n_tok,  \
+                                   int64_t n, float *out) {                                                      \
+        const block *x = w, *u = (const block *)((const uint8_t *)w + group_size);                               \
+        const uint8_t *ap = a;                                                                                   \
+        float acc[4 * 2 * PV_X8];                                                                                \
+        int j = 0;                                                                                               \
+        for (; j + 3 <= n_tok; j += 4) {                                                                        \
+            int nt = n_tok - j < 4 ? n_tok - j : 4;                                                             \
+            name##_x16_4(x, u, ap + (size_t)j * a_stride, a_stride, n, acc, nt, j == 0);                        \
+            memcpy(out + 2 * PV_X8 * j, acc, sizeof(float) * 2 * PV_X8 * (size_t)nt);                           \
+        }                                                                                                        \
+        for (; j < n_tok; j++) {                                                                                 \
+            name##_x8_1(x, ap + (size_t)j * a_stride, n, out + 2 * PV_X8 * j);                                  \
+            name##_x8_1(u, ap + (size_t)j * a_stride, n, out + 2 * PV_X8 * j + PV_X8);                          \
+        }                                                                                                        \
     }
-    for (; j < n_tok; j++) {
-        q4_0_x8_1(x, ap + (size_t)j * a_stride, n, out + 2 * PV_X8 * j);
-        q4_0_x8_1(u, ap + (size_t)j * a_stride, n, out + 2 * PV_X8 * j + PV_X8);
+
+X16_ENTRY(q4_0, pv_block_q4_0x8)
+X16_ENTRY(q4_K, pv_block_q4_Kx8)
+
+pv_dot_x16_fn pv__avx2_dot_x16(pv_type_t t) {
+    switch (t) {
+    case PV_TYPE_Q4_0: return q4_0_x16;
+    case PV_TYPE_Q4_K: return q4_K_x16;
+    default: return NULL;
     }
 }
-
-pv_dot_x16_fn pv__avx2_dot_x16(pv_type_t t) { return t == PV_TYPE_Q4_0 ? q4_0_x16 : NULL; }
 
 pv_dot_x8_fn pv__avx2_dot_x8(pv_type_t t) {
     switch (t) {
