@@ -35,6 +35,17 @@ PV_AVX2 static inline void prefetch_ahead(const void *block, size_t size) {
     for (size_t off = 0; off < size; off += 64) _mm_prefetch((const char *)block + PREFETCH_AHEAD + off, _MM_HINT_T0);
 }
 
+/* The first 4-token pass over two groups (a decode step of 4 streams: the
+ * weights come from memory once) does four times the work per byte of one
+ * token, and runs faster fetching much further ahead into L2 than the
+ * one-token kernels do into L1 (4 streams on the 1.1B models, alternated:
+ * Q4_0 84 -> 93 tok/s, Q4_K_M 63 -> 67; the same change measured nothing for
+ * one token, and -5% for q8_0's one-group kernel). */
+#define PREFETCH_FAR 32768
+PV_AVX2 static inline void prefetch_far(const void *block, size_t size) {
+    for (size_t off = 0; off < size; off += 64) _mm_prefetch((const char *)block + PREFETCH_FAR + off, _MM_HINT_T1);
+}
+
 /* The 8 rows' scales times the token's scale. */
 PV_AVX2 static inline __m256 scales(const uint16_t *d, const pv_x8_head *h) {
     return _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d)), _mm256_set1_ps(h->d));
@@ -141,8 +152,8 @@ PV_AVX2 static void q4_0_x16_4(const pv_block_q4_0x8 *x, const pv_block_q4_0x8 *
         __m256i s0 = q4_0_start(&h[0][b]), s1 = q4_0_start(&h[1][b]), s2 = q4_0_start(&h[2][b]), s3 = q4_0_start(&h[3][b]);
         __m256i t0 = s0, t1 = s1, t2 = s2, t3 = s3;
         if (ahead) {
-            prefetch_ahead(&x[b], sizeof x[b]);
-            prefetch_ahead(&u[b], sizeof u[b]);
+            prefetch_far(&x[b], sizeof x[b]);
+            prefetch_far(&u[b], sizeof u[b]);
         }
 #pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
@@ -423,8 +434,8 @@ PV_AVX2 static void q4_K_x16_4(const pv_block_q4_Kx8 *x, const pv_block_q4_Kx8 *
     for (int i = 0; i < 64; i += 8) _mm256_storeu_ps(acc + i, _mm256_setzero_ps());
     for (int64_t b = 0; b < n / PV_QK_K; b++) {
         if (ahead) {
-            prefetch_ahead(&x[b], sizeof x[b]);
-            prefetch_ahead(&u[b], sizeof u[b]);
+            prefetch_far(&x[b], sizeof x[b]);
+            prefetch_far(&u[b], sizeof u[b]);
         }
         k_scales_t kx = k_scales(x[b].scales), ku = k_scales(u[b].scales);
         const pv_block_q8_K *yb[4] = {&y[0][b], &y[1][b], &y[2][b], &y[3][b]};
