@@ -174,11 +174,41 @@ static void matmul_x8_groups(void *arg, int ith, int nth) {
                 const uint8_t *w = t->w + (size_t)g * t->group_size, *a = t->act + (size_t)b * t->act_size;
                 if (pair) t->dot2(w, t->group_size, a, t->act_size, nt, t->n_cols, out);
                 else t->dot(w, a, t->act_size, nt, t->n_cols, out);
-                for (int j = 0; j < nt; j++) memcpy(t->ys[b + j] + g * PV_X8, out + rows * j, sizeof(float) * (size_t)rows);
+                for (int j = 0; j < nt; j++) /* fixed-size copies: a variable one became rep movsq, 3% of a prompt */
+                    for (int r = 0; r < rows; r += PV_X8) memcpy(t->ys[b + j] + g * PV_X8 + r, out + rows * j + r, sizeof(float) * PV_X8);
             }
             g += pair ? 2 : 1;
         }
     }
+}
+
+/* Activation rows quantized for a matmul: by rows (x8 0: the vec_dot
+ * type's from_float) or in the x8 activation format. */
+typedef struct {
+    pv_type_t t;
+    int x8;
+    pv_from_float_fn quantize;
+    const float *const *xs;
+    uint8_t *work;
+    size_t act_size;
+    int64_t n_cols;
+    int n_tok;
+} act_task_t;
+
+static void quantize_acts(void *arg, int ith, int nth) {
+    act_task_t *a = arg;
+    for (int b = ith; b < a->n_tok; b += nth) {
+        uint8_t *row = a->work + (size_t)b * a->act_size;
+        if (a->x8) pv__x8_act_quantize(a->t, a->xs[b], row, a->n_cols);
+        else a->quantize(a->xs[b], row, a->n_cols);
+    }
+}
+
+/* Prompts quantize their rows on every thread (serial, the rows of a
+ * 128-token prompt cost ~3% of it); a few tokens are not worth a hand-off. */
+static void quantize_rows(act_task_t *a, pv_pool_t *pool) {
+    if (a->n_tok >= 8) pv_pool_run(pool, quantize_acts, a);
+    else quantize_acts(a, 0, 1);
 }
 
 size_t pv_matmul_work_size(pv_type_t t, int64_t n_cols, int n_tok) {
@@ -198,7 +228,8 @@ static void matmul_x8(pv_type_t t, const void *w, int64_t n_rows, int64_t n_cols
     const pv_kern_traits_t *k = pv_kern_traits(t);
     size_t act_size = pv__x8_act_row_size(t, n_cols);
     assert(k && k->dot_x8 && pv_x8_supported(t, n_rows, n_cols));
-    for (int b = 0; b < n_tok; b++) pv__x8_act_quantize(t, xs[b], (uint8_t *)work + (size_t)b * act_size, n_cols);
+    act_task_t acts = {.t = t, .x8 = 1, .xs = xs, .work = work, .act_size = act_size, .n_cols = n_cols, .n_tok = n_tok};
+    quantize_rows(&acts, pool);
     int64_t n_groups = n_rows / PV_X8, chunk = n_groups / (pv_pool_size(pool) * X8_CHUNKS_PER_THREAD);
     if (k->dot_x16) chunk += chunk & 1; /* whole pairs of groups */
     x8_task_t task = {.dot = k->dot_x8,
@@ -225,8 +256,13 @@ void pv_matmul(pv_type_t t, pv_layout_t layout, const void *w, int64_t n_rows, i
     const pv_kern_traits_t *k = pv_kern_traits(t);
     size_t row_size = pv_type_row_size(t, n_cols), act_size = pv_matvec_work_size(t, n_cols);
     assert(k && k->vec_dot && row_size);
-    pv_from_float_fn quantize = pv_kern_traits(k->vec_dot_type)->from_float;
-    for (int b = 0; b < n_tok; b++) quantize(xs[b], (uint8_t *)work + (size_t)b * act_size, n_cols);
+    act_task_t acts = {.quantize = pv_kern_traits(k->vec_dot_type)->from_float,
+                       .xs = xs,
+                       .work = work,
+                       .act_size = act_size,
+                       .n_cols = n_cols,
+                       .n_tok = n_tok};
+    quantize_rows(&acts, pool);
     matmul_task_t task = {k->vec_dot, k->vec_dot4, w, row_size, n_rows, n_cols, work, act_size, ys, n_tok};
     run_rows(pool, matmul_rows, &task, n_rows, n_cols, n_tok);
 }
