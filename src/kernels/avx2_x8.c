@@ -233,6 +233,56 @@ PV_AVX2 static void q8_0_x8_4(const pv_block_q8_0x8 *x, const uint8_t *a, size_t
     if (nt > 3) _mm256_storeu_ps(out + 24, acc3);
 }
 
+/* One token's share of a 32-byte piece of two groups (w, u and their
+ * magnitudes aw, au): one broadcast for both; the sign trick is per group. */
+PV_AVX2 static inline void q8_0_tok2(__m256i aw, __m256i w, __m256i au, __m256i u, const int8_t *aq, int c, __m256i *s,
+                                     __m256i *t) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i q = bcast4(aq + 4 * c);
+    __m256i a = _mm256_add_epi32(*s, _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(q, w)), ones));
+    __m256i b = _mm256_add_epi32(*t, _mm256_madd_epi16(_mm256_maddubs_epi16(au, _mm256_sign_epi8(q, u)), ones));
+    PIN(a);
+    PIN(b);
+    *s = a;
+    *t = b;
+}
+
+/* Two adjacent groups (x, u: 16 rows) against up to 4 tokens, as
+ * q4_0_x16_4; token j's 16 rows at acc + 16 j. */
+PV_AVX2 static void q8_0_x16_4(const pv_block_q8_0x8 *x, const pv_block_q8_0x8 *u, const uint8_t *a, size_t a_stride,
+                               int64_t n, float *acc, int nt, int ahead) {
+    const pv_x8_head *h[4];
+    const pv_block_q8_0 *y[4];
+    for (int j = 0; j < 4; j++) {
+        h[j] = (const pv_x8_head *)(a + (size_t)(j < nt ? j : nt - 1) * a_stride);
+        y[j] = pv__x8_act_blocks(h[j], n);
+    }
+    for (int i = 0; i < 64; i += 8) _mm256_storeu_ps(acc + i, _mm256_setzero_ps());
+    for (int64_t b = 0; b < n / PV_QK; b++) {
+        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0, t0 = s0, t1 = s0, t2 = s0, t3 = s0;
+        if (ahead) {
+            prefetch_far(&x[b], sizeof x[b]);
+            prefetch_far(&u[b], sizeof u[b]);
+        }
+        for (int c = 0; c < 8; c++) {
+            __m256i w = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c)), aw = _mm256_sign_epi8(w, w);
+            __m256i v = _mm256_loadu_si256((const __m256i *)(u[b].qs + 32 * c)), av = _mm256_sign_epi8(v, v);
+            q8_0_tok2(aw, w, av, v, y[0][b].qs, c, &s0, &t0);
+            q8_0_tok2(aw, w, av, v, y[1][b].qs, c, &s1, &t1);
+            q8_0_tok2(aw, w, av, v, y[2][b].qs, c, &s2, &t2);
+            q8_0_tok2(aw, w, av, v, y[3][b].qs, c, &s3, &t3);
+        }
+        _mm256_storeu_ps(acc, q8_0_finish(s0, x[b].d, &h[0][b], _mm256_loadu_ps(acc)));
+        _mm256_storeu_ps(acc + 8, q8_0_finish(t0, u[b].d, &h[0][b], _mm256_loadu_ps(acc + 8)));
+        _mm256_storeu_ps(acc + 16, q8_0_finish(s1, x[b].d, &h[1][b], _mm256_loadu_ps(acc + 16)));
+        _mm256_storeu_ps(acc + 24, q8_0_finish(t1, u[b].d, &h[1][b], _mm256_loadu_ps(acc + 24)));
+        _mm256_storeu_ps(acc + 32, q8_0_finish(s2, x[b].d, &h[2][b], _mm256_loadu_ps(acc + 32)));
+        _mm256_storeu_ps(acc + 40, q8_0_finish(t2, u[b].d, &h[2][b], _mm256_loadu_ps(acc + 40)));
+        _mm256_storeu_ps(acc + 48, q8_0_finish(s3, x[b].d, &h[3][b], _mm256_loadu_ps(acc + 48)));
+        _mm256_storeu_ps(acc + 56, q8_0_finish(t3, u[b].d, &h[3][b], _mm256_loadu_ps(acc + 56)));
+    }
+}
+
 /* q4_K: per sub-block of 32, the nibbles' sums (int16, 8 maddubs each, as for
  * q4_0) are weighted by the 6-bit scales in one madd; the mins come out
  * through the token's sums of 32 (from q8_K's sums of 16):
@@ -674,11 +724,13 @@ X8_ENTRY(f16_x8)
 
 X16_ENTRY(q4_0, pv_block_q4_0x8)
 X16_ENTRY(q4_K, pv_block_q4_Kx8)
+X16_ENTRY(q8_0, pv_block_q8_0x8)
 
 pv_dot_x16_fn pv__avx2_dot_x16(pv_type_t t) {
     switch (t) {
     case PV_TYPE_Q4_0: return q4_0_x16;
     case PV_TYPE_Q4_K: return q4_K_x16;
+    case PV_TYPE_Q8_0: return q8_0_x16;
     default: return NULL;
     }
 }
