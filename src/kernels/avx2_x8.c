@@ -51,6 +51,43 @@ PV_AVX2 static inline __m256 scales(const uint16_t *d, const pv_x8_head *h) {
     return _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d)), _mm256_set1_ps(h->d));
 }
 
+/* A token's int32 sums of one block of 8 rows -> its 8 float row sums added into acc. */
+PV_AVX2 static inline __m256 finish32(__m256i s, const uint16_t *d, const pv_x8_head *h, __m256 acc) {
+    return _mm256_fmadd_ps(scales(d, h), _mm256_cvtepi32_ps(s), acc);
+}
+
+/* Where up to 4 tokens' heads and q8_0 blocks start (nt = 3: the third token
+ * twice), for the two-group kernels; x16_begin also zeroes their float sums. */
+typedef struct {
+    const pv_x8_head *h[4];
+    const pv_block_q8_0 *y[4];
+} x16_acts_t;
+
+PV_AVX2 static inline x16_acts_t x16_begin(const uint8_t *a, size_t a_stride, int64_t n, int nt, float *acc) {
+    x16_acts_t t;
+    for (int j = 0; j < 4; j++) {
+        t.h[j] = (const pv_x8_head *)(a + (size_t)(j < nt ? j : nt - 1) * a_stride);
+        t.y[j] = pv__x8_act_blocks(t.h[j], n);
+    }
+    for (int i = 0; i < 4 * 2 * PV_X8; i += 8) _mm256_storeu_ps(acc + i, _mm256_setzero_ps());
+    return t;
+}
+
+/* A block's int32 sums of two groups x, u against 4 tokens (sj: token j of
+ * x, tj: of u) into the rows' float sums, token j's 16 at acc + 16 j. */
+PV_AVX2 static inline void x16_finish(float *acc, const uint16_t *dx, const uint16_t *du, const pv_x8_head *const *h,
+                                      int64_t b, __m256i s0, __m256i t0, __m256i s1, __m256i t1, __m256i s2,
+                                      __m256i t2, __m256i s3, __m256i t3) {
+    _mm256_storeu_ps(acc, finish32(s0, dx, &h[0][b], _mm256_loadu_ps(acc)));
+    _mm256_storeu_ps(acc + 8, finish32(t0, du, &h[0][b], _mm256_loadu_ps(acc + 8)));
+    _mm256_storeu_ps(acc + 16, finish32(s1, dx, &h[1][b], _mm256_loadu_ps(acc + 16)));
+    _mm256_storeu_ps(acc + 24, finish32(t1, du, &h[1][b], _mm256_loadu_ps(acc + 24)));
+    _mm256_storeu_ps(acc + 32, finish32(s2, dx, &h[2][b], _mm256_loadu_ps(acc + 32)));
+    _mm256_storeu_ps(acc + 40, finish32(t2, du, &h[2][b], _mm256_loadu_ps(acc + 40)));
+    _mm256_storeu_ps(acc + 48, finish32(s3, dx, &h[3][b], _mm256_loadu_ps(acc + 48)));
+    _mm256_storeu_ps(acc + 56, finish32(t3, du, &h[3][b], _mm256_loadu_ps(acc + 56)));
+}
+
 /* q4_0: nibbles 0..15 are unsigned, so maddubs takes them against signed
  * activations directly. The offset of 8 comes out through where the int16
  * sums start, the token's head (-8 times its block sums, per int16 half):
@@ -64,9 +101,10 @@ PV_AVX2 static inline __m256i q4_0_tok(__m256i lo, __m256i hi, const int8_t *aq,
 PV_AVX2 static inline __m256i q4_0_start(const pv_x8_head *h) { return bcast4((const int8_t *)h->offset); }
 
 /* A token's int16 sums of one block -> its 8 float row sums added into acc. */
+PV_AVX2 static inline __m256i q4_0_widen(__m256i s16) { return _mm256_madd_epi16(s16, _mm256_set1_epi16(1)); }
+
 PV_AVX2 static inline __m256 q4_0_finish(__m256i s16, const uint16_t *d, const pv_x8_head *h, __m256 acc) {
-    __m256i s = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
-    return _mm256_fmadd_ps(scales(d, h), _mm256_cvtepi32_ps(s), acc);
+    return finish32(q4_0_widen(s16), d, h, acc);
 }
 
 PV_AVX2 static void q4_0_x8_1(const pv_block_q4_0x8 *x, const uint8_t *a, int64_t n, float *out) {
@@ -120,6 +158,14 @@ PV_AVX2 static void q4_0_x8_4(const pv_block_q4_0x8 *x, const uint8_t *a, size_t
  * every product first and spills them. */
 #define PIN(v) __asm__("" : "+x"(v))
 
+/* Two groups' sums of a step, pinned (above) and stored back. */
+PV_AVX2 static inline void keep2(__m256i a, __m256i b, __m256i *s, __m256i *t) {
+    PIN(a);
+    PIN(b);
+    *s = a;
+    *t = b;
+}
+
 /* One token's int16 sums for one 32-byte piece of two groups at once: each
  * broadcast of 4 activation bytes meets both groups' nibbles. */
 PV_AVX2 static inline void q4_0_tok2(__m256i l0, __m256i h0, __m256i l1, __m256i h1, const int8_t *aq, int c, __m256i *s,
@@ -128,10 +174,7 @@ PV_AVX2 static inline void q4_0_tok2(__m256i l0, __m256i h0, __m256i l1, __m256i
     __m256i a = _mm256_add_epi16(*s, _mm256_maddubs_epi16(l0, q)), b = _mm256_add_epi16(*t, _mm256_maddubs_epi16(l1, q));
     a = _mm256_add_epi16(a, _mm256_maddubs_epi16(h0, p));
     b = _mm256_add_epi16(b, _mm256_maddubs_epi16(h1, p));
-    PIN(a);
-    PIN(b);
-    *s = a;
-    *t = b;
+    keep2(a, b, s, t);
 }
 
 /* Two adjacent groups (16 rows) against up to 4 tokens: three instructions
@@ -140,16 +183,10 @@ PV_AVX2 static inline void q4_0_tok2(__m256i l0, __m256i h0, __m256i l1, __m256i
  * (token j's 16 rows at acc + 16 j), updated once per block. */
 PV_AVX2 static void q4_0_x16_4(const pv_block_q4_0x8 *x, const pv_block_q4_0x8 *u, const uint8_t *a, size_t a_stride,
                                int64_t n, float *acc, int nt, int ahead) {
-    const pv_x8_head *h[4];
-    const pv_block_q8_0 *y[4];
-    for (int j = 0; j < 4; j++) {
-        h[j] = (const pv_x8_head *)(a + (size_t)(j < nt ? j : nt - 1) * a_stride);
-        y[j] = pv__x8_act_blocks(h[j], n);
-    }
+    const x16_acts_t ac = x16_begin(a, a_stride, n, nt, acc);
     const __m256i low4 = _mm256_set1_epi8(0x0f);
-    for (int i = 0; i < 64; i += 8) _mm256_storeu_ps(acc + i, _mm256_setzero_ps());
     for (int64_t b = 0; b < n / PV_QK; b++) {
-        __m256i s0 = q4_0_start(&h[0][b]), s1 = q4_0_start(&h[1][b]), s2 = q4_0_start(&h[2][b]), s3 = q4_0_start(&h[3][b]);
+        __m256i s0 = q4_0_start(&ac.h[0][b]), s1 = q4_0_start(&ac.h[1][b]), s2 = q4_0_start(&ac.h[2][b]), s3 = q4_0_start(&ac.h[3][b]);
         __m256i t0 = s0, t1 = s1, t2 = s2, t3 = s3;
         if (ahead) {
             prefetch_far(&x[b], sizeof x[b]);
@@ -161,19 +198,13 @@ PV_AVX2 static void q4_0_x16_4(const pv_block_q4_0x8 *x, const pv_block_q4_0x8 *
             __m256i w = _mm256_loadu_si256((const __m256i *)(u[b].qs + 32 * c));
             __m256i l0 = _mm256_and_si256(v, low4), h0 = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
             __m256i l1 = _mm256_and_si256(w, low4), h1 = _mm256_and_si256(_mm256_srli_epi16(w, 4), low4);
-            q4_0_tok2(l0, h0, l1, h1, y[0][b].qs, c, &s0, &t0);
-            q4_0_tok2(l0, h0, l1, h1, y[1][b].qs, c, &s1, &t1);
-            q4_0_tok2(l0, h0, l1, h1, y[2][b].qs, c, &s2, &t2);
-            q4_0_tok2(l0, h0, l1, h1, y[3][b].qs, c, &s3, &t3);
+            q4_0_tok2(l0, h0, l1, h1, ac.y[0][b].qs, c, &s0, &t0);
+            q4_0_tok2(l0, h0, l1, h1, ac.y[1][b].qs, c, &s1, &t1);
+            q4_0_tok2(l0, h0, l1, h1, ac.y[2][b].qs, c, &s2, &t2);
+            q4_0_tok2(l0, h0, l1, h1, ac.y[3][b].qs, c, &s3, &t3);
         }
-        _mm256_storeu_ps(acc, q4_0_finish(s0, x[b].d, &h[0][b], _mm256_loadu_ps(acc)));
-        _mm256_storeu_ps(acc + 8, q4_0_finish(t0, u[b].d, &h[0][b], _mm256_loadu_ps(acc + 8)));
-        _mm256_storeu_ps(acc + 16, q4_0_finish(s1, x[b].d, &h[1][b], _mm256_loadu_ps(acc + 16)));
-        _mm256_storeu_ps(acc + 24, q4_0_finish(t1, u[b].d, &h[1][b], _mm256_loadu_ps(acc + 24)));
-        _mm256_storeu_ps(acc + 32, q4_0_finish(s2, x[b].d, &h[2][b], _mm256_loadu_ps(acc + 32)));
-        _mm256_storeu_ps(acc + 40, q4_0_finish(t2, u[b].d, &h[2][b], _mm256_loadu_ps(acc + 40)));
-        _mm256_storeu_ps(acc + 48, q4_0_finish(s3, x[b].d, &h[3][b], _mm256_loadu_ps(acc + 48)));
-        _mm256_storeu_ps(acc + 56, q4_0_finish(t3, u[b].d, &h[3][b], _mm256_loadu_ps(acc + 56)));
+        x16_finish(acc, x[b].d, u[b].d, ac.h, b, q4_0_widen(s0), q4_0_widen(t0), q4_0_widen(s1), q4_0_widen(t1),
+                   q4_0_widen(s2), q4_0_widen(t2), q4_0_widen(s3), q4_0_widen(t3));
     }
 }
 
@@ -186,9 +217,6 @@ PV_AVX2 static inline __m256i q8_0_tok(__m256i aw, __m256i w, const int8_t *aq, 
     return _mm256_add_epi32(s, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
 }
 
-PV_AVX2 static inline __m256 q8_0_finish(__m256i s, const uint16_t *d, const pv_x8_head *h, __m256 acc) {
-    return _mm256_fmadd_ps(scales(d, h), _mm256_cvtepi32_ps(s), acc);
-}
 
 PV_AVX2 static void q8_0_x8_1(const pv_block_q8_0x8 *x, const uint8_t *a, int64_t n, float *out) {
     const pv_x8_head *h = (const pv_x8_head *)a;
@@ -201,7 +229,7 @@ PV_AVX2 static void q8_0_x8_1(const pv_block_q8_0x8 *x, const uint8_t *a, int64_
             __m256i w = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));
             s = q8_0_tok(_mm256_sign_epi8(w, w), w, y[b].qs, c, s);
         }
-        acc = q8_0_finish(s, x[b].d, &h[b], acc);
+        acc = finish32(s, x[b].d, &h[b], acc);
     }
     _mm256_storeu_ps(out, acc);
 }
@@ -222,10 +250,10 @@ PV_AVX2 static void q8_0_x8_4(const pv_block_q8_0x8 *x, const uint8_t *a, size_t
             s2 = q8_0_tok(aw, w, y2[b].qs, c, s2);
             s3 = q8_0_tok(aw, w, y3[b].qs, c, s3);
         }
-        acc0 = q8_0_finish(s0, x[b].d, &h0[b], acc0);
-        acc1 = q8_0_finish(s1, x[b].d, &h1[b], acc1);
-        acc2 = q8_0_finish(s2, x[b].d, &h2[b], acc2);
-        acc3 = q8_0_finish(s3, x[b].d, &h3[b], acc3);
+        acc0 = finish32(s0, x[b].d, &h0[b], acc0);
+        acc1 = finish32(s1, x[b].d, &h1[b], acc1);
+        acc2 = finish32(s2, x[b].d, &h2[b], acc2);
+        acc3 = finish32(s3, x[b].d, &h3[b], acc3);
     }
     _mm256_storeu_ps(out, acc0);
     _mm256_storeu_ps(out + 8, acc1);
@@ -241,23 +269,14 @@ PV_AVX2 static inline void q8_0_tok2(__m256i aw, __m256i w, __m256i au, __m256i 
     __m256i q = bcast4(aq + 4 * c);
     __m256i a = _mm256_add_epi32(*s, _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(q, w)), ones));
     __m256i b = _mm256_add_epi32(*t, _mm256_madd_epi16(_mm256_maddubs_epi16(au, _mm256_sign_epi8(q, u)), ones));
-    PIN(a);
-    PIN(b);
-    *s = a;
-    *t = b;
+    keep2(a, b, s, t);
 }
 
 /* Two adjacent groups (x, u: 16 rows) against up to 4 tokens, as
  * q4_0_x16_4; token j's 16 rows at acc + 16 j. */
 PV_AVX2 static void q8_0_x16_4(const pv_block_q8_0x8 *x, const pv_block_q8_0x8 *u, const uint8_t *a, size_t a_stride,
                                int64_t n, float *acc, int nt, int ahead) {
-    const pv_x8_head *h[4];
-    const pv_block_q8_0 *y[4];
-    for (int j = 0; j < 4; j++) {
-        h[j] = (const pv_x8_head *)(a + (size_t)(j < nt ? j : nt - 1) * a_stride);
-        y[j] = pv__x8_act_blocks(h[j], n);
-    }
-    for (int i = 0; i < 64; i += 8) _mm256_storeu_ps(acc + i, _mm256_setzero_ps());
+    const x16_acts_t ac = x16_begin(a, a_stride, n, nt, acc);
     for (int64_t b = 0; b < n / PV_QK; b++) {
         __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0, t0 = s0, t1 = s0, t2 = s0, t3 = s0;
         if (ahead) {
@@ -267,19 +286,12 @@ PV_AVX2 static void q8_0_x16_4(const pv_block_q8_0x8 *x, const pv_block_q8_0x8 *
         for (int c = 0; c < 8; c++) {
             __m256i w = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c)), aw = _mm256_sign_epi8(w, w);
             __m256i v = _mm256_loadu_si256((const __m256i *)(u[b].qs + 32 * c)), av = _mm256_sign_epi8(v, v);
-            q8_0_tok2(aw, w, av, v, y[0][b].qs, c, &s0, &t0);
-            q8_0_tok2(aw, w, av, v, y[1][b].qs, c, &s1, &t1);
-            q8_0_tok2(aw, w, av, v, y[2][b].qs, c, &s2, &t2);
-            q8_0_tok2(aw, w, av, v, y[3][b].qs, c, &s3, &t3);
+            q8_0_tok2(aw, w, av, v, ac.y[0][b].qs, c, &s0, &t0);
+            q8_0_tok2(aw, w, av, v, ac.y[1][b].qs, c, &s1, &t1);
+            q8_0_tok2(aw, w, av, v, ac.y[2][b].qs, c, &s2, &t2);
+            q8_0_tok2(aw, w, av, v, ac.y[3][b].qs, c, &s3, &t3);
         }
-        _mm256_storeu_ps(acc, q8_0_finish(s0, x[b].d, &h[0][b], _mm256_loadu_ps(acc)));
-        _mm256_storeu_ps(acc + 8, q8_0_finish(t0, u[b].d, &h[0][b], _mm256_loadu_ps(acc + 8)));
-        _mm256_storeu_ps(acc + 16, q8_0_finish(s1, x[b].d, &h[1][b], _mm256_loadu_ps(acc + 16)));
-        _mm256_storeu_ps(acc + 24, q8_0_finish(t1, u[b].d, &h[1][b], _mm256_loadu_ps(acc + 24)));
-        _mm256_storeu_ps(acc + 32, q8_0_finish(s2, x[b].d, &h[2][b], _mm256_loadu_ps(acc + 32)));
-        _mm256_storeu_ps(acc + 40, q8_0_finish(t2, u[b].d, &h[2][b], _mm256_loadu_ps(acc + 40)));
-        _mm256_storeu_ps(acc + 48, q8_0_finish(s3, x[b].d, &h[3][b], _mm256_loadu_ps(acc + 48)));
-        _mm256_storeu_ps(acc + 56, q8_0_finish(t3, u[b].d, &h[3][b], _mm256_loadu_ps(acc + 56)));
+        x16_finish(acc, x[b].d, u[b].d, ac.h, b, s0, t0, s1, t1, s2, t2, s3, t3);
     }
 }
 
