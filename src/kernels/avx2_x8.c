@@ -56,8 +56,17 @@ PV_AVX2 static inline __m256 finish32(__m256i s, const uint16_t *d, const pv_x8_
     return _mm256_fmadd_ps(scales(d, h), _mm256_cvtepi32_ps(s), acc);
 }
 
-/* Where up to 4 tokens' heads and q8_0 blocks start (nt = 3: the third token
- * twice), for the two-group kernels; x16_begin also zeroes their float sums. */
+/* A two-group kernel's start: its float sums zeroed, and token j's
+ * activation row (nt = 3: the third token twice). */
+PV_AVX2 static inline void x16_zero(float *acc) {
+    for (int i = 0; i < 4 * 2 * PV_X8; i += 8) _mm256_storeu_ps(acc + i, _mm256_setzero_ps());
+}
+static inline const uint8_t *x16_row(const uint8_t *a, size_t a_stride, int nt, int j) {
+    return a + (size_t)(j < nt ? j : nt - 1) * a_stride;
+}
+
+/* Where up to 4 tokens' heads and q8_0 blocks start, for the two-group
+ * q4_0 and q8_0 kernels; x16_begin also zeroes their float sums. */
 typedef struct {
     const pv_x8_head *h[4];
     const pv_block_q8_0 *y[4];
@@ -66,10 +75,10 @@ typedef struct {
 PV_AVX2 static inline x16_acts_t x16_begin(const uint8_t *a, size_t a_stride, int64_t n, int nt, float *acc) {
     x16_acts_t t;
     for (int j = 0; j < 4; j++) {
-        t.h[j] = (const pv_x8_head *)(a + (size_t)(j < nt ? j : nt - 1) * a_stride);
+        t.h[j] = (const pv_x8_head *)x16_row(a, a_stride, nt, j);
         t.y[j] = pv__x8_act_blocks(t.h[j], n);
     }
-    for (int i = 0; i < 4 * 2 * PV_X8; i += 8) _mm256_storeu_ps(acc + i, _mm256_setzero_ps());
+    x16_zero(acc);
     return t;
 }
 
@@ -100,9 +109,10 @@ PV_AVX2 static inline __m256i q4_0_tok(__m256i lo, __m256i hi, const int8_t *aq,
 /* Where a token's int16 sums of a block start (see pv_x8_head). */
 PV_AVX2 static inline __m256i q4_0_start(const pv_x8_head *h) { return bcast4((const int8_t *)h->offset); }
 
-/* A token's int16 sums of one block -> its 8 float row sums added into acc. */
+/* A token's int16 sums of one block as int32, a pair of lanes per row. */
 PV_AVX2 static inline __m256i q4_0_widen(__m256i s16) { return _mm256_madd_epi16(s16, _mm256_set1_epi16(1)); }
 
+/* A token's int16 sums of one block -> its 8 float row sums added into acc. */
 PV_AVX2 static inline __m256 q4_0_finish(__m256i s16, const uint16_t *d, const pv_x8_head *h, __m256 acc) {
     return finish32(q4_0_widen(s16), d, h, acc);
 }
@@ -216,7 +226,6 @@ PV_AVX2 static inline __m256i q8_0_tok(__m256i aw, __m256i w, const int8_t *aq, 
     __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast4(aq + 4 * c), w));
     return _mm256_add_epi32(s, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
 }
-
 
 PV_AVX2 static void q8_0_x8_1(const pv_block_q8_0x8 *x, const uint8_t *a, int64_t n, float *out) {
     const pv_x8_head *h = (const pv_x8_head *)a;
@@ -492,8 +501,8 @@ PV_AVX2 static inline void q4_K_sub_x16(const pv_block_q4_Kx8 *x, const pv_block
 PV_AVX2 static void q4_K_x16_4(const pv_block_q4_Kx8 *x, const pv_block_q4_Kx8 *u, const uint8_t *a, size_t a_stride,
                                int64_t n, float *acc, int nt, int ahead) {
     const pv_block_q8_K *y[4];
-    for (int j = 0; j < 4; j++) y[j] = (const pv_block_q8_K *)(a + (size_t)(j < nt ? j : nt - 1) * a_stride);
-    for (int i = 0; i < 64; i += 8) _mm256_storeu_ps(acc + i, _mm256_setzero_ps());
+    for (int j = 0; j < 4; j++) y[j] = (const pv_block_q8_K *)x16_row(a, a_stride, nt, j);
+    x16_zero(acc);
     for (int64_t b = 0; b < n / PV_QK_K; b++) {
         if (ahead) {
             prefetch_far(&x[b], sizeof x[b]);

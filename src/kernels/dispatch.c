@@ -182,11 +182,10 @@ static void matmul_x8_groups(void *arg, int ith, int nth) {
     }
 }
 
-/* Activation rows quantized for a matmul: by rows (x8 0: the vec_dot
- * type's from_float) or in the x8 activation format. */
+/* Activation rows quantized for a matmul: by the vec_dot type's from_float
+ * (quantize), or, quantize NULL, in the x8 activation format of weight type t. */
 typedef struct {
     pv_type_t t;
-    int x8;
     pv_from_float_fn quantize;
     const float *const *xs;
     uint8_t *work;
@@ -199,8 +198,8 @@ static void quantize_acts(void *arg, int ith, int nth) {
     act_task_t *a = arg;
     for (int b = ith; b < a->n_tok; b += nth) {
         uint8_t *row = a->work + (size_t)b * a->act_size;
-        if (a->x8) pv__x8_act_quantize(a->t, a->xs[b], row, a->n_cols);
-        else a->quantize(a->xs[b], row, a->n_cols);
+        if (a->quantize) a->quantize(a->xs[b], row, a->n_cols);
+        else pv__x8_act_quantize(a->t, a->xs[b], row, a->n_cols);
     }
 }
 
@@ -228,7 +227,7 @@ static void matmul_x8(pv_type_t t, const void *w, int64_t n_rows, int64_t n_cols
     const pv_kern_traits_t *k = pv_kern_traits(t);
     size_t act_size = pv__x8_act_row_size(t, n_cols);
     assert(k && k->dot_x8 && pv_x8_supported(t, n_rows, n_cols));
-    act_task_t acts = {.t = t, .x8 = 1, .xs = xs, .work = work, .act_size = act_size, .n_cols = n_cols, .n_tok = n_tok};
+    act_task_t acts = {.t = t, .xs = xs, .work = work, .act_size = act_size, .n_cols = n_cols, .n_tok = n_tok};
     quantize_rows(&acts, pool);
     int64_t n_groups = n_rows / PV_X8, chunk = n_groups / (pv_pool_size(pool) * X8_CHUNKS_PER_THREAD);
     if (k->dot_x16) chunk += chunk & 1; /* whole pairs of groups */
