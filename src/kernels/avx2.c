@@ -111,14 +111,10 @@ PV_AVX2 static inline __m256 q8_0_block(const pv_block_q8_0 *x, const pv_block_q
 PV_AVX2 static float q8_0_q8_0(const void *w, const void *a, int64_t n) {
     const pv_block_q8_0 *x = w;
     const pv_block_q8_0 *y = a;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    __m256 acc0 = _mm256_setzero_ps();
     int64_t nb = n / PV_QK, i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        acc0 = q8_0_block(&x[i], &y[i], acc0);
-        acc1 = q8_0_block(&x[i + 1], &y[i + 1], acc1);
-    }
-    if (i < nb) acc0 = q8_0_block(&x[i], &y[i], acc0);
-    return hsum_ps(_mm256_add_ps(acc0, acc1));
+    for (; i < nb; i++) acc0 = q8_0_block(&x[i], &y[i], acc0);
+    return hsum_ps(acc0);
 }
 
 /* q4_K / q5_K x q8_K: per 32-element sub-block, an unsigned-by-signed byte dot
@@ -351,33 +347,71 @@ PV_AVX2 static inline __m256 exp_ps(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
+/* e^x for 8 floats in exactly the arithmetic of ggml's AVX2 vector exp (an
+ * Arm optimized-routines design; pv_exp_ggml is its scalar twin): x = n ln2 + b
+ * with n rounded through the 1.5 * 2^23 shifter, a degree-5 polynomial in b,
+ * 2^n from the shifter's low bits; beyond |n| > 126 the scale is split in two
+ * factors so that the result over- or underflows only where e^x does. */
+PV_AVX2 static inline __m256 exp_ggml_ps(__m256 x) {
+    const __m256 shift = _mm256_set1_ps(0x1.8p23f);
+    __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), shift), n = _mm256_sub_ps(z, shift);
+    __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f), _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+    __m256i e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
+    __m256 k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_castps_si256(_mm256_set1_ps(1.0f))));
+    __m256 an = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), n), u = _mm256_mul_ps(b, b);
+    __m256 hi = _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
+                                _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f)));
+    __m256 j = _mm256_fmadd_ps(hi, u, _mm256_mul_ps(_mm256_set1_ps(0x1.ffffecp-1f), b));
+    __m256 big = _mm256_cmp_ps(an, _mm256_set1_ps(126.0f), _CMP_GT_OQ);
+    if (!_mm256_movemask_ps(big)) return _mm256_fmadd_ps(j, k, k);
+    __m256i g = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)),
+                                 _mm256_set1_epi32((int)0x82000000u));
+    __m256 s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f000000))),
+           s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
+    __m256 huge = _mm256_cmp_ps(an, _mm256_set1_ps(192.0f), _CMP_GT_OQ);
+    __m256 r = _mm256_blendv_ps(_mm256_fmadd_ps(k, j, k), _mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1), big);
+    return _mm256_blendv_ps(r, _mm256_mul_ps(s1, s1), huge);
+}
+
 #define PV_INLINE inline __attribute__((always_inline))
 
-/* The scores of one row over a block, its keys as floats (kf: PV_ATTN_BLOCK
- * rows of hd, zero past the block's live ones): s[p] = scale * (q . k_p) for
- * its first n positions, -inf past them. */
-PV_AVX2 static PV_INLINE void attn_scores(const float *q, const float *kf, int n, int hd, float scale, float *s) {
-    for (int p0 = 0; p0 < n; p0 += 8) { /* eight named sums, so that they stay in registers */
-        const float *k0 = kf + (size_t)p0 * hd;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-#pragma GCC unroll 16
-        for (int i = 0; i < hd; i += 8) {
-            __m256 qv = _mm256_loadu_ps(q + i);
-            a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + i), a0);
-            a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + hd + i), a1);
-            a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 2 * hd + i), a2);
-            a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 3 * hd + i), a3);
-            a4 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 4 * hd + i), a4);
-            a5 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 5 * hd + i), a5);
-            a6 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 6 * hd + i), a6);
-            a7 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 7 * hd + i), a7);
+/* The scores of one row over a block in the order of llama.cpp's AVX2
+ * ggml_vec_dot_f16 (pv_dot_f16_ggml, the twin), 8 positions at a time: kt
+ * holds the block's keys transposed (hd rows of PV_ATTN_BLOCK positions), so
+ * that each of the dot product's 32 accumulator lanes (accumulator j, lane l)
+ * is one vector over the 8 positions; the lanes are then reduced in its
+ * order, and the dimensions past hd & ~31 added in double from kf (the keys
+ * as rows). s[p] = scale * (q . k_p) for the first n positions. */
+PV_AVX2 static PV_INLINE void attn_scores(const float *q, const float *kt, const float *kf, int n, int hd, float scale,
+                                          float *s) {
+    int np = hd & ~31;
+    for (int g = 0; g < n; g += 8) {
+        __m256 x[8];
+#pragma GCC unroll 8
+        for (int l = 0; l < 8; l++) {
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int c = 0; c < np; c += 32) {
+                const float *k = kt + (size_t)(c + l) * PV_ATTN_BLOCK + g;
+                a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(q + c + l), _mm256_loadu_ps(k), a0);
+                a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(q + c + 8 + l), _mm256_loadu_ps(k + 8 * PV_ATTN_BLOCK), a1);
+                a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(q + c + 16 + l), _mm256_loadu_ps(k + 16 * PV_ATTN_BLOCK), a2);
+                a3 = _mm256_fmadd_ps(_mm256_broadcast_ss(q + c + 24 + l), _mm256_loadu_ps(k + 24 * PV_ATTN_BLOCK), a3);
+            }
+            x[l] = _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
         }
-        __m256 t0 = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-        __m256 t1 = _mm256_hadd_ps(_mm256_hadd_ps(a4, a5), _mm256_hadd_ps(a6, a7));
-        __m256 sum = _mm256_add_ps(_mm256_permute2f128_ps(t0, t1, 0x20), _mm256_permute2f128_ps(t0, t1, 0x31));
-        _mm256_storeu_ps(s + p0, _mm256_mul_ps(sum, _mm256_set1_ps(scale)));
+        __m256 t0 = _mm256_add_ps(x[0], x[4]), t1 = _mm256_add_ps(x[1], x[5]);
+        __m256 t2 = _mm256_add_ps(x[2], x[6]), t3 = _mm256_add_ps(x[3], x[7]);
+        _mm256_storeu_ps(s + g, _mm256_add_ps(_mm256_add_ps(t0, t1), _mm256_add_ps(t2, t3)));
     }
-    for (int p = n; p < PV_ATTN_BLOCK; p++) s[p] = -INFINITY;
+    for (int p = 0; p < n; p++) {
+        float v = s[p];
+        if (np < hd) {
+            double d = v;
+            for (int i = np; i < hd; i++) d += (double)(kf[(size_t)p * hd + i] * q[i]);
+            v = (float)d;
+        }
+        s[p] = v * scale;
+    }
 }
 
 PV_AVX2 static inline float hmax_ps(__m256 x) {
@@ -389,41 +423,23 @@ PV_AVX2 static inline float hmax_ps(__m256 x) {
 /* What one row needs of a block in the half-precision order: the weight w[p]
  * of each of its first n positions (0 past them), and for the positions that
  * bring a new maximum, the factor ms[p] that rescales the sum so far (their
- * bit set in the mask returned). st advances to the block's end, S summed
- * position by position as the twin does. */
-PV_AVX2 static PV_INLINE unsigned attn_weights(const float *q, const float *kf, int n, int hd, float scale, pv_attn_state_t *st,
-                                     float *w, float *ms) {
-    float s[PV_ATTN_BLOCK], arg[PV_ATTN_BLOCK];
-    attn_scores(q, kf, n, hd, scale, s);
-    __m256 s0 = _mm256_loadu_ps(s), s1 = _mm256_loadu_ps(s + 8);
+ * bit set in the mask returned). st advances to the block's end, position by
+ * position with expf and S = fma(S, ms, w), as the twin (and llama.cpp) does. */
+PV_AVX2 static PV_INLINE unsigned attn_weights(const float *q, const float *kt, const float *kf, int n, int hd,
+                                               float scale, pv_attn_state_t *st, float *w, float *ms) {
+    float s[PV_ATTN_BLOCK];
+    attn_scores(q, kt, kf, n, hd, scale, s);
     unsigned new_max = 0;
     float M = st->M, S = st->S;
-    if (!(hmax_ps(_mm256_max_ps(s0, s1)) > M)) { /* the common case once a row is under way: no new maximum here */
-        __m256 m = _mm256_set1_ps(M), live = _mm256_cmp_ps(s1, _mm256_set1_ps(-INFINITY), _CMP_NEQ_OQ);
-        __m256 e0 = exp_ps(_mm256_sub_ps(s0, m)), e1 = _mm256_and_ps(exp_ps(_mm256_sub_ps(s1, m)), live);
-        if (n < 8) e0 = _mm256_and_ps(e0, _mm256_cmp_ps(s0, _mm256_set1_ps(-INFINITY), _CMP_NEQ_OQ));
-        _mm256_storeu_ps(w, e0);
-        _mm256_storeu_ps(w + 8, e1);
-        st->S = S + hsum_ps(_mm256_add_ps(e0, e1));
-        return 0;
-    }
-    for (int p = 0; p < n; p++) { /* exp(M_old - s) where s is a new maximum, else exp(s - M) */
+    for (int p = 0; p < n; p++) {
         if (s[p] > M) {
             new_max |= 1u << p;
-            arg[p] = M - s[p];
+            ms[p] = expf(M - s[p]);
             M = s[p];
-        } else {
-            arg[p] = s[p] - M;
-        }
-    }
-    for (int p = n; p < PV_ATTN_BLOCK; p++) arg[p] = -INFINITY;
-    for (int p = 0; p < PV_ATTN_BLOCK; p += 8) _mm256_storeu_ps(w + p, exp_ps(_mm256_loadu_ps(arg + p)));
-    for (int p = 0; p < n; p++) {
-        if (new_max >> p & 1) {
-            ms[p] = w[p];
             w[p] = 1.0f;
-            S = S * ms[p] + 1.0f;
+            S = fmaf(S, ms[p], 1.0f);
         } else {
+            w[p] = expf(s[p] - M);
             S += w[p];
         }
     }
@@ -696,13 +712,13 @@ PV_AVX2 static PV_INLINE void attn_rows(const float *q, int r0, int r1, const fl
         attn_accumulate_f32(a0, w, f0, a1, w1, f1, vf, n, hd);
         return;
     }
-    float *w1 = w + PV_ATTN_BLOCK, *ms = w + 2 * PV_ATTN_BLOCK, *ms1 = ms + PV_ATTN_BLOCK;
-    unsigned nm0 = attn_weights(q + (size_t)r0 * hd, kf, n_pos[r0], hd, scale, &st[r0], w, ms);
+    float *w1 = w + PV_ATTN_BLOCK, *ms = w + 2 * PV_ATTN_BLOCK, *ms1 = ms + PV_ATTN_BLOCK, *kt = w + 4 * PV_ATTN_BLOCK;
+    unsigned nm0 = attn_weights(q + (size_t)r0 * hd, kt, kf, n_pos[r0], hd, scale, &st[r0], w, ms);
     if (!a1) {
         attn_accumulate(a0, w, ms, nm0, NULL, NULL, NULL, 0, vf, n, hd);
         return;
     }
-    unsigned nm1 = attn_weights(q + (size_t)r1 * hd, kf, n_pos[r1], hd, scale, &st[r1], w1, ms1);
+    unsigned nm1 = attn_weights(q + (size_t)r1 * hd, kt, kf, n_pos[r1], hd, scale, &st[r1], w1, ms1);
     attn_accumulate(a0, w, ms, nm0, a1, w1, ms1, nm1, vf, n, hd);
 }
 
@@ -720,6 +736,28 @@ PV_AVX2 static PV_INLINE void attn_pairs(const float *q, int nr, const float *kf
         pending = -1;
     }
     if (pending >= 0) attn_rows(q, pending, -1, kf, vf, n_pos, hd, scale, st, acc, w, tiled);
+}
+
+/* dst[j][i] = src[i][j] for an 8x8 block of floats (row strides ss, ds). */
+PV_AVX2 static inline void transpose8(const float *src, size_t ss, float *dst, size_t ds) {
+    __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ss), r2 = _mm256_loadu_ps(src + 2 * ss);
+    __m256 r3 = _mm256_loadu_ps(src + 3 * ss), r4 = _mm256_loadu_ps(src + 4 * ss), r5 = _mm256_loadu_ps(src + 5 * ss);
+    __m256 r6 = _mm256_loadu_ps(src + 6 * ss), r7 = _mm256_loadu_ps(src + 7 * ss);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3);
+    __m256 t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0)), u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0)), u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0)), u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0)), u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+    _mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(dst + ds, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(dst + 2 * ds, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(dst + 3 * ds, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(dst + 4 * ds, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(dst + 5 * ds, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(dst + 6 * ds, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(dst + 7 * ds, _mm256_permute2f128_ps(u3, u7, 0x31));
 }
 
 /* The twins' arithmetic with the work rearranged: keys and values as floats
@@ -748,6 +786,9 @@ PV_AVX2 static PV_INLINE void attn_block_hd(const float *q, int nr, const uint16
             _mm256_storeu_ps(vd + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vp + i))));
         }
     }
+    float *kt = w + 4 * PV_ATTN_BLOCK; /* after the two rows' weights and factors (attn_rows) */
+    for (int p = 0; p < n_max; p += 8)
+        for (int d = 0; d < hd; d += 8) transpose8(kf + (size_t)p * hd + d, (size_t)hd, kt + (size_t)d * PV_ATTN_BLOCK + p, PV_ATTN_BLOCK);
     attn_pairs(q, nr, kf, vf, n_pos, hd, scale, st, acc, w, 0);
 }
 
@@ -761,28 +802,6 @@ PV_AVX2 static void attn_block(const float *q, int nr, const uint16_t *k, const 
         if (hd % 8 == 0) attn_block_hd(q, nr, k, v, stride, n_pos, hd, scale, st, acc, scratch);
         else pv_attn_block_ref(q, nr, k, v, stride, n_pos, hd, scale, st, acc, scratch);
     }
-}
-
-/* dst[j][i] = src[i][j] for an 8x8 block of floats (row strides ss, ds). */
-PV_AVX2 static inline void transpose8(const float *src, size_t ss, float *dst, size_t ds) {
-    __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ss), r2 = _mm256_loadu_ps(src + 2 * ss);
-    __m256 r3 = _mm256_loadu_ps(src + 3 * ss), r4 = _mm256_loadu_ps(src + 4 * ss), r5 = _mm256_loadu_ps(src + 5 * ss);
-    __m256 r6 = _mm256_loadu_ps(src + 6 * ss), r7 = _mm256_loadu_ps(src + 7 * ss);
-    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3);
-    __m256 t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-    __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0)), u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
-    __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0)), u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
-    __m256 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0)), u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
-    __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0)), u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
-    _mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
-    _mm256_storeu_ps(dst + ds, _mm256_permute2f128_ps(u1, u5, 0x20));
-    _mm256_storeu_ps(dst + 2 * ds, _mm256_permute2f128_ps(u2, u6, 0x20));
-    _mm256_storeu_ps(dst + 3 * ds, _mm256_permute2f128_ps(u3, u7, 0x20));
-    _mm256_storeu_ps(dst + 4 * ds, _mm256_permute2f128_ps(u0, u4, 0x31));
-    _mm256_storeu_ps(dst + 5 * ds, _mm256_permute2f128_ps(u1, u5, 0x31));
-    _mm256_storeu_ps(dst + 6 * ds, _mm256_permute2f128_ps(u2, u6, 0x31));
-    _mm256_storeu_ps(dst + 7 * ds, _mm256_permute2f128_ps(u3, u7, 0x31));
 }
 
 /* The tile's keys transposed once for all rows (zero past the live ones), then the rows in pairs. */
@@ -813,12 +832,12 @@ PV_AVX2 static void attn_tile(const float *q, int nr, const float *kf, const flo
     }
 }
 
-/* a = silu(a) * b, 8 at a time with the vector exp; the twin's expf on the tail. */
+/* a = silu(a) * b, 8 at a time with ggml's vector exp; the twin's expf on the tail (as llama.cpp). */
 PV_AVX2 static void swiglu(float *a, const float *b, int n) {
     int i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256 x = _mm256_loadu_ps(a + i);
-        __m256 e = exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), x));
+        __m256 e = exp_ggml_ps(_mm256_sub_ps(_mm256_setzero_ps(), x));
         __m256 silu = _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
         _mm256_storeu_ps(a + i, _mm256_mul_ps(silu, _mm256_loadu_ps(b + i)));
     }

@@ -1,13 +1,15 @@
 #include "kernels/ops.h"
 
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "base/fp16.h"
 
 void pv_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
-    double ss = 0.0;
-    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    float scale = (float)(1.0 / sqrt(ss / n + eps));
+    double ss = 0.0; /* llama.cpp's order: float squares summed in double, the mean and scale in float */
+    for (int i = 0; i < n; i++) ss += (double)(x[i] * x[i]);
+    float mean = (float)(ss / n), scale = 1.0f / sqrtf(mean + eps);
     for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
 }
 
@@ -44,8 +46,38 @@ void pv_rope_apply(float *x, int n_rot, const float *cs, int neox) {
     }
 }
 
+static float f32_of(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static uint32_t bits_of(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+float pv_exp_ggml(float x) {
+    const float shift = 0x1.8p23f;
+    float z = fmaf(x, 0x1.715476p+0f, shift), n = z - shift;
+    float b = fmaf(-n, 0x1.7f7d1cp-20f, fmaf(-n, 0x1.62e4p-1f, x)), u = b * b;
+    uint32_t e = bits_of(z) << 23;
+    float k = f32_of(e + bits_of(1.0f));
+    float j = fmaf(fmaf(fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)), u,
+                   0x1.ffffecp-1f * b);
+    if (!(fabsf(n) > 126.0f)) return fmaf(j, k, k);
+    uint32_t g = n <= 0.0f ? 0x82000000u : 0u;
+    float s1 = f32_of(g + 0x7f000000u), s2 = f32_of(e - g);
+    return fabsf(n) > 192.0f ? s1 * s1 : fmaf(s2, j, s2) * s1;
+}
+
+/* Whole groups of 8 through ggml's vector exp, the rest through expf, as
+ * llama.cpp's swiglu does. */
 void pv_swiglu_ref(float *a, const float *b, int n) {
-    for (int i = 0; i < n; i++) a[i] = a[i] / (1.0f + expf(-a[i])) * b[i];
+    int i = 0, full = n & ~7;
+    for (; i < full; i++) a[i] = a[i] / (1.0f + pv_exp_ggml(0.0f - a[i])) * b[i];
+    for (; i < n; i++) a[i] = a[i] / (1.0f + expf(-a[i])) * b[i];
 }
 
 void pv_add(float *y, const float *x, int n) {
@@ -56,8 +88,26 @@ size_t pv_attn_scratch_size(int hd) { return PV_ATTN_TILE_OWN(hd) + 2 * (size_t)
 
 static float round_half(float x) { return pv_f16_to_f32(pv_f32_to_f16(x)); }
 
-/* One row at a time, position by position; dot products summed in double.
- * scratch is not needed here. */
+/* q . k as llama.cpp's AVX2 ggml_vec_dot_f16 sums it: the first hd & ~31
+ * dimensions in four accumulators of 8 lanes (dimension 32c + 8j + l goes to
+ * accumulator j, lane l, with one fused multiply-add per chunk c), reduced as
+ * (a0 + a2) + (a1 + a3), then lane l + lane l + 4, then pairwise; the rest in
+ * double, product by product. */
+float pv_dot_f16_ggml(const float *q, const uint16_t *k, int hd) {
+    int np = hd & ~31;
+    float a[4][8] = {{0}}, x[8], t[4];
+    for (int c = 0; c < np; c += 32)
+        for (int j = 0; j < 4; j++)
+            for (int l = 0; l < 8; l++) a[j][l] = fmaf(pv_f16_to_f32(k[c + 8 * j + l]), q[c + 8 * j + l], a[j][l]);
+    for (int l = 0; l < 8; l++) x[l] = (a[0][l] + a[2][l]) + (a[1][l] + a[3][l]);
+    for (int m = 0; m < 4; m++) t[m] = x[m] + x[m + 4];
+    double sum = (t[0] + t[1]) + (t[2] + t[3]);
+    for (int i = np; i < hd; i++) sum += (double)(pv_f16_to_f32(k[i]) * q[i]);
+    return (float)sum;
+}
+
+/* One row at a time, position by position, in llama.cpp's order (its
+ * S = S * ms + vs compiled to one fused multiply-add). scratch is not needed here. */
 void pv_attn_block_ref(const float *q, int nr, const uint16_t *k, const uint16_t *v, size_t stride, const int *n_pos,
                        int hd, float scale, pv_attn_state_t *st, float *acc, float *scratch) {
     (void)scratch;
@@ -66,9 +116,7 @@ void pv_attn_block_ref(const float *q, int nr, const uint16_t *k, const uint16_t
         pv_attn_state_t *t = &st[r];
         for (int p = 0; p < n_pos[r]; p++) {
             const uint16_t *kp = k + (size_t)p * stride, *vp = v + (size_t)p * stride;
-            double dot = 0.0;
-            for (int i = 0; i < hd; i++) dot += q[i] * pv_f16_to_f32(kp[i]);
-            float s = (float)dot * scale, ms = 1.0f, w = 1.0f;
+            float s = pv_dot_f16_ggml(q, kp, hd) * scale, ms = 1.0f, w = 1.0f;
             if (s > t->M) { /* new maximum: rescale what has been summed so far */
                 ms = expf(t->M - s);
                 t->M = s;
@@ -78,7 +126,7 @@ void pv_attn_block_ref(const float *q, int nr, const uint16_t *k, const uint16_t
             }
             for (int i = 0; i < fused; i++) acc[i] = round_half(fmaf(pv_f16_to_f32(vp[i]), w, acc[i]));
             for (int i = fused; i < hd; i++) acc[i] = round_half(acc[i] + pv_f16_to_f32(vp[i]) * w);
-            t->S = t->S * ms + w;
+            t->S = fmaf(t->S, ms, w);
         }
     }
 }

@@ -26,6 +26,8 @@ void pv_rope_apply(float *x, int n_rot, const float *cs, int neox);
 /* a[i] = silu(a[i]) * b[i] (SwiGLU). */
 void pv_swiglu(float *a, const float *b, int n); /* dispatched: AVX2 (a vector exp) or the twin */
 void pv_swiglu_ref(float *a, const float *b, int n);
+/* e^x in the arithmetic of ggml's AVX2 vector exp (within 2 ulp of expf), one value at a time. */
+float pv_exp_ggml(float x);
 typedef void (*pv_swiglu_fn)(float *a, const float *b, int n);
 
 /* Attention in the order of llama.cpp's CPU flash attention over its default
@@ -35,14 +37,14 @@ typedef void (*pv_swiglu_fn)(float *a, const float *b, int n);
  * several tokens). Each row keeps an online softmax (running max M, sum S)
  * and its weighted sum of values rounded to half after every step. For each
  * of the row's first n_pos[r] positions p:
- *   s = scale * (q . k_p)
+ *   s = scale * (q . k_p)                                  (pv_dot_f16_ggml's order)
  *   s > M:  acc = half(acc * e^(M - s)), M = s, w = 1      (a new maximum)
- *   else:   w = e^(s - M)
- *   acc = half(acc + w v_p), S = S * (e^(M_old - M)) + w
+ *   else:   w = e^(s - M)                                  (expf)
+ *   acc = half(acc + w v_p), S = fma(S, e^(M_old - M), w)
  * where acc + w v_p is one fused multiply-add on the first hd & ~31 dimensions
  * (llama.cpp's vector loop) and a multiply then an add on the rest (its
- * scalar tail, compiled without contraction).
- * and the attention output is acc / S once every block has been folded.
+ * scalar tail); the attention output is acc / S once every block has been
+ * folded. Every step is llama.cpp's, so decoding reproduces its results to the bit.
  * Queries should be rounded to half (llama.cpp's dot products take them so). */
 #define PV_ATTN_BLOCK 16
 
@@ -85,6 +87,9 @@ void pv_attn_tile(const float *q, int nr, const float *kf, const float *vf, cons
                   pv_attn_state_t *st, float *acc, float *scratch); /* dispatched */
 void pv_attn_tile_ref(const float *q, int nr, const float *kf, const float *vf, const int *n_pos, int hd, float scale,
                       pv_attn_state_t *st, float *acc, float *scratch);
+
+/* q . k (keys halves, q halves widened) summed as llama.cpp's AVX2 ggml_vec_dot_f16 sums it. */
+float pv_dot_f16_ggml(const float *q, const uint16_t *k, int hd);
 
 /* y[i] += x[i] */
 void pv_add(float *y, const float *x, int n);
