@@ -375,6 +375,8 @@ PV_AVX2 static inline __m256 exp_ggml_ps(__m256 x) {
 
 #define PV_INLINE inline __attribute__((always_inline))
 
+
+
 /* The scores of one row over a block in the order of llama.cpp's AVX2
  * ggml_vec_dot_f16 (pv_dot_f16_ggml, the twin), 8 positions at a time: kt
  * holds the block's keys transposed (hd rows of PV_ATTN_BLOCK positions), so
@@ -594,7 +596,7 @@ PV_AVX2 static PV_INLINE void attn_weights_f32(float *s0, int n0, pv_attn_state_
     for (int p = n0; p < len; p++) s0[p] = -INFINITY;
     if (s1)
         for (int p = n1; p < len; p++) s1[p] = -INFINITY;
-    __m256 none = _mm256_set1_ps(-INFINITY), mx0 = none, mx1 = none, sum0 = _mm256_setzero_ps(), sum1 = sum0;
+    __m256 none = _mm256_set1_ps(-INFINITY), mx0 = none, mx1 = none;
     for (int p = 0; p < len; p += 8) {
         mx0 = _mm256_max_ps(mx0, _mm256_loadu_ps(s0 + p));
         if (s1) mx1 = _mm256_max_ps(mx1, _mm256_loadu_ps(s1 + p));
@@ -606,26 +608,27 @@ PV_AVX2 static PV_INLINE void attn_weights_f32(float *s0, int n0, pv_attn_state_
         *f1 = top1 > st1->M ? expf(st1->M - M1) : 1.0f;
     }
     __m256 m0 = _mm256_set1_ps(M0), m1 = _mm256_set1_ps(M1);
+    double sum0 = 0.0, sum1 = 0.0; /* llama.cpp's softmax sum: each 8 weights summed in float, then in double */
     for (int p = 0; p < len; p += 8) {
         __m256 a = _mm256_loadu_ps(s0 + p);
         __m256 e = _mm256_and_ps(exp_ps(_mm256_sub_ps(a, m0)), _mm256_cmp_ps(a, none, _CMP_NEQ_OQ));
         _mm256_storeu_ps(w0 + p, e);
-        sum0 = _mm256_add_ps(sum0, e);
+        sum0 += hsum_ps(e);
         if (s1) {
             __m256 b = _mm256_loadu_ps(s1 + p);
             __m256 g = _mm256_and_ps(exp_ps(_mm256_sub_ps(b, m1)), _mm256_cmp_ps(b, none, _CMP_NEQ_OQ));
             _mm256_storeu_ps(w1 + p, g);
-            sum1 = _mm256_add_ps(sum1, g);
+            sum1 += hsum_ps(g);
         }
     }
     for (int p = len; p < PV_ATTN_TILE; p += 8) {
         _mm256_storeu_ps(w0 + p, _mm256_setzero_ps());
         if (s1) _mm256_storeu_ps(w1 + p, _mm256_setzero_ps());
     }
-    st0->S = st0->S * *f0 + hsum_ps(sum0);
+    st0->S = (float)((double)(st0->S * *f0) + sum0);
     st0->M = M0;
     if (s1) {
-        st1->S = st1->S * *f1 + hsum_ps(sum1);
+        st1->S = (float)((double)(st1->S * *f1) + sum1);
         st1->M = M1;
     }
 }

@@ -131,7 +131,11 @@ void pv_attn_block_ref(const float *q, int nr, const uint16_t *k, const uint16_t
     }
 }
 
-/* One row at a time; dot products and the tile's sum of weights in double. */
+/* One row at a time, in the order of llama.cpp's tiled flash attention: each
+ * score a chain of fused multiply-adds over the dimensions, weights by expf
+ * (the AVX2 kernel's vector exp is within 2 ulp of it), their sum taken 8 at
+ * a time in float (lanes l and l + 4, then pairwise) and in double across,
+ * each position's values added by a fused multiply-add. */
 void pv_attn_tile_ref(const float *q, int nr, const float *kf, const float *vf, const int *n_pos, int hd, float scale,
                       pv_attn_state_t *st, float *acc, float *scratch) {
     (void)scratch;
@@ -139,22 +143,24 @@ void pv_attn_tile_ref(const float *q, int nr, const float *kf, const float *vf, 
         pv_attn_state_t *t = &st[r];
         int n = n_pos[r];
         if (n <= 0) continue;
-        float s[PV_ATTN_TILE], M = t->M;
+        float s[PV_ATTN_TILE], e[PV_ATTN_TILE] = {0}, M = t->M;
         for (int p = 0; p < n; p++) {
-            double dot = 0.0;
-            for (int i = 0; i < hd; i++) dot += q[i] * kf[(size_t)p * hd + i];
-            s[p] = (float)dot * scale;
+            float dot = 0.0f;
+            for (int i = 0; i < hd; i++) dot = fmaf(q[i], kf[(size_t)p * hd + i], dot);
+            s[p] = dot * scale;
             if (s[p] > M) M = s[p];
         }
-        float f = expf(t->M - M);
-        double sum = 0.0;
+        float f = M > t->M ? expf(t->M - M) : 1.0f;
         for (int i = 0; i < hd; i++) acc[i] *= f;
-        for (int p = 0; p < n; p++) {
-            float w = expf(s[p] - M);
-            sum += w;
-            for (int i = 0; i < hd; i++) acc[i] += w * vf[(size_t)p * hd + i];
+        for (int p = 0; p < n; p++) e[p] = expf(s[p] - M);
+        double sum = 0.0;
+        for (int g = 0; g < n; g += 8) {
+            const float *x = e + g;
+            sum += ((x[0] + x[4]) + (x[2] + x[6])) + ((x[1] + x[5]) + (x[3] + x[7]));
         }
-        t->S = t->S * f + (float)sum;
+        for (int p = 0; p < n; p++)
+            for (int i = 0; i < hd; i++) acc[i] = fmaf(e[p], vf[(size_t)p * hd + i], acc[i]);
+        t->S = (float)((double)(t->S * f) + sum);
         t->M = M;
     }
 }
