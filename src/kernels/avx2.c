@@ -327,26 +327,6 @@ PV_AVX2 static float bf16_bf16(const void *w, const void *a, int64_t n) {
     return sum;
 }
 
-/* e^x for 8 floats, within about 2 ulp of expf over its range; large
- * negative x gives 0, as expf does (-inf included). Range reduction
- * x = n ln2 + r with |r| <= ln2/2, a degree-6 polynomial for e^r, then 2^n
- * through the exponent bits. */
-PV_AVX2 static inline __m256 exp_ps(__m256 x) {
-    x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.37626f)), _mm256_set1_ps(-87.33654f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-
 /* e^x for 8 floats in exactly the arithmetic of ggml's AVX2 vector exp (an
  * Arm optimized-routines design; pv_exp_ggml is its scalar twin): x = n ln2 + b
  * with n rounded through the 1.5 * 2^23 shifter, a degree-5 polynomial in b,
@@ -611,12 +591,12 @@ PV_AVX2 static PV_INLINE void attn_weights_f32(float *s0, int n0, pv_attn_state_
     double sum0 = 0.0, sum1 = 0.0; /* llama.cpp's softmax sum: each 8 weights summed in float, then in double */
     for (int p = 0; p < len; p += 8) {
         __m256 a = _mm256_loadu_ps(s0 + p);
-        __m256 e = _mm256_and_ps(exp_ps(_mm256_sub_ps(a, m0)), _mm256_cmp_ps(a, none, _CMP_NEQ_OQ));
+        __m256 e = _mm256_and_ps(exp_ggml_ps(_mm256_sub_ps(a, m0)), _mm256_cmp_ps(a, none, _CMP_NEQ_OQ));
         _mm256_storeu_ps(w0 + p, e);
         sum0 += hsum_ps(e);
         if (s1) {
             __m256 b = _mm256_loadu_ps(s1 + p);
-            __m256 g = _mm256_and_ps(exp_ps(_mm256_sub_ps(b, m1)), _mm256_cmp_ps(b, none, _CMP_NEQ_OQ));
+            __m256 g = _mm256_and_ps(exp_ggml_ps(_mm256_sub_ps(b, m1)), _mm256_cmp_ps(b, none, _CMP_NEQ_OQ));
             _mm256_storeu_ps(w1 + p, g);
             sum1 += hsum_ps(g);
         }

@@ -218,90 +218,66 @@ PV_AVX2 static void q4_0_x16_4(const pv_block_q4_0x8 *x, const pv_block_q4_0x8 *
     }
 }
 
-/* q8_0: signed by signed through the sign trick, |w| (aw) times a with w's
- * sign; a pair of products may reach 2 * 128 * 127, so each maddubs is
- * widened to int32 at once. Activations are never -128 (q8_0 rounds to
- * +-127), so negating them is exact. */
-PV_AVX2 static inline __m256i q8_0_tok(__m256i aw, __m256i w, const int8_t *aq, int c, __m256i s) {
+/* q8_0, in the order of llama.cpp's q8_0 dot products (ggml_vec_dot_q8_0_q8_0
+ * and the llamafile tiles, which agree): each row keeps 8 float lanes, lane c
+ * summing piece c (elements 4c..4c+3) of every block, one fused multiply-add
+ * per block by the block's scale, and the lanes are added at the end as
+ * hsum_float_8 does. In the x8 layout piece c of the 8 rows is one load, so
+ * lane c of the 8 rows is one register. Signed by signed through the sign
+ * trick, |w| times a with w's sign (activations are never -128: q8_0 rounds
+ * to +-127, so negating them is exact). */
+PV_AVX2 static inline __m256 q8_0_piece(__m256i aw, __m256i w, const int8_t *aq, int c, __m256 d, __m256 acc) {
     __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast4(aq + 4 * c), w));
-    return _mm256_add_epi32(s, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+    return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1))), acc);
+}
+
+/* The 8 lanes of each row added: (l0 + l4) + (l2 + l6), plus (l1 + l5) + (l3 + l7). */
+PV_AVX2 static inline __m256 q8_0_lanes(const __m256 *l) {
+    return _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(l[0], l[4]), _mm256_add_ps(l[2], l[6])),
+                         _mm256_add_ps(_mm256_add_ps(l[1], l[5]), _mm256_add_ps(l[3], l[7])));
 }
 
 PV_AVX2 static void q8_0_x8_1(const pv_block_q8_0x8 *x, const uint8_t *a, int64_t n, float *out) {
     const pv_x8_head *h = (const pv_x8_head *)a;
     const pv_block_q8_0 *y = pv__x8_act_blocks(a, n);
-    __m256 acc = _mm256_setzero_ps();
+    __m256 l[8];
+    for (int c = 0; c < 8; c++) l[c] = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / PV_QK; b++) {
-        __m256i s = _mm256_setzero_si256();
         prefetch_ahead(&x[b], sizeof x[b]);
+        __m256 d = scales(x[b].d, &h[b]);
+#pragma GCC unroll 8
         for (int c = 0; c < 8; c++) {
             __m256i w = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c));
-            s = q8_0_tok(_mm256_sign_epi8(w, w), w, y[b].qs, c, s);
+            l[c] = q8_0_piece(_mm256_sign_epi8(w, w), w, y[b].qs, c, d, l[c]);
         }
-        acc = finish32(s, x[b].d, &h[b], acc);
     }
-    _mm256_storeu_ps(out, acc);
+    _mm256_storeu_ps(out, q8_0_lanes(l));
 }
 
+/* 4 tokens share each piece's load; their 32 lanes live in memory (L1). */
 PV_AVX2 static void q8_0_x8_4(const pv_block_q8_0x8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out, int nt, int ahead) {
-    const pv_x8_head *h0 = (const pv_x8_head *)a, *h1 = (const pv_x8_head *)(a + a_stride);
-    const pv_x8_head *h2 = (const pv_x8_head *)(a + 2 * a_stride), *h3 = (const pv_x8_head *)(a + (nt > 3 ? 3 : 2) * a_stride);
-    const pv_block_q8_0 *y0 = pv__x8_act_blocks(h0, n), *y1 = pv__x8_act_blocks(h1, n);
-    const pv_block_q8_0 *y2 = pv__x8_act_blocks(h2, n), *y3 = pv__x8_act_blocks(h3, n);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    const pv_x8_head *h[4];
+    const pv_block_q8_0 *y[4];
+    __m256 l[4][8];
+    for (int j = 0; j < 4; j++) {
+        h[j] = (const pv_x8_head *)(a + (size_t)(j < nt ? j : nt - 1) * a_stride);
+        y[j] = pv__x8_act_blocks(h[j], n);
+        for (int c = 0; c < 8; c++) l[j][c] = _mm256_setzero_ps();
+    }
     for (int64_t b = 0; b < n / PV_QK; b++) {
-        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
         if (ahead) prefetch_ahead(&x[b], sizeof x[b]);
+        __m256 d0 = scales(x[b].d, &h[0][b]), d1 = scales(x[b].d, &h[1][b]);
+        __m256 d2 = scales(x[b].d, &h[2][b]), d3 = scales(x[b].d, &h[3][b]);
+#pragma GCC unroll 8
         for (int c = 0; c < 8; c++) {
             __m256i w = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c)), aw = _mm256_sign_epi8(w, w);
-            s0 = q8_0_tok(aw, w, y0[b].qs, c, s0);
-            s1 = q8_0_tok(aw, w, y1[b].qs, c, s1);
-            s2 = q8_0_tok(aw, w, y2[b].qs, c, s2);
-            s3 = q8_0_tok(aw, w, y3[b].qs, c, s3);
+            l[0][c] = q8_0_piece(aw, w, y[0][b].qs, c, d0, l[0][c]);
+            l[1][c] = q8_0_piece(aw, w, y[1][b].qs, c, d1, l[1][c]);
+            l[2][c] = q8_0_piece(aw, w, y[2][b].qs, c, d2, l[2][c]);
+            l[3][c] = q8_0_piece(aw, w, y[3][b].qs, c, d3, l[3][c]);
         }
-        acc0 = finish32(s0, x[b].d, &h0[b], acc0);
-        acc1 = finish32(s1, x[b].d, &h1[b], acc1);
-        acc2 = finish32(s2, x[b].d, &h2[b], acc2);
-        acc3 = finish32(s3, x[b].d, &h3[b], acc3);
     }
-    _mm256_storeu_ps(out, acc0);
-    _mm256_storeu_ps(out + 8, acc1);
-    _mm256_storeu_ps(out + 16, acc2);
-    if (nt > 3) _mm256_storeu_ps(out + 24, acc3);
-}
-
-/* One token's share of a 32-byte piece of two groups (w, u and their
- * magnitudes aw, au): one broadcast for both; the sign trick is per group. */
-PV_AVX2 static inline void q8_0_tok2(__m256i aw, __m256i w, __m256i au, __m256i u, const int8_t *aq, int c, __m256i *s,
-                                     __m256i *t) {
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256i q = bcast4(aq + 4 * c);
-    __m256i a = _mm256_add_epi32(*s, _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(q, w)), ones));
-    __m256i b = _mm256_add_epi32(*t, _mm256_madd_epi16(_mm256_maddubs_epi16(au, _mm256_sign_epi8(q, u)), ones));
-    keep2(a, b, s, t);
-}
-
-/* Two adjacent groups (x, u: 16 rows) against up to 4 tokens, as
- * q4_0_x16_4; token j's 16 rows at acc + 16 j. */
-PV_AVX2 static void q8_0_x16_4(const pv_block_q8_0x8 *x, const pv_block_q8_0x8 *u, const uint8_t *a, size_t a_stride,
-                               int64_t n, float *acc, int nt, int ahead) {
-    const x16_acts_t ac = x16_begin(a, a_stride, n, nt, acc);
-    for (int64_t b = 0; b < n / PV_QK; b++) {
-        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0, t0 = s0, t1 = s0, t2 = s0, t3 = s0;
-        if (ahead) {
-            prefetch_far(&x[b], sizeof x[b]);
-            prefetch_far(&u[b], sizeof u[b]);
-        }
-        for (int c = 0; c < 8; c++) {
-            __m256i w = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * c)), aw = _mm256_sign_epi8(w, w);
-            __m256i v = _mm256_loadu_si256((const __m256i *)(u[b].qs + 32 * c)), av = _mm256_sign_epi8(v, v);
-            q8_0_tok2(aw, w, av, v, ac.y[0][b].qs, c, &s0, &t0);
-            q8_0_tok2(aw, w, av, v, ac.y[1][b].qs, c, &s1, &t1);
-            q8_0_tok2(aw, w, av, v, ac.y[2][b].qs, c, &s2, &t2);
-            q8_0_tok2(aw, w, av, v, ac.y[3][b].qs, c, &s3, &t3);
-        }
-        x16_finish(acc, x[b].d, u[b].d, ac.h, b, s0, t0, s1, t1, s2, t2, s3, t3);
-    }
+    for (int j = 0; j < nt; j++) _mm256_storeu_ps(out + PV_X8 * j, q8_0_lanes(l[j]));
 }
 
 /* q4_K: per sub-block of 32, the nibbles' sums (int16, 8 maddubs each, as for
@@ -745,13 +721,11 @@ X8_ENTRY(f16_x8)
 
 X16_ENTRY(q4_0, pv_block_q4_0x8)
 X16_ENTRY(q4_K, pv_block_q4_Kx8)
-X16_ENTRY(q8_0, pv_block_q8_0x8)
 
 pv_dot_x16_fn pv__avx2_dot_x16(pv_type_t t) {
     switch (t) {
     case PV_TYPE_Q4_0: return q4_0_x16;
     case PV_TYPE_Q4_K: return q4_K_x16;
-    case PV_TYPE_Q8_0: return q8_0_x16;
     default: return NULL;
     }
 }

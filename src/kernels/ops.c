@@ -132,10 +132,10 @@ void pv_attn_block_ref(const float *q, int nr, const uint16_t *k, const uint16_t
 }
 
 /* One row at a time, in the order of llama.cpp's tiled flash attention: each
- * score a chain of fused multiply-adds over the dimensions, weights by expf
- * (the AVX2 kernel's vector exp is within 2 ulp of it), their sum taken 8 at
- * a time in float (lanes l and l + 4, then pairwise) and in double across,
- * each position's values added by a fused multiply-add. */
+ * score a chain of fused multiply-adds over the dimensions, weights through
+ * ggml's vector exp (its softmax's), their sum taken 8 at a time in float
+ * (lanes l and l + 4, then pairwise) and in double across, each position's
+ * values added by a fused multiply-add. */
 void pv_attn_tile_ref(const float *q, int nr, const float *kf, const float *vf, const int *n_pos, int hd, float scale,
                       pv_attn_state_t *st, float *acc, float *scratch) {
     (void)scratch;
@@ -152,7 +152,7 @@ void pv_attn_tile_ref(const float *q, int nr, const float *kf, const float *vf, 
         }
         float f = M > t->M ? expf(t->M - M) : 1.0f;
         for (int i = 0; i < hd; i++) acc[i] *= f;
-        for (int p = 0; p < n; p++) e[p] = expf(s[p] - M);
+        for (int p = 0; p < n; p++) e[p] = pv_exp_ggml(s[p] - M);
         double sum = 0.0;
         for (int g = 0; g < n; g += 8) {
             const float *x = e + g;

@@ -9,6 +9,7 @@
  * hand it to ref.c's vec_dot; summed block after block, that is the scalar
  * dot product of the whole row (exactly so where a block is one sub-block,
  * as for q4_0 and q8_0). */
+#include <math.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -167,12 +168,40 @@ static void f16_x8_ref(const void *w, const void *a, size_t a_stride, int n_tok,
     }
 }
 
+/* q8_0 in llama.cpp's order (as avx2_x8.c's q8_0 kernels): per row 8 float
+ * lanes, lane c summing elements 4c..4c+3 of each block times the block's
+ * scale with one fused multiply-add, added as (l0 + l4) + (l2 + l6) plus
+ * (l1 + l5) + (l3 + l7). */
+static void q8_0_x8_ref(const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out) {
+    pv_block_q8_0 blocks[PV_X8];
+    void *rows[PV_X8];
+    for (int r = 0; r < PV_X8; r++) rows[r] = &blocks[r];
+    for (int j = 0; j < n_tok; j++) {
+        const uint8_t *a_row = (const uint8_t *)a + (size_t)j * a_stride;
+        const pv_x8_head *h = (const pv_x8_head *)a_row;
+        const pv_block_q8_0 *y = pv__x8_act_blocks(a_row, n);
+        float l[PV_X8][8] = {{0}};
+        for (int64_t b = 0; b < n / PV_QK; b++) {
+            pv__x8_unpack(PV_TYPE_Q8_0, w, b, rows);
+            for (int r = 0; r < PV_X8; r++) {
+                float d = pv_f16_to_f32(blocks[r].d) * h[b].d;
+                for (int c = 0; c < 8; c++) {
+                    int32_t p = 0;
+                    for (int i = 4 * c; i < 4 * c + 4; i++) p += blocks[r].qs[i] * y[b].qs[i];
+                    l[r][c] = fmaf(d, (float)p, l[r][c]);
+                }
+            }
+        }
+        for (int r = 0; r < PV_X8; r++)
+            out[PV_X8 * j + r] = ((l[r][0] + l[r][4]) + (l[r][2] + l[r][6])) + ((l[r][1] + l[r][5]) + (l[r][3] + l[r][7]));
+    }
+}
+
 #define X8_TWIN(name, type)                                                                                    \
     static void name(const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out) {       \
         x8_dot_ref(type, w, a, a_stride, n_tok, n, out);                                                      \
     }
 X8_TWIN(q4_0_x8_ref, PV_TYPE_Q4_0)
-X8_TWIN(q8_0_x8_ref, PV_TYPE_Q8_0)
 X8_TWIN(q4_K_x8_ref, PV_TYPE_Q4_K)
 X8_TWIN(q6_K_x8_ref, PV_TYPE_Q6_K)
 
