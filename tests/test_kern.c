@@ -473,8 +473,8 @@ static const void *x8_dot_act(pv_type_t t, const uint8_t *row, int64_t n, uint16
 }
 
 /* The x8 scalar twin gives ref.c's dot product of each row (exactly for q4_0
- * and f16: the same sums in the same order; q8_0's twin sums in llama.cpp's
- * lane order, and its AVX2 kernels are that twin's to the bit); the
+ * and f16: the same sums in the same order; q8_0's and q6_K's twins sum in
+ * llama.cpp's lane order, and their AVX2 kernels are the twins' to the bit); the
  * dispatched (AVX2) kernel is within float rounding of it, for 1 to 16 tokens, odd
  * column counts, extreme scales, all-zero blocks and activations. Where a
  * type has a two-group kernel, it gives exactly what the one-group kernel
@@ -491,7 +491,7 @@ START_TEST(test_x8_fast_matches_twin) {
     pv_type_t act_t = pv_kern_ref(t)->vec_dot_type;
     int64_t blk = pv_type_layout(t)->blck_size;
     int exact = t == PV_TYPE_Q4_0 || t == PV_TYPE_F16; /* the twin sums as ref.c does */
-    int same = t == PV_TYPE_Q8_0; /* llama.cpp's lane order: the kernel is the twin's to the bit */
+    int same = t == PV_TYPE_Q8_0 || t == PV_TYPE_Q6_K; /* llama.cpp's lane order: the kernel is the twin's to the bit */
     enum { ROWS = 2 * PV_X8 };
     for (int rep = 0; rep < 60; rep++) {
         int64_t n = t == PV_TYPE_F16 ? 8 * (1 + rnd() % 40) : blk * (1 + rnd() % (blk == PV_QK ? 13 : 4));
@@ -556,7 +556,8 @@ START_TEST(test_x8_fast_matches_twin) {
 END_TEST
 
 /* pv_matmul on the repacked weight, on 1 and 3 threads, against pv_matmul on
- * the file layout: the same products, so within float rounding. */
+ * the file layout: the same products, so within float rounding of their
+ * magnitudes (q8_0's and q6_K's x8 kernels sum in llama.cpp's lanes). */
 START_TEST(test_x8_matmul_matches_rows) {
     pv_type_t t = x8_types[_i];
     int64_t n_rows = 8 * 37, n_cols = pv_type_layout(t)->blck_size == PV_QK_K ? 256 * 3 : 32 * 23;
@@ -580,13 +581,19 @@ START_TEST(test_x8_matmul_matches_rows) {
     pv_matmul(t, PV_LAYOUT_ROWS, w, n_rows, n_cols, xs, ys_rows, n_tok, work, NULL);
     pv_matmul(t, PV_LAYOUT_X8, x8, n_rows, n_cols, xs, ys_x8, n_tok, work, NULL);
     pv_matmul(t, PV_LAYOUT_X8, x8, n_rows, n_cols, xs, ys_x8_t, n_tok, work, pool);
-    for (int j = 0; j < n_tok; j++) {
-        ck_assert_mem_eq(ys_x8[j], ys_x8_t[j], n_rows * sizeof(float)); /* threads split groups, not sums */
-        for (int64_t r = 0; r < n_rows; r++)
-            ck_assert_msg(fabsf(ys_x8[j][r] - ys_rows[j][r]) <= 1e-4f * (1.0f + fabsf(ys_rows[j][r])),
-                          "%s row %lld tok %d: x8 %g, rows %g", pv_type_name(t), (long long)r, j, ys_x8[j][r],
-                          ys_rows[j][r]);
+    float *wf = malloc(n_cols * sizeof *wf);
+    for (int64_t r = 0; r < n_rows; r++) {
+        pv_kern_ref(t)->to_float(w + (size_t)r * row_size, wf, n_cols);
+        for (int j = 0; j < n_tok; j++) {
+            double mag = 0; /* the products' magnitudes: the two layouts may sum them in other orders */
+            for (int64_t i = 0; i < n_cols; i++) mag += fabs((double)wf[i] * xs[j][i]);
+            ck_assert_msg(fabs(ys_x8[j][r] - ys_rows[j][r]) <= 1e-5 * mag + 1e-30, "%s row %lld tok %d: x8 %g, rows %g",
+                          pv_type_name(t), (long long)r, j, ys_x8[j][r], ys_rows[j][r]);
+        }
     }
+    free(wf);
+    for (int j = 0; j < n_tok; j++)
+        ck_assert_mem_eq(ys_x8[j], ys_x8_t[j], n_rows * sizeof(float)); /* threads split groups, not sums */
     pv_pool_free(pool);
     free(w);
     free(x8);

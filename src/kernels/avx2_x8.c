@@ -505,11 +505,14 @@ PV_AVX2 static void q4_K_x16_4(const pv_block_q4_Kx8 *x, const pv_block_q4_Kx8 *
     }
 }
 
-/* q6_K: 6-bit values 0..63 (unsigned, so maddubs applies; two products of a
- * pair and two pairs summed stay within 4 * 63 * 127 < 32768), each pair of
- * pieces weighted by its sub-block's signed scale in one madd. The offset of
- * 32 comes out through the token's sums of 16: sum_s sc_s sum (q - 32) a =
- * sum_s sc_s sum q a - 32 sum_s sc_s sum a. */
+/* q6_K, in the order of llama.cpp's ggml_vec_dot_q6_K_q8_K: each row keeps 8
+ * int32 lanes per block, lane m summing sc q a (q = 0..63, unsigned, so
+ * maddubs applies) over the elements whose place in their 32 is 4m..4m+3
+ * (piece m of each value set), less 32 sc_s (sum of a over s) for sub-blocks
+ * s = 2m, 2m + 1 (the -32 offset through the token's sums of 16, lane by
+ * lane as llama.cpp takes it out); then 8 float lanes across blocks, one
+ * fused multiply-add per block by d_w d_a, added at the end as
+ * hsum_float_8 does (q8_0_lanes). */
 
 /* Values of piece i (elements 128h + 32t + 4i..+3 of each row), t = 0..3:
  * ql's low (t < 2) or high nibbles of bytes 32(t & 1) + 4i of the half,
@@ -525,7 +528,7 @@ PV_AVX2 static inline __m256i q6_K_vals(const pv_block_q6_Kx8 *x, int h, int i, 
 
 /* Bytes i and j of each lane as the high bytes of two int16; an arithmetic
  * shift by 8 then sign-extends them. */
-static const int8_t hi_pair_masks[8][32] = {
+static const int8_t hi_pair_masks[6][32] = {
 #define HI_PAIR(i, j)                                                                                           \
     {-128, i, -128, j, -128, 4 + i, -128, 4 + j, -128, 8 + i, -128, 8 + j, -128, 12 + i, -128, 12 + j, \
      -128, i, -128, j, -128, 4 + i, -128, 4 + j, -128, 8 + i, -128, 8 + j, -128, 12 + i, -128, 12 + j}
@@ -543,79 +546,71 @@ PV_AVX2 static inline __m256i q6_K_sub_scale(const pv_block_q6_Kx8 *x, int s) {
     return signed_pair(_mm256_loadu_si256((const __m256i *)(x->scales + 32 * (s / 4))), s % 4);
 }
 
-/* 32 sum_s sc_s (token's sum over sub-block s), per row. */
-PV_AVX2 static inline __m256i q6_K_offset(const pv_block_q6_Kx8 *x, const pv_block_q8_K *y) {
-    __m256i s = _mm256_setzero_si256();
-    for (int p = 0; p < 8; p++) { /* sub-blocks 2p, 2p+1: bytes 2(p % 2), +1 of scales piece p / 2 */
-        __m256i sc = signed_pair(_mm256_loadu_si256((const __m256i *)(x->scales + 32 * (p / 2))), 4 + p % 2);
-        s = _mm256_add_epi32(s, _mm256_madd_epi16(sc, bcast4((const int8_t *)(y->bsums + 2 * p))));
-    }
-    return _mm256_slli_epi32(s, 5);
+/* One token's piece: sc q a of its 4 elements into the piece's lane. */
+PV_AVX2 static inline __m256i q6_K_piece(__m256i v, __m256i sc, const int8_t *aq, __m256i lane) {
+    return _mm256_add_epi32(lane, _mm256_madd_epi16(_mm256_maddubs_epi16(v, bcast4(aq)), sc));
 }
 
-/* One token's share of two consecutive pieces of one sub-block. */
-PV_AVX2 static inline __m256i q6_K_tok(__m256i v0, __m256i v1, __m256i sc, const int8_t *aq, __m256i isum) {
-    __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(v0, bcast4(aq)), _mm256_maddubs_epi16(v1, bcast4(aq + 4)));
-    return _mm256_add_epi32(isum, _mm256_madd_epi16(p, sc));
-}
-
-PV_AVX2 static inline __m256 q6_K_finish(const pv_block_q6_Kx8 *x, const pv_block_q8_K *y, __m256i isum, __m256 acc) {
+/* A block's int32 lanes into the float lanes, times d_w d_a. */
+PV_AVX2 static inline void q6_K_finish(const pv_block_q6_Kx8 *x, const pv_block_q8_K *y, const __m256i *lane, __m256 *acc) {
     __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x->d)), _mm256_set1_ps(y->d));
-    return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, q6_K_offset(x, y))), acc);
+    for (int m = 0; m < 8; m++) { /* sub-blocks 2m, 2m+1: bytes 2(m % 2), +1 of scales piece m / 2 */
+        __m256i sc = signed_pair(_mm256_loadu_si256((const __m256i *)(x->scales + 32 * (m / 2))), 4 + m % 2);
+        __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(sc, bcast4((const int8_t *)(y->bsums + 2 * m))), 5);
+        acc[m] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(lane[m], off)), acc[m]);
+    }
 }
 
-/* Sub-block 8h + 2t + ib of every row, pieces 4ib..4ib+3 of value set t
- * (t a literal, so that q6_K_vals folds to its branch-free case): STEP(v0,
- * v1, sc, element offset at) runs for each pair of pieces. */
+/* Every piece i of the block (elements 128h + 32t + 4i..+3 of each row,
+ * sub-block 8h + 2t + i / 4), t a literal so that q6_K_vals folds to its
+ * branch-free case: STEP(v, sc, i, element offset at) runs for each. */
 #define Q6_K_SET(x, t, STEP)                                                            \
-    {                                                                                   \
+    for (int ib = 0; ib < 2; ib++) {                                                    \
         __m256i sc = q6_K_sub_scale(x, 8 * h + 2 * (t) + ib);                           \
-        for (int i = 4 * ib; i < 4 * ib + 4; i += 2) {                                  \
-            __m256i v0 = q6_K_vals(x, h, i, t), v1 = q6_K_vals(x, h, i + 1, t);         \
+        for (int i = 4 * ib; i < 4 * ib + 4; i++) {                                     \
+            __m256i v = q6_K_vals(x, h, i, t);                                          \
             int at = 128 * h + 32 * (t) + 4 * i;                                        \
             STEP;                                                                       \
         }                                                                               \
     }
-#define Q6_K_SUB_BLOCKS(x, STEP)                                                        \
-    for (int h = 0; h < 2; h++)                                                         \
-        for (int ib = 0; ib < 2; ib++) {                                                \
-            Q6_K_SET(x, 0, STEP) Q6_K_SET(x, 1, STEP) Q6_K_SET(x, 2, STEP) Q6_K_SET(x, 3, STEP) \
-        }
+#define Q6_K_PIECES(x, STEP)                                                            \
+    for (int h = 0; h < 2; h++) {                                                       \
+        Q6_K_SET(x, 0, STEP) Q6_K_SET(x, 1, STEP) Q6_K_SET(x, 2, STEP) Q6_K_SET(x, 3, STEP) \
+    }
 
-/* One token, a sub-block at a time as the 4-token kernel goes (decoding
- * each piece into its 4 value sets at once kept 12 vectors live, which
- * were spilled to the stack): int16 sums of two pieces, weighted by their
- * sub-block's scales. */
 PV_AVX2 static void q6_K_x8_1(const pv_block_q6_Kx8 *x, const uint8_t *a, int64_t n, float *out) {
     const pv_block_q8_K *y = (const pv_block_q8_K *)a;
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc[8];
+    for (int m = 0; m < 8; m++) acc[m] = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / PV_QK_K; b++) {
-        __m256i isum = _mm256_setzero_si256();
+        __m256i lane[8];
+        for (int m = 0; m < 8; m++) lane[m] = _mm256_setzero_si256();
         prefetch_ahead(&x[b], sizeof x[b]);
-        Q6_K_SUB_BLOCKS(&x[b], isum = q6_K_tok(v0, v1, sc, y[b].qs + at, isum))
-        acc = q6_K_finish(&x[b], &y[b], isum, acc);
+        Q6_K_PIECES(&x[b], lane[i] = q6_K_piece(v, sc, y[b].qs + at, lane[i]))
+        q6_K_finish(&x[b], &y[b], lane, acc);
     }
-    _mm256_storeu_ps(out, acc);
+    _mm256_storeu_ps(out, q8_0_lanes(acc));
 }
 
 PV_AVX2 static void q6_K_x8_4(const pv_block_q6_Kx8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out, int nt, int ahead) {
-    const pv_block_q8_K *y0 = (const pv_block_q8_K *)a, *y1 = (const pv_block_q8_K *)(a + a_stride);
-    const pv_block_q8_K *y2 = (const pv_block_q8_K *)(a + 2 * a_stride), *y3 = (const pv_block_q8_K *)(a + (nt > 3 ? 3 : 2) * a_stride);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
-    for (int64_t b = 0; b < n / PV_QK_K; b++) {
-        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
-        if (ahead) prefetch_ahead(&x[b], sizeof x[b]);
-        Q6_K_SUB_BLOCKS(&x[b], s0 = q6_K_tok(v0, v1, sc, y0[b].qs + at, s0); s1 = q6_K_tok(v0, v1, sc, y1[b].qs + at, s1);
-                        s2 = q6_K_tok(v0, v1, sc, y2[b].qs + at, s2); s3 = q6_K_tok(v0, v1, sc, y3[b].qs + at, s3))
-        acc0 = q6_K_finish(&x[b], &y0[b], s0, acc0);
-        acc1 = q6_K_finish(&x[b], &y1[b], s1, acc1);
-        acc2 = q6_K_finish(&x[b], &y2[b], s2, acc2);
-        acc3 = q6_K_finish(&x[b], &y3[b], s3, acc3);
+    const pv_block_q8_K *y[4];
+    __m256 acc[4][8];
+    for (int j = 0; j < 4; j++) {
+        y[j] = (const pv_block_q8_K *)(a + (size_t)(j < nt ? j : nt - 1) * a_stride);
+        for (int m = 0; m < 8; m++) acc[j][m] = _mm256_setzero_ps();
     }
-    _mm256_storeu_ps(out, acc0);
-    _mm256_storeu_ps(out + 8, acc1);
-    _mm256_storeu_ps(out + 16, acc2);
-    if (nt > 3) _mm256_storeu_ps(out + 24, acc3);
+    for (int64_t b = 0; b < n / PV_QK_K; b++) {
+        __m256i lane[4][8];
+        for (int j = 0; j < 4; j++)
+            for (int m = 0; m < 8; m++) lane[j][m] = _mm256_setzero_si256();
+        if (ahead) prefetch_ahead(&x[b], sizeof x[b]);
+        Q6_K_PIECES(&x[b], lane[0][i] = q6_K_piece(v, sc, y[0][b].qs + at, lane[0][i]);
+                    lane[1][i] = q6_K_piece(v, sc, y[1][b].qs + at, lane[1][i]);
+                    lane[2][i] = q6_K_piece(v, sc, y[2][b].qs + at, lane[2][i]);
+                    lane[3][i] = q6_K_piece(v, sc, y[3][b].qs + at, lane[3][i]))
+        for (int j = 0; j < 4; j++) q6_K_finish(&x[b], &y[j][b], lane[j], acc[j]);
+    }
+    for (int j = 0; j < nt; j++) _mm256_storeu_ps(out + PV_X8 * j, q8_0_lanes(acc[j]));
 }
 
 /* f16: a 32-byte piece holds columns 2k, 2k + 1 of the 8 rows; its halves

@@ -43,6 +43,9 @@ typedef struct {
     uint16_t d;
 } pv_block_q6_K;
 
+/* A q6_K block's 256 values, q - 32 (ref.c). */
+void pv__q6_K_values(const pv_block_q6_K *b, int8_t q[256]);
+
 static_assert(sizeof(pv_block_q4_0) == 18, "q4_0 block layout");
 static_assert(sizeof(pv_block_q8_0) == 34, "q8_0 block layout");
 static_assert(sizeof(pv_block_q4_K) == 144, "q4_K block layout");

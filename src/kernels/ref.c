@@ -131,6 +131,17 @@ static void q5_K_decode(const void *p, decoded_t *o) {
 
 /* q6_K: two halves of 128; in each, ql[l] and ql[l+32] give low nibbles of
  * elements l, l+32 (low) and l+64, l+96 (high); qh[l] gives their top 2 bits. */
+void pv__q6_K_values(const pv_block_q6_K *b, int8_t q[QK_K]) {
+    const uint8_t *ql = b->ql, *qh = b->qh;
+    for (int half = 0; half < 2; half++, ql += 64, qh += 32, q += 128)
+        for (int l = 0; l < 32; l++) {
+            q[l] = (int8_t)(((ql[l] & 0x0f) | ((qh[l] >> 0 & 3) << 4)) - 32);
+            q[l + 32] = (int8_t)(((ql[l + 32] & 0x0f) | ((qh[l] >> 2 & 3) << 4)) - 32);
+            q[l + 64] = (int8_t)(((ql[l] >> 4) | ((qh[l] >> 4 & 3) << 4)) - 32);
+            q[l + 96] = (int8_t)(((ql[l + 32] >> 4) | ((qh[l] >> 6 & 3) << 4)) - 32);
+        }
+}
+
 static void q6_K_decode(const void *p, decoded_t *o) {
     const pv_block_q6_K *b = p;
     float d = pv_f16_to_f32(b->d);
@@ -140,16 +151,7 @@ static void q6_K_decode(const void *p, decoded_t *o) {
         o->scale[s] = d * b->scales[s];
         o->min[s] = 0.0f;
     }
-    const uint8_t *ql = b->ql, *qh = b->qh;
-    for (int half = 0; half < 2; half++, ql += 64, qh += 32) {
-        int8_t *q = o->q + 128 * half;
-        for (int l = 0; l < 32; l++) {
-            q[l] = (int8_t)(((ql[l] & 0x0f) | ((qh[l] >> 0 & 3) << 4)) - 32);
-            q[l + 32] = (int8_t)(((ql[l + 32] & 0x0f) | ((qh[l] >> 2 & 3) << 4)) - 32);
-            q[l + 64] = (int8_t)(((ql[l] >> 4) | ((qh[l] >> 4 & 3) << 4)) - 32);
-            q[l + 96] = (int8_t)(((ql[l + 32] >> 4) | ((qh[l] >> 6 & 3) << 4)) - 32);
-        }
-    }
+    pv__q6_K_values(b, o->q);
 }
 
 /* ---- activations: q8_0 and q8_K ------------------------------------------------------------- */

@@ -197,13 +197,42 @@ static void q8_0_x8_ref(const void *w, const void *a, size_t a_stride, int n_tok
     }
 }
 
+/* q6_K in llama.cpp's order (as avx2_x8.c's q6_K kernels): per row and block
+ * 8 int32 lanes, lane m summing sc q a (q = 0..63) over the elements 4m..4m+3
+ * of every 32, less 32 sc_s bsum_s for sub-blocks s = 2m, 2m + 1; then 8
+ * float lanes across blocks (one fused multiply-add per block by d_w d_a),
+ * added as the q8_0 twin adds them. */
+static void q6_K_x8_ref(const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out) {
+    pv_block_q6_K blocks[PV_X8];
+    void *rows[PV_X8];
+    int8_t q[PV_QK_K];
+    for (int r = 0; r < PV_X8; r++) rows[r] = &blocks[r];
+    for (int j = 0; j < n_tok; j++) {
+        const pv_block_q8_K *y = (const pv_block_q8_K *)((const uint8_t *)a + (size_t)j * a_stride);
+        float l[PV_X8][8] = {{0}};
+        for (int64_t b = 0; b < n / PV_QK_K; b++) {
+            pv__x8_unpack(PV_TYPE_Q6_K, w, b, rows);
+            for (int r = 0; r < PV_X8; r++) {
+                int32_t lane[8] = {0};
+                pv__q6_K_values(&blocks[r], q);
+                for (int e = 0; e < PV_QK_K; e++) lane[e % 32 / 4] += blocks[r].scales[e / 16] * (q[e] + 32) * y[b].qs[e];
+                for (int m = 0; m < 8; m++)
+                    lane[m] -= 32 * (blocks[r].scales[2 * m] * y[b].bsums[2 * m] + blocks[r].scales[2 * m + 1] * y[b].bsums[2 * m + 1]);
+                float d = pv_f16_to_f32(blocks[r].d) * y[b].d;
+                for (int m = 0; m < 8; m++) l[r][m] = fmaf(d, (float)lane[m], l[r][m]);
+            }
+        }
+        for (int r = 0; r < PV_X8; r++)
+            out[PV_X8 * j + r] = ((l[r][0] + l[r][4]) + (l[r][2] + l[r][6])) + ((l[r][1] + l[r][5]) + (l[r][3] + l[r][7]));
+    }
+}
+
 #define X8_TWIN(name, type)                                                                                    \
     static void name(const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out) {       \
         x8_dot_ref(type, w, a, a_stride, n_tok, n, out);                                                      \
     }
 X8_TWIN(q4_0_x8_ref, PV_TYPE_Q4_0)
 X8_TWIN(q4_K_x8_ref, PV_TYPE_Q4_K)
-X8_TWIN(q6_K_x8_ref, PV_TYPE_Q6_K)
 
 pv_dot_x8_fn pv__x8_ref(pv_type_t t) {
     switch (t) {
