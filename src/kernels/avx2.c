@@ -117,11 +117,14 @@ PV_AVX2 static float q8_0_q8_0(const void *w, const void *a, int64_t n) {
     return hsum_ps(acc0);
 }
 
-/* q4_K / q5_K x q8_K: per 32-element sub-block, an unsigned-by-signed byte dot
- * (maddubs) scaled by the 6-bit scale; the mins term comes from the
- * activation block's precomputed sums of 16. qh is NULL for q4_K. */
+/* q4_K / q5_K x q8_K, in the order of llama.cpp's AVX2 ggml_vec_dot_q5_K_q8_K:
+ * per 32-element sub-block, an unsigned-by-signed byte dot (maddubs) scaled
+ * by the 6-bit scale into 8 int32 lanes, one fused multiply-add per block by
+ * d_w d_a; the mins term, from the activation block's precomputed sums of
+ * 16, goes into a separate float sum, one fused multiply-add per block by
+ * -d_a dmin_w (its compiler contracts the statement). qh is NULL for q4_K. */
 PV_AVX2 static float k_q8_K(const uint8_t *scales, uint16_t d16, uint16_t dmin16, const uint8_t *qs, const uint8_t *qh,
-                            const pv_block_q8_K *y, __m256 *acc) {
+                            const pv_block_q8_K *y, __m256 *acc, float rest) {
     uint8_t sc[8], m[8];
     for (int s = 0; s < 8; s++) pv__k_scale_min(s, scales, &sc[s], &m[s]);
     int32_t mins = 0;
@@ -143,9 +146,9 @@ PV_AVX2 static float k_q8_K(const uint8_t *scales, uint16_t d16, uint16_t dmin16
         __m256i p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, a_hi), _mm256_set1_epi16(sc[2 * c + 1]));
         sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_lo, p_hi));
     }
-    float d = h2f(d16) * y->d, dmin = h2f(dmin16) * y->d;
+    float d = h2f(d16) * y->d, dmin = -y->d * h2f(dmin16);
     *acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), *acc);
-    return -dmin * (float)mins;
+    return fmaf(dmin, (float)mins, rest);
 }
 
 /* One token's share of a 64-element chunk of a q4_K/q5_K block: lo/hi are
@@ -207,10 +210,10 @@ PV_AVX2 static void k_q8_K_x4(const void *w, size_t block_size, int has_qh, cons
         acc1 = _mm256_fmadd_ps(_mm256_set1_ps(d * y1[i].d), _mm256_cvtepi32_ps(s1), acc1);
         acc2 = _mm256_fmadd_ps(_mm256_set1_ps(d * y2[i].d), _mm256_cvtepi32_ps(s2), acc2);
         acc3 = _mm256_fmadd_ps(_mm256_set1_ps(d * y3[i].d), _mm256_cvtepi32_ps(s3), acc3);
-        rest0 -= dmin * y0[i].d * (float)k_tok_mins(m, &y0[i]);
-        rest1 -= dmin * y1[i].d * (float)k_tok_mins(m, &y1[i]);
-        rest2 -= dmin * y2[i].d * (float)k_tok_mins(m, &y2[i]);
-        rest3 -= dmin * y3[i].d * (float)k_tok_mins(m, &y3[i]);
+        rest0 = fmaf(-y0[i].d * dmin, (float)k_tok_mins(m, &y0[i]), rest0);
+        rest1 = fmaf(-y1[i].d * dmin, (float)k_tok_mins(m, &y1[i]), rest1);
+        rest2 = fmaf(-y2[i].d * dmin, (float)k_tok_mins(m, &y2[i]), rest2);
+        rest3 = fmaf(-y3[i].d * dmin, (float)k_tok_mins(m, &y3[i]), rest3);
     }
     out[0] = hsum_ps(acc0) + rest0;
     out[1] = hsum_ps(acc1) + rest1;
@@ -231,7 +234,7 @@ PV_AVX2 static float q4_K_q8_K(const void *w, const void *a, int64_t n) {
     const pv_block_q8_K *y = a;
     __m256 acc = _mm256_setzero_ps();
     float rest = 0.0f;
-    for (int64_t i = 0; i < n / PV_QK_K; i++) rest += k_q8_K(x[i].scales, x[i].d, x[i].dmin, x[i].qs, NULL, &y[i], &acc);
+    for (int64_t i = 0; i < n / PV_QK_K; i++) rest = k_q8_K(x[i].scales, x[i].d, x[i].dmin, x[i].qs, NULL, &y[i], &acc, rest);
     return hsum_ps(acc) + rest;
 }
 
@@ -240,12 +243,14 @@ PV_AVX2 static float q5_K_q8_K(const void *w, const void *a, int64_t n) {
     const pv_block_q8_K *y = a;
     __m256 acc = _mm256_setzero_ps();
     float rest = 0.0f;
-    for (int64_t i = 0; i < n / PV_QK_K; i++) rest += k_q8_K(x[i].scales, x[i].d, x[i].dmin, x[i].qs, x[i].qh, &y[i], &acc);
+    for (int64_t i = 0; i < n / PV_QK_K; i++) rest = k_q8_K(x[i].scales, x[i].d, x[i].dmin, x[i].qs, x[i].qh, &y[i], &acc, rest);
     return hsum_ps(acc) + rest;
 }
 
-/* q6_K x q8_K: 6-bit values 0..63 (unsigned, so maddubs applies) minus 32,
- * the offset taken out through the activation sums; 16 sub-blocks of 16. */
+/* q6_K x q8_K in the order of llama.cpp's AVX2 ggml_vec_dot_q6_K_q8_K (as the
+ * x8 kernels): 6-bit values 0..63 (unsigned, so maddubs applies) into 8 int32
+ * lanes, the offset of 32 taken out lane by lane through the activation sums
+ * of 16 (lane m: sub-blocks 2m, 2m+1); 16 sub-blocks of 16. */
 PV_AVX2 static float q6_K_q8_K(const void *w, const void *a, int64_t n) {
     const pv_block_q6_K *x = w;
     const pv_block_q8_K *y = a;
@@ -255,8 +260,9 @@ PV_AVX2 static float q6_K_q8_K(const void *w, const void *a, int64_t n) {
         const uint8_t *ql = x[i].ql, *qh = x[i].qh;
         const int8_t *aq = y[i].qs;
         __m256i sumi = _mm256_setzero_si256();
-        int32_t offset = 0;
-        for (int s = 0; s < 16; s++) offset += x[i].scales[s] * y[i].bsums[s];
+        int32_t off[8];
+        for (int m = 0; m < 8; m++)
+            off[m] = -32 * (x[i].scales[2 * m] * y[i].bsums[2 * m] + x[i].scales[2 * m + 1] * y[i].bsums[2 * m + 1]);
         for (int half = 0; half < 2; half++, ql += 64, qh += 32, aq += 128) {
             __m256i l0 = _mm256_loadu_si256((const __m256i *)ql), l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
             __m256i h = _mm256_loadu_si256((const __m256i *)qh);
@@ -277,8 +283,8 @@ PV_AVX2 static float q6_K_q8_K(const void *w, const void *a, int64_t n) {
             }
         }
         float d = h2f(x[i].d) * y[i].d;
-        __m256i off = _mm256_setr_epi32(-32 * offset, 0, 0, 0, 0, 0, 0, 0);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_add_epi32(sumi, off)), acc);
+        sumi = _mm256_add_epi32(sumi, _mm256_loadu_si256((const __m256i *)off));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
     return hsum_ps(acc);
 }

@@ -41,8 +41,8 @@ void pv_rope_apply(float *x, int n_rot, const float *cs, int neox) {
     for (int i = 0; i < half; i++) {
         float *a = neox ? &x[i] : &x[2 * i], *b = neox ? &x[i + half] : &x[2 * i + 1];
         float c = cs[2 * i], s = cs[2 * i + 1], x0 = *a, x1 = *b;
-        *a = x0 * c - x1 * s;
-        *b = x0 * s + x1 * c;
+        *a = fmaf(x0, c, -(x1 * s));
+        *b = fmaf(x0, s, x1 * c);
     }
 }
 

@@ -4,7 +4,7 @@
 
 static const pv_arch_t archs[] = {
     {"llama", 0, 0},
-    {"phi3", 1, PV_ARCH_FUSED_QKV | PV_ARCH_FUSED_UP},
+    {"phi3", 1, PV_ARCH_FUSED_QKV | PV_ARCH_FUSED_UP | PV_ARCH_Q_PRESCALE},
     {"qwen2", 1, PV_ARCH_QKV_BIAS},
     {"qwen3", 1, PV_ARCH_QK_NORM},
 };

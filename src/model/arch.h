@@ -10,6 +10,7 @@
 #define PV_ARCH_FUSED_UP 2u  /* ffn_up holds the gate rows then the up rows; no ffn_gate */
 #define PV_ARCH_QKV_BIAS 4u  /* attn_q/k/v.bias are added after the projections */
 #define PV_ARCH_QK_NORM 8u   /* attn_q_norm/attn_k_norm: RMSNorm of each head of q and k */
+#define PV_ARCH_Q_PRESCALE 16u /* q times 1/sqrt(head_dim) after RoPE, attention scores unscaled (llama.cpp's phi3 graph) */
 
 typedef struct {
     const char *name; /* general.architecture */

@@ -376,6 +376,8 @@ int pv_forward_batch(pv_ctx_t *c, const pv_batch_entry_t *e, int n) {
     for (int b = 0; b < n; b++) pv_get_row(m->tok_embd.t->type, m->tok_embd.t->data, e[b].token, (int64_t)d, c->x + b * d);
 
     int n_groups = attention_groups(c, e, n);
+    float kq_scale = 1.0f / sqrtf((float)hd);
+    int q_prescale = (m->arch->flags & PV_ARCH_Q_PRESCALE) != 0;
 
     // RoPE angles of each token's position, shared by every layer and head     (B, n_rot)
     for (int b = 0; b < n; b++)
@@ -402,6 +404,8 @@ int pv_forward_batch(pv_ctx_t *c, const pv_batch_entry_t *e, int n) {
                 if (L->q_norm) pv_rmsnorm(q + h * hd, q + h * hd, L->q_norm, (int)hd, hp->norm_eps);
                 pv_rope_apply(q + h * hd, (int)hp->n_rot, cs, hp->rope_neox);
             }
+            if (q_prescale)
+                for (uint32_t i = 0; i < c->q_dim; i++) q[i] *= kq_scale;
             for (uint32_t h = 0; h < hp->n_head_kv; h++) {
                 if (L->k_norm) pv_rmsnorm(k + h * hd, k + h * hd, L->k_norm, (int)hd, hp->norm_eps);
                 pv_rope_apply(k + h * hd, (int)hp->n_rot, cs, hp->rope_neox);
@@ -410,7 +414,7 @@ int pv_forward_batch(pv_ctx_t *c, const pv_batch_entry_t *e, int n) {
         kv_store(c, e, n, il);
 
         // softmax(q k^T / sqrt(hd)) v per (token, head), then the output projection
-        attn_task_t at = {c, e, n_groups, il, 1.0f / sqrtf((float)hd)};
+        attn_task_t at = {c, e, n_groups, il, q_prescale ? 1.0f : kq_scale};
         if (n * hp->n_head * (e[n - 1].pos + 1) * hd < 32768) attention_rows(&at, 0, 1);
         else pv_pool_run(c->pool, attention_rows, &at);
         matmul(c, &L->wo, c->xb, c->q_dim, c->xb2, d, n);
