@@ -302,21 +302,28 @@ PV_AVX2 static float f32_f32(const void *w, const void *a, int64_t n) {
     return sum;
 }
 
+/* In llama.cpp's order (ggml_vec_dot_f16; pv_dot_f16_ggml is the twin): four
+ * accumulators over chunks of 32, their reduction, the tail in double. */
 PV_AVX2 static float f16_f16(const void *w, const void *a, int64_t n) {
     const uint16_t *x = w, *y = a;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m256 x0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i)));
-        __m256 x1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i + 8)));
-        __m256 y0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(y + i)));
-        __m256 y1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(y + i + 8)));
-        acc0 = _mm256_fmadd_ps(x0, y0, acc0);
-        acc1 = _mm256_fmadd_ps(x1, y1, acc1);
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t np = n & ~(int64_t)31;
+    for (int64_t i = 0; i < np; i += 32) {
+#define F16_LANE(acc, o)                                                                                     \
+    acc = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i + (o)))),                   \
+                          _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(y + i + (o)))), acc)
+        F16_LANE(a0, 0);
+        F16_LANE(a1, 8);
+        F16_LANE(a2, 16);
+        F16_LANE(a3, 24);
+#undef F16_LANE
     }
-    float sum = hsum_ps(_mm256_add_ps(acc0, acc1));
-    for (; i < n; i++) sum += h2f(x[i]) * h2f(y[i]);
-    return sum;
+    __m256 r = _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
+    __m128 t = _mm_add_ps(_mm256_castps256_ps128(r), _mm256_extractf128_ps(r, 1));
+    t = _mm_hadd_ps(t, t);
+    double sum = _mm_cvtss_f32(_mm_hadd_ps(t, t));
+    for (int64_t i = np; i < n; i++) sum += (double)(h2f(x[i]) * h2f(y[i]));
+    return (float)sum;
 }
 
 PV_AVX2 static inline __m256 load_bf16(const uint16_t *p) {

@@ -88,21 +88,22 @@ size_t pv_attn_scratch_size(int hd) { return PV_ATTN_TILE_OWN(hd) + 2 * (size_t)
 
 static float round_half(float x) { return pv_f16_to_f32(pv_f32_to_f16(x)); }
 
-/* q . k as llama.cpp's AVX2 ggml_vec_dot_f16 sums it: the first hd & ~31
- * dimensions in four accumulators of 8 lanes (dimension 32c + 8j + l goes to
- * accumulator j, lane l, with one fused multiply-add per chunk c), reduced as
- * (a0 + a2) + (a1 + a3), then lane l + lane l + 4, then pairwise; the rest in
- * double, product by product. */
-float pv_dot_f16_ggml(const float *q, const uint16_t *k, int hd) {
-    int np = hd & ~31;
-    float a[4][8] = {{0}}, x[8], t[4];
-    for (int c = 0; c < np; c += 32)
+/* x . y (halves) as llama.cpp's AVX2 ggml_vec_dot_f16 sums it: the first
+ * n & ~31 elements in four accumulators of 8 lanes (element 32c + 8j + l goes
+ * to accumulator j, lane l, with one fused multiply-add per chunk c), reduced
+ * as (a0 + a2) + (a1 + a3), then lane l + lane l + 4, then pairwise; the rest
+ * in double, product by product. */
+float pv_dot_f16_ggml(const uint16_t *x, const uint16_t *y, int64_t n) {
+    int64_t np = n & ~(int64_t)31;
+    float a[4][8] = {{0}}, s[8], t[4];
+    for (int64_t c = 0; c < np; c += 32)
         for (int j = 0; j < 4; j++)
-            for (int l = 0; l < 8; l++) a[j][l] = fmaf(pv_f16_to_f32(k[c + 8 * j + l]), q[c + 8 * j + l], a[j][l]);
-    for (int l = 0; l < 8; l++) x[l] = (a[0][l] + a[2][l]) + (a[1][l] + a[3][l]);
-    for (int m = 0; m < 4; m++) t[m] = x[m] + x[m + 4];
+            for (int l = 0; l < 8; l++)
+                a[j][l] = fmaf(pv_f16_to_f32(x[c + 8 * j + l]), pv_f16_to_f32(y[c + 8 * j + l]), a[j][l]);
+    for (int l = 0; l < 8; l++) s[l] = (a[0][l] + a[2][l]) + (a[1][l] + a[3][l]);
+    for (int m = 0; m < 4; m++) t[m] = s[m] + s[m + 4];
     double sum = (t[0] + t[1]) + (t[2] + t[3]);
-    for (int i = np; i < hd; i++) sum += (double)(pv_f16_to_f32(k[i]) * q[i]);
+    for (int64_t i = np; i < n; i++) sum += (double)(pv_f16_to_f32(x[i]) * pv_f16_to_f32(y[i]));
     return (float)sum;
 }
 
@@ -112,11 +113,13 @@ void pv_attn_block_ref(const float *q, int nr, const uint16_t *k, const uint16_t
                        int hd, float scale, pv_attn_state_t *st, float *acc, float *scratch) {
     (void)scratch;
     int fused = hd & ~31; /* llama.cpp's vector loop covers these dimensions, with fused multiply-adds */
+    uint16_t qh[PV_ATTN_MAX_HEAD];
     for (int r = 0; r < nr; r++, q += hd, acc += hd) {
         pv_attn_state_t *t = &st[r];
+        for (int i = 0; i < hd; i++) qh[i] = pv_f32_to_f16(q[i]); /* exact: the queries are halves */
         for (int p = 0; p < n_pos[r]; p++) {
             const uint16_t *kp = k + (size_t)p * stride, *vp = v + (size_t)p * stride;
-            float s = pv_dot_f16_ggml(q, kp, hd) * scale, ms = 1.0f, w = 1.0f;
+            float s = pv_dot_f16_ggml(kp, qh, hd) * scale, ms = 1.0f, w = 1.0f;
             if (s > t->M) { /* new maximum: rescale what has been summed so far */
                 ms = expf(t->M - s);
                 t->M = s;

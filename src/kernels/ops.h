@@ -47,6 +47,7 @@ typedef void (*pv_swiglu_fn)(float *a, const float *b, int n);
  * folded. Every step is llama.cpp's, so decoding reproduces its results to the bit.
  * Queries should be rounded to half (llama.cpp's dot products take them so). */
 #define PV_ATTN_BLOCK 16
+#define PV_ATTN_MAX_HEAD 4096 /* largest head size (as the loader allows) */
 
 typedef struct {
     float M; /* largest score so far (-inf before the first) */
@@ -88,8 +89,9 @@ void pv_attn_tile(const float *q, int nr, const float *kf, const float *vf, cons
 void pv_attn_tile_ref(const float *q, int nr, const float *kf, const float *vf, const int *n_pos, int hd, float scale,
                       pv_attn_state_t *st, float *acc, float *scratch);
 
-/* q . k (keys halves, q halves widened) summed as llama.cpp's AVX2 ggml_vec_dot_f16 sums it. */
-float pv_dot_f16_ggml(const float *q, const uint16_t *k, int hd);
+/* x . y over halves, summed as llama.cpp's AVX2 ggml_vec_dot_f16 sums them
+ * (the f16 matmul twin and the attention scores). */
+float pv_dot_f16_ggml(const uint16_t *x, const uint16_t *y, int64_t n);
 
 /* y[i] += x[i] */
 void pv_add(float *y, const float *x, int n);

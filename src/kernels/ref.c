@@ -26,6 +26,7 @@
 #include "base/fp16.h"
 #include "kernels/kern.h"
 #include "kernels/kern_internal.h"
+#include "kernels/ops.h"
 
 #define QK PV_QK
 #define QK_K PV_QK_K
@@ -282,12 +283,8 @@ static float f32_vec_dot(const void *w, const void *a, int64_t n) {
     return (float)sum;
 }
 
-static float f16_vec_dot(const void *w, const void *a, int64_t n) {
-    const uint16_t *x = w, *y = a;
-    double sum = 0.0;
-    for (int64_t i = 0; i < n; i++) sum += pv_f16_to_f32(x[i]) * pv_f16_to_f32(y[i]);
-    return (float)sum;
-}
+/* llama.cpp's order (ggml_vec_dot_f16), which its plain f16 matmuls take. */
+static float f16_vec_dot(const void *w, const void *a, int64_t n) { return pv_dot_f16_ggml(w, a, n); }
 
 static float bf16_vec_dot(const void *w, const void *a, int64_t n) {
     const uint16_t *x = w, *y = a;
