@@ -350,17 +350,21 @@ PV_AVX2 static inline __m256i q4_K_chunk_tok(const pv_block_q4_Kx8 *x, int c, co
 }
 
 /* A token's integer sums of one super-block into its 8 float row sums. */
-PV_AVX2 static inline __m256 q4_K_finish(const pv_block_q4_Kx8 *x, const k_scales_t *k, const pv_block_q8_K *y,
-                                         __m256i isum, __m256 acc) {
+/* A block's sums into the rows' two float sums, as llama.cpp's q4_K_8x8
+ * gemv/gemm keep them: acc gets d_w d_a (sum of scaled products), accm gets
+ * dmin_w d_a (sum of mins times activation sums), each by one fused
+ * multiply-add; the result is acc - accm once every block is in. */
+PV_AVX2 static inline void q4_K_finish(const pv_block_q4_Kx8 *x, const k_scales_t *k, const pv_block_q8_K *y,
+                                       __m256i isum, __m256 *acc, __m256 *accm) {
     __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x->d)), _mm256_set1_ps(y->d));
     __m256 dmin = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x->dmin)), _mm256_set1_ps(y->d));
-    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum), acc);
-    return _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(k_mins(k, y)), acc);
+    *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), d, *acc);
+    *accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(k_mins(k, y)), dmin, *accm);
 }
 
 PV_AVX2 static void q4_K_x8_1(const pv_block_q4_Kx8 *x, const uint8_t *a, int64_t n, float *out) {
     const pv_block_q8_K *y = (const pv_block_q8_K *)a;
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc = _mm256_setzero_ps(), accm = acc;
     for (int64_t b = 0; b < n / PV_QK_K; b++) {
         prefetch_ahead(&x[b], sizeof x[b]);
         k_scales_t k = k_scales(x[b].scales);
@@ -370,9 +374,9 @@ PV_AVX2 static void q4_K_x8_1(const pv_block_q4_Kx8 *x, const uint8_t *a, int64_
         isum = q4_K_chunk_tok(&x[b], 1, y[b].qs + 64, k_sub_scale(&k, 2), k_sub_scale(&k, 3), isum);
         isum = q4_K_chunk_tok(&x[b], 2, y[b].qs + 128, k_sub_scale(&k, 4), k_sub_scale(&k, 5), isum);
         isum = q4_K_chunk_tok(&x[b], 3, y[b].qs + 192, k_sub_scale(&k, 6), k_sub_scale(&k, 7), isum);
-        acc = q4_K_finish(&x[b], &k, &y[b], isum, acc);
+        q4_K_finish(&x[b], &k, &y[b], isum, &acc, &accm);
     }
-    _mm256_storeu_ps(out, acc);
+    _mm256_storeu_ps(out, _mm256_sub_ps(acc, accm));
 }
 
 /* One sub-block (32 elements: the low (hi = 0) or high nibbles of chunk c)
@@ -401,7 +405,7 @@ PV_AVX2 static void q4_K_x8_4(const pv_block_q4_Kx8 *x, const uint8_t *a, size_t
     const pv_block_q8_K *y0 = (const pv_block_q8_K *)a, *y1 = (const pv_block_q8_K *)(a + a_stride);
     const pv_block_q8_K *y2 = (const pv_block_q8_K *)(a + 2 * a_stride), *y3 = (const pv_block_q8_K *)(a + (nt > 3 ? 3 : 2) * a_stride);
     const __m256i low4 = _mm256_set1_epi8(0x0f);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0, m0 = acc0, m1 = acc0, m2 = acc0, m3 = acc0;
     for (int64_t b = 0; b < n / PV_QK_K; b++) {
         if (ahead) prefetch_ahead(&x[b], sizeof x[b]);
         k_scales_t k = k_scales(x[b].scales);
@@ -415,15 +419,15 @@ PV_AVX2 static void q4_K_x8_4(const pv_block_q4_Kx8 *x, const uint8_t *a, size_t
         Q4_K_SUB_X4(&x[b], 2, 1, k_sub_scale(&k, 5))
         Q4_K_SUB_X4(&x[b], 3, 0, k_sub_scale(&k, 6))
         Q4_K_SUB_X4(&x[b], 3, 1, k_sub_scale(&k, 7))
-        acc0 = q4_K_finish(&x[b], &k, &y0[b], s0, acc0);
-        acc1 = q4_K_finish(&x[b], &k, &y1[b], s1, acc1);
-        acc2 = q4_K_finish(&x[b], &k, &y2[b], s2, acc2);
-        acc3 = q4_K_finish(&x[b], &k, &y3[b], s3, acc3);
+        q4_K_finish(&x[b], &k, &y0[b], s0, &acc0, &m0);
+        q4_K_finish(&x[b], &k, &y1[b], s1, &acc1, &m1);
+        q4_K_finish(&x[b], &k, &y2[b], s2, &acc2, &m2);
+        q4_K_finish(&x[b], &k, &y3[b], s3, &acc3, &m3);
     }
-    _mm256_storeu_ps(out, acc0);
-    _mm256_storeu_ps(out + 8, acc1);
-    _mm256_storeu_ps(out + 16, acc2);
-    if (nt > 3) _mm256_storeu_ps(out + 24, acc3);
+    _mm256_storeu_ps(out, _mm256_sub_ps(acc0, m0));
+    _mm256_storeu_ps(out + 8, _mm256_sub_ps(acc1, m1));
+    _mm256_storeu_ps(out + 16, _mm256_sub_ps(acc2, m2));
+    if (nt > 3) _mm256_storeu_ps(out + 24, _mm256_sub_ps(acc3, m3));
 }
 
 /* One sub-block (the low (hi = 0) or high nibbles of chunk c) of two groups
@@ -477,8 +481,10 @@ PV_AVX2 static inline void q4_K_sub_x16(const pv_block_q4_Kx8 *x, const pv_block
 PV_AVX2 static void q4_K_x16_4(const pv_block_q4_Kx8 *x, const pv_block_q4_Kx8 *u, const uint8_t *a, size_t a_stride,
                                int64_t n, float *acc, int nt, int ahead) {
     const pv_block_q8_K *y[4];
+    float accm[4 * 2 * PV_X8]; /* the mins' sums, subtracted at the end */
     for (int j = 0; j < 4; j++) y[j] = (const pv_block_q8_K *)x16_row(a, a_stride, nt, j);
     x16_zero(acc);
+    x16_zero(accm);
     for (int64_t b = 0; b < n / PV_QK_K; b++) {
         if (ahead) {
             prefetch_far(&x[b], sizeof x[b]);
@@ -497,12 +503,17 @@ PV_AVX2 static void q4_K_x16_4(const pv_block_q4_Kx8 *x, const pv_block_q4_Kx8 *
         q4_K_sub_x16(&x[b], &u[b], 2, 1, k_sub_scale(&kx, 5), k_sub_scale(&ku, 5), yb, is);
         q4_K_sub_x16(&x[b], &u[b], 3, 0, k_sub_scale(&kx, 6), k_sub_scale(&ku, 6), yb, is);
         q4_K_sub_x16(&x[b], &u[b], 3, 1, k_sub_scale(&kx, 7), k_sub_scale(&ku, 7), yb, is);
-        for (int j = 0; j < 4; j++) {
-            float *o = acc + 2 * PV_X8 * j;
-            _mm256_storeu_ps(o, q4_K_finish(&x[b], &kx, yb[j], is[2 * j], _mm256_loadu_ps(o)));
-            _mm256_storeu_ps(o + PV_X8, q4_K_finish(&u[b], &ku, yb[j], is[2 * j + 1], _mm256_loadu_ps(o + PV_X8)));
-        }
+        for (int j = 0; j < 4; j++)
+            for (int g = 0; g < 2; g++) {
+                float *o = acc + 2 * PV_X8 * j + PV_X8 * g, *om = accm + 2 * PV_X8 * j + PV_X8 * g;
+                __m256 sum = _mm256_loadu_ps(o), mins = _mm256_loadu_ps(om);
+                q4_K_finish(g ? &u[b] : &x[b], g ? &ku : &kx, yb[j], is[2 * j + g], &sum, &mins);
+                _mm256_storeu_ps(o, sum);
+                _mm256_storeu_ps(om, mins);
+            }
     }
+    for (int i = 0; i < 4 * 2 * PV_X8; i += 8)
+        _mm256_storeu_ps(acc + i, _mm256_sub_ps(_mm256_loadu_ps(acc + i), _mm256_loadu_ps(accm + i)));
 }
 
 /* q6_K, in the order of llama.cpp's ggml_vec_dot_q6_K_q8_K: each row keeps 8
