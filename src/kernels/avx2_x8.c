@@ -320,17 +320,20 @@ PV_AVX2 static inline __m256i k_sub_scale(const k_scales_t *k, int s) {
     }
 }
 
-/* sum_s m_s * (token's sum over sub-block s) per row: the mins in pairs
- * against the token's sums of 32 in pairs. */
-PV_AVX2 static inline __m256i k_mins(const k_scales_t *k, const pv_block_q8_K *y) {
+/* m_s * (token's sum over sub-block s) per row, summed over the pair of
+ * sub-blocks 2c, 2c + 1 (the mins against the token's sums of 32). */
+PV_AVX2 static inline __m256i k_mins_pair(const k_scales_t *k, const pv_block_q8_K *y, int c) {
     __m256i b = _mm256_loadu_si256((const __m256i *)y->bsums);
     b = _mm256_hadd_epi16(b, b); /* sums of 32: 0-3 twice in the low half, 4-7 twice in the high half */
-    __m256i p01 = _mm256_permutevar8x32_epi32(b, _mm256_set1_epi32(0)), p23 = _mm256_permutevar8x32_epi32(b, _mm256_set1_epi32(1));
-    __m256i p45 = _mm256_permutevar8x32_epi32(b, _mm256_set1_epi32(4)), p67 = _mm256_permutevar8x32_epi32(b, _mm256_set1_epi32(5));
-    __m256i s = _mm256_madd_epi16(_mm256_shuffle_epi8(k->m03, LANE_PAIR(0, 1)), p01);
-    s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_shuffle_epi8(k->m03, LANE_PAIR(2, 3)), p23));
-    s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_shuffle_epi8(k->m47, LANE_PAIR(0, 1)), p45));
-    return _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_shuffle_epi8(k->m47, LANE_PAIR(2, 3)), p67));
+    __m256i p = _mm256_permutevar8x32_epi32(b, _mm256_set1_epi32(c < 2 ? c : c + 2));
+    __m256i m = c < 2 ? k->m03 : k->m47;
+    return _mm256_madd_epi16(_mm256_shuffle_epi8(m, c % 2 ? LANE_PAIR(2, 3) : LANE_PAIR(0, 1)), p);
+}
+
+/* sum_s m_s * (token's sum over sub-block s) per row. */
+PV_AVX2 static inline __m256i k_mins(const k_scales_t *k, const pv_block_q8_K *y) {
+    __m256i s = _mm256_add_epi32(k_mins_pair(k, y, 0), k_mins_pair(k, y, 1));
+    return _mm256_add_epi32(s, _mm256_add_epi32(k_mins_pair(k, y, 2), k_mins_pair(k, y, 3)));
 }
 
 /* One token's share of the 64 elements of chunk c (aq: the token's), each
@@ -350,16 +353,18 @@ PV_AVX2 static inline __m256i q4_K_chunk_tok(const pv_block_q4_Kx8 *x, int c, co
 }
 
 /* A token's integer sums of one super-block into its 8 float row sums. */
-/* A block's sums into the rows' two float sums, as llama.cpp's q4_K_8x8
- * gemv/gemm keep them: acc gets d_w d_a (sum of scaled products), accm gets
- * dmin_w d_a (sum of mins times activation sums), each by one fused
- * multiply-add; the result is acc - accm once every block is in. */
-PV_AVX2 static inline void q4_K_finish(const pv_block_q4_Kx8 *x, const k_scales_t *k, const pv_block_q8_K *y,
-                                       __m256i isum, __m256 *acc, __m256 *accm) {
+/* Sums into the rows' two float sums, as llama.cpp's q4_K_8x8 kernels keep
+ * them: acc gets d_w d_a times the scaled products' sum, accm dmin_w d_a
+ * times the mins' sum, each by one fused multiply-add; the result is
+ * acc - accm once every block is in. Its gemv (one token) adds a whole
+ * block at a time (mins = k_mins), its gemm (4 tokens) each pair of
+ * sub-blocks (mins = k_mins_pair). */
+PV_AVX2 static inline void q4_K_add(const pv_block_q4_Kx8 *x, const pv_block_q8_K *y, __m256i isum, __m256i mins,
+                                    __m256 *acc, __m256 *accm) {
     __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x->d)), _mm256_set1_ps(y->d));
     __m256 dmin = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x->dmin)), _mm256_set1_ps(y->d));
     *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), d, *acc);
-    *accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(k_mins(k, y)), dmin, *accm);
+    *accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins), dmin, *accm);
 }
 
 PV_AVX2 static void q4_K_x8_1(const pv_block_q4_Kx8 *x, const uint8_t *a, int64_t n, float *out) {
@@ -374,7 +379,7 @@ PV_AVX2 static void q4_K_x8_1(const pv_block_q4_Kx8 *x, const uint8_t *a, int64_
         isum = q4_K_chunk_tok(&x[b], 1, y[b].qs + 64, k_sub_scale(&k, 2), k_sub_scale(&k, 3), isum);
         isum = q4_K_chunk_tok(&x[b], 2, y[b].qs + 128, k_sub_scale(&k, 4), k_sub_scale(&k, 5), isum);
         isum = q4_K_chunk_tok(&x[b], 3, y[b].qs + 192, k_sub_scale(&k, 6), k_sub_scale(&k, 7), isum);
-        q4_K_finish(&x[b], &k, &y[b], isum, &acc, &accm);
+        q4_K_add(&x[b], &y[b], isum, k_mins(&k, &y[b]), &acc, &accm);
     }
     _mm256_storeu_ps(out, _mm256_sub_ps(acc, accm));
 }
@@ -400,7 +405,21 @@ PV_AVX2 static void q4_K_x8_1(const pv_block_q4_Kx8 *x, const uint8_t *a, int64_
         s3 = _mm256_add_epi32(s3, _mm256_madd_epi16(p3, sc));                                            \
     }
 
-/* 4 tokens, a sub-block at a time (16 vectors of a whole chunk would not stay in registers). */
+/* 4 tokens, a sub-block at a time (16 vectors of a whole chunk would not
+ * stay in registers). A full group of 4 tokens (nt = 4) is llama.cpp's gemm
+ * and adds each pair of sub-blocks into the float sums; fewer (its leftover
+ * rows, which its gemv takes) add whole blocks. */
+#define Q4_K_PAIR_X4(c)                                                                                   \
+    Q4_K_SUB_X4(&x[b], c, 0, k_sub_scale(&k, 2 * (c)))                                                   \
+    Q4_K_SUB_X4(&x[b], c, 1, k_sub_scale(&k, 2 * (c) + 1))                                               \
+    if (nt == 4) {                                                                                       \
+        q4_K_add(&x[b], &y0[b], s0, k_mins_pair(&k, &y0[b], c), &acc0, &m0);                            \
+        q4_K_add(&x[b], &y1[b], s1, k_mins_pair(&k, &y1[b], c), &acc1, &m1);                            \
+        q4_K_add(&x[b], &y2[b], s2, k_mins_pair(&k, &y2[b], c), &acc2, &m2);                            \
+        q4_K_add(&x[b], &y3[b], s3, k_mins_pair(&k, &y3[b], c), &acc3, &m3);                            \
+        s0 = s1 = s2 = s3 = _mm256_setzero_si256();                                                      \
+    }
+
 PV_AVX2 static void q4_K_x8_4(const pv_block_q4_Kx8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out, int nt, int ahead) {
     const pv_block_q8_K *y0 = (const pv_block_q8_K *)a, *y1 = (const pv_block_q8_K *)(a + a_stride);
     const pv_block_q8_K *y2 = (const pv_block_q8_K *)(a + 2 * a_stride), *y3 = (const pv_block_q8_K *)(a + (nt > 3 ? 3 : 2) * a_stride);
@@ -411,18 +430,15 @@ PV_AVX2 static void q4_K_x8_4(const pv_block_q4_Kx8 *x, const uint8_t *a, size_t
         k_scales_t k = k_scales(x[b].scales);
         __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
         /* sub-blocks spelled out, so that each k_sub_scale is one shuffle (no switch) */
-        Q4_K_SUB_X4(&x[b], 0, 0, k_sub_scale(&k, 0))
-        Q4_K_SUB_X4(&x[b], 0, 1, k_sub_scale(&k, 1))
-        Q4_K_SUB_X4(&x[b], 1, 0, k_sub_scale(&k, 2))
-        Q4_K_SUB_X4(&x[b], 1, 1, k_sub_scale(&k, 3))
-        Q4_K_SUB_X4(&x[b], 2, 0, k_sub_scale(&k, 4))
-        Q4_K_SUB_X4(&x[b], 2, 1, k_sub_scale(&k, 5))
-        Q4_K_SUB_X4(&x[b], 3, 0, k_sub_scale(&k, 6))
-        Q4_K_SUB_X4(&x[b], 3, 1, k_sub_scale(&k, 7))
-        q4_K_finish(&x[b], &k, &y0[b], s0, &acc0, &m0);
-        q4_K_finish(&x[b], &k, &y1[b], s1, &acc1, &m1);
-        q4_K_finish(&x[b], &k, &y2[b], s2, &acc2, &m2);
-        q4_K_finish(&x[b], &k, &y3[b], s3, &acc3, &m3);
+        Q4_K_PAIR_X4(0)
+        Q4_K_PAIR_X4(1)
+        Q4_K_PAIR_X4(2)
+        Q4_K_PAIR_X4(3)
+        if (nt < 4) {
+            q4_K_add(&x[b], &y0[b], s0, k_mins(&k, &y0[b]), &acc0, &m0);
+            q4_K_add(&x[b], &y1[b], s1, k_mins(&k, &y1[b]), &acc1, &m1);
+            q4_K_add(&x[b], &y2[b], s2, k_mins(&k, &y2[b]), &acc2, &m2);
+        }
     }
     _mm256_storeu_ps(out, _mm256_sub_ps(acc0, m0));
     _mm256_storeu_ps(out + 8, _mm256_sub_ps(acc1, m1));
@@ -475,6 +491,24 @@ PV_AVX2 static inline void q4_K_sub_x16(const pv_block_q4_Kx8 *x, const pv_block
     is[7] = _mm256_add_epi32(is[7], _mm256_madd_epi16(t3, scu));
 }
 
+/* The two groups' sums of 4 tokens (is[2 j + g]) into their float sums
+ * (acc, accm: token j's 16 rows at 16 j), then zeroed: a pair of sub-blocks
+ * (c) or, c < 0, a whole block. */
+PV_AVX2 static inline void q4_K_x16_add(const pv_block_q4_Kx8 *x, const pv_block_q4_Kx8 *u, const k_scales_t *kx,
+                                        const k_scales_t *ku, const pv_block_q8_K *const *yb, int c, __m256i *is,
+                                        float *acc, float *accm) {
+    for (int j = 0; j < 4; j++)
+        for (int g = 0; g < 2; g++) {
+            float *o = acc + 2 * PV_X8 * j + PV_X8 * g, *om = accm + 2 * PV_X8 * j + PV_X8 * g;
+            const k_scales_t *k = g ? ku : kx;
+            __m256 sum = _mm256_loadu_ps(o), mins = _mm256_loadu_ps(om);
+            q4_K_add(g ? u : x, yb[j], is[2 * j + g], c < 0 ? k_mins(k, yb[j]) : k_mins_pair(k, yb[j], c), &sum, &mins);
+            _mm256_storeu_ps(o, sum);
+            _mm256_storeu_ps(om, mins);
+            is[2 * j + g] = _mm256_setzero_si256();
+        }
+}
+
 /* Two adjacent groups (x, u: 16 rows) against up to 4 tokens (nt = 3: the
  * third token twice), as q4_0_x16_4 does for q4_0; token j's 16 rows at
  * acc + 16 j. */
@@ -494,23 +528,18 @@ PV_AVX2 static void q4_K_x16_4(const pv_block_q4_Kx8 *x, const pv_block_q4_Kx8 *
         const pv_block_q8_K *yb[4] = {&y[0][b], &y[1][b], &y[2][b], &y[3][b]};
         __m256i is[8];
         for (int i = 0; i < 8; i++) is[i] = _mm256_setzero_si256();
-        /* sub-blocks spelled out, so that each k_sub_scale is one shuffle (no switch) */
-        q4_K_sub_x16(&x[b], &u[b], 0, 0, k_sub_scale(&kx, 0), k_sub_scale(&ku, 0), yb, is);
-        q4_K_sub_x16(&x[b], &u[b], 0, 1, k_sub_scale(&kx, 1), k_sub_scale(&ku, 1), yb, is);
-        q4_K_sub_x16(&x[b], &u[b], 1, 0, k_sub_scale(&kx, 2), k_sub_scale(&ku, 2), yb, is);
-        q4_K_sub_x16(&x[b], &u[b], 1, 1, k_sub_scale(&kx, 3), k_sub_scale(&ku, 3), yb, is);
-        q4_K_sub_x16(&x[b], &u[b], 2, 0, k_sub_scale(&kx, 4), k_sub_scale(&ku, 4), yb, is);
-        q4_K_sub_x16(&x[b], &u[b], 2, 1, k_sub_scale(&kx, 5), k_sub_scale(&ku, 5), yb, is);
-        q4_K_sub_x16(&x[b], &u[b], 3, 0, k_sub_scale(&kx, 6), k_sub_scale(&ku, 6), yb, is);
-        q4_K_sub_x16(&x[b], &u[b], 3, 1, k_sub_scale(&kx, 7), k_sub_scale(&ku, 7), yb, is);
-        for (int j = 0; j < 4; j++)
-            for (int g = 0; g < 2; g++) {
-                float *o = acc + 2 * PV_X8 * j + PV_X8 * g, *om = accm + 2 * PV_X8 * j + PV_X8 * g;
-                __m256 sum = _mm256_loadu_ps(o), mins = _mm256_loadu_ps(om);
-                q4_K_finish(g ? &u[b] : &x[b], g ? &ku : &kx, yb[j], is[2 * j + g], &sum, &mins);
-                _mm256_storeu_ps(o, sum);
-                _mm256_storeu_ps(om, mins);
-            }
+        /* sub-blocks spelled out, so that each k_sub_scale is one shuffle (no switch); a full
+         * group of 4 tokens adds each pair of sub-blocks, fewer whole blocks (as q4_K_x8_4) */
+#define Q4_K_PAIR_X16(c)                                                                                          \
+    q4_K_sub_x16(&x[b], &u[b], c, 0, k_sub_scale(&kx, 2 * (c)), k_sub_scale(&ku, 2 * (c)), yb, is);            \
+    q4_K_sub_x16(&x[b], &u[b], c, 1, k_sub_scale(&kx, 2 * (c) + 1), k_sub_scale(&ku, 2 * (c) + 1), yb, is);    \
+    if (nt == 4) q4_K_x16_add(&x[b], &u[b], &kx, &ku, yb, c, is, acc, accm);
+        Q4_K_PAIR_X16(0)
+        Q4_K_PAIR_X16(1)
+        Q4_K_PAIR_X16(2)
+        Q4_K_PAIR_X16(3)
+#undef Q4_K_PAIR_X16
+        if (nt < 4) q4_K_x16_add(&x[b], &u[b], &kx, &ku, yb, -1, is, acc, accm);
     }
     for (int i = 0; i < 4 * 2 * PV_X8; i += 8)
         _mm256_storeu_ps(acc + i, _mm256_sub_ps(_mm256_loadu_ps(acc + i), _mm256_loadu_ps(accm + i)));
