@@ -338,7 +338,8 @@ static double correlation(const float *a, const float *b, int n) {
  * llama.cpp's orders for repacked and plain weights, which differ), and
  * these random-weight models amplify a flipped rounding, so later positions
  * only have to correlate closely (a wrong layout gives unrelated logits). Prefill (the 4-token kernels) gives the
- * repacked model's own token-by-token logits bit for bit. PV_REPACK=0 keeps
+ * repacked model's own token-by-token logits bit for bit, except for q4_K,
+ * whose 4-token kernels add as llama.cpp's gemm does, not as its gemv. PV_REPACK=0 keeps
  * the file's layout; token_embd stays as it is. */
 START_TEST(test_repacked_equals_file_layout) {
     const char *models[] = {"llama-q4_0.gguf", "llama-gqa-q4_k_m.gguf", "llama-mqa-tied-q8_0.gguf"};
@@ -382,7 +383,9 @@ START_TEST(test_repacked_equals_file_layout) {
         }
         float *batched = malloc(nv * sizeof *batched);
         ck_assert_int_eq(pv_prefill(b, toks, 12, 0, batched), 0);
-        ck_assert_msg(memcmp(batched, got, nv * sizeof *got) == 0, "%s: prefill differs", models[k]);
+        if (k != 1) ck_assert_msg(memcmp(batched, got, nv * sizeof *got) == 0, "%s: prefill differs", models[k]);
+        else /* q4_K: groups of 4 tokens add in llama.cpp's gemm order, single tokens in its gemv order */
+            ck_assert_msg(correlation(batched, got, nv) > 0.99, "%s: prefill differs", models[k]);
         free(batched);
         free(want);
         free(got);
