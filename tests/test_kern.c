@@ -296,6 +296,11 @@ START_TEST(test_fast_matches_scalar_twin) {
         float want = ref->vec_dot(row, q, n), got = fast->vec_dot(row, q, n);
         ck_assert_msg(fabs(got - want) <= 2e-5 * mag + 1e-30, "%s n=%lld rep %d: fast %g, scalar %g", l->name,
                       (long long)n, rep, got, want);
+        if (fast->vec_dot1) { /* a one-token matmul's order */
+            float one = fast->vec_dot1(row, q, n);
+            ck_assert_msg(fabs(one - want) <= 2e-5 * mag + 1e-30, "%s n=%lld rep %d: one token %g, scalar %g", l->name,
+                          (long long)n, rep, one, want);
+        }
         if (fast->vec_dot4) { /* 4 activation rows at once: row j is the same activations, rotated */
             size_t asz = pv_type_row_size(ref->vec_dot_type, n);
             uint8_t *q4 = malloc(4 * asz);

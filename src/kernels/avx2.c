@@ -330,6 +330,29 @@ PV_AVX2 static inline __m256 load_bf16(const uint16_t *p) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
 }
 
+/* One token, in the order of llama.cpp's AVX2 ggml_vec_dot_bf16 (its matmuls
+ * of one token take it; batches take llamafile's order, bf16_bf16): four
+ * accumulators over chunks of 32, each product rounded then added (a
+ * multiply and an add), reduced as (c1 + c3) + (c2 + c4) and hsum_float_8;
+ * the tail in double. */
+PV_AVX2 static float bf16_bf16_1(const void *w, const void *a, int64_t n) {
+    const uint16_t *x = w, *y = a;
+    __m256 c1 = _mm256_setzero_ps(), c2 = c1, c3 = c1, c4 = c1;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        c1 = _mm256_add_ps(_mm256_mul_ps(load_bf16(x + i), load_bf16(y + i)), c1);
+        c2 = _mm256_add_ps(_mm256_mul_ps(load_bf16(x + i + 8), load_bf16(y + i + 8)), c2);
+        c3 = _mm256_add_ps(_mm256_mul_ps(load_bf16(x + i + 16), load_bf16(y + i + 16)), c3);
+        c4 = _mm256_add_ps(_mm256_mul_ps(load_bf16(x + i + 24), load_bf16(y + i + 24)), c4);
+    }
+    double sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(c1, c3), _mm256_add_ps(c2, c4)));
+    for (; i < n; i++) sum += (double)(pv_bf16_to_f32(x[i]) * pv_bf16_to_f32(y[i]));
+    return (float)sum;
+}
+
+/* A batch of tokens, in the order of llama.cpp's llamafile tiles (n a
+ * multiple of 8; they take no other): one accumulator of 8 lanes, a fused
+ * multiply-add per 8 elements, hsum_float_8. */
 PV_AVX2 static float bf16_bf16(const void *w, const void *a, int64_t n) {
     const uint16_t *x = w, *y = a;
     __m256 acc = _mm256_setzero_ps();
@@ -853,6 +876,8 @@ pv_vec_dot4_fn pv__avx2_vec_dot4(pv_type_t t) {
     default: return NULL;
     }
 }
+
+pv_vec_dot_fn pv__avx2_vec_dot1(pv_type_t t) { return t == PV_TYPE_BF16 ? bf16_bf16_1 : NULL; }
 
 pv_vec_dot_fn pv__avx2_vec_dot(pv_type_t t) {
     switch (t) {

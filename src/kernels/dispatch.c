@@ -48,6 +48,7 @@ static void choose_kernels(void) {
         active[t] = *ref;
         pv_vec_dot_fn f = fast ? pv__avx2_vec_dot((pv_type_t)t) : NULL;
         if (f) active[t].vec_dot = f;
+        active[t].vec_dot1 = fast ? pv__avx2_vec_dot1((pv_type_t)t) : NULL;
         if (fast) active[t].vec_dot4 = pv__avx2_vec_dot4((pv_type_t)t);
         pv_from_float_fn q = fast ? pv__avx2_from_float((pv_type_t)t) : NULL;
         if (q) active[t].from_float = q;
@@ -262,7 +263,8 @@ void pv_matmul(pv_type_t t, pv_layout_t layout, const void *w, int64_t n_rows, i
                        .n_cols = n_cols,
                        .n_tok = n_tok};
     quantize_rows(&acts, pool);
-    matmul_task_t task = {k->vec_dot, k->vec_dot4, w, row_size, n_rows, n_cols, work, act_size, ys, n_tok};
+    pv_vec_dot_fn dot = n_tok == 1 && k->vec_dot1 ? k->vec_dot1 : k->vec_dot;
+    matmul_task_t task = {dot, k->vec_dot4, w, row_size, n_rows, n_cols, work, act_size, ys, n_tok};
     run_rows(pool, matmul_rows, &task, n_rows, n_cols, n_tok);
 }
 

@@ -48,6 +48,7 @@ typedef struct {
     pv_to_float_fn to_float;
     pv_from_float_fn from_float; /* NULL unless some type dots against this one */
     pv_vec_dot_fn vec_dot;       /* NULL for activation-only types (q8_K) */
+    pv_vec_dot_fn vec_dot1;      /* a matmul of one token, where llama.cpp sums it in another order than a batch; else NULL */
     pv_vec_dot4_fn vec_dot4;     /* NULL where only vec_dot is written (matmuls call it 4 times) */
     pv_dot_x8_fn dot_x8;         /* NULL for types without an interleaved layout */
     pv_dot_x16_fn dot_x16;       /* NULL where two groups cost what two dot_x8 calls do */

@@ -135,6 +135,7 @@ void pv__k_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m);
  * none is written for t). */
 const pv_kern_traits_t *pv_kern_ref(pv_type_t t);
 pv_vec_dot_fn pv__avx2_vec_dot(pv_type_t t);
+pv_vec_dot_fn pv__avx2_vec_dot1(pv_type_t t);
 pv_vec_dot4_fn pv__avx2_vec_dot4(pv_type_t t);
 pv_dot_x8_fn pv__x8_ref(pv_type_t t);   /* x8.c: the scalar twins, over pv__x8_unpack and ref.c's vec_dot */
 pv_dot_x8_fn pv__avx2_dot_x8(pv_type_t t); /* avx2_x8.c */
