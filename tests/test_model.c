@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "base/err.h"
+#include "kernels/kern.h"
 #include "kernels/ops.h"
 #include "model/model.h"
 #include "gguf_writer.h"
@@ -46,25 +47,24 @@ static const ref_case_t refs[] = {
 };
 #define N_REFS (int)(sizeof refs / sizeof refs[0])
 
-/* What "matches the reference" means for a model's weight precision.
+/* What "matches the reference" means for a model's weight precision:
+ * ../shared/ref/README.md's criteria, log-probabilities within 0.01 (F32,
+ * F16, BF16 weights) or 0.05 (quantized weights), greedy agreement except
+ * where the reference's top two are within 0.02.
  *
- * F32/F16 weights: ../shared/ref/README.md's criteria (log-probabilities within
- * 0.01, greedy agreement except where the reference's top two are within 0.02).
- *
- * BF16 and quantized weights: llama.cpp converts activations to the weights'
- * dot-product format (bf16, or 8-bit blocks) and pensieve does the same. That
- * rounding makes the forward pass discontinuous: a float difference in the
- * last bit (another summation order) flips an activation's rounding, and the
- * flips add up over layers. Measured maxima: 0.03 (bf16), 0.16 (stories260K
- * q8_0), 0.17 (tinyllama q4_0), up to 0.55 (synthetic q5_K) in
- * log-probability; the AVX2 kernels, which differ from the scalar twins only
- * in summation order, move these figures by up to 0.1 in either direction.
- * Where the arithmetic does follow llama.cpp's to the bit the agreement is
- * exact: the first position after a 129-token prompt of the Q4_0 model (its
- * prompt taken in the tiled attention order, as llama.cpp's 512-token
- * micro-batch is) is within 0.0001 of the reference.
- * Greedy tokens flip only where the reference's top two are within 0.24. The
- * bounds below sit just above those figures so that any regression fails. */
+ * The dispatched (AVX2) kernels meet them with room to spare: they sum in
+ * llama.cpp's orders (its vec_dot, llamafile and repacked gemv/gemm lanes,
+ * ggml_vec_dot_f16 in attention, ggml's vector exp, RoPE's fused
+ * multiply-adds), so every quantized model reproduces the reference to the
+ * bit (|dlogprob| <= 0.0004, the reference's own float rounding of its
+ * softmax over 150k tokens) but one position of tinyllama-v0 (0.009);
+ * F32/F16 weights are within 0.008 (llama.cpp's f16 gemm tiles and F32
+ * orders are not followed). Quantized activations make the forward pass
+ * discontinuous, so any other order flips roundings that random-weight
+ * models amplify: the scalar twins, written for clarity, sum in plainer
+ * orders and are held to their own measured bounds (0.35 for quantized
+ * weights, greedy flips only where the top two are within 0.25; 0.03 for
+ * BF16), so that a regression in either still fails. */
 typedef struct {
     double logprob;  /* largest |ours - reference| over the top-5 ids */
     double near_tie; /* greedy may differ where the reference's top-2 gap is below this */
@@ -79,8 +79,9 @@ static tolerance_t tolerance_for(const pv_model_t *m) {
         quantized |= pv_type_layout(t)->blck_size > 1;
         bf16 |= t == PV_TYPE_BF16;
     }
-    if (quantized) return (tolerance_t){0.65, 0.25};
-    if (bf16) return (tolerance_t){0.05, NEAR_TIE};
+    int twins = strcmp(pv_kern_isa(), "scalar") == 0;
+    if (quantized) return twins ? (tolerance_t){0.35, 0.25} : (tolerance_t){0.05, NEAR_TIE};
+    if (bf16 && twins) return (tolerance_t){0.03, NEAR_TIE};
     return (tolerance_t){0.01, NEAR_TIE};
 }
 
@@ -198,6 +199,8 @@ START_TEST(test_reference) {
     ck_assert_int_gt(st.positions, 0);
     printf("%s: %d positions, greedy agrees at %d (%d near-tie flips); max |dlogprob| %.4f, max |dp| %.5f\n", rc->ref,
            st.positions, st.greedy_agree, st.greedy_flips, st.logprob, st.prob);
+    if (strncmp(rc->ref, "ref/arch/", 9) == 0 && strcmp(pv_kern_isa(), "scalar") != 0) /* the architectures issue's bound */
+        ck_assert_msg(st.prob <= 2e-3, "%s: top-5 probabilities differ by up to %.5f (bound 0.002)", rc->ref, st.prob);
     pv_model_free(m);
     json_decref(root);
 }
