@@ -16,7 +16,9 @@ WERROR  ?=
 PKG_LIB  := jansson libpcre2-8 libevent libevent_pthreads
 PKG_TEST := check
 CPPFLAGS += -Isrc -D_GNU_SOURCE -MMD -MP $(shell pkg-config --cflags $(PKG_LIB))
-CFLAGS   += -std=c17 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter $(OPT) -pthread
+# -ffp-contract=off: the kernels add in llama.cpp's orders, with fused multiply-adds only where written; a
+# compiler must not fuse others (clang would by default)
+CFLAGS   += -std=c17 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter $(OPT) -pthread -ffp-contract=off
 ifeq ($(WERROR),1)
 CFLAGS   += -Werror
 endif
