@@ -48,7 +48,8 @@ static void choose_kernels(void) {
         active[t] = *ref;
         pv_vec_dot_fn f = fast ? pv__avx2_vec_dot((pv_type_t)t) : NULL;
         if (f) active[t].vec_dot = f;
-        active[t].vec_dot1 = fast ? pv__avx2_vec_dot1((pv_type_t)t) : NULL;
+        pv_vec_dot_fn f1 = fast ? pv__avx2_vec_dot1((pv_type_t)t) : NULL;
+        if (f1) active[t].vec_dot1 = f1;
         if (fast) active[t].vec_dot4 = pv__avx2_vec_dot4((pv_type_t)t);
         pv_from_float_fn q = fast ? pv__avx2_from_float((pv_type_t)t) : NULL;
         if (q) active[t].from_float = q;

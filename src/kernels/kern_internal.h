@@ -43,6 +43,9 @@ typedef struct {
     uint16_t d;
 } pv_block_q6_K;
 
+/* 8 float lanes added as llama.cpp's hsum_float_8 adds them: (l0 + l4) + (l2 + l6), plus (l1 + l5) + (l3 + l7). */
+static inline float pv__lanes_sum(const float l[8]) { return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7])); }
+
 /* A q6_K block's 256 values, q - 32 (ref.c). */
 void pv__q6_K_values(const pv_block_q6_K *b, int8_t q[256]);
 

@@ -257,10 +257,74 @@ static float quant_dot(decode_fn decode, size_t block_bytes, act_fn act, const v
     }
 
 PV_QUANT_ROUTINES(q4_0, pv_block_q4_0, q8_0_act)
-PV_QUANT_ROUTINES(q8_0, pv_block_q8_0, q8_0_act)
 PV_QUANT_ROUTINES(q4_K, pv_block_q4_K, q8_K_act)
-PV_QUANT_ROUTINES(q5_K, pv_block_q5_K, q8_K_act)
-PV_QUANT_ROUTINES(q6_K, pv_block_q6_K, q8_K_act)
+
+static void q8_0_to_float(const void *row, float *y, int64_t n) { quant_to_float(q8_0_decode, sizeof(pv_block_q8_0), row, y, n); }
+static void q5_K_to_float(const void *row, float *y, int64_t n) { quant_to_float(q5_K_decode, sizeof(pv_block_q5_K), row, y, n); }
+static void q6_K_to_float(const void *row, float *y, int64_t n) { quant_to_float(q6_K_decode, sizeof(pv_block_q6_K), row, y, n); }
+
+/* The plain-layout twins of the kernels that follow llama.cpp's vec_dot
+ * lanes: 8 float lanes, lane m collecting the elements whose place in their
+ * 32 is 4m..4m+3 with one fused multiply-add per block, added as
+ * hsum_float_8 does. */
+
+/* q8_0 (ggml_vec_dot_q8_0_q8_0): each block's 8 integer lane sums by d_w d_a. */
+static float q8_0_vec_dot(const void *w, const void *a, int64_t n) {
+    const pv_block_q8_0 *x = w, *y = a;
+    float l[8] = {0};
+    for (int64_t b = 0; b < n / QK; b++) {
+        float d = pv_f16_to_f32(x[b].d) * pv_f16_to_f32(y[b].d);
+        for (int m = 0; m < 8; m++) {
+            int32_t p = 0;
+            for (int i = 4 * m; i < 4 * m + 4; i++) p += x[b].qs[i] * y[b].qs[i];
+            l[m] = fmaf(d, (float)p, l[m]);
+        }
+    }
+    return pv__lanes_sum(l);
+}
+
+/* q5_K (ggml_vec_dot_q5_K_q8_K): sc q a in integer lanes per block, by
+ * d_w d_a; the mins' term in a float sum by fused multiply-adds of -d_a dmin_w. */
+static float q5_K_vec_dot(const void *w, const void *a, int64_t n) {
+    const pv_block_q5_K *x = w;
+    const pv_block_q8_K *y = a;
+    decoded_t blk;
+    float l[8] = {0}, mins = 0.0f;
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        q5_K_decode(&x[b], &blk);
+        int32_t lane[8] = {0}, m_sum = 0;
+        for (int s = 0; s < 8; s++) {
+            uint8_t sc, m;
+            pv__k_scale_min(s, x[b].scales, &sc, &m);
+            m_sum += m * (y[b].bsums[2 * s] + y[b].bsums[2 * s + 1]);
+            for (int e = 32 * s; e < 32 * s + 32; e++) lane[e % 32 / 4] += sc * blk.q[e] * y[b].qs[e];
+        }
+        float d = pv_f16_to_f32(x[b].d) * y[b].d, dmin = -y[b].d * pv_f16_to_f32(x[b].dmin);
+        for (int m = 0; m < 8; m++) l[m] = fmaf(d, (float)lane[m], l[m]);
+        mins = fmaf(dmin, (float)m_sum, mins);
+    }
+    return pv__lanes_sum(l) + mins;
+}
+
+/* q6_K (ggml_vec_dot_q6_K_q8_K): sc q a (q = 0..63) in integer lanes per block,
+ * less 32 sc_s (sum of a over s) for sub-blocks s = 2m, 2m + 1 in lane m. */
+static float q6_K_vec_dot(const void *w, const void *a, int64_t n) {
+    const pv_block_q6_K *x = w;
+    const pv_block_q8_K *y = a;
+    int8_t q[QK_K];
+    float l[8] = {0};
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        pv__q6_K_values(&x[b], q);
+        int32_t lane[8] = {0};
+        for (int e = 0; e < QK_K; e++) lane[e % 32 / 4] += x[b].scales[e / 16] * (q[e] + 32) * y[b].qs[e];
+        float d = pv_f16_to_f32(x[b].d) * y[b].d;
+        for (int m = 0; m < 8; m++) {
+            lane[m] -= 32 * (x[b].scales[2 * m] * y[b].bsums[2 * m] + x[b].scales[2 * m + 1] * y[b].bsums[2 * m + 1]);
+            l[m] = fmaf(d, (float)lane[m], l[m]);
+        }
+    }
+    return pv__lanes_sum(l);
+}
 
 /* ---- float formats: activations take the weight's format, products summed in double ------- */
 
@@ -286,10 +350,32 @@ static float f32_vec_dot(const void *w, const void *a, int64_t n) {
 /* llama.cpp's order (ggml_vec_dot_f16), which its plain f16 matmuls take. */
 static float f16_vec_dot(const void *w, const void *a, int64_t n) { return pv_dot_f16_ggml(w, a, n); }
 
+/* bf16 in a batch (llamafile's order): lane i % 8 by fused multiply-adds,
+ * the lanes added as hsum_float_8 does, a tail past n & ~7 in float. */
 static float bf16_vec_dot(const void *w, const void *a, int64_t n) {
     const uint16_t *x = w, *y = a;
-    double sum = 0.0;
-    for (int64_t i = 0; i < n; i++) sum += pv_bf16_to_f32(x[i]) * pv_bf16_to_f32(y[i]);
+    float l[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int m = 0; m < 8; m++) l[m] = fmaf(pv_bf16_to_f32(x[i + m]), pv_bf16_to_f32(y[i + m]), l[m]);
+    float sum = pv__lanes_sum(l);
+    for (; i < n; i++) sum += pv_bf16_to_f32(x[i]) * pv_bf16_to_f32(y[i]);
+    return sum;
+}
+
+/* bf16 for one token (ggml_vec_dot_bf16): four accumulators over chunks of
+ * 32, each product rounded then added, (c1 + c3) + (c2 + c4), the lanes as
+ * hsum_float_8, the tail in double. */
+static float bf16_vec_dot1(const void *w, const void *a, int64_t n) {
+    const uint16_t *x = w, *y = a;
+    float c[4][8] = {{0}}, v[8];
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int j = 0; j < 4; j++)
+            for (int m = 0; m < 8; m++) c[j][m] += pv_bf16_to_f32(x[i + 8 * j + m]) * pv_bf16_to_f32(y[i + 8 * j + m]);
+    for (int m = 0; m < 8; m++) v[m] = (c[0][m] + c[2][m]) + (c[1][m] + c[3][m]);
+    double sum = pv__lanes_sum(v);
+    for (; i < n; i++) sum += (double)(pv_bf16_to_f32(x[i]) * pv_bf16_to_f32(y[i]));
     return (float)sum;
 }
 
@@ -297,7 +383,8 @@ static const pv_kern_traits_t traits[PV_TYPE_COUNT] = {
 #define TRAITS(to, from, dot, dot_type) {.to_float = to, .from_float = from, .vec_dot = dot, .vec_dot_type = dot_type}
     [PV_TYPE_F32] = TRAITS(f32_to_float, f32_from_float, f32_vec_dot, PV_TYPE_F32),
     [PV_TYPE_F16] = TRAITS(f16_to_float, f16_from_float, f16_vec_dot, PV_TYPE_F16),
-    [PV_TYPE_BF16] = TRAITS(bf16_to_float, bf16_from_float, bf16_vec_dot, PV_TYPE_BF16),
+    [PV_TYPE_BF16] = {.to_float = bf16_to_float, .from_float = bf16_from_float, .vec_dot = bf16_vec_dot,
+                      .vec_dot1 = bf16_vec_dot1, .vec_dot_type = PV_TYPE_BF16},
     [PV_TYPE_Q4_0] = TRAITS(q4_0_to_float, NULL, q4_0_vec_dot, PV_TYPE_Q8_0),
     [PV_TYPE_Q8_0] = TRAITS(q8_0_to_float, q8_0_from_float, q8_0_vec_dot, PV_TYPE_Q8_0),
     [PV_TYPE_Q4_K] = TRAITS(q4_K_to_float, NULL, q4_K_vec_dot, PV_TYPE_Q8_K),

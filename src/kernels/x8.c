@@ -129,25 +129,6 @@ void pv__x8_quantize(const float *x, void *row, int64_t n) {
     }
 }
 
-/* Block by block: the 8 rows' blocks taken out, each dotted by ref.c. */
-static void x8_dot_ref(pv_type_t t, const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out) {
-    pv_vec_dot_fn dot = pv_kern_ref(t)->vec_dot;
-    int64_t blk = (int64_t)pv_type_layout(t)->blck_size;
-    size_t act_block = pv_type_row_size(reads_q8_K(t) ? PV_TYPE_Q8_K : PV_TYPE_Q8_0, blk);
-    uint8_t blocks[PV_X8][sizeof(pv_block_q6_K)]; /* the largest block format */
-    void *rows[PV_X8];
-    for (int r = 0; r < PV_X8; r++) rows[r] = blocks[r];
-    for (int i = 0; i < PV_X8 * n_tok; i++) out[i] = 0.0f;
-    for (int64_t b = 0; b < n / blk; b++) {
-        pv__x8_unpack(t, w, b, rows);
-        for (int j = 0; j < n_tok; j++) {
-            const uint8_t *a_row = (const uint8_t *)a + (size_t)j * a_stride;
-            const void *y = reads_q8_K(t) ? (const void *)(a_row + (size_t)b * act_block)
-                                          : (const void *)(pv__x8_act_blocks(a_row, n) + b);
-            for (int r = 0; r < PV_X8; r++) out[PV_X8 * j + r] += dot(blocks[r], y, blk);
-        }
-    }
-}
 
 /* f16: ref.c's f16 vec_dot over each row (one double sum per row and token,
  * the activations being halves widened to floats). */
@@ -193,7 +174,7 @@ static void q8_0_x8_ref(const void *w, const void *a, size_t a_stride, int n_tok
             }
         }
         for (int r = 0; r < PV_X8; r++)
-            out[PV_X8 * j + r] = ((l[r][0] + l[r][4]) + (l[r][2] + l[r][6])) + ((l[r][1] + l[r][5]) + (l[r][3] + l[r][7]));
+            out[PV_X8 * j + r] = pv__lanes_sum(l[r]);
     }
 }
 
@@ -223,16 +204,78 @@ static void q6_K_x8_ref(const void *w, const void *a, size_t a_stride, int n_tok
             }
         }
         for (int r = 0; r < PV_X8; r++)
-            out[PV_X8 * j + r] = ((l[r][0] + l[r][4]) + (l[r][2] + l[r][6])) + ((l[r][1] + l[r][5]) + (l[r][3] + l[r][7]));
+            out[PV_X8 * j + r] = pv__lanes_sum(l[r]);
     }
 }
 
-#define X8_TWIN(name, type)                                                                                    \
-    static void name(const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out) {       \
-        x8_dot_ref(type, w, a, a_stride, n_tok, n, out);                                                      \
+/* q4_0 in llama.cpp's order (its q4_0_8x8 gemv/gemm, and avx2_x8.c's
+ * kernels): per row the block's integer sum, one fused multiply-add by
+ * d_w d_a per block. */
+static void q4_0_x8_ref(const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out) {
+    pv_block_q4_0 blocks[PV_X8];
+    void *rows[PV_X8];
+    for (int r = 0; r < PV_X8; r++) rows[r] = &blocks[r];
+    for (int j = 0; j < n_tok; j++) {
+        const uint8_t *a_row = (const uint8_t *)a + (size_t)j * a_stride;
+        const pv_x8_head *h = (const pv_x8_head *)a_row;
+        const pv_block_q8_0 *y = pv__x8_act_blocks(a_row, n);
+        float acc[PV_X8] = {0};
+        for (int64_t b = 0; b < n / PV_QK; b++) {
+            pv__x8_unpack(PV_TYPE_Q4_0, w, b, rows);
+            for (int r = 0; r < PV_X8; r++) {
+                int32_t sum = 0;
+                for (int i = 0; i < PV_QK / 2; i++)
+                    sum += ((blocks[r].qs[i] & 0x0f) - 8) * y[b].qs[i] + ((blocks[r].qs[i] >> 4) - 8) * y[b].qs[i + PV_QK / 2];
+                acc[r] = fmaf(pv_f16_to_f32(blocks[r].d) * h[b].d, (float)sum, acc[r]);
+            }
+        }
+        for (int r = 0; r < PV_X8; r++) out[PV_X8 * j + r] = acc[r];
     }
-X8_TWIN(q4_0_x8_ref, PV_TYPE_Q4_0)
-X8_TWIN(q4_K_x8_ref, PV_TYPE_Q4_K)
+}
+
+/* q4_K in llama.cpp's order (its q4_K_8x8 kernels, as avx2_x8.c's): two
+ * float sums per row, d_w d_a times the scaled products and dmin_w d_a times
+ * the mins against the activation sums, each by fused multiply-adds, then
+ * subtracted. A token of a full group of 4 (its gemm) adds each pair of
+ * sub-blocks; a leftover token (its gemv) whole blocks. */
+static void q4_K_x8_ref(const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out) {
+    pv_block_q4_K blocks[PV_X8];
+    void *rows[PV_X8];
+    for (int r = 0; r < PV_X8; r++) rows[r] = &blocks[r];
+    for (int j = 0; j < n_tok; j++) {
+        const pv_block_q8_K *y = (const pv_block_q8_K *)((const uint8_t *)a + (size_t)j * a_stride);
+        int pairs = j - j % 4 + 4 <= n_tok; /* in a full group of 4 */
+        float acc[PV_X8] = {0}, accm[PV_X8] = {0};
+        for (int64_t b = 0; b < n / PV_QK_K; b++) {
+            pv__x8_unpack(PV_TYPE_Q4_K, w, b, rows);
+            for (int r = 0; r < PV_X8; r++) {
+                float d = pv_f16_to_f32(blocks[r].d) * y[b].d, dmin = pv_f16_to_f32(blocks[r].dmin) * y[b].d;
+                int32_t isum = 0, mins = 0;
+                for (int s = 0; s < 8; s++) { /* sub-block s: low (s even) or high nibbles of bytes 32 (s / 2).. */
+                    uint8_t sc, m;
+                    pv__k_scale_min(s, blocks[r].scales, &sc, &m);
+                    int32_t dot = 0;
+                    for (int i = 0; i < 32; i++)
+                        dot += (s % 2 ? blocks[r].qs[32 * (s / 2) + i] >> 4 : blocks[r].qs[32 * (s / 2) + i] & 0x0f) *
+                               y[b].qs[32 * s + i];
+                    isum += sc * dot;
+                    mins += m * (y[b].bsums[2 * s] + y[b].bsums[2 * s + 1]);
+                    if (pairs && s % 2) {
+                        acc[r] = fmaf((float)isum, d, acc[r]);
+                        accm[r] = fmaf((float)mins, dmin, accm[r]);
+                        isum = mins = 0;
+                    }
+                }
+                if (!pairs) {
+                    acc[r] = fmaf((float)isum, d, acc[r]);
+                    accm[r] = fmaf((float)mins, dmin, accm[r]);
+                }
+            }
+        }
+        for (int r = 0; r < PV_X8; r++) out[PV_X8 * j + r] = acc[r] - accm[r];
+    }
+}
+
 
 pv_dot_x8_fn pv__x8_ref(pv_type_t t) {
     switch (t) {
