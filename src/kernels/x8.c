@@ -149,33 +149,48 @@ static void f16_x8_ref(const void *w, const void *a, size_t a_stride, int n_tok,
     }
 }
 
-/* q8_0 in llama.cpp's order (as avx2_x8.c's q8_0 kernels): per row 8 float
- * lanes, lane c summing elements 4c..4c+3 of each block times the block's
- * scale with one fused multiply-add, added as (l0 + l4) + (l2 + l6) plus
- * (l1 + l5) + (l3 + l7). */
-static void q8_0_x8_ref(const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out) {
-    pv_block_q8_0 blocks[PV_X8];
+/* q4_0 and q8_0 in llama.cpp's orders (as avx2_x8.c's kernels): q8_0 keeps
+ * 8 float lanes per row (vec_dot and llamafile), lane c summing elements
+ * 4c..4c+3 of each block times d_w d_a with one fused multiply-add, added as
+ * hsum_float_8 does; q4_0 (its q4_0_8x8 gemv/gemm) one fused multiply-add of
+ * the block's integer sum. */
+static void q32_x8_ref(pv_type_t t, const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out) {
+    uint8_t blocks[PV_X8][sizeof(pv_block_q8_0)]; /* the larger block; both start with d */
     void *rows[PV_X8];
-    for (int r = 0; r < PV_X8; r++) rows[r] = &blocks[r];
+    int lanes = t == PV_TYPE_Q8_0;
+    for (int r = 0; r < PV_X8; r++) rows[r] = blocks[r];
     for (int j = 0; j < n_tok; j++) {
         const uint8_t *a_row = (const uint8_t *)a + (size_t)j * a_stride;
         const pv_x8_head *h = (const pv_x8_head *)a_row;
         const pv_block_q8_0 *y = pv__x8_act_blocks(a_row, n);
         float l[PV_X8][8] = {{0}};
         for (int64_t b = 0; b < n / PV_QK; b++) {
-            pv__x8_unpack(PV_TYPE_Q8_0, w, b, rows);
+            pv__x8_unpack(t, w, b, rows);
             for (int r = 0; r < PV_X8; r++) {
-                float d = pv_f16_to_f32(blocks[r].d) * h[b].d;
+                const pv_block_q8_0 *q8 = (const pv_block_q8_0 *)blocks[r];
+                const pv_block_q4_0 *q4 = (const pv_block_q4_0 *)blocks[r];
+                float d = pv_f16_to_f32(q8->d) * h[b].d;
+                int32_t all = 0;
                 for (int c = 0; c < 8; c++) {
                     int32_t p = 0;
-                    for (int i = 4 * c; i < 4 * c + 4; i++) p += blocks[r].qs[i] * y[b].qs[i];
-                    l[r][c] = fmaf(d, (float)p, l[r][c]);
+                    for (int i = 4 * c; i < 4 * c + 4; i++)
+                        p += (lanes ? q8->qs[i] : (i < 16 ? q4->qs[i] & 0x0f : q4->qs[i - 16] >> 4) - 8) * y[b].qs[i];
+                    if (lanes) l[r][c] = fmaf(d, (float)p, l[r][c]);
+                    all += p;
                 }
+                if (!lanes) l[r][0] = fmaf(d, (float)all, l[r][0]);
             }
         }
-        for (int r = 0; r < PV_X8; r++)
-            out[PV_X8 * j + r] = pv__lanes_sum(l[r]);
+        for (int r = 0; r < PV_X8; r++) out[PV_X8 * j + r] = lanes ? pv__lanes_sum(l[r]) : l[r][0];
     }
+}
+
+static void q8_0_x8_ref(const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out) {
+    q32_x8_ref(PV_TYPE_Q8_0, w, a, a_stride, n_tok, n, out);
+}
+
+static void q4_0_x8_ref(const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out) {
+    q32_x8_ref(PV_TYPE_Q4_0, w, a, a_stride, n_tok, n, out);
 }
 
 /* q6_K in llama.cpp's order (as avx2_x8.c's q6_K kernels): per row and block
@@ -205,31 +220,6 @@ static void q6_K_x8_ref(const void *w, const void *a, size_t a_stride, int n_tok
         }
         for (int r = 0; r < PV_X8; r++)
             out[PV_X8 * j + r] = pv__lanes_sum(l[r]);
-    }
-}
-
-/* q4_0 in llama.cpp's order (its q4_0_8x8 gemv/gemm, and avx2_x8.c's
- * kernels): per row the block's integer sum, one fused multiply-add by
- * d_w d_a per block. */
-static void q4_0_x8_ref(const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out) {
-    pv_block_q4_0 blocks[PV_X8];
-    void *rows[PV_X8];
-    for (int r = 0; r < PV_X8; r++) rows[r] = &blocks[r];
-    for (int j = 0; j < n_tok; j++) {
-        const uint8_t *a_row = (const uint8_t *)a + (size_t)j * a_stride;
-        const pv_x8_head *h = (const pv_x8_head *)a_row;
-        const pv_block_q8_0 *y = pv__x8_act_blocks(a_row, n);
-        float acc[PV_X8] = {0};
-        for (int64_t b = 0; b < n / PV_QK; b++) {
-            pv__x8_unpack(PV_TYPE_Q4_0, w, b, rows);
-            for (int r = 0; r < PV_X8; r++) {
-                int32_t sum = 0;
-                for (int i = 0; i < PV_QK / 2; i++)
-                    sum += ((blocks[r].qs[i] & 0x0f) - 8) * y[b].qs[i] + ((blocks[r].qs[i] >> 4) - 8) * y[b].qs[i + PV_QK / 2];
-                acc[r] = fmaf(pv_f16_to_f32(blocks[r].d) * h[b].d, (float)sum, acc[r]);
-            }
-        }
-        for (int r = 0; r < PV_X8; r++) out[PV_X8 * j + r] = acc[r];
     }
 }
 
