@@ -320,20 +320,29 @@ PV_AVX2 static inline __m256i k_sub_scale(const k_scales_t *k, int s) {
     }
 }
 
-/* m_s * (token's sum over sub-block s) per row, summed over the pair of
- * sub-blocks 2c, 2c + 1 (the mins against the token's sums of 32). */
-PV_AVX2 static inline __m256i k_mins_pair(const k_scales_t *k, const pv_block_q8_K *y, int c) {
+/* The token's sums of 32 (from its sums of 16): 0-3 twice in the low half, 4-7 twice in the high half. */
+PV_AVX2 static inline __m256i k_sums32(const pv_block_q8_K *y) {
     __m256i b = _mm256_loadu_si256((const __m256i *)y->bsums);
-    b = _mm256_hadd_epi16(b, b); /* sums of 32: 0-3 twice in the low half, 4-7 twice in the high half */
-    __m256i p = _mm256_permutevar8x32_epi32(b, _mm256_set1_epi32(c < 2 ? c : c + 2));
+    return _mm256_hadd_epi16(b, b);
+}
+
+/* m_s * (token's sum over sub-block s) per row, summed over the pair of
+ * sub-blocks 2c, 2c + 1 (the mins against the sums of 32, k_sums32). */
+PV_AVX2 static inline __m256i k_mins_of(const k_scales_t *k, __m256i sums32, int c) {
+    __m256i p = _mm256_permutevar8x32_epi32(sums32, _mm256_set1_epi32(c < 2 ? c : c + 2));
     __m256i m = c < 2 ? k->m03 : k->m47;
     return _mm256_madd_epi16(_mm256_shuffle_epi8(m, c % 2 ? LANE_PAIR(2, 3) : LANE_PAIR(0, 1)), p);
 }
 
-/* sum_s m_s * (token's sum over sub-block s) per row. */
+PV_AVX2 static inline __m256i k_mins_pair(const k_scales_t *k, const pv_block_q8_K *y, int c) {
+    return k_mins_of(k, k_sums32(y), c);
+}
+
+/* sum_s m_s * (token's sum over sub-block s) per row, the sums of 32 read once. */
 PV_AVX2 static inline __m256i k_mins(const k_scales_t *k, const pv_block_q8_K *y) {
-    __m256i s = _mm256_add_epi32(k_mins_pair(k, y, 0), k_mins_pair(k, y, 1));
-    return _mm256_add_epi32(s, _mm256_add_epi32(k_mins_pair(k, y, 2), k_mins_pair(k, y, 3)));
+    __m256i b = k_sums32(y);
+    __m256i s = _mm256_add_epi32(k_mins_of(k, b, 0), k_mins_of(k, b, 1));
+    return _mm256_add_epi32(s, _mm256_add_epi32(k_mins_of(k, b, 2), k_mins_of(k, b, 3)));
 }
 
 /* One token's share of the 64 elements of chunk c (aq: the token's), each
