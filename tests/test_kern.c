@@ -690,6 +690,24 @@ START_TEST(test_swiglu_matches_twin) {
 }
 END_TEST
 
+START_TEST(test_exp_shifted_matches_twin) {
+    enum { N = 203 };
+    float x[N], y[N], want[N];
+    for (int i = 0; i < N; i++)
+        x[i] = i % 11 == 0 ? -INFINITY : i % 17 == 0 ? -300.0f : i % 19 == 0 ? 5.0f : rndf() * 40;
+    for (int n = 1; n <= N; n += 29) {
+        pv_exp_shifted(y, x, n, 5.0f, 1.0f / 0.7f);
+        pv_exp_shifted_ref(want, x, n, 5.0f, 1.0f / 0.7f);
+        for (int i = 0; i < n; i++) {
+            ck_assert_msg(y[i] == want[i], "n %d [%d]: %.9g vs %.9g (x %g)", n, i, y[i], want[i], x[i]);
+            float e = expf((x[i] - 5.0f) * (1.0f / 0.7f)); /* masked logits weigh 0; the rest within 2 ulp of expf */
+            ck_assert_msg(x[i] == -INFINITY ? y[i] == 0.0f : y[i] == e || fabsf(y[i] - e) <= 2.5e-7f * e + 1e-37f,
+                          "[%d] e^%g: %.9g vs %.9g", i, x[i], y[i], e);
+        }
+    }
+}
+END_TEST
+
 Suite *kern_suite(void) {
     Suite *s = suite_create("kern");
     TCase *tc = tcase_create("scalar");
@@ -707,6 +725,7 @@ Suite *kern_suite(void) {
     tcase_add_test(tc, test_matvec_threads);
     tcase_add_test(tc, test_attn_block_matches_twin);
     tcase_add_test(tc, test_swiglu_matches_twin);
+    tcase_add_test(tc, test_exp_shifted_matches_twin);
     tcase_add_test(tc, test_matvec_rows);
     tcase_add_loop_test(tc, test_x8_repack_roundtrip, 0, N_X8);
     tcase_add_loop_test(tc, test_x8_fast_matches_twin, 0, N_X8);

@@ -157,6 +157,40 @@ START_TEST(test_top_p_large_vocab) {
 }
 END_TEST
 
+/* Unfiltered draws over a large vocabulary (the APIs' default) never pick a
+ * masked-out (-inf) token and follow softmax(logits / T) over the rest. */
+START_TEST(test_unfiltered_masked) {
+    enum { N = 32000 };
+    float *logits = malloc(N * sizeof *logits), *l = malloc(N * sizeof *l);
+    for (int i = 0; i < N; i++) logits[i] = -INFINITY;
+    logits[7] = 1.0f, logits[20000] = 0.0f, logits[N - 1] = 1.0f;
+    pv_sampler_params_t p = pv_sampler_plain();
+    p.temperature = 0.5f;
+    p.seed = 11;
+    pv_sampler_t *sm = pv_sampler_new(&p, N);
+    int c7 = 0, c20000 = 0, clast = 0, n = 20000;
+    for (int d = 0; d < n; d++) {
+        memcpy(l, logits, N * sizeof *l);
+        int id = pv_sampler_sample(sm, l, NULL, 0);
+        ck_assert_msg(id == 7 || id == 20000 || id == N - 1, "draw %d: masked token %d", d, id);
+        c7 += id == 7, c20000 += id == 20000, clast += id == N - 1;
+    }
+    double z = 2 * exp(2.0) + 1; /* logits / 0.5 */
+    ck_assert_msg(fabs((double)c20000 / n - 1 / z) < 0.01, "token 20000: %f vs %f", (double)c20000 / n, 1 / z);
+    ck_assert_msg(fabs((double)c7 / n - exp(2.0) / z) < 0.015, "token 7: %f", (double)c7 / n);
+    ck_assert_msg(fabs((double)clast / n - exp(2.0) / z) < 0.015, "last token: %f", (double)clast / n);
+    /* one token left: always it */
+    logits[7] = logits[20000] = -INFINITY;
+    for (int d = 0; d < 100; d++) {
+        memcpy(l, logits, N * sizeof *l);
+        ck_assert_int_eq(pv_sampler_sample(sm, l, NULL, 0), N - 1);
+    }
+    pv_sampler_free(sm);
+    free(logits);
+    free(l);
+}
+END_TEST
+
 Suite *sample_suite(void) {
     Suite *s = suite_create("sample");
     TCase *tc = tcase_create("sampler");
@@ -167,6 +201,7 @@ Suite *sample_suite(void) {
     tcase_add_test(tc, test_temperature_distribution);
     tcase_add_test(tc, test_filters);
     tcase_add_test(tc, test_top_p_large_vocab);
+    tcase_add_test(tc, test_unfiltered_masked);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -863,9 +863,21 @@ PV_AVX2 static void swiglu(float *a, const float *b, int n) {
     if (i < n) pv_swiglu_ref(a + i, b + i, n - i);
 }
 
+PV_AVX2 static void exp_shifted(float *y, const float *x, int n, float max, float scale) {
+    const __m256 m = _mm256_set1_ps(max), s = _mm256_set1_ps(scale), none = _mm256_set1_ps(-INFINITY);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256 e = exp_ggml_ps(_mm256_mul_ps(_mm256_sub_ps(v, m), s));
+        _mm256_storeu_ps(y + i, _mm256_and_ps(e, _mm256_cmp_ps(v, none, _CMP_NEQ_OQ)));
+    }
+    if (i < n) pv_exp_shifted_ref(y + i, x + i, n - i, max, scale);
+}
+
 pv_attn_block_fn pv__avx2_attn_block(void) { return attn_block; }
 pv_attn_tile_fn pv__avx2_attn_tile(void) { return attn_tile; }
 pv_swiglu_fn pv__avx2_swiglu(void) { return swiglu; }
+pv_exp_shifted_fn pv__avx2_exp_shifted(void) { return exp_shifted; }
 
 pv_vec_dot4_fn pv__avx2_vec_dot4(pv_type_t t) {
     switch (t) {

@@ -20,6 +20,7 @@ static const char *active_isa = "scalar";
 static pv_attn_block_fn active_attn_block = pv_attn_block_ref;
 static pv_attn_tile_fn active_attn_tile = pv_attn_tile_ref;
 static pv_swiglu_fn active_swiglu = pv_swiglu_ref;
+static pv_exp_shifted_fn active_exp_shifted = pv_exp_shifted_ref;
 static pthread_once_t active_once = PTHREAD_ONCE_INIT;
 
 /* AVX2, FMA and F16C from CPUID, and the OS saving the AVX registers (XGETBV). */
@@ -63,6 +64,7 @@ static void choose_kernels(void) {
         active_attn_block = pv__avx2_attn_block();
         active_attn_tile = pv__avx2_attn_tile();
         active_swiglu = pv__avx2_swiglu();
+        active_exp_shifted = pv__avx2_exp_shifted();
     }
 }
 
@@ -80,6 +82,11 @@ const char *pv_kern_isa(void) {
 void pv_swiglu(float *a, const float *b, int n) {
     pthread_once(&active_once, choose_kernels);
     active_swiglu(a, b, n);
+}
+
+void pv_exp_shifted(float *y, const float *x, int n, float max, float scale) {
+    pthread_once(&active_once, choose_kernels);
+    active_exp_shifted(y, x, n, max, scale);
 }
 
 void pv_attn_block(const float *q, int nr, const uint16_t *k, const uint16_t *v, size_t stride, const int *n_pos, int hd,

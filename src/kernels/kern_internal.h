@@ -148,5 +148,6 @@ pv_to_float_fn pv__avx2_to_float(pv_type_t t);     /* avx2_quant.c: f16 rows to 
 pv_attn_block_fn pv__avx2_attn_block(void);
 pv_attn_tile_fn pv__avx2_attn_tile(void);
 pv_swiglu_fn pv__avx2_swiglu(void);
+pv_exp_shifted_fn pv__avx2_exp_shifted(void);
 
 #endif

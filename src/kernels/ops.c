@@ -72,6 +72,10 @@ float pv_exp_ggml(float x) {
     return fabsf(n) > 192.0f ? s1 * s1 : fmaf(s2, j, s2) * s1;
 }
 
+void pv_exp_shifted_ref(float *y, const float *x, int n, float max, float scale) {
+    for (int i = 0; i < n; i++) y[i] = x[i] == -INFINITY ? 0.0f : pv_exp_ggml((x[i] - max) * scale);
+}
+
 /* Whole groups of 8 through ggml's vector exp, the rest through expf, as
  * llama.cpp's swiglu does. */
 void pv_swiglu_ref(float *a, const float *b, int n) {

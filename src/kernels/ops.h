@@ -29,6 +29,11 @@ void pv_swiglu_ref(float *a, const float *b, int n);
 /* e^x in the arithmetic of ggml's AVX2 vector exp (within 2 ulp of expf), one value at a time. */
 float pv_exp_ggml(float x);
 typedef void (*pv_swiglu_fn)(float *a, const float *b, int n);
+/* y[i] = e^((x[i] - max) * scale) through ggml's vector exp, 0 where x[i] is
+ * -inf (a masked-out logit): a softmax's weights, for the sampler. */
+void pv_exp_shifted(float *y, const float *x, int n, float max, float scale); /* dispatched: AVX2 or the twin */
+void pv_exp_shifted_ref(float *y, const float *x, int n, float max, float scale);
+typedef void (*pv_exp_shifted_fn)(float *y, const float *x, int n, float max, float scale);
 
 /* Attention in the order of llama.cpp's CPU flash attention over its default
  * F16 cache, so that results agree closely with it: a block of keys and values

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "kernels/ops.h"
+
 pv_sampler_params_t pv_sampler_defaults(void) {
     return (pv_sampler_params_t){.temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f,
                                  .repeat_penalty = 1.0f, .repeat_last_n = 64, .seed = 0x5eed};
@@ -22,7 +24,10 @@ pv_sampler_t *pv_sampler_new(const pv_sampler_params_t *p, int32_t n_vocab) {
     s->p = *p;
     s->n_vocab = n_vocab;
     s->cand = malloc((size_t)n_vocab * sizeof *s->cand);
-    if (!s->cand) {
+    s->w = malloc((size_t)n_vocab * sizeof *s->w);
+    if (!s->cand || !s->w) {
+        free(s->cand);
+        free(s->w);
         free(s);
         return NULL;
     }
@@ -37,6 +42,7 @@ pv_sampler_t *pv_sampler_new(const pv_sampler_params_t *p, int32_t n_vocab) {
 void pv_sampler_free(pv_sampler_t *s) {
     if (!s) return;
     free(s->cand);
+    free(s->w);
     free(s);
 }
 
@@ -169,6 +175,38 @@ static void cand_softmax(pv_candidate_t *c, int n, float temperature) {
     for (int i = 0; i < n; i++) c[i].logit = (float)(c[i].logit / sum);
 }
 
+/* Index of the draw r in [0, 1) from weights w[0..n) that sum to sum: the
+ * first whose running total passes r * sum (never one of weight 0). */
+static int32_t draw_weighted(const float *w, int32_t n, double sum, float r) {
+    double target = (double)r * sum, acc = 0.0;
+    int32_t last = -1;
+    for (int32_t i = 0; i < n; i++) {
+        if (w[i] <= 0.0f) continue;
+        acc += w[i];
+        last = i;
+        if (target < acc) return i;
+    }
+    return last; /* rounding left target at the very end */
+}
+
+/* A draw from softmax(logits / temperature) over the whole vocabulary with no
+ * filter: one pass of exponentials into scratch and one walk, no candidate
+ * list and no sort (the APIs' default sampling). */
+static int32_t draw_unfiltered(pv_sampler_t *s, const float *logits) {
+    int32_t n = s->n_vocab;
+    float max = -INFINITY;
+    for (int32_t i = 0; i < n; i++)
+        if (logits[i] > max) max = logits[i];
+    if (max == -INFINITY) return argmax(logits, n);
+    pv_exp_shifted(s->w, logits, n, max, 1.0f / s->p.temperature); /* -inf (masked out) weighs 0 */
+    double sum[4] = {0};
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int k = 0; k < 4; k++) sum[k] += s->w[i + k];
+    for (; i < n; i++) sum[0] += s->w[i];
+    return draw_weighted(s->w, n, (sum[0] + sum[1]) + (sum[2] + sum[3]), pv_sampler_uniform(s));
+}
+
 /* Sampling: the filters narrow the candidates (top-k sorts the k best; min-p
  * drops the unlikely in place; top-p sorts only as far as its mass reaches),
  * so that an unfiltered draw over a 150k vocabulary never sorts it. */
@@ -176,23 +214,27 @@ int32_t pv_sampler_sample(pv_sampler_t *s, float *logits, const int32_t *history
     const pv_sampler_params_t *p = &s->p;
     apply_repeat_penalty(p, logits, s->n_vocab, history, n_hist);
     if (p->temperature <= 0.0f) return argmax(logits, s->n_vocab);
+    int p_filters = p->min_p > 0.0f || p->top_p < 1.0f;
+    if (!p_filters && (p->top_k <= 0 || p->top_k >= s->n_vocab)) return draw_unfiltered(s, logits);
 
     int n = 0;
     for (int32_t i = 0; i < s->n_vocab; i++) /* -inf: masked out (constrained decoding), never a candidate */
         if (logits[i] != -INFINITY) s->cand[n++] = (pv_candidate_t){i, logits[i]};
     if (n == 0) return argmax(logits, s->n_vocab);
     if (p->top_k > 0 && p->top_k < n) n = keep_top_k(s->cand, n, p->top_k);
-    float pmax = cand_probs(s->cand, n); /* probabilities for the p filters */
-    if (p->min_p > 0.0f) {
-        float floor = p->min_p * pmax;
-        int keep = 0;
-        for (int i = 0; i < n; i++)
-            if (s->cand[i].logit >= floor) s->cand[keep++] = s->cand[i];
-        n = keep;
+    if (p_filters) {
+        float pmax = cand_probs(s->cand, n); /* probabilities for the p filters */
+        if (p->min_p > 0.0f) {
+            float floor = p->min_p * pmax;
+            int keep = 0;
+            for (int i = 0; i < n; i++)
+                if (s->cand[i].logit >= floor) s->cand[keep++] = s->cand[i];
+            n = keep;
+        }
+        if (p->top_p < 1.0f) n = keep_top_p(s->cand, n, p->top_p);
+        /* temperature on the survivors: p^(1/T) renormalised equals softmax(logit / T) */
+        for (int i = 0; i < n; i++) s->cand[i].logit = logf(s->cand[i].logit);
     }
-    if (p->top_p < 1.0f) n = keep_top_p(s->cand, n, p->top_p);
-    /* temperature on the survivors: p^(1/T) renormalised equals softmax(logit / T) */
-    for (int i = 0; i < n; i++) s->cand[i].logit = logf(s->cand[i].logit);
     cand_softmax(s->cand, n, p->temperature);
     float r = pv_sampler_uniform(s), acc = 0.0f;
     for (int i = 0; i < n; i++) {

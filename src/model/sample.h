@@ -6,7 +6,7 @@
  * The same seed and inputs always give the same tokens. Logits of -INFINITY
  * (a constrained decoding's mask) are never drawn.
  *
- * Ownership: pv_sampler_new() allocates its candidate buffer once (n_vocab);
+ * Ownership: pv_sampler_new() allocates its scratch once (n_vocab);
  * sampling never allocates. */
 #ifndef PV_SAMPLE_H
 #define PV_SAMPLE_H
@@ -38,6 +38,7 @@ typedef struct {
     pv_sampler_params_t p;
     int32_t n_vocab;
     pv_candidate_t *cand; /* [n_vocab] owned scratch */
+    float *w;             /* [n_vocab] owned scratch: an unfiltered draw's weights */
     uint64_t rng;         /* xorshift64* state, never 0 */
 } pv_sampler_t;
 
