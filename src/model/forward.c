@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "base/err.h"
-#include "base/fp16.h"
 #include "kernels/kern.h"
 #include "kernels/ops.h"
 #include "model/model.h"
@@ -23,6 +22,7 @@ typedef struct {
     float *work;           /* pv_attn_scratch_size(head_dim) floats */
     pv_attn_state_t *st;   /* [R] online-softmax states */
     int *n_pos;            /* [R] positions of the current block each row sees */
+    uint16_t *half;        /* [head_dim] a query head rounded to half */
 } attn_scratch_t;
 
 struct pv_ctx {
@@ -63,6 +63,7 @@ static void free_attn(pv_ctx_t *c) {
         free(c->att[i].q);
         free(c->att[i].st);
         free(c->att[i].n_pos);
+        free(c->att[i].half);
     }
     free(c->att);
     c->att = NULL;
@@ -81,7 +82,8 @@ static int alloc_attn(pv_ctx_t *c, int n_threads) {
         a->q = malloc((2 * R * hd + pv_attn_scratch_size((int)hd)) * sizeof(float));
         a->st = malloc(R * sizeof *a->st);
         a->n_pos = malloc(R * sizeof *a->n_pos);
-        if (!a->q || !a->st || !a->n_pos) return PV_ENOMEM;
+        a->half = malloc(hd * sizeof *a->half);
+        if (!a->q || !a->st || !a->n_pos || !a->half) return PV_ENOMEM;
         a->acc = a->q + R * hd;
         a->work = a->acc + R * hd;
     }
@@ -315,9 +317,16 @@ static void attend_group(const attn_task_t *t, int g, uint32_t hk, attn_scratch_
     size_t hd = hp->head_dim, gq = hp->n_head / hp->n_head_kv, width = gq * hd;
     int b0 = c->groups[g], n = c->groups[g + 1] - b0, R = n * (int)gq, tiled = c->tiled[g];
     uint32_t max_pos = 0;
+    const pv_kern_traits_t *f16 = pv_kern_traits(PV_TYPE_F16);
     for (int j = 0; j < n; j++) {
         const float *q = c->q + (size_t)(b0 + j) * c->q_dim + hk * width;
-        for (size_t i = 0; i < width; i++) a->q[(size_t)j * width + i] = tiled ? q[i] : pv_f16_to_f32(pv_f32_to_f16(q[i]));
+        float *qr = a->q + (size_t)j * width;
+        if (tiled) memcpy(qr, q, width * sizeof *qr);
+        else
+            for (size_t h = 0; h < gq; h++) { /* through a half and back, a head at a time */
+                f16->from_float(q + h * hd, a->half, (int64_t)hd);
+                f16->to_float(a->half, qr + h * hd, (int64_t)hd);
+            }
         if (t->e[b0 + j].pos > max_pos) max_pos = t->e[b0 + j].pos;
     }
     memset(a->acc, 0, (size_t)R * hd * sizeof *a->acc);
@@ -344,13 +353,10 @@ static void attention_rows(void *arg, int ith, int nth) {
 
 /* Rounds the batch's keys and values to halves into each sequence's blocks. */
 static void kv_store(pv_ctx_t *c, const pv_batch_entry_t *e, int n, uint32_t il) {
+    pv_from_float_fn to_half = pv_kern_traits(PV_TYPE_F16)->from_float;
     for (int b = 0; b < n; b++) {
-        uint16_t *kd = pv_kv_k(&c->kv, e[b].seq, il, e[b].pos), *vd = pv_kv_v(&c->kv, e[b].seq, il, e[b].pos);
-        const float *ks = c->k + (size_t)b * c->kv_dim, *vs = c->v + (size_t)b * c->kv_dim;
-        for (uint32_t i = 0; i < c->kv_dim; i++) {
-            kd[i] = pv_f32_to_f16(ks[i]);
-            vd[i] = pv_f32_to_f16(vs[i]);
-        }
+        to_half(c->k + (size_t)b * c->kv_dim, pv_kv_k(&c->kv, e[b].seq, il, e[b].pos), c->kv_dim);
+        to_half(c->v + (size_t)b * c->kv_dim, pv_kv_v(&c->kv, e[b].seq, il, e[b].pos), c->kv_dim);
     }
 }
 
