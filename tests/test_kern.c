@@ -612,6 +612,56 @@ START_TEST(test_x8_matmul_matches_rows) {
 }
 END_TEST
 
+/* A set of matmuls over one input (q, k, v; gate, up) gives what one
+ * pv_matmul per weight gives, bit for bit: shared formats (q4_0 with q8_0;
+ * q4_K with q6_K, as in Q4_K_M layers) in one pool run, and a set that
+ * mixes formats (q4_0 with q4_K) or layouts one by one. */
+START_TEST(test_matmul_parts_match_singles) {
+    static const pv_type_t sets[][3] = {{PV_TYPE_Q4_0, PV_TYPE_Q8_0, PV_TYPE_Q4_0}, {PV_TYPE_Q4_K, PV_TYPE_Q6_K, PV_TYPE_Q4_K},
+                                        {PV_TYPE_F16, PV_TYPE_F16, PV_TYPE_F16}, {PV_TYPE_Q4_0, PV_TYPE_Q4_K, PV_TYPE_F16}};
+    const pv_type_t *ts = sets[_i];
+    int64_t n_cols = 256 * 3, rows[3] = {8 * 21, 8 * 5, 8 * 4};
+    enum { NT = 7 };
+    float *x = malloc(NT * n_cols * sizeof *x), *y = malloc(2 * 3 * NT * rows[0] * sizeof *y);
+    const float *xs[NT];
+    float *ys[2][3][NT];
+    for (int j = 0; j < NT; j++) {
+        for (int64_t i = 0; i < n_cols; i++) x[j * n_cols + i] = rndf();
+        xs[j] = x + j * n_cols;
+    }
+    uint8_t *w[3];
+    size_t work_size = 0;
+    pv_matmul_part_t parts[3];
+    for (int i = 0; i < 3; i++) {
+        uint8_t *file = random_weights(ts[i], rows[i], n_cols, 3);
+        w[i] = malloc(pv_type_row_size(ts[i], n_cols) * rows[i]);
+        pv_x8_repack(ts[i], file, rows[i], n_cols, w[i]);
+        free(file);
+        size_t ws = pv_matmul_work_size(ts[i], n_cols, NT);
+        if (ws > work_size) work_size = ws;
+        for (int k = 0; k < 2; k++)
+            for (int j = 0; j < NT; j++) ys[k][i][j] = y + ((size_t)(k * 3 + i) * NT + j) * rows[0];
+        parts[i] = (pv_matmul_part_t){ts[i], PV_LAYOUT_X8, w[i], rows[i], ys[0][i]};
+    }
+    void *work = malloc(work_size);
+    pv_pool_t *pool = pv_pool_new(2);
+    for (int n_tok = 1; n_tok <= NT; n_tok += 3) {
+        pv_matmul_parts(parts, 3, n_cols, xs, n_tok, work, pool);
+        for (int i = 0; i < 3; i++) {
+            pv_matmul(ts[i], PV_LAYOUT_X8, w[i], rows[i], n_cols, xs, ys[1][i], n_tok, work, pool);
+            for (int j = 0; j < n_tok; j++)
+                ck_assert_msg(!memcmp(ys[0][i][j], ys[1][i][j], rows[i] * sizeof(float)), "set %d part %d (%s), %d tokens, token %d",
+                              _i, i, pv_type_name(ts[i]), n_tok, j);
+        }
+    }
+    pv_pool_free(pool);
+    for (int i = 0; i < 3; i++) free(w[i]);
+    free(work);
+    free(x);
+    free(y);
+}
+END_TEST
+
 START_TEST(test_matvec_rows) {
     float w[3 * 4] = {1, 2, 3, 4, 0, 1, 0, 1, -1, -1, -1, -1};
     float x[4] = {1, 1, 2, 0.5f}, y[3], row[4], work[4];
@@ -726,6 +776,7 @@ Suite *kern_suite(void) {
     tcase_add_test(tc, test_attn_block_matches_twin);
     tcase_add_test(tc, test_swiglu_matches_twin);
     tcase_add_test(tc, test_exp_shifted_matches_twin);
+    tcase_add_loop_test(tc, test_matmul_parts_match_singles, 0, 4);
     tcase_add_test(tc, test_matvec_rows);
     tcase_add_loop_test(tc, test_x8_repack_roundtrip, 0, N_X8);
     tcase_add_loop_test(tc, test_x8_fast_matches_twin, 0, N_X8);

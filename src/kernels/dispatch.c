@@ -231,28 +231,79 @@ static void run_rows(pv_pool_t *pool, pv_task_fn fn, void *task, int64_t n_rows,
     else pv_pool_run(pool, fn, task);
 }
 
-static void matmul_x8(pv_type_t t, const void *w, int64_t n_rows, int64_t n_cols, const float *const *xs,
-                      float *const *ys, int n_tok, void *work, pv_pool_t *pool) {
+/* The task of one x8 matmul over activations already converted into act. */
+static void x8_task_init(x8_task_t *task, pv_type_t t, const void *w, int64_t n_rows, int64_t n_cols, float *const *ys,
+                         int n_tok, const void *act, pv_pool_t *pool) {
     const pv_kern_traits_t *k = pv_kern_traits(t);
-    size_t act_size = pv__x8_act_row_size(t, n_cols);
     assert(k && k->dot_x8 && pv_x8_supported(t, n_rows, n_cols));
-    act_task_t acts = {.t = t, .xs = xs, .work = work, .act_size = act_size, .n_cols = n_cols, .n_tok = n_tok};
-    quantize_rows(&acts, pool);
     int64_t n_groups = n_rows / PV_X8, chunk = n_groups / (pv_pool_size(pool) * X8_CHUNKS_PER_THREAD);
     if (k->dot_x16) chunk += chunk & 1; /* whole pairs of groups */
-    x8_task_t task = {.dot = k->dot_x8,
-                      .dot2 = k->dot_x16,
-                      .w = w,
-                      .group_size = PV_X8 * pv_type_row_size(t, n_cols),
-                      .n_groups = n_groups,
-                      .n_cols = n_cols,
-                      .act = work,
-                      .act_size = act_size,
-                      .ys = ys,
-                      .n_tok = n_tok,
-                      .chunk = chunk > 0 ? chunk : 1};
-    atomic_init(&task.next, 0);
+    *task = (x8_task_t){.dot = k->dot_x8,
+                        .dot2 = k->dot_x16,
+                        .w = w,
+                        .group_size = PV_X8 * pv_type_row_size(t, n_cols),
+                        .n_groups = n_groups,
+                        .n_cols = n_cols,
+                        .act = act,
+                        .act_size = pv__x8_act_row_size(t, n_cols),
+                        .ys = ys,
+                        .n_tok = n_tok,
+                        .chunk = chunk > 0 ? chunk : 1};
+    atomic_init(&task->next, 0);
+}
+
+static void quantize_x8(pv_type_t t, int64_t n_cols, const float *const *xs, int n_tok, void *work, pv_pool_t *pool) {
+    act_task_t acts = {.t = t, .xs = xs, .work = work, .act_size = pv__x8_act_row_size(t, n_cols), .n_cols = n_cols,
+                       .n_tok = n_tok};
+    quantize_rows(&acts, pool);
+}
+
+static void matmul_x8(pv_type_t t, const void *w, int64_t n_rows, int64_t n_cols, const float *const *xs,
+                      float *const *ys, int n_tok, void *work, pv_pool_t *pool) {
+    quantize_x8(t, n_cols, xs, n_tok, work, pool);
+    x8_task_t task;
+    x8_task_init(&task, t, w, n_rows, n_cols, ys, n_tok, work, pool);
     run_rows(pool, matmul_x8_groups, &task, n_rows, n_cols, n_tok);
+}
+
+typedef struct {
+    x8_task_t part[PV_MATMUL_MAX_PARTS];
+    int n;
+} x8_parts_t;
+
+/* Each part's groups in turn: a thread goes on to the next part as soon as
+ * no chunk of this one is left, while others finish theirs. */
+static void matmul_x8_parts(void *arg, int ith, int nth) {
+    x8_parts_t *s = arg;
+    for (int i = 0; i < s->n; i++) matmul_x8_groups(&s->part[i], ith, nth);
+}
+
+/* Whether the parts can share one conversion of the inputs and one pool run. */
+static int parts_share(const pv_matmul_part_t *parts, int n_parts, int64_t n_cols) {
+    for (int i = 0; i < n_parts; i++) {
+        const pv_kern_traits_t *k = pv_kern_traits(parts[i].t);
+        if (parts[i].layout != PV_LAYOUT_X8 || !k || !k->dot_x8 || !pv_x8_supported(parts[i].t, parts[i].n_rows, n_cols) ||
+            pv__x8_act_format(parts[i].t) != pv__x8_act_format(parts[0].t))
+            return 0;
+    }
+    return n_parts <= PV_MATMUL_MAX_PARTS;
+}
+
+void pv_matmul_parts(const pv_matmul_part_t *parts, int n_parts, int64_t n_cols, const float *const *xs, int n_tok,
+                     void *work, pv_pool_t *pool) {
+    if (!parts_share(parts, n_parts, n_cols)) {
+        for (int i = 0; i < n_parts; i++)
+            pv_matmul(parts[i].t, parts[i].layout, parts[i].w, parts[i].n_rows, n_cols, xs, parts[i].ys, n_tok, work, pool);
+        return;
+    }
+    quantize_x8(parts[0].t, n_cols, xs, n_tok, work, pool);
+    x8_parts_t set = {.n = n_parts};
+    int64_t rows = 0;
+    for (int i = 0; i < n_parts; i++) {
+        x8_task_init(&set.part[i], parts[i].t, parts[i].w, parts[i].n_rows, n_cols, parts[i].ys, n_tok, work, pool);
+        rows += parts[i].n_rows;
+    }
+    run_rows(pool, matmul_x8_parts, &set, rows, n_cols, n_tok);
 }
 
 void pv_matmul(pv_type_t t, pv_layout_t layout, const void *w, int64_t n_rows, int64_t n_cols, const float *const *xs,

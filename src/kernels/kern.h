@@ -84,6 +84,27 @@ size_t pv_matmul_work_size(pv_type_t t, int64_t n_cols, int n_tok);
 void pv_matmul(pv_type_t t, pv_layout_t layout, const void *w, int64_t n_rows, int64_t n_cols, const float *const *xs,
                float *const *ys, int n_tok, void *work, pv_pool_t *pool);
 
+/* Matmuls that read the same input rows (a layer's q, k and v; gate and up),
+ * each its own weight and outputs: ys[b][r] = dot(row r of w, xs[b]). */
+typedef struct {
+    pv_type_t t;
+    pv_layout_t layout;
+    const void *w;
+    int64_t n_rows;
+    float *const *ys; /* [n_tok] output rows */
+} pv_matmul_part_t;
+
+#define PV_MATMUL_MAX_PARTS 3
+
+/* The parts' matmuls over n_tok input rows of n_cols, with the results of
+ * one pv_matmul per part, bit for bit. Interleaved parts whose kernels read
+ * one activation format share one conversion of the inputs and one hand-off
+ * to the pool (a thread that runs out of one part's rows takes the next
+ * part's); others run one after the other. work holds the largest
+ * pv_matmul_work_size of the parts. */
+void pv_matmul_parts(const pv_matmul_part_t *parts, int n_parts, int64_t n_cols, const float *const *xs, int n_tok,
+                     void *work, pv_pool_t *pool);
+
 /* 1 when a weight of type t with n_rows rows of n_cols can take
  * PV_LAYOUT_X8: q4_0, q8_0, q4_K, q6_K and f16 (n_cols a multiple of 8),
  * n_rows a multiple of 8. */

@@ -123,6 +123,8 @@ static inline const pv_block_q8_0 *pv__x8_act_blocks(const void *row, int64_t n)
  * q4_0 and q8_0, a plain q8_K row for K-quants, rounded floats for f16. */
 size_t pv__x8_act_row_size(pv_type_t t, int64_t n);
 void pv__x8_act_quantize(pv_type_t t, const float *x, void *row, int64_t n);
+/* Which of those formats t reads (types with equal values share a quantized row). */
+int pv__x8_act_format(pv_type_t t);
 
 /* Columns of one x8 block of type t (the file's block; 2 for f16). */
 int64_t pv__x8_block_cols(pv_type_t t);

@@ -85,6 +85,8 @@ void pv_x8_repack(pv_type_t t, const void *src, int64_t n_rows, int64_t n_cols, 
 /* q4_0 and q8_0 read the x8 activation rows; K-quants read plain q8_K rows. */
 static int reads_q8_K(pv_type_t t) { return t == PV_TYPE_Q4_K || t == PV_TYPE_Q6_K; }
 
+int pv__x8_act_format(pv_type_t t) { return t == PV_TYPE_F16 ? 2 : reads_q8_K(t); }
+
 size_t pv__x8_act_row_size(pv_type_t t, int64_t n) {
     if (t == PV_TYPE_F16) return (size_t)n * sizeof(float);
     return reads_q8_K(t) ? pv_type_row_size(PV_TYPE_Q8_K, n) : pv__x8_act_size(n);

@@ -46,7 +46,7 @@ struct pv_ctx {
     const float *rope_ff;  /* (n_rot/2) frequency divisors for this context, or NULL; borrowed from the model */
     float rope_mscale;     /* scale of the rotated values (long-rope attention factor) */
     const float **in;      /* [B] row pointers handed to pv_matmul */
-    float **out;           /* [B] row pointers handed to pv_matmul */
+    float **out;           /* [PV_MATMUL_MAX_PARTS * B] row pointers handed to pv_matmul(_parts) */
     attn_scratch_t *att;   /* [n_att] one per pool thread */
     int n_att;
     int *groups;           /* [max_batch + 1] first entry of each attention group, then n (end marker) */
@@ -119,7 +119,7 @@ static int alloc_scratch(pv_ctx_t *c) {
     c->hb2 = malloc(B * hp->n_ff * sizeof(float));
     c->rope_cs = malloc(B * hp->n_rot * sizeof(float) + 1);
     c->in = malloc(B * sizeof *c->in);
-    c->out = malloc(B * sizeof *c->out);
+    c->out = malloc(PV_MATMUL_MAX_PARTS * B * sizeof *c->out);
     c->groups = malloc((B + 1) * sizeof *c->groups);
     c->tiled = malloc(B);
     c->work = malloc(matmul_work_size(c->m, c->max_batch));
@@ -217,13 +217,23 @@ int pv_ctx_set_pool(pv_ctx_t *c, pv_pool_t *pool) {
 }
 size_t pv_ctx_kv_bytes(const pv_ctx_t *c) { return pv_kv_bytes(&c->kv); }
 
+/* ys[i][b] = ws[i] xs[b] for the n tokens and the n_w weights that read
+ * the same input (rows of x of width x_width, of ys[i] of width y_width[i]). */
+static void matmul_set(pv_ctx_t *c, int n_w, const pv_weight_t *const *ws, const float *x, size_t x_width,
+                       float *const *ys, const size_t *y_width, int n) {
+    pv_matmul_part_t parts[PV_MATMUL_MAX_PARTS];
+    for (int b = 0; b < n; b++) c->in[b] = x + (size_t)b * x_width;
+    for (int i = 0; i < n_w; i++) {
+        float **out = c->out + (size_t)i * c->max_batch;
+        for (int b = 0; b < n; b++) out[b] = ys[i] + (size_t)b * y_width[i];
+        parts[i] = (pv_matmul_part_t){ws[i]->t->type, ws[i]->layout, ws[i]->data, ws[i]->n_rows, out};
+    }
+    pv_matmul_parts(parts, n_w, ws[0]->n_cols, c->in, n, c->work, c->pool);
+}
+
 /* ys[b] = w xs[b] for the n tokens, rows of xs/ys with the given widths. */
 static void matmul(pv_ctx_t *c, const pv_weight_t *w, const float *x, size_t x_width, float *y, size_t y_width, int n) {
-    for (int b = 0; b < n; b++) {
-        c->in[b] = x + (size_t)b * x_width;
-        c->out[b] = y + (size_t)b * y_width;
-    }
-    pv_matmul(w->t->type, w->layout, w->data, w->n_rows, w->n_cols, c->in, c->out, n, c->work, c->pool);
+    matmul_set(c, 1, &w, x, x_width, &y, &y_width, n);
 }
 
 typedef struct {
@@ -394,9 +404,8 @@ int pv_forward_batch(pv_ctx_t *c, const pv_batch_entry_t *e, int n) {
 
         // attention: q, k, v projections of the normed stream             (B, q_dim), (B, kv_dim) x2
         for (int b = 0; b < n; b++) pv_rmsnorm(c->xb + b * d, c->x + b * d, L->attn_norm, (int)d, hp->norm_eps);
-        matmul(c, &L->wq, c->xb, d, c->q, c->q_dim, n);
-        matmul(c, &L->wk, c->xb, d, c->k, c->kv_dim, n);
-        matmul(c, &L->wv, c->xb, d, c->v, c->kv_dim, n);
+        matmul_set(c, 3, (const pv_weight_t *[]){&L->wq, &L->wk, &L->wv}, c->xb, d, (float *[]){c->q, c->k, c->v},
+                   (size_t[]){c->q_dim, c->kv_dim, c->kv_dim}, n);
 
         // biases (qwen2), per-head norms (qwen3), RoPE on each head of q and k, then k, v into the cache
         for (int b = 0; b < n; b++) {
@@ -428,8 +437,8 @@ int pv_forward_batch(pv_ctx_t *c, const pv_batch_entry_t *e, int n) {
 
         // feed-forward: w_down(silu(w_gate x) * w_up x)                      (B, n_ff) -> (B, n_embd)
         for (int b = 0; b < n; b++) pv_rmsnorm(c->xb + b * d, c->x + b * d, L->ffn_norm, (int)d, hp->norm_eps);
-        matmul(c, &L->w_gate, c->xb, d, c->hb, ff, n);
-        matmul(c, &L->w_up, c->xb, d, c->hb2, ff, n);
+        matmul_set(c, 2, (const pv_weight_t *[]){&L->w_gate, &L->w_up}, c->xb, d, (float *[]){c->hb, c->hb2},
+                   (size_t[]){ff, ff}, n);
         for (int b = 0; b < n; b++) pv_swiglu(c->hb + b * ff, c->hb2 + b * ff, (int)ff);
         matmul(c, &L->w_down, c->hb, ff, c->xb2, d, n);
         for (int b = 0; b < n; b++) pv_add(c->x + b * d, c->xb2 + b * d, (int)d);
