@@ -740,6 +740,28 @@ START_TEST(test_swiglu_matches_twin) {
 }
 END_TEST
 
+/* The x8 activation heads (dispatched) equal the twin's over any bytes, extremes included. */
+START_TEST(test_x8_heads_match_twin) {
+    enum { NB = 37 };
+    pv_block_q8_0 y[NB];
+    pv_x8_head h[NB], want[NB];
+    for (int b = 0; b < NB; b++) {
+        y[b].d = pv_f32_to_f16(rndf() * (b % 5 == 0 ? 1e-6f : 3.0f));
+        for (int j = 0; j < PV_QK; j++)
+            y[b].qs[j] = (int8_t)(b % 7 == 1 ? -128 : b % 7 == 2 ? 127 : b % 7 == 3 ? 0 : (int)(rnd() % 256) - 128);
+    }
+    memset(h, 0, sizeof h);
+    memset(want, 0, sizeof want);
+    pv__x8_heads(y, h, NB);
+    pv__x8_heads_ref(y, want, NB);
+    for (int b = 0; b < NB; b++)
+        ck_assert_msg(h[b].d == want[b].d && h[b].offset[0] == want[b].offset[0] && h[b].offset[1] == want[b].offset[1],
+                      "block %d: (%g, %d, %d) vs (%g, %d, %d)", b, h[b].d, h[b].offset[0], h[b].offset[1], want[b].d,
+                      want[b].offset[0], want[b].offset[1]);
+    ck_assert_int_eq(want[1].offset[0], -8 * 16 * -128); /* all -128: 16 bytes per half */
+}
+END_TEST
+
 START_TEST(test_exp_shifted_matches_twin) {
     enum { N = 203 };
     float x[N], y[N], want[N];
@@ -776,6 +798,7 @@ Suite *kern_suite(void) {
     tcase_add_test(tc, test_attn_block_matches_twin);
     tcase_add_test(tc, test_swiglu_matches_twin);
     tcase_add_test(tc, test_exp_shifted_matches_twin);
+    tcase_add_test(tc, test_x8_heads_match_twin);
     tcase_add_loop_test(tc, test_matmul_parts_match_singles, 0, 4);
     tcase_add_test(tc, test_matvec_rows);
     tcase_add_loop_test(tc, test_x8_repack_roundtrip, 0, N_X8);

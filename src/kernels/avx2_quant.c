@@ -101,6 +101,20 @@ PV_AVX2 static void f16_to_float(const void *row, float *y, int64_t n) {
     for (; i < n; i++) y[i] = pv_f16_to_f32(x[i]);
 }
 
+/* The x8 activation heads: maddubs by ones pairs the bytes (0, 1), (2, 3) of
+ * each 4-byte piece into int16 lanes, which madd then picks apart: the even
+ * lanes for the first sum, the odd ones for the second. */
+PV_AVX2 static void x8_heads(const pv_block_q8_0 *y, pv_x8_head *h, int64_t nb) {
+    const __m256i ones = _mm256_set1_epi8(1), lo = _mm256_set1_epi32(1), hi = _mm256_set1_epi32(1 << 16);
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i pairs = _mm256_maddubs_epi16(ones, _mm256_loadu_si256((const __m256i *)y[b].qs));
+        int32_t s0 = hsum_epi32(_mm256_madd_epi16(pairs, lo)), s1 = hsum_epi32(_mm256_madd_epi16(pairs, hi));
+        h[b] = (pv_x8_head){_cvtsh_ss(y[b].d), {(int16_t)(-8 * s0), (int16_t)(-8 * s1)}};
+    }
+}
+
+pv_x8_heads_fn pv__avx2_x8_heads(void) { return x8_heads; }
+
 pv_to_float_fn pv__avx2_to_float(pv_type_t t) { return t == PV_TYPE_F16 ? f16_to_float : NULL; }
 
 pv_from_float_fn pv__avx2_from_float(pv_type_t t) {

@@ -115,6 +115,11 @@ typedef struct {
 
 size_t pv__x8_act_size(int64_t n);                       /* bytes of one row, a multiple of 32 */
 void pv__x8_quantize(const float *x, void *row, int64_t n); /* floats -> that row */
+/* The heads of nb quantized blocks; dispatched (AVX2 or the twin, which agree to the bit). */
+typedef void (*pv_x8_heads_fn)(const pv_block_q8_0 *y, pv_x8_head *h, int64_t nb);
+void pv__x8_heads(const pv_block_q8_0 *y, pv_x8_head *h, int64_t nb);
+void pv__x8_heads_ref(const pv_block_q8_0 *y, pv_x8_head *h, int64_t nb);
+pv_x8_heads_fn pv__avx2_x8_heads(void);
 static inline const pv_block_q8_0 *pv__x8_act_blocks(const void *row, int64_t n) {
     return (const pv_block_q8_0 *)((const pv_x8_head *)row + n / PV_QK);
 }

@@ -119,16 +119,20 @@ size_t pv__x8_act_size(int64_t n) {
     return (bytes + 31) & ~(size_t)31;
 }
 
-void pv__x8_quantize(const float *x, void *row, int64_t n) {
-    int64_t nb = n / PV_QK;
-    pv_x8_head *h = row;
-    pv_block_q8_0 *y = (pv_block_q8_0 *)(h + nb);
-    pv_kern_traits(PV_TYPE_Q8_0)->from_float(x, y, n);
+void pv__x8_heads_ref(const pv_block_q8_0 *y, pv_x8_head *h, int64_t nb) {
     for (int64_t b = 0; b < nb; b++) {
         int32_t sum[2] = {0, 0};
         for (int j = 0; j < PV_QK; j++) sum[j % 4 / 2] += y[b].qs[j];
         h[b] = (pv_x8_head){pv_f16_to_f32(y[b].d), {(int16_t)(-8 * sum[0]), (int16_t)(-8 * sum[1])}};
     }
+}
+
+void pv__x8_quantize(const float *x, void *row, int64_t n) {
+    int64_t nb = n / PV_QK;
+    pv_x8_head *h = row;
+    pv_block_q8_0 *y = (pv_block_q8_0 *)(h + nb);
+    pv_kern_traits(PV_TYPE_Q8_0)->from_float(x, y, n);
+    pv__x8_heads(y, h, nb);
 }
 
 
