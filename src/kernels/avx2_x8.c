@@ -693,16 +693,15 @@ PV_AVX2 static void f16_x8_1(const uint16_t *w, const uint8_t *a, int64_t n, flo
     _mm256_storeu_ps(out, f16_rows(_mm256_add_ps(lo0, lo1), _mm256_add_ps(hi0, hi1)));
 }
 
-/* 4 tokens over column pairs [i0, i1) of weights already widened to floats
- * (wf: 16 floats per column pair, as the halves lie): the 8 sums (2 per
- * token) keep 8 FMAs in flight and carry over from span to span in acc. */
-PV_AVX2 static inline void f16_x8_4_span(const float *wf, const uint8_t *a, size_t a_stride, int64_t i0, int64_t i1,
-                                         __m256 *acc, int nt) {
+/* 4 tokens: each column pair is widened once and meets every token; the 8
+ * sums (2 per token) keep 8 FMAs in flight. */
+PV_AVX2 static void f16_x8_4(const uint16_t *w, const uint8_t *a, size_t a_stride, int64_t n, float *out, int nt, int ahead) {
     const float *y0 = (const float *)a, *y1 = (const float *)(a + a_stride);
     const float *y2 = (const float *)(a + 2 * a_stride), *y3 = (const float *)(a + (nt > 3 ? 3 : 2) * a_stride);
-    __m256 lo0 = acc[0], hi0 = acc[1], lo1 = acc[2], hi1 = acc[3], lo2 = acc[4], hi2 = acc[5], lo3 = acc[6], hi3 = acc[7];
-    for (int64_t i = i0; i < i1; i += 2, wf += 16) {
-        __m256 wl = _mm256_loadu_ps(wf), wh = _mm256_loadu_ps(wf + 8), b;
+    __m256 lo0 = _mm256_setzero_ps(), hi0 = lo0, lo1 = lo0, hi1 = lo0, lo2 = lo0, hi2 = lo0, lo3 = lo0, hi3 = lo0;
+    for (int64_t i = 0; i < n; i += 2, w += 16) {
+        if (ahead && i % 4 == 0) prefetch_ahead(w, 64);
+        __m256 wl = f16_lo(w), wh = f16_hi(w), b;
         b = bcast2(y0 + i);
         lo0 = _mm256_fmadd_ps(wl, b, lo0);
         hi0 = _mm256_fmadd_ps(wh, b, hi0);
@@ -716,50 +715,10 @@ PV_AVX2 static inline void f16_x8_4_span(const float *wf, const uint8_t *a, size
         lo3 = _mm256_fmadd_ps(wl, b, lo3);
         hi3 = _mm256_fmadd_ps(wh, b, hi3);
     }
-    acc[0] = lo0, acc[1] = hi0, acc[2] = lo1, acc[3] = hi1, acc[4] = lo2, acc[5] = hi2, acc[6] = lo3, acc[7] = hi3;
-}
-
-/* Columns widened at a time: a span's floats (8 KB) and the tokens'
- * activations for it stay in L1 while every 4-token pass meets them, and
- * each half is converted once per F16_PASSES passes instead of once per pass
- * (the conversions, not the FMAs, bounded the pass that widened as it went). */
-#define F16_SPAN 256
-#define F16_PASSES 4 /* 4-token passes that go span by span together: 16 tokens */
-
-/* Tokens 4 at a time (nt = 3: the third token twice), F16_PASSES passes span
- * by span, then the rest one by one. Each sum adds its columns in the order
- * of one pass over the whole row. */
-PV_AVX2 static void f16_x8(const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out) {
-    const uint8_t *ap = a;
-    const uint16_t *wh = w;
-    float wf[8 * F16_SPAN];
-    int j0 = 0;
-    while (j0 + 3 <= n_tok) {
-        __m256 acc[F16_PASSES][8];
-        int passes = 0;
-        while (passes < F16_PASSES && j0 + 4 * passes + 3 <= n_tok) passes++;
-        for (int p = 0; p < passes; p++)
-            for (int k = 0; k < 8; k++) acc[p][k] = _mm256_setzero_ps();
-        for (int64_t i0 = 0; i0 < n; i0 += F16_SPAN) {
-            int64_t i1 = i0 + F16_SPAN < n ? i0 + F16_SPAN : n;
-            for (int64_t i = 8 * i0; i < 8 * i1; i += 8) {
-                if (j0 == 0 && i % 32 == 0) prefetch_ahead(wh + i, 64);
-                _mm256_storeu_ps(wf + (i - 8 * i0), f16_lo(wh + i));
-            }
-            for (int p = 0; p < passes; p++) {
-                int j = j0 + 4 * p, nt = n_tok - j < 4 ? n_tok - j : 4;
-                f16_x8_4_span(wf, ap + (size_t)j * a_stride, a_stride, i0, i1, acc[p], nt);
-            }
-        }
-        int next = j0;
-        for (int p = 0; p < passes; p++) {
-            int j = j0 + 4 * p, nt = n_tok - j < 4 ? n_tok - j : 4;
-            for (int t = 0; t < nt; t++) _mm256_storeu_ps(out + PV_X8 * (j + t), f16_rows(acc[p][2 * t], acc[p][2 * t + 1]));
-            next = j + nt;
-        }
-        j0 = next;
-    }
-    for (; j0 < n_tok; j0++) f16_x8_1(w, ap + (size_t)j0 * a_stride, n, out + PV_X8 * j0);
+    _mm256_storeu_ps(out, f16_rows(lo0, hi0));
+    _mm256_storeu_ps(out + 8, f16_rows(lo1, hi1));
+    _mm256_storeu_ps(out + 16, f16_rows(lo2, hi2));
+    if (nt > 3) _mm256_storeu_ps(out + 24, f16_rows(lo3, hi3));
 }
 
 /* 4 tokens at a time through the 4-token kernel (nt = 3: the third token
@@ -782,6 +741,7 @@ X8_ENTRY(q4_0_x8)
 X8_ENTRY(q8_0_x8)
 X8_ENTRY(q4_K_x8)
 X8_ENTRY(q6_K_x8)
+X8_ENTRY(f16_x8)
 
 /* Two adjacent groups 4 tokens at a time (nt = 3: the third token twice),
  * the rest of the tokens one group and one token at a time. */
