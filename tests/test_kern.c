@@ -662,6 +662,41 @@ START_TEST(test_matmul_parts_match_singles) {
 }
 END_TEST
 
+/* A long prompt's matmul (its tokens go through the kernels 16 at a time,
+ * the threads splitting the groups) gives the same numbers as calls of at
+ * most 16 tokens each on one thread. */
+START_TEST(test_x8_matmul_token_blocks) {
+    static const pv_type_t ts[] = {PV_TYPE_Q4_0, PV_TYPE_Q4_K, PV_TYPE_F16};
+    pv_type_t t = ts[_i];
+    int64_t n_rows = 8 * 40, n_cols = t == PV_TYPE_F16 ? 4096 : 8192;
+    enum { NT = 37 };
+    uint8_t *file = random_weights(t, n_rows, n_cols, 1), *w = malloc(pv_type_row_size(t, n_cols) * n_rows);
+    pv_x8_repack(t, file, n_rows, n_cols, w);
+    float *x = malloc(NT * n_cols * sizeof *x), *y = malloc(2 * NT * n_rows * sizeof *y);
+    const float *xs[NT];
+    float *ys[NT], *ys_b[NT];
+    for (int j = 0; j < NT; j++) {
+        for (int64_t i = 0; i < n_cols; i++) x[j * n_cols + i] = rndf();
+        xs[j] = x + j * n_cols;
+        ys[j] = y + j * n_rows;
+        ys_b[j] = y + (NT + j) * n_rows;
+    }
+    void *work = malloc(pv_matmul_work_size(t, n_cols, NT));
+    pv_pool_t *pool = pv_pool_new(2);
+    pv_matmul(t, PV_LAYOUT_X8, w, n_rows, n_cols, xs, ys, NT, work, pool);
+    for (int b = 0; b < NT; b += 16)
+        pv_matmul(t, PV_LAYOUT_X8, w, n_rows, n_cols, xs + b, ys_b + b, NT - b < 16 ? NT - b : 16, work, NULL);
+    for (int j = 0; j < NT; j++)
+        ck_assert_msg(!memcmp(ys[j], ys_b[j], n_rows * sizeof(float)), "%s token %d", pv_type_name(t), j);
+    pv_pool_free(pool);
+    free(file);
+    free(w);
+    free(x);
+    free(y);
+    free(work);
+}
+END_TEST
+
 START_TEST(test_matvec_rows) {
     float w[3 * 4] = {1, 2, 3, 4, 0, 1, 0, 1, -1, -1, -1, -1};
     float x[4] = {1, 1, 2, 0.5f}, y[3], row[4], work[4];
@@ -800,6 +835,7 @@ Suite *kern_suite(void) {
     tcase_add_test(tc, test_exp_shifted_matches_twin);
     tcase_add_test(tc, test_x8_heads_match_twin);
     tcase_add_loop_test(tc, test_matmul_parts_match_singles, 0, 4);
+    tcase_add_loop_test(tc, test_x8_matmul_token_blocks, 0, 3);
     tcase_add_test(tc, test_matvec_rows);
     tcase_add_loop_test(tc, test_x8_repack_roundtrip, 0, N_X8);
     tcase_add_loop_test(tc, test_x8_fast_matches_twin, 0, N_X8);
