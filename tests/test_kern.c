@@ -713,6 +713,22 @@ START_TEST(test_matvec_rows) {
 }
 END_TEST
 
+/* Several rows normalised at once are each what pv_rmsnorm gives, bit for bit. */
+START_TEST(test_rmsnorm_rows) {
+    enum { N = 203, ROWS = 9 };
+    float x[ROWS * N], w[N], out[ROWS * N], want[N];
+    for (int i = 0; i < N; i++) w[i] = rndf() * 2;
+    for (int i = 0; i < ROWS * N; i++) x[i] = rndf() * (i % 37 == 0 ? 300.0f : 3.0f);
+    for (int rows = 1; rows <= ROWS; rows++) {
+        pv_rmsnorm_rows(out, x, w, N, 1e-5f, rows);
+        for (int r = 0; r < rows; r++) {
+            pv_rmsnorm(want, x + r * N, w, N, 1e-5f);
+            ck_assert_msg(!memcmp(out + r * N, want, sizeof want), "%d rows: row %d differs", rows, r);
+        }
+    }
+}
+END_TEST
+
 START_TEST(test_ops) {
     float x[4] = {1, 2, 3, 4}, w[4] = {1, 1, 2, 1}, out[4];
     pv_rmsnorm(out, x, w, 4, 0.0f);
@@ -834,6 +850,7 @@ Suite *kern_suite(void) {
     tcase_add_test(tc, test_swiglu_matches_twin);
     tcase_add_test(tc, test_exp_shifted_matches_twin);
     tcase_add_test(tc, test_x8_heads_match_twin);
+    tcase_add_test(tc, test_rmsnorm_rows);
     tcase_add_loop_test(tc, test_matmul_parts_match_singles, 0, 4);
     tcase_add_loop_test(tc, test_x8_matmul_token_blocks, 0, 3);
     tcase_add_test(tc, test_matvec_rows);

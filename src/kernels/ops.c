@@ -6,11 +6,38 @@
 
 #include "base/fp16.h"
 
-void pv_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
-    double ss = 0.0; /* llama.cpp's order: float squares summed in double, the mean and scale in float */
-    for (int i = 0; i < n; i++) ss += (double)(x[i] * x[i]);
+/* llama.cpp's order: float squares summed in double, the mean and scale in float. */
+static void rms_scale(float *out, const float *x, const float *w, int n, float eps, double ss) {
     float mean = (float)(ss / n), scale = 1.0f / sqrtf(mean + eps);
     for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
+}
+
+void pv_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+    double ss = 0.0;
+    for (int i = 0; i < n; i++) ss += (double)(x[i] * x[i]);
+    rms_scale(out, x, w, n, eps, ss);
+}
+
+/* Four rows' sums in one loop: each is still one sequential sum (the same
+ * bits), but the four chains of dependent additions run side by side. */
+void pv_rmsnorm_rows(float *out, const float *x, const float *w, int n, float eps, int rows) {
+    int r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        const float *x0 = x + (size_t)r * n, *x1 = x0 + n, *x2 = x1 + n, *x3 = x2 + n;
+        double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+        for (int i = 0; i < n; i++) {
+            s0 += (double)(x0[i] * x0[i]);
+            s1 += (double)(x1[i] * x1[i]);
+            s2 += (double)(x2[i] * x2[i]);
+            s3 += (double)(x3[i] * x3[i]);
+        }
+        float *o = out + (size_t)r * n;
+        rms_scale(o, x0, w, n, eps, s0);
+        rms_scale(o + n, x1, w, n, eps, s1);
+        rms_scale(o + 2 * (size_t)n, x2, w, n, eps, s2);
+        rms_scale(o + 3 * (size_t)n, x3, w, n, eps, s3);
+    }
+    for (; r < rows; r++) pv_rmsnorm(out + (size_t)r * n, x + (size_t)r * n, w, n, eps);
 }
 
 void pv_softmax(float *x, int n) {

@@ -7,6 +7,8 @@
 
 /* out[i] = x[i] / rms(x) * w[i]; out may alias x. */
 void pv_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
+/* pv_rmsnorm of rows consecutive rows of n (x and out row-major), the same bits. */
+void pv_rmsnorm_rows(float *out, const float *x, const float *w, int n, float eps, int rows);
 
 /* In-place softmax over n values. */
 void pv_softmax(float *x, int n);

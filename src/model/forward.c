@@ -403,7 +403,7 @@ int pv_forward_batch(pv_ctx_t *c, const pv_batch_entry_t *e, int n) {
         const pv_layer_t *L = &m->layers[il];
 
         // attention: q, k, v projections of the normed stream             (B, q_dim), (B, kv_dim) x2
-        for (int b = 0; b < n; b++) pv_rmsnorm(c->xb + b * d, c->x + b * d, L->attn_norm, (int)d, hp->norm_eps);
+        pv_rmsnorm_rows(c->xb, c->x, L->attn_norm, (int)d, hp->norm_eps, n);
         matmul_set(c, 3, (const pv_weight_t *[]){&L->wq, &L->wk, &L->wv}, c->xb, d, (float *[]){c->q, c->k, c->v},
                    (size_t[]){c->q_dim, c->kv_dim, c->kv_dim}, n);
 
@@ -436,7 +436,7 @@ int pv_forward_batch(pv_ctx_t *c, const pv_batch_entry_t *e, int n) {
         for (int b = 0; b < n; b++) pv_add(c->x + b * d, c->xb2 + b * d, (int)d);
 
         // feed-forward: w_down(silu(w_gate x) * w_up x)                      (B, n_ff) -> (B, n_embd)
-        for (int b = 0; b < n; b++) pv_rmsnorm(c->xb + b * d, c->x + b * d, L->ffn_norm, (int)d, hp->norm_eps);
+        pv_rmsnorm_rows(c->xb, c->x, L->ffn_norm, (int)d, hp->norm_eps, n);
         matmul_set(c, 2, (const pv_weight_t *[]){&L->w_gate, &L->w_up}, c->xb, d, (float *[]){c->hb, c->hb2},
                    (size_t[]){ff, ff}, n);
         for (int b = 0; b < n; b++) pv_swiglu(c->hb + b * ff, c->hb2 + b * ff, (int)ff);
