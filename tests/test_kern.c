@@ -729,6 +729,25 @@ START_TEST(test_rmsnorm_rows) {
 }
 END_TEST
 
+/* RoPE (dispatched) equals its twin bit for bit, both styles, tails included. */
+START_TEST(test_rope_matches_twin) {
+    static const int rots[] = {2, 4, 6, 16, 24, 32, 40, 64, 96, 128};
+    float x[128], y[128], want[128], cs[128];
+    for (size_t k = 0; k < sizeof rots / sizeof rots[0]; k++)
+        for (int neox = 0; neox < 2; neox++) {
+            int n = rots[k];
+            pv_rope_angles(cs, n, 1 + 37 * (int)k, 10000.0f, NULL, 1.0f);
+            for (int i = 0; i < n; i++) x[i] = rndf() * (i % 9 == 0 ? 1000.0f : 2.0f);
+            memcpy(y, x, sizeof x);
+            memcpy(want, x, sizeof x);
+            pv_rope_apply(y, n, cs, neox);
+            pv_rope_apply_ref(want, n, cs, neox);
+            for (int i = 0; i < n; i++)
+                ck_assert_msg(y[i] == want[i], "n_rot %d neox %d [%d]: %.9g vs %.9g", n, neox, i, y[i], want[i]);
+        }
+}
+END_TEST
+
 START_TEST(test_ops) {
     float x[4] = {1, 2, 3, 4}, w[4] = {1, 1, 2, 1}, out[4];
     pv_rmsnorm(out, x, w, 4, 0.0f);
@@ -851,6 +870,7 @@ Suite *kern_suite(void) {
     tcase_add_test(tc, test_exp_shifted_matches_twin);
     tcase_add_test(tc, test_x8_heads_match_twin);
     tcase_add_test(tc, test_rmsnorm_rows);
+    tcase_add_test(tc, test_rope_matches_twin);
     tcase_add_loop_test(tc, test_matmul_parts_match_singles, 0, 4);
     tcase_add_loop_test(tc, test_x8_matmul_token_blocks, 0, 3);
     tcase_add_test(tc, test_matvec_rows);

@@ -874,10 +874,37 @@ PV_AVX2 static void exp_shifted(float *y, const float *x, int n, float max, floa
     if (i < n) pv_exp_shifted_ref(y + i, x + i, n - i, max, scale);
 }
 
+/* RoPE 4 pairs (pairs style) or 8 (NeoX halves) at a time, each element
+ * with the twin's two roundings: x0 c - (x1 s) and x0 s + (x1 c), one fused
+ * multiply-add on the first product. */
+PV_AVX2 static void rope_apply(float *x, int n_rot, const float *cs, int neox) {
+    int half = n_rot / 2, i = 0;
+    if (!neox)
+        for (; i + 4 <= half; i += 4) { /* x: x0 x1 of 4 pairs; cs: c s of the same 4 */
+            __m256 v = _mm256_loadu_ps(x + 2 * i), t = _mm256_loadu_ps(cs + 2 * i);
+            __m256 sw = _mm256_permute_ps(v, _MM_SHUFFLE(2, 3, 0, 1)); /* x1 x0 */
+            __m256 c = _mm256_moveldup_ps(t), s = _mm256_movehdup_ps(t);
+            __m256 even = _mm256_fmsub_ps(v, c, _mm256_mul_ps(sw, s)); /* x0 c - (x1 s) */
+            __m256 odd = _mm256_fmadd_ps(sw, s, _mm256_mul_ps(v, c));  /* x0 s + (x1 c) */
+            _mm256_storeu_ps(x + 2 * i, _mm256_blend_ps(even, odd, 0xaa));
+        }
+    else
+        for (; i + 8 <= half; i += 8) { /* x0: x[i..], x1: x[i + half..]; cs interleaved */
+            __m256 lo = _mm256_loadu_ps(cs + 2 * i), hi = _mm256_loadu_ps(cs + 2 * i + 8);
+            __m256 c = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0))), 0xd8));
+            __m256 s = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1))), 0xd8));
+            __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + half);
+            _mm256_storeu_ps(x + i, _mm256_fmsub_ps(x0, c, _mm256_mul_ps(x1, s)));
+            _mm256_storeu_ps(x + i + half, _mm256_fmadd_ps(x0, s, _mm256_mul_ps(x1, c)));
+        }
+    pv_rope_apply_from(x, n_rot, cs, neox, i);
+}
+
 pv_attn_block_fn pv__avx2_attn_block(void) { return attn_block; }
 pv_attn_tile_fn pv__avx2_attn_tile(void) { return attn_tile; }
 pv_swiglu_fn pv__avx2_swiglu(void) { return swiglu; }
 pv_exp_shifted_fn pv__avx2_exp_shifted(void) { return exp_shifted; }
+pv_rope_fn pv__avx2_rope(void) { return rope_apply; }
 
 pv_vec_dot4_fn pv__avx2_vec_dot4(pv_type_t t) {
     switch (t) {

@@ -22,6 +22,7 @@ static pv_attn_tile_fn active_attn_tile = pv_attn_tile_ref;
 static pv_swiglu_fn active_swiglu = pv_swiglu_ref;
 static pv_exp_shifted_fn active_exp_shifted = pv_exp_shifted_ref;
 static pv_x8_heads_fn active_x8_heads = pv__x8_heads_ref;
+static pv_rope_fn active_rope = pv_rope_apply_ref;
 static pthread_once_t active_once = PTHREAD_ONCE_INIT;
 
 /* AVX2, FMA and F16C from CPUID, and the OS saving the AVX registers (XGETBV). */
@@ -67,6 +68,7 @@ static void choose_kernels(void) {
         active_swiglu = pv__avx2_swiglu();
         active_exp_shifted = pv__avx2_exp_shifted();
         active_x8_heads = pv__avx2_x8_heads();
+        active_rope = pv__avx2_rope();
     }
 }
 
@@ -84,6 +86,11 @@ const char *pv_kern_isa(void) {
 void pv_swiglu(float *a, const float *b, int n) {
     pthread_once(&active_once, choose_kernels);
     active_swiglu(a, b, n);
+}
+
+void pv_rope_apply(float *x, int n_rot, const float *cs, int neox) {
+    pthread_once(&active_once, choose_kernels);
+    active_rope(x, n_rot, cs, neox);
 }
 
 void pv__x8_heads(const pv_block_q8_0 *y, pv_x8_head *h, int64_t nb) {

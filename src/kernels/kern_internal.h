@@ -156,5 +156,6 @@ pv_attn_block_fn pv__avx2_attn_block(void);
 pv_attn_tile_fn pv__avx2_attn_tile(void);
 pv_swiglu_fn pv__avx2_swiglu(void);
 pv_exp_shifted_fn pv__avx2_exp_shifted(void);
+pv_rope_fn pv__avx2_rope(void);
 
 #endif

@@ -63,15 +63,17 @@ void pv_rope_angles(float *cs, int n_rot, int pos, float base, const float *ff, 
     }
 }
 
-void pv_rope_apply(float *x, int n_rot, const float *cs, int neox) {
+void pv_rope_apply_from(float *x, int n_rot, const float *cs, int neox, int from) {
     int half = n_rot / 2;
-    for (int i = 0; i < half; i++) {
+    for (int i = from; i < half; i++) {
         float *a = neox ? &x[i] : &x[2 * i], *b = neox ? &x[i + half] : &x[2 * i + 1];
         float c = cs[2 * i], s = cs[2 * i + 1], x0 = *a, x1 = *b;
         *a = fmaf(x0, c, -(x1 * s));
         *b = fmaf(x0, s, x1 * c);
     }
 }
+
+void pv_rope_apply_ref(float *x, int n_rot, const float *cs, int neox) { pv_rope_apply_from(x, n_rot, cs, neox, 0); }
 
 static float f32_of(uint32_t u) {
     float f;

@@ -23,7 +23,10 @@ void pv_rope_angles(float *cs, int n_rot, int pos, float base, const float *ff, 
 /* Rotates one head's first n_rot elements by the angles in cs: pairs
  * (x[2i], x[2i+1]) in the original llama style, or (x[i], x[i + n_rot/2])
  * in the NeoX style. Elements past n_rot stay as they are. */
-void pv_rope_apply(float *x, int n_rot, const float *cs, int neox);
+void pv_rope_apply(float *x, int n_rot, const float *cs, int neox); /* dispatched: AVX2 or the twin, the same bits */
+void pv_rope_apply_ref(float *x, int n_rot, const float *cs, int neox);
+void pv_rope_apply_from(float *x, int n_rot, const float *cs, int neox, int from); /* the twin, pairs from.. only */
+typedef void (*pv_rope_fn)(float *x, int n_rot, const float *cs, int neox);
 
 /* a[i] = silu(a[i]) * b[i] (SwiGLU). */
 void pv_swiglu(float *a, const float *b, int n); /* dispatched: AVX2 (a vector exp) or the twin */
