@@ -266,20 +266,6 @@ static void x8_task_init(x8_task_t *task, pv_type_t t, const void *w, int64_t n_
     atomic_init(&task->next, 0);
 }
 
-static void quantize_x8(pv_type_t t, int64_t n_cols, const float *const *xs, int n_tok, void *work, pv_pool_t *pool) {
-    act_task_t acts = {.t = t, .xs = xs, .work = work, .act_size = pv__x8_act_row_size(t, n_cols), .n_cols = n_cols,
-                       .n_tok = n_tok};
-    quantize_rows(&acts, pool);
-}
-
-static void matmul_x8(pv_type_t t, const void *w, int64_t n_rows, int64_t n_cols, const float *const *xs,
-                      float *const *ys, int n_tok, void *work, pv_pool_t *pool) {
-    quantize_x8(t, n_cols, xs, n_tok, work, pool);
-    x8_task_t task;
-    x8_task_init(&task, t, w, n_rows, n_cols, ys, n_tok, work, pool);
-    run_rows(pool, matmul_x8_groups, &task, n_rows, n_cols, n_tok);
-}
-
 typedef struct {
     x8_task_t part[PV_MATMUL_MAX_PARTS];
     int n;
@@ -290,6 +276,22 @@ typedef struct {
 static void matmul_x8_parts(void *arg, int ith, int nth) {
     x8_parts_t *s = arg;
     for (int i = 0; i < s->n; i++) matmul_x8_groups(&s->part[i], ith, nth);
+}
+
+/* Interleaved weights that read one activation format (at most
+ * PV_MATMUL_MAX_PARTS): the inputs converted once, one pool run. */
+static void matmul_x8(const pv_matmul_part_t *parts, int n_parts, int64_t n_cols, const float *const *xs, int n_tok,
+                      void *work, pv_pool_t *pool) {
+    act_task_t acts = {.t = parts[0].t, .xs = xs, .work = work, .act_size = pv__x8_act_row_size(parts[0].t, n_cols),
+                       .n_cols = n_cols, .n_tok = n_tok};
+    quantize_rows(&acts, pool);
+    x8_parts_t set = {.n = n_parts};
+    int64_t rows = 0;
+    for (int i = 0; i < n_parts; i++) {
+        x8_task_init(&set.part[i], parts[i].t, parts[i].w, parts[i].n_rows, n_cols, parts[i].ys, n_tok, work, pool);
+        rows += parts[i].n_rows;
+    }
+    run_rows(pool, matmul_x8_parts, &set, rows, n_cols, n_tok);
 }
 
 /* Whether the parts can share one conversion of the inputs and one pool run. */
@@ -305,25 +307,18 @@ static int parts_share(const pv_matmul_part_t *parts, int n_parts, int64_t n_col
 
 void pv_matmul_parts(const pv_matmul_part_t *parts, int n_parts, int64_t n_cols, const float *const *xs, int n_tok,
                      void *work, pv_pool_t *pool) {
-    if (!parts_share(parts, n_parts, n_cols)) {
-        for (int i = 0; i < n_parts; i++)
-            pv_matmul(parts[i].t, parts[i].layout, parts[i].w, parts[i].n_rows, n_cols, xs, parts[i].ys, n_tok, work, pool);
+    if (parts_share(parts, n_parts, n_cols)) {
+        matmul_x8(parts, n_parts, n_cols, xs, n_tok, work, pool);
         return;
     }
-    quantize_x8(parts[0].t, n_cols, xs, n_tok, work, pool);
-    x8_parts_t set = {.n = n_parts};
-    int64_t rows = 0;
-    for (int i = 0; i < n_parts; i++) {
-        x8_task_init(&set.part[i], parts[i].t, parts[i].w, parts[i].n_rows, n_cols, parts[i].ys, n_tok, work, pool);
-        rows += parts[i].n_rows;
-    }
-    run_rows(pool, matmul_x8_parts, &set, rows, n_cols, n_tok);
+    for (int i = 0; i < n_parts; i++)
+        pv_matmul(parts[i].t, parts[i].layout, parts[i].w, parts[i].n_rows, n_cols, xs, parts[i].ys, n_tok, work, pool);
 }
 
 void pv_matmul(pv_type_t t, pv_layout_t layout, const void *w, int64_t n_rows, int64_t n_cols, const float *const *xs,
                float *const *ys, int n_tok, void *work, pv_pool_t *pool) {
     if (layout == PV_LAYOUT_X8) {
-        matmul_x8(t, w, n_rows, n_cols, xs, ys, n_tok, work, pool);
+        matmul_x8(&(pv_matmul_part_t){t, layout, w, n_rows, ys}, 1, n_cols, xs, n_tok, work, pool);
         return;
     }
     const pv_kern_traits_t *k = pv_kern_traits(t);

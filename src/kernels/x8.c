@@ -135,7 +135,6 @@ void pv__x8_quantize(const float *x, void *row, int64_t n) {
     pv__x8_heads(y, h, nb);
 }
 
-
 /* f16: ref.c's f16 vec_dot over each row (one double sum per row and token,
  * the activations being halves widened to floats). */
 static void f16_x8_ref(const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out) {
