@@ -600,31 +600,42 @@ PV_AVX2 static inline __m256i q6_K_piece(__m256i v, __m256i sc, const int8_t *aq
     return _mm256_add_epi32(lane, _mm256_madd_epi16(_mm256_maddubs_epi16(v, bcast4(aq)), sc));
 }
 
-/* A block's int32 lanes into the float lanes, times d_w d_a. */
-PV_AVX2 static inline void q6_K_finish(const pv_block_q6_Kx8 *x, const pv_block_q8_K *y, const __m256i *lane, __m256 *acc) {
-    __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x->d)), _mm256_set1_ps(y->d));
-    for (int m = 0; m < 8; m++) { /* sub-blocks 2m, 2m+1: bytes 2(m % 2), +1 of scales piece m / 2 */
-        __m256i sc = signed_pair(_mm256_loadu_si256((const __m256i *)(x->scales + 32 * (m / 2))), 4 + m % 2);
-        __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(sc, bcast4((const int8_t *)(y->bsums + 2 * m))), 5);
-        acc[m] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(lane[m], off)), acc[m]);
-    }
+/* Lane m of a block's int32 sums, less its -32 offset (sub-blocks 2m, 2m + 1:
+ * bytes 2(m % 2), +1 of scales piece m / 2, against the token's sums of 16),
+ * into float lane m: acc + d_w d_a (lane - offset). */
+PV_AVX2 static inline __m256 q6_K_finish(const pv_block_q6_Kx8 *x, const pv_block_q8_K *y, int m, __m256i lane, __m256 d,
+                                         __m256 acc) {
+    __m256i sc = signed_pair(_mm256_loadu_si256((const __m256i *)(x->scales + 32 * (m / 2))), 4 + m % 2);
+    __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(sc, bcast4((const int8_t *)(y->bsums + 2 * m))), 5);
+    return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(lane, off)), acc);
 }
 
-/* Every piece i of the block (elements 128h + 32t + 4i..+3 of each row,
- * sub-block 8h + 2t + i / 4), t a literal so that q6_K_vals folds to its
- * branch-free case: STEP(v, sc, i, element offset at) runs for each. */
-#define Q6_K_SET(x, t, STEP)                                                            \
-    for (int ib = 0; ib < 2; ib++) {                                                    \
-        __m256i sc = q6_K_sub_scale(x, 8 * h + 2 * (t) + ib);                           \
-        for (int i = 4 * ib; i < 4 * ib + 4; i++) {                                     \
-            __m256i v = q6_K_vals(x, h, i, t);                                          \
-            int at = 128 * h + 32 * (t) + 4 * i;                                        \
-            STEP;                                                                       \
-        }                                                                               \
+/* d_w d_a of a block's 8 rows for one token. */
+PV_AVX2 static inline __m256 q6_K_d(const pv_block_q6_Kx8 *x, const pv_block_q8_K *y) {
+    return _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x->d)), _mm256_set1_ps(y->d));
+}
+
+/* The 16 sub-block scales of a block's 8 rows (q6_K_sub_scale). */
+PV_AVX2 static inline void q6_K_scales(const pv_block_q6_Kx8 *x, __m256i *sc) {
+    for (int s = 0; s < 16; s++) sc[s] = q6_K_sub_scale(x, s);
+}
+
+/* Lane m of a block one lane at a time: its 8 pieces (h, t), elements
+ * 128h + 32t + 4m..+3 of each row, in sub-block 8h + 2t + m / 4. Integer
+ * sums, so the order of the pieces is free; taking a lane whole keeps 4
+ * tokens' sums of it in registers (all 8 lanes of 4 tokens would not fit).
+ * t is spelled out so that q6_K_vals folds to its branch-free case; STEP(v,
+ * sc, at) runs for each piece, at its element offset. */
+#define Q6_K_PIECE(x, sc16, m, h, t, STEP)                                           \
+    {                                                                                \
+        __m256i v = q6_K_vals(x, h, m, t), sc = (sc16)[8 * (h) + 2 * (t) + (m) / 4]; \
+        int at = 128 * (h) + 32 * (t) + 4 * (m);                                     \
+        STEP;                                                                        \
     }
-#define Q6_K_PIECES(x, STEP)                                                            \
-    for (int h = 0; h < 2; h++) {                                                       \
-        Q6_K_SET(x, 0, STEP) Q6_K_SET(x, 1, STEP) Q6_K_SET(x, 2, STEP) Q6_K_SET(x, 3, STEP) \
+#define Q6_K_LANE(x, sc16, m, STEP)                                                                      \
+    _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {                                                \
+        Q6_K_PIECE(x, sc16, m, h, 0, STEP) Q6_K_PIECE(x, sc16, m, h, 1, STEP) Q6_K_PIECE(x, sc16, m, h, 2, STEP) \
+        Q6_K_PIECE(x, sc16, m, h, 3, STEP)                                                               \
     }
 
 PV_AVX2 static void q6_K_x8_1(const pv_block_q6_Kx8 *x, const uint8_t *a, int64_t n, float *out) {
@@ -632,11 +643,16 @@ PV_AVX2 static void q6_K_x8_1(const pv_block_q6_Kx8 *x, const uint8_t *a, int64_
     __m256 acc[8];
     for (int m = 0; m < 8; m++) acc[m] = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / PV_QK_K; b++) {
-        __m256i lane[8];
-        for (int m = 0; m < 8; m++) lane[m] = _mm256_setzero_si256();
+        __m256i sc16[16];
         prefetch_ahead(&x[b], sizeof x[b]);
-        Q6_K_PIECES(&x[b], lane[i] = q6_K_piece(v, sc, y[b].qs + at, lane[i]))
-        q6_K_finish(&x[b], &y[b], lane, acc);
+        q6_K_scales(&x[b], sc16);
+        __m256 d = q6_K_d(&x[b], &y[b]);
+#pragma GCC unroll 8
+        for (int m = 0; m < 8; m++) {
+            __m256i l = _mm256_setzero_si256();
+            Q6_K_LANE(&x[b], sc16, m, l = q6_K_piece(v, sc, y[b].qs + at, l); PIN(l))
+            acc[m] = q6_K_finish(&x[b], &y[b], m, l, d, acc[m]);
+        }
     }
     _mm256_storeu_ps(out, q8_0_lanes(acc));
 }
@@ -649,15 +665,21 @@ PV_AVX2 static void q6_K_x8_4(const pv_block_q6_Kx8 *x, const uint8_t *a, size_t
         for (int m = 0; m < 8; m++) acc[j][m] = _mm256_setzero_ps();
     }
     for (int64_t b = 0; b < n / PV_QK_K; b++) {
-        __m256i lane[4][8];
-        for (int j = 0; j < 4; j++)
-            for (int m = 0; m < 8; m++) lane[j][m] = _mm256_setzero_si256();
+        __m256i sc16[16];
         if (ahead) prefetch_ahead(&x[b], sizeof x[b]);
-        Q6_K_PIECES(&x[b], lane[0][i] = q6_K_piece(v, sc, y[0][b].qs + at, lane[0][i]);
-                    lane[1][i] = q6_K_piece(v, sc, y[1][b].qs + at, lane[1][i]);
-                    lane[2][i] = q6_K_piece(v, sc, y[2][b].qs + at, lane[2][i]);
-                    lane[3][i] = q6_K_piece(v, sc, y[3][b].qs + at, lane[3][i]))
-        for (int j = 0; j < 4; j++) q6_K_finish(&x[b], &y[j][b], lane[j], acc[j]);
+        q6_K_scales(&x[b], sc16);
+        __m256 d0 = q6_K_d(&x[b], &y[0][b]), d1 = q6_K_d(&x[b], &y[1][b]);
+        __m256 d2 = q6_K_d(&x[b], &y[2][b]), d3 = q6_K_d(&x[b], &y[3][b]);
+        for (int m = 0; m < 8; m++) {
+            __m256i l0 = _mm256_setzero_si256(), l1 = l0, l2 = l0, l3 = l0;
+            Q6_K_LANE(&x[b], sc16, m, l0 = q6_K_piece(v, sc, y[0][b].qs + at, l0);
+                      l1 = q6_K_piece(v, sc, y[1][b].qs + at, l1); l2 = q6_K_piece(v, sc, y[2][b].qs + at, l2);
+                      l3 = q6_K_piece(v, sc, y[3][b].qs + at, l3); PIN(l0); PIN(l1); PIN(l2); PIN(l3))
+            acc[0][m] = q6_K_finish(&x[b], &y[0][b], m, l0, d0, acc[0][m]);
+            acc[1][m] = q6_K_finish(&x[b], &y[1][b], m, l1, d1, acc[1][m]);
+            acc[2][m] = q6_K_finish(&x[b], &y[2][b], m, l2, d2, acc[2][m]);
+            acc[3][m] = q6_K_finish(&x[b], &y[3][b], m, l3, d3, acc[3][m]);
+        }
     }
     for (int j = 0; j < nt; j++) _mm256_storeu_ps(out + PV_X8 * j, q8_0_lanes(acc[j]));
 }
