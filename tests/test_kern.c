@@ -432,7 +432,7 @@ END_TEST
 
 /* ---- the interleaved layout (PV_LAYOUT_X8) ------------------------------------------------- */
 
-static const pv_type_t x8_types[] = {PV_TYPE_Q4_0, PV_TYPE_Q8_0, PV_TYPE_Q4_K, PV_TYPE_Q6_K, PV_TYPE_F16};
+static const pv_type_t x8_types[] = {PV_TYPE_Q4_0, PV_TYPE_Q8_0, PV_TYPE_Q4_K, PV_TYPE_Q5_K, PV_TYPE_Q6_K, PV_TYPE_F16};
 #define N_X8 (int)(sizeof x8_types / sizeof x8_types[0])
 
 /* n_rows random rows of t, some blocks all zero, with extreme scales now and then. */
@@ -455,7 +455,7 @@ START_TEST(test_x8_repack_roundtrip) {
     size_t row_size = pv_type_row_size(t, n_cols), bsz = pv_type_row_size(t, blk);
     ck_assert(pv_x8_supported(t, n_rows, n_cols));
     ck_assert(!pv_x8_supported(t, 20, n_cols));
-    ck_assert(!pv_x8_supported(PV_TYPE_Q5_K, 24, 256));
+    ck_assert(!pv_x8_supported(PV_TYPE_BF16, 24, 256));
     ck_assert(!pv_x8_supported(PV_TYPE_F16, 24, 36)); /* f16 kernels take 8 columns at a time */
     uint8_t *w = random_weights(t, n_rows, n_cols, 2), *x8 = malloc(row_size * n_rows), blocks[PV_X8][sizeof(pv_block_q6_K)];
     pv_x8_repack(t, w, n_rows, n_cols, x8);
@@ -614,11 +614,12 @@ END_TEST
 
 /* A set of matmuls over one input (q, k, v; gate, up) gives what one
  * pv_matmul per weight gives, bit for bit: shared formats (q4_0 with q8_0;
- * q4_K with q6_K, as in Q4_K_M layers) in one pool run, and a set that
- * mixes formats (q4_0 with q4_K) or layouts one by one. */
+ * q4_K or q5_K with q6_K, as in Q4_K_M and Q5_K_M layers) in one pool run,
+ * and a set that mixes formats (q4_0 with q4_K) or layouts one by one. */
 START_TEST(test_matmul_parts_match_singles) {
     static const pv_type_t sets[][3] = {{PV_TYPE_Q4_0, PV_TYPE_Q8_0, PV_TYPE_Q4_0}, {PV_TYPE_Q4_K, PV_TYPE_Q6_K, PV_TYPE_Q4_K},
-                                        {PV_TYPE_F16, PV_TYPE_F16, PV_TYPE_F16}, {PV_TYPE_Q4_0, PV_TYPE_Q4_K, PV_TYPE_F16}};
+                                        {PV_TYPE_Q5_K, PV_TYPE_Q6_K, PV_TYPE_Q5_K}, {PV_TYPE_F16, PV_TYPE_F16, PV_TYPE_F16},
+                                        {PV_TYPE_Q4_0, PV_TYPE_Q4_K, PV_TYPE_F16}};
     const pv_type_t *ts = sets[_i];
     int64_t n_cols = 256 * 3, rows[3] = {8 * 21, 8 * 5, 8 * 4};
     enum { NT = 7 };
@@ -871,7 +872,7 @@ Suite *kern_suite(void) {
     tcase_add_test(tc, test_x8_heads_match_twin);
     tcase_add_test(tc, test_rmsnorm_rows);
     tcase_add_test(tc, test_rope_matches_twin);
-    tcase_add_loop_test(tc, test_matmul_parts_match_singles, 0, 4);
+    tcase_add_loop_test(tc, test_matmul_parts_match_singles, 0, 5);
     tcase_add_loop_test(tc, test_x8_matmul_token_blocks, 0, 3);
     tcase_add_test(tc, test_matvec_rows);
     tcase_add_loop_test(tc, test_x8_repack_roundtrip, 0, N_X8);

@@ -595,8 +595,8 @@ PV_AVX2 static inline __m256i q6_K_sub_scale(const pv_block_q6_Kx8 *x, int s) {
     return signed_pair(_mm256_loadu_si256((const __m256i *)(x->scales + 32 * (s / 4))), s % 4);
 }
 
-/* One token's piece: sc q a of its 4 elements into the piece's lane. */
-PV_AVX2 static inline __m256i q6_K_piece(__m256i v, __m256i sc, const int8_t *aq, __m256i lane) {
+/* One token's piece: sc q a of its 4 elements into the piece's lane (q6_K, q5_K). */
+PV_AVX2 static inline __m256i lane_piece(__m256i v, __m256i sc, const int8_t *aq, __m256i lane) {
     return _mm256_add_epi32(lane, _mm256_madd_epi16(_mm256_maddubs_epi16(v, bcast4(aq)), sc));
 }
 
@@ -650,7 +650,7 @@ PV_AVX2 static void q6_K_x8_1(const pv_block_q6_Kx8 *x, const uint8_t *a, int64_
 #pragma GCC unroll 8
         for (int m = 0; m < 8; m++) {
             __m256i l = _mm256_setzero_si256();
-            Q6_K_LANE(&x[b], sc16, m, l = q6_K_piece(v, sc, y[b].qs + at, l); PIN(l))
+            Q6_K_LANE(&x[b], sc16, m, l = lane_piece(v, sc, y[b].qs + at, l); PIN(l))
             acc[m] = q6_K_finish(&x[b], &y[b], m, l, d, acc[m]);
         }
     }
@@ -672,9 +672,9 @@ PV_AVX2 static void q6_K_x8_4(const pv_block_q6_Kx8 *x, const uint8_t *a, size_t
         __m256 d2 = q6_K_d(&x[b], &y[2][b]), d3 = q6_K_d(&x[b], &y[3][b]);
         for (int m = 0; m < 8; m++) {
             __m256i l0 = _mm256_setzero_si256(), l1 = l0, l2 = l0, l3 = l0;
-            Q6_K_LANE(&x[b], sc16, m, l0 = q6_K_piece(v, sc, y[0][b].qs + at, l0);
-                      l1 = q6_K_piece(v, sc, y[1][b].qs + at, l1); l2 = q6_K_piece(v, sc, y[2][b].qs + at, l2);
-                      l3 = q6_K_piece(v, sc, y[3][b].qs + at, l3); PIN(l0); PIN(l1); PIN(l2); PIN(l3))
+            Q6_K_LANE(&x[b], sc16, m, l0 = lane_piece(v, sc, y[0][b].qs + at, l0);
+                      l1 = lane_piece(v, sc, y[1][b].qs + at, l1); l2 = lane_piece(v, sc, y[2][b].qs + at, l2);
+                      l3 = lane_piece(v, sc, y[3][b].qs + at, l3); PIN(l0); PIN(l1); PIN(l2); PIN(l3))
             acc[0][m] = q6_K_finish(&x[b], &y[0][b], m, l0, d0, acc[0][m]);
             acc[1][m] = q6_K_finish(&x[b], &y[1][b], m, l1, d1, acc[1][m]);
             acc[2][m] = q6_K_finish(&x[b], &y[2][b], m, l2, d2, acc[2][m]);
@@ -682,6 +682,113 @@ PV_AVX2 static void q6_K_x8_4(const pv_block_q6_Kx8 *x, const uint8_t *a, size_t
         }
     }
     for (int j = 0; j < nt; j++) _mm256_storeu_ps(out + PV_X8 * j, q8_0_lanes(acc[j]));
+}
+
+/* q5_K, in the order of llama.cpp's ggml_vec_dot_q5_K_q8_K (it has no
+ * repacked q5_K kernels, so one token and four add alike): per row and block
+ * 8 int32 lanes, lane m summing sc q a (q = 0..31) over the elements
+ * 4m..4m+3 of every sub-block of 32; 8 float lanes across blocks, one fused
+ * multiply-add per block by d_w d_a, added at the end as hsum_float_8 does
+ * (q8_0_lanes); plus a float sum of the mins' terms, one fused multiply-add
+ * per block of -d_a dmin_w and sum_s m_s (sum of a over s) (k_mins). A
+ * block goes one lane at a time, as q6_K's does. */
+
+/* The 5-bit values of quant piece 8c + i, its low (hi = 0) or high nibbles,
+ * with their fifth bits (bit 2c + hi of qh piece i, in h) moved to bit 4. */
+PV_AVX2 static inline __m256i q5_K_vals(const pv_block_q5_Kx8 *x, __m256i h, int c, int i, int hi) {
+    const __m256i low4 = _mm256_set1_epi8(0x0f), bit4 = _mm256_set1_epi8(0x10);
+    __m256i v = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * (8 * c + i)));
+    __m256i q = _mm256_and_si256(hi ? _mm256_srli_epi16(v, 4) : v, low4);
+    int bit = 2 * c + hi; /* one bit per byte is kept: 16-bit shifts move it within its byte */
+    __m256i f = bit < 4 ? _mm256_slli_epi16(h, 4 - bit) : bit > 4 ? _mm256_srli_epi16(h, bit - 4) : h;
+    return _mm256_or_si256(q, _mm256_and_si256(f, bit4));
+}
+
+/* Lane m's pieces of a block (sub-block s = 2c + hi: elements 32s + 4m..+3),
+ * c and hi spelled out so that q5_K_vals folds; STEP(q, sc, at) runs for each. */
+#define Q5_K_PIECE(x, h, sc8, m, c, hi, STEP)                                         \
+    {                                                                                 \
+        __m256i q = q5_K_vals(x, h, c, m, hi), sc = (sc8)[2 * (c) + (hi)];            \
+        int at = 64 * (c) + 32 * (hi) + 4 * (m);                                      \
+        STEP;                                                                         \
+    }
+#define Q5_K_LANE(x, sc8, m, STEP)                                                                      \
+    {                                                                                                   \
+        __m256i h = _mm256_loadu_si256((const __m256i *)((x)->qh + 32 * (m)));                         \
+        Q5_K_PIECE(x, h, sc8, m, 0, 0, STEP) Q5_K_PIECE(x, h, sc8, m, 0, 1, STEP)                       \
+        Q5_K_PIECE(x, h, sc8, m, 1, 0, STEP) Q5_K_PIECE(x, h, sc8, m, 1, 1, STEP)                       \
+        Q5_K_PIECE(x, h, sc8, m, 2, 0, STEP) Q5_K_PIECE(x, h, sc8, m, 2, 1, STEP)                       \
+        Q5_K_PIECE(x, h, sc8, m, 3, 0, STEP) Q5_K_PIECE(x, h, sc8, m, 3, 1, STEP)                       \
+    }
+
+/* The 8 sub-block scales of a block's 8 rows, each twice per lane (for madd). */
+PV_AVX2 static inline void q5_K_scales(const k_scales_t *k, __m256i *sc8) {
+    for (int s = 0; s < 8; s++) sc8[s] = k_sub_scale(k, s);
+}
+
+/* A token's block after its lanes: the mins' term into rest. */
+PV_AVX2 static inline __m256 q5_K_mins(const pv_block_q5_Kx8 *x, const k_scales_t *k, const pv_block_q8_K *y, __m256 rest) {
+    __m256 dmin = _mm256_mul_ps(_mm256_set1_ps(-y->d), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x->dmin)));
+    return _mm256_fmadd_ps(dmin, _mm256_cvtepi32_ps(k_mins(k, y)), rest);
+}
+
+/* d_w d_a of a block's 8 rows for one token. */
+PV_AVX2 static inline __m256 q5_K_d(const pv_block_q5_Kx8 *x, const pv_block_q8_K *y) {
+    return _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x->d)), _mm256_set1_ps(y->d));
+}
+
+/* A lane's int32 sums into its float lane. */
+PV_AVX2 static inline __m256 lane_fma(__m256 d, __m256i lane, __m256 acc) { return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lane), acc); }
+
+PV_AVX2 static void q5_K_x8_1(const pv_block_q5_Kx8 *x, const uint8_t *a, int64_t n, float *out) {
+    const pv_block_q8_K *y = (const pv_block_q8_K *)a;
+    __m256 acc[8], rest = _mm256_setzero_ps();
+    for (int m = 0; m < 8; m++) acc[m] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / PV_QK_K; b++) {
+        __m256i sc8[8];
+        prefetch_ahead(&x[b], sizeof x[b]);
+        k_scales_t k = k_scales(x[b].scales);
+        q5_K_scales(&k, sc8);
+        __m256 d = q5_K_d(&x[b], &y[b]);
+#pragma GCC unroll 8
+        for (int m = 0; m < 8; m++) {
+            __m256i l = _mm256_setzero_si256();
+            Q5_K_LANE(&x[b], sc8, m, l = lane_piece(q, sc, y[b].qs + at, l); PIN(l))
+            acc[m] = lane_fma(d, l, acc[m]);
+        }
+        rest = q5_K_mins(&x[b], &k, &y[b], rest);
+    }
+    _mm256_storeu_ps(out, _mm256_add_ps(q8_0_lanes(acc), rest));
+}
+
+PV_AVX2 static void q5_K_x8_4(const pv_block_q5_Kx8 *x, const uint8_t *a, size_t a_stride, int64_t n, float *out, int nt, int ahead) {
+    const pv_block_q8_K *y[4];
+    __m256 acc[4][8], rest[4];
+    for (int j = 0; j < 4; j++) {
+        y[j] = (const pv_block_q8_K *)(a + (size_t)(j < nt ? j : nt - 1) * a_stride);
+        rest[j] = _mm256_setzero_ps();
+        for (int m = 0; m < 8; m++) acc[j][m] = _mm256_setzero_ps();
+    }
+    for (int64_t b = 0; b < n / PV_QK_K; b++) {
+        __m256i sc8[8];
+        if (ahead) prefetch_ahead(&x[b], sizeof x[b]);
+        k_scales_t k = k_scales(x[b].scales);
+        q5_K_scales(&k, sc8);
+        __m256 d0 = q5_K_d(&x[b], &y[0][b]), d1 = q5_K_d(&x[b], &y[1][b]);
+        __m256 d2 = q5_K_d(&x[b], &y[2][b]), d3 = q5_K_d(&x[b], &y[3][b]);
+        for (int m = 0; m < 8; m++) {
+            __m256i l0 = _mm256_setzero_si256(), l1 = l0, l2 = l0, l3 = l0;
+            Q5_K_LANE(&x[b], sc8, m, l0 = lane_piece(q, sc, y[0][b].qs + at, l0);
+                      l1 = lane_piece(q, sc, y[1][b].qs + at, l1); l2 = lane_piece(q, sc, y[2][b].qs + at, l2);
+                      l3 = lane_piece(q, sc, y[3][b].qs + at, l3); PIN(l0); PIN(l1); PIN(l2); PIN(l3))
+            acc[0][m] = lane_fma(d0, l0, acc[0][m]);
+            acc[1][m] = lane_fma(d1, l1, acc[1][m]);
+            acc[2][m] = lane_fma(d2, l2, acc[2][m]);
+            acc[3][m] = lane_fma(d3, l3, acc[3][m]);
+        }
+        for (int j = 0; j < 4; j++) rest[j] = q5_K_mins(&x[b], &k, &y[j][b], rest[j]);
+    }
+    for (int j = 0; j < nt; j++) _mm256_storeu_ps(out + PV_X8 * j, _mm256_add_ps(q8_0_lanes(acc[j]), rest[j]));
 }
 
 /* f16: a 32-byte piece holds columns 2k, 2k + 1 of the 8 rows; its halves
@@ -762,6 +869,7 @@ PV_AVX2 static void f16_x8_4(const uint16_t *w, const uint8_t *a, size_t a_strid
 X8_ENTRY(q4_0_x8)
 X8_ENTRY(q8_0_x8)
 X8_ENTRY(q4_K_x8)
+X8_ENTRY(q5_K_x8)
 X8_ENTRY(q6_K_x8)
 X8_ENTRY(f16_x8)
 
@@ -801,6 +909,7 @@ pv_dot_x8_fn pv__avx2_dot_x8(pv_type_t t) {
     case PV_TYPE_Q4_0: return q4_0_x8;
     case PV_TYPE_Q8_0: return q8_0_x8;
     case PV_TYPE_Q4_K: return q4_K_x8;
+    case PV_TYPE_Q5_K: return q5_K_x8;
     case PV_TYPE_Q6_K: return q6_K_x8;
     case PV_TYPE_F16: return f16_x8;
     default: return NULL;

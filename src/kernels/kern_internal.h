@@ -48,6 +48,10 @@ static inline float pv__lanes_sum(const float l[8]) { return ((l[0] + l[4]) + (l
 
 /* A q6_K block's 256 values, q - 32 (ref.c). */
 void pv__q6_K_values(const pv_block_q6_K *b, int8_t q[256]);
+/* One q5_K block's share of its dot product (ref.c): its integer lanes into
+ * the 8 float lanes l, its mins' term into *mins; the row's dot product is
+ * pv__lanes_sum(l) + *mins once every block is in. */
+void pv__q5_K_block_dot(const pv_block_q5_K *x, const pv_block_q8_K *y, float l[8], float *mins);
 
 static_assert(sizeof(pv_block_q4_0) == 18, "q4_0 block layout");
 static_assert(sizeof(pv_block_q8_0) == 34, "q8_0 block layout");
@@ -66,8 +70,11 @@ static_assert(sizeof(pv_block_q8_K) == 292, "q8_K block layout");
  * rows. For q4_0 a piece is 4 bytes of nibbles (low: elements 4k..4k+3,
  * high: elements 16+4k..16+4k+3); for q8_0 it is elements 4k..4k+3; for
  * q4_K's quants, piece k holds elements 64c + 4i.. (low nibbles) and
- * 64c + 32 + 4i.. (high), c = k / 8, i = k % 8. q6_K keeps its d (last in
- * its file block) with the others in front, then ql, qh, scales in pieces. */
+ * 64c + 32 + 4i.. (high), c = k / 8, i = k % 8. q5_K is q4_K with its qh
+ * pieces between: qh piece i holds bytes 4i..4i+3, whose bits 2c and 2c + 1
+ * are the fifth bits of the low and high nibbles of quant piece 8c + i.
+ * q6_K keeps its d (last in its file block) with the others in front, then
+ * ql, qh, scales in pieces. */
 #define PV_X8 PV_X8_ROWS
 /* f16 (no scales) is cut into 4-byte pieces of 2 columns: a 32-byte load
  * holds columns 2k, 2k + 1 of the 8 rows, row by row. Its activation row is
@@ -89,6 +96,13 @@ typedef struct {
 } pv_block_q4_Kx8;
 
 typedef struct {
+    uint16_t d[PV_X8], dmin[PV_X8];
+    uint8_t scales[PV_X8 * 12];     /* pieces 0..2, as q4_K's */
+    uint8_t qh[PV_X8 * PV_QK_K / 8]; /* pieces 3..10: bytes 4i..4i+3 of each row's qh */
+    uint8_t qs[PV_X8 * PV_QK_K / 2]; /* pieces 11..42, as q4_K's */
+} pv_block_q5_Kx8;
+
+typedef struct {
     uint16_t d[PV_X8];
     uint8_t ql[PV_X8 * PV_QK_K / 2]; /* pieces 0..31 */
     uint8_t qh[PV_X8 * PV_QK_K / 4]; /* pieces 32..47 */
@@ -98,6 +112,7 @@ typedef struct {
 static_assert(sizeof(pv_block_q4_0x8) == PV_X8 * sizeof(pv_block_q4_0), "q4_0x8 block layout");
 static_assert(sizeof(pv_block_q6_Kx8) == PV_X8 * sizeof(pv_block_q6_K), "q6_Kx8 block layout");
 static_assert(sizeof(pv_block_q4_Kx8) == PV_X8 * sizeof(pv_block_q4_K), "q4_Kx8 block layout");
+static_assert(sizeof(pv_block_q5_Kx8) == PV_X8 * sizeof(pv_block_q5_K), "q5_Kx8 block layout");
 static_assert(sizeof(pv_block_q8_0x8) == PV_X8 * sizeof(pv_block_q8_0), "q8_0x8 block layout");
 
 /* The activation row the x8 kernels read, for n columns (nb = n / 32 blocks):

@@ -285,24 +285,26 @@ static float q8_0_vec_dot(const void *w, const void *a, int64_t n) {
 
 /* q5_K (ggml_vec_dot_q5_K_q8_K): sc q a in integer lanes per block, by
  * d_w d_a; the mins' term in a float sum by fused multiply-adds of -d_a dmin_w. */
+void pv__q5_K_block_dot(const pv_block_q5_K *x, const pv_block_q8_K *y, float l[8], float *mins) {
+    decoded_t blk;
+    q5_K_decode(x, &blk);
+    int32_t lane[8] = {0}, m_sum = 0;
+    for (int s = 0; s < 8; s++) {
+        uint8_t sc, m;
+        pv__k_scale_min(s, x->scales, &sc, &m);
+        m_sum += m * (y->bsums[2 * s] + y->bsums[2 * s + 1]);
+        for (int e = 32 * s; e < 32 * s + 32; e++) lane[e % 32 / 4] += sc * blk.q[e] * y->qs[e];
+    }
+    float d = pv_f16_to_f32(x->d) * y->d, dmin = -y->d * pv_f16_to_f32(x->dmin);
+    for (int m = 0; m < 8; m++) l[m] = fmaf(d, (float)lane[m], l[m]);
+    *mins = fmaf(dmin, (float)m_sum, *mins);
+}
+
 static float q5_K_vec_dot(const void *w, const void *a, int64_t n) {
     const pv_block_q5_K *x = w;
     const pv_block_q8_K *y = a;
-    decoded_t blk;
     float l[8] = {0}, mins = 0.0f;
-    for (int64_t b = 0; b < n / QK_K; b++) {
-        q5_K_decode(&x[b], &blk);
-        int32_t lane[8] = {0}, m_sum = 0;
-        for (int s = 0; s < 8; s++) {
-            uint8_t sc, m;
-            pv__k_scale_min(s, x[b].scales, &sc, &m);
-            m_sum += m * (y[b].bsums[2 * s] + y[b].bsums[2 * s + 1]);
-            for (int e = 32 * s; e < 32 * s + 32; e++) lane[e % 32 / 4] += sc * blk.q[e] * y[b].qs[e];
-        }
-        float d = pv_f16_to_f32(x[b].d) * y[b].d, dmin = -y[b].d * pv_f16_to_f32(x[b].dmin);
-        for (int m = 0; m < 8; m++) l[m] = fmaf(d, (float)lane[m], l[m]);
-        mins = fmaf(dmin, (float)m_sum, mins);
-    }
+    for (int64_t b = 0; b < n / QK_K; b++) pv__q5_K_block_dot(&x[b], &y[b], l, &mins);
     return pv__lanes_sum(l) + mins;
 }
 

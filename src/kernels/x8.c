@@ -20,7 +20,7 @@
 #define PIECE 4 /* bytes of one row that lie together */
 
 int pv_x8_supported(pv_type_t t, int64_t n_rows, int64_t n_cols) {
-    int quant = t == PV_TYPE_Q4_0 || t == PV_TYPE_Q8_0 || t == PV_TYPE_Q4_K || t == PV_TYPE_Q6_K;
+    int quant = t == PV_TYPE_Q4_0 || t == PV_TYPE_Q8_0 || t == PV_TYPE_Q4_K || t == PV_TYPE_Q5_K || t == PV_TYPE_Q6_K;
     return (quant || (t == PV_TYPE_F16 && n_cols % 8 == 0)) && n_rows > 0 && n_rows % PV_X8 == 0;
 }
 
@@ -35,6 +35,7 @@ typedef struct {
 static x8_format_t x8_format(pv_type_t t) {
     switch (t) {
     case PV_TYPE_Q4_K: return (x8_format_t){sizeof(pv_block_q4_K), 0, 2};
+    case PV_TYPE_Q5_K: return (x8_format_t){sizeof(pv_block_q5_K), 0, 2};
     case PV_TYPE_Q6_K: return (x8_format_t){sizeof(pv_block_q6_K), offsetof(pv_block_q6_K, d), 1};
     case PV_TYPE_F16: return (x8_format_t){PV_X8_F16_COLS * sizeof(uint16_t), 0, 0}; /* 2 columns, no scale */
     default: return (x8_format_t){pv_type_row_size(t, PV_QK), 0, 1}; /* q4_0, q8_0 */
@@ -83,7 +84,7 @@ void pv_x8_repack(pv_type_t t, const void *src, int64_t n_rows, int64_t n_cols, 
 }
 
 /* q4_0 and q8_0 read the x8 activation rows; K-quants read plain q8_K rows. */
-static int reads_q8_K(pv_type_t t) { return t == PV_TYPE_Q4_K || t == PV_TYPE_Q6_K; }
+static int reads_q8_K(pv_type_t t) { return t == PV_TYPE_Q4_K || t == PV_TYPE_Q5_K || t == PV_TYPE_Q6_K; }
 
 int pv__x8_act_format(pv_type_t t) { return t == PV_TYPE_F16 ? 2 : reads_q8_K(t); }
 
@@ -228,6 +229,24 @@ static void q6_K_x8_ref(const void *w, const void *a, size_t a_stride, int n_tok
     }
 }
 
+/* q5_K: ref.c's vec_dot block after block (ggml_vec_dot_q5_K_q8_K: 8 float
+ * lanes and a mins' sum per row, carried from block to block), for any
+ * number of tokens (llama.cpp has no repacked q5_K kernels). */
+static void q5_K_x8_ref(const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out) {
+    pv_block_q5_K blocks[PV_X8];
+    void *rows[PV_X8];
+    for (int r = 0; r < PV_X8; r++) rows[r] = &blocks[r];
+    for (int j = 0; j < n_tok; j++) {
+        const pv_block_q8_K *y = (const pv_block_q8_K *)((const uint8_t *)a + (size_t)j * a_stride);
+        float l[PV_X8][8] = {{0}}, mins[PV_X8] = {0};
+        for (int64_t b = 0; b < n / PV_QK_K; b++) {
+            pv__x8_unpack(PV_TYPE_Q5_K, w, b, rows);
+            for (int r = 0; r < PV_X8; r++) pv__q5_K_block_dot(&blocks[r], &y[b], l[r], &mins[r]);
+        }
+        for (int r = 0; r < PV_X8; r++) out[PV_X8 * j + r] = pv__lanes_sum(l[r]) + mins[r];
+    }
+}
+
 /* q4_K in llama.cpp's order (its q4_K_8x8 kernels, as avx2_x8.c's): two
  * float sums per row, d_w d_a times the scaled products and dmin_w d_a times
  * the mins against the activation sums, each by fused multiply-adds, then
@@ -277,6 +296,7 @@ pv_dot_x8_fn pv__x8_ref(pv_type_t t) {
     case PV_TYPE_Q4_0: return q4_0_x8_ref;
     case PV_TYPE_Q8_0: return q8_0_x8_ref;
     case PV_TYPE_Q4_K: return q4_K_x8_ref;
+    case PV_TYPE_Q5_K: return q5_K_x8_ref;
     case PV_TYPE_Q6_K: return q6_K_x8_ref;
     case PV_TYPE_F16: return f16_x8_ref;
     default: return NULL;
