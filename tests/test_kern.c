@@ -432,7 +432,7 @@ END_TEST
 
 /* ---- the interleaved layout (PV_LAYOUT_X8) ------------------------------------------------- */
 
-static const pv_type_t x8_types[] = {PV_TYPE_Q4_0, PV_TYPE_Q8_0, PV_TYPE_Q4_K, PV_TYPE_Q5_K, PV_TYPE_Q6_K, PV_TYPE_F16};
+static const pv_type_t x8_types[] = {PV_TYPE_Q4_0, PV_TYPE_Q8_0, PV_TYPE_Q4_K, PV_TYPE_Q5_K, PV_TYPE_Q6_K, PV_TYPE_F16, PV_TYPE_BF16};
 #define N_X8 (int)(sizeof x8_types / sizeof x8_types[0])
 
 /* n_rows random rows of t, some blocks all zero, with extreme scales now and then. */
@@ -442,7 +442,8 @@ static uint8_t *random_weights(pv_type_t t, int64_t n_rows, int64_t n_cols, int 
     for (size_t b = 0; b < row_size * n_rows / bsz; b++) {
         uint8_t *blk = w + b * bsz;
         if (rnd() % 9 == 0) memset(blk, 0, bsz);
-        uint16_t d = pv_f32_to_f16(rep % 3 == 0 ? 6e4f : rep % 3 == 1 ? 6e-8f : 0.01f);
+        float v = rep % 3 == 0 ? 6e4f : rep % 3 == 1 ? 6e-8f : 0.01f;
+        uint16_t d = t == PV_TYPE_BF16 ? pv_f32_to_bf16(v) : pv_f32_to_f16(v);
         if (rep % 3 != 2 && rnd() % 2) memcpy(blk, &d, 2);
     }
     return w;
@@ -451,12 +452,13 @@ static uint8_t *random_weights(pv_type_t t, int64_t n_rows, int64_t n_cols, int 
 /* Repacking moves bytes only: every block comes back out of a group as it was. */
 START_TEST(test_x8_repack_roundtrip) {
     pv_type_t t = x8_types[_i];
-    int64_t blk = pv__x8_block_cols(t), n_rows = 24, n_cols = t == PV_TYPE_F16 ? 40 : 5 * blk;
+    int64_t blk = pv__x8_block_cols(t), n_rows = 24, n_cols = t == PV_TYPE_F16 ? 40 : t == PV_TYPE_BF16 ? 96 : 5 * blk;
     size_t row_size = pv_type_row_size(t, n_cols), bsz = pv_type_row_size(t, blk);
     ck_assert(pv_x8_supported(t, n_rows, n_cols));
     ck_assert(!pv_x8_supported(t, 20, n_cols));
-    ck_assert(!pv_x8_supported(PV_TYPE_BF16, 24, 256));
-    ck_assert(!pv_x8_supported(PV_TYPE_F16, 24, 36)); /* f16 kernels take 8 columns at a time */
+    ck_assert(!pv_x8_supported(PV_TYPE_F32, 24, 256));
+    ck_assert(!pv_x8_supported(PV_TYPE_F16, 24, 36));  /* f16 kernels take 8 columns at a time */
+    ck_assert(!pv_x8_supported(PV_TYPE_BF16, 24, 40)); /* bf16 kernels, 32 (llama.cpp's one-token order) */
     uint8_t *w = random_weights(t, n_rows, n_cols, 2), *x8 = malloc(row_size * n_rows), blocks[PV_X8][sizeof(pv_block_q6_K)];
     pv_x8_repack(t, w, n_rows, n_cols, x8);
     void *rows[PV_X8];
@@ -475,15 +477,18 @@ END_TEST
 /* The activations ref.c's vec_dot takes, inside an x8 activation row (for
  * f16, its rounded floats back in halves, exactly, in halves[n]). */
 static const void *x8_dot_act(pv_type_t t, const uint8_t *row, int64_t n, uint16_t *halves) {
-    if (t == PV_TYPE_F16) {
-        for (int64_t i = 0; i < n; i++) halves[i] = pv_f32_to_f16(((const float *)row)[i]);
+    if (t == PV_TYPE_F16 || t == PV_TYPE_BF16) {
+        for (int64_t i = 0; i < n; i++) {
+            float v = ((const float *)row)[i];
+            halves[i] = t == PV_TYPE_F16 ? pv_f32_to_f16(v) : pv_f32_to_bf16(v);
+        }
         return halves;
     }
     return pv_type_layout(t)->blck_size == PV_QK_K ? (const void *)row : (const void *)pv__x8_act_blocks(row, n);
 }
 
-/* The x8 scalar twin gives ref.c's dot product of each row (exactly for q4_0
- * quantized types' twins sum in llama.cpp's orders, and their AVX2 kernels
+/* The x8 scalar twin gives ref.c's dot product of each row (the quantized
+ * types' and bf16's twins sum in llama.cpp's orders, and their AVX2 kernels
  * are the twins' to the bit; f16's twin sums in double); the
  * dispatched (AVX2) kernel is within float rounding of it, for 1 to 16 tokens, odd
  * column counts, extreme scales, all-zero blocks and activations. Where a
@@ -503,7 +508,8 @@ START_TEST(test_x8_fast_matches_twin) {
     int same = t != PV_TYPE_F16; /* llama.cpp's orders: the kernel is the twin's to the bit */
     enum { ROWS = 2 * PV_X8 };
     for (int rep = 0; rep < 60; rep++) {
-        int64_t n = t == PV_TYPE_F16 ? 8 * (1 + rnd() % 40) : blk * (1 + rnd() % (blk == PV_QK ? 13 : 4));
+        int64_t n = t == PV_TYPE_F16 ? 8 * (1 + rnd() % 40) : t == PV_TYPE_BF16 ? 32 * (1 + rnd() % 12)
+                                                                 : blk * (1 + rnd() % (blk == PV_QK ? 13 : 4));
         int n_tok = rep % 3 == 2 ? 8 + rep % 9 : 1 + rep % 7;
         size_t row_size = pv_type_row_size(t, n), act_size = pv__x8_act_row_size(t, n), group_size = PV_X8 * row_size;
         uint8_t *w = random_weights(t, ROWS, n, rep), *x8 = malloc(ROWS * row_size), *act = malloc(act_size * n_tok);
@@ -559,6 +565,55 @@ START_TEST(test_x8_fast_matches_twin) {
         free(x);
         free(xa);
         free(y);
+        free(halves);
+    }
+}
+END_TEST
+
+/* bf16 matmuls of one token take ggml_vec_dot_bf16's order (vec_dot1),
+ * batches llamafile's: the one-token x8 kernel, its twin and ref.c's
+ * vec_dot1 of each row agree to the bit, and so do pv_matmul of one token on
+ * the interleaved weights and on the file's rows. */
+START_TEST(test_x8_bf16_one_token) {
+    const pv_kern_traits_t *k = pv_kern_traits(PV_TYPE_BF16);
+    pv_dot_x8_fn twin = pv__x8_ref1(PV_TYPE_BF16);
+    ck_assert_ptr_nonnull(k->dot1_x8);
+    ck_assert_ptr_nonnull(twin);
+    enum { ROWS = 3 * PV_X8 };
+    for (int rep = 0; rep < 30; rep++) {
+        int64_t n = 32 * (1 + rnd() % 12);
+        size_t row_size = pv_type_row_size(PV_TYPE_BF16, n);
+        uint8_t *w = random_weights(PV_TYPE_BF16, ROWS, n, rep), *x8 = malloc(row_size * ROWS);
+        pv_x8_repack(PV_TYPE_BF16, w, ROWS, n, x8);
+        float *x = malloc(n * sizeof *x), *act = malloc(pv__x8_act_row_size(PV_TYPE_BF16, n)), y_rows[ROWS], y_x8[ROWS];
+        uint16_t *halves = malloc(n * sizeof *halves);
+        float scale = rep % 3 == 0 ? 1e-6f : rep % 3 == 1 ? 3e4f : 1.0f;
+        for (int64_t i = 0; i < n; i++) x[i] = rndf() * scale;
+        pv__x8_act_quantize(PV_TYPE_BF16, x, act, n);
+        for (int g = 0; g < ROWS / PV_X8; g++) {
+            float want[PV_X8], got[PV_X8];
+            twin(x8 + (size_t)g * PV_X8 * row_size, act, 0, 1, n, want);
+            k->dot1_x8(x8 + (size_t)g * PV_X8 * row_size, act, 0, 1, n, got);
+            for (int r = 0; r < PV_X8; r++) {
+                float row_dot = pv_kern_ref(PV_TYPE_BF16)->vec_dot1(w + (size_t)(PV_X8 * g + r) * row_size,
+                                                                    x8_dot_act(PV_TYPE_BF16, (const uint8_t *)act, n, halves), n);
+                ck_assert_msg(want[r] == row_dot, "n=%lld rep %d row %d: twin %.9g, vec_dot1 %.9g", (long long)n, rep, r,
+                              want[r], row_dot);
+                ck_assert_msg(got[r] == want[r], "n=%lld rep %d row %d: fast %.9g, twin %.9g", (long long)n, rep, r, got[r],
+                              want[r]);
+            }
+        }
+        const float *xs[1] = {x};
+        float *ys_rows[1] = {y_rows}, *ys_x8[1] = {y_x8};
+        void *work = malloc(pv_matmul_work_size(PV_TYPE_BF16, n, 1));
+        pv_matmul(PV_TYPE_BF16, PV_LAYOUT_ROWS, w, ROWS, n, xs, ys_rows, 1, work, NULL);
+        pv_matmul(PV_TYPE_BF16, PV_LAYOUT_X8, x8, ROWS, n, xs, ys_x8, 1, work, NULL);
+        ck_assert_mem_eq(y_rows, y_x8, sizeof y_rows);
+        free(work);
+        free(w);
+        free(x8);
+        free(x);
+        free(act);
         free(halves);
     }
 }
@@ -878,6 +933,7 @@ Suite *kern_suite(void) {
     tcase_add_loop_test(tc, test_x8_repack_roundtrip, 0, N_X8);
     tcase_add_loop_test(tc, test_x8_fast_matches_twin, 0, N_X8);
     tcase_add_loop_test(tc, test_x8_matmul_matches_rows, 0, N_X8);
+    tcase_add_test(tc, test_x8_bf16_one_token);
     tcase_add_test(tc, test_ops);
     suite_add_tcase(s, tc);
     return s;

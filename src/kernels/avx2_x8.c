@@ -850,6 +850,94 @@ PV_AVX2 static void f16_x8_4(const uint16_t *w, const uint8_t *a, size_t a_strid
     if (nt > 3) _mm256_storeu_ps(out + 24, f16_rows(lo3, hi3));
 }
 
+/* bf16: the pieces are f16's (columns 2k, 2k + 1 of the 8 rows, row r's two
+ * in 32-bit lane r): shifted left by 16 a piece is column 2k as floats,
+ * masked to its top halves column 2k + 1. llama.cpp adds bf16 products in
+ * two orders (ref.c's pv__bf16_lanes_add): a batch (llamafile) in 8 lanes
+ * per row, lane m the columns 8i + m by fused multiply-adds; a matmul of one
+ * token (ggml_vec_dot_bf16) in 32, lane (k, e) the columns 32i + 8k + e, each
+ * product rounded then added. A lane's columns lie in every fourth piece
+ * (batch) or every sixteenth (one token), so the kernels keep some lanes of
+ * all 8 rows in registers and pass over the group once for each such set. */
+PV_AVX2 static inline __m256 bf16_even(__m256i v) { return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)); }
+PV_AVX2 static inline __m256 bf16_odd(__m256i v) {
+    return _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32((int)0xffff0000u)));
+}
+PV_AVX2 static inline __m256i bf16_piece(const uint16_t *w, int64_t k) {
+    return _mm256_loadu_si256((const __m256i *)(w + 2 * PV_X8 * k));
+}
+
+/* A batch's order, one token: the 8 lanes in registers, one pass. */
+PV_AVX2 static void bf16_x8_1(const uint16_t *w, const uint8_t *a, int64_t n, float *out) {
+    const float *y = (const float *)a;
+    __m256 l[8];
+    for (int m = 0; m < 8; m++) l[m] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / 8; i++) {
+        prefetch_ahead(w + 2 * PV_X8 * 4 * i, 4 * 32);
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; p++) {
+            __m256i v = bf16_piece(w, 4 * i + p);
+            l[2 * p] = _mm256_fmadd_ps(bf16_even(v), _mm256_broadcast_ss(y + 8 * i + 2 * p), l[2 * p]);
+            l[2 * p + 1] = _mm256_fmadd_ps(bf16_odd(v), _mm256_broadcast_ss(y + 8 * i + 2 * p + 1), l[2 * p + 1]);
+        }
+    }
+    _mm256_storeu_ps(out, q8_0_lanes(l));
+}
+
+/* A batch's order, 4 tokens: one pass per pair of lanes 2p, 2p + 1 (piece
+ * 4i + p), the 4 tokens' 8 sums of the pair in registers. */
+PV_AVX2 static void bf16_x8_4(const uint16_t *w, const uint8_t *a, size_t a_stride, int64_t n, float *out, int nt, int ahead) {
+    const float *y[4];
+    __m256 l[4][8];
+    for (int j = 0; j < 4; j++) y[j] = (const float *)(a + (size_t)(j < nt ? j : nt - 1) * a_stride);
+    for (int p = 0; p < 4; p++) {
+        __m256 e0 = _mm256_setzero_ps(), e1 = e0, e2 = e0, e3 = e0, o0 = e0, o1 = e0, o2 = e0, o3 = e0;
+        for (int64_t i = 0; i < n / 8; i++) {
+            if (ahead && p == 0) prefetch_ahead(w + 2 * PV_X8 * 4 * i, 4 * 32);
+            __m256i v = bf16_piece(w, 4 * i + p);
+            __m256 ev = bf16_even(v), od = bf16_odd(v);
+            int64_t c = 8 * i + 2 * p;
+            e0 = _mm256_fmadd_ps(ev, _mm256_broadcast_ss(y[0] + c), e0);
+            o0 = _mm256_fmadd_ps(od, _mm256_broadcast_ss(y[0] + c + 1), o0);
+            e1 = _mm256_fmadd_ps(ev, _mm256_broadcast_ss(y[1] + c), e1);
+            o1 = _mm256_fmadd_ps(od, _mm256_broadcast_ss(y[1] + c + 1), o1);
+            e2 = _mm256_fmadd_ps(ev, _mm256_broadcast_ss(y[2] + c), e2);
+            o2 = _mm256_fmadd_ps(od, _mm256_broadcast_ss(y[2] + c + 1), o2);
+            e3 = _mm256_fmadd_ps(ev, _mm256_broadcast_ss(y[3] + c), e3);
+            o3 = _mm256_fmadd_ps(od, _mm256_broadcast_ss(y[3] + c + 1), o3);
+        }
+        l[0][2 * p] = e0, l[0][2 * p + 1] = o0, l[1][2 * p] = e1, l[1][2 * p + 1] = o1;
+        l[2][2 * p] = e2, l[2][2 * p + 1] = o2, l[3][2 * p] = e3, l[3][2 * p + 1] = o3;
+    }
+    for (int j = 0; j < nt; j++) _mm256_storeu_ps(out + PV_X8 * j, q8_0_lanes(l[j]));
+}
+
+/* A matmul of one token, in ggml_vec_dot_bf16's order: the weights come from
+ * memory (generation), so one pass, the 32 lanes of the 8 rows in memory
+ * (L1; each is updated once per 16 pieces, so its loads wait on nothing);
+ * then c_1..c_4 added as (c1 + c3) + (c2 + c4) lane by lane, and the lanes as
+ * hsum_float_8. */
+PV_AVX2 static void bf16_x8_one(const void *wv, const void *av, size_t a_stride, int n_tok, int64_t n, float *out) {
+    const uint16_t *w = wv;
+    for (int j = 0; j < n_tok; j++) {
+        const float *y = (const float *)((const uint8_t *)av + (size_t)j * a_stride);
+        __m256 c[32];
+        for (int e = 0; e < 32; e++) c[e] = _mm256_setzero_ps();
+        for (int64_t i = 0; i < n / 32; i++) {
+            prefetch_ahead(w + 2 * PV_X8 * 16 * i, 16 * 32);
+#pragma GCC unroll 16
+            for (int q = 0; q < 16; q++) { /* piece 16i + q: columns 32i + 2q, + 1, lanes 2q, 2q + 1 */
+                __m256i v = bf16_piece(w, 16 * i + q);
+                c[2 * q] = _mm256_add_ps(_mm256_mul_ps(bf16_even(v), _mm256_broadcast_ss(y + 32 * i + 2 * q)), c[2 * q]);
+                c[2 * q + 1] = _mm256_add_ps(_mm256_mul_ps(bf16_odd(v), _mm256_broadcast_ss(y + 32 * i + 2 * q + 1)), c[2 * q + 1]);
+            }
+        }
+        __m256 v[8];
+        for (int e = 0; e < 8; e++) v[e] = _mm256_add_ps(_mm256_add_ps(c[e], c[16 + e]), _mm256_add_ps(c[8 + e], c[24 + e]));
+        _mm256_storeu_ps(out + PV_X8 * j, q8_0_lanes(v));
+    }
+}
+
 /* 4 tokens at a time through the 4-token kernel (nt = 3: the third token
  * twice, its second sums dropped, which costs less than 3 one-token
  * passes), the rest one by one. Only the first pass over the group
@@ -872,6 +960,7 @@ X8_ENTRY(q4_K_x8)
 X8_ENTRY(q5_K_x8)
 X8_ENTRY(q6_K_x8)
 X8_ENTRY(f16_x8)
+X8_ENTRY(bf16_x8)
 
 /* Two adjacent groups 4 tokens at a time (nt = 3: the third token twice),
  * the rest of the tokens one group and one token at a time. */
@@ -912,6 +1001,9 @@ pv_dot_x8_fn pv__avx2_dot_x8(pv_type_t t) {
     case PV_TYPE_Q5_K: return q5_K_x8;
     case PV_TYPE_Q6_K: return q6_K_x8;
     case PV_TYPE_F16: return f16_x8;
+    case PV_TYPE_BF16: return bf16_x8;
     default: return NULL;
     }
 }
+
+pv_dot_x8_fn pv__avx2_dot1_x8(pv_type_t t) { return t == PV_TYPE_BF16 ? bf16_x8_one : NULL; }

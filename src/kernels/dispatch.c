@@ -59,6 +59,7 @@ static void choose_kernels(void) {
         pv_to_float_fn w = fast ? pv__avx2_to_float((pv_type_t)t) : NULL;
         if (w) active[t].to_float = w;
         active[t].dot_x8 = fast ? pv__avx2_dot_x8((pv_type_t)t) : pv__x8_ref((pv_type_t)t);
+        active[t].dot1_x8 = fast ? pv__avx2_dot1_x8((pv_type_t)t) : pv__x8_ref1((pv_type_t)t);
         active[t].dot_x16 = fast ? pv__avx2_dot_x16((pv_type_t)t) : NULL;
     }
     if (fast) {
@@ -252,7 +253,7 @@ static void x8_task_init(x8_task_t *task, pv_type_t t, const void *w, int64_t n_
     assert(k && k->dot_x8 && pv_x8_supported(t, n_rows, n_cols));
     int64_t n_groups = n_rows / PV_X8, chunk = n_groups / (pv_pool_size(pool) * X8_CHUNKS_PER_THREAD);
     if (k->dot_x16) chunk += chunk & 1; /* whole pairs of groups */
-    *task = (x8_task_t){.dot = k->dot_x8,
+    *task = (x8_task_t){.dot = n_tok == 1 && k->dot1_x8 ? k->dot1_x8 : k->dot_x8,
                         .dot2 = k->dot_x16,
                         .w = w,
                         .group_size = PV_X8 * pv_type_row_size(t, n_cols),

@@ -51,6 +51,7 @@ typedef struct {
     pv_vec_dot_fn vec_dot1;      /* a matmul of one token, where llama.cpp sums it in another order than a batch; else NULL */
     pv_vec_dot4_fn vec_dot4;     /* NULL where only vec_dot is written (matmuls call it 4 times) */
     pv_dot_x8_fn dot_x8;         /* NULL for types without an interleaved layout */
+    pv_dot_x8_fn dot1_x8;        /* a matmul of one token, where it takes vec_dot1's order; else NULL */
     pv_dot_x16_fn dot_x16;       /* NULL where two groups cost what two dot_x8 calls do */
     pv_type_t vec_dot_type;      /* the activation format vec_dot expects */
 } pv_kern_traits_t;

@@ -52,6 +52,16 @@ void pv__q6_K_values(const pv_block_q6_K *b, int8_t q[256]);
  * the 8 float lanes l, its mins' term into *mins; the row's dot product is
  * pv__lanes_sum(l) + *mins once every block is in. */
 void pv__q5_K_block_dot(const pv_block_q5_K *x, const pv_block_q8_K *y, float l[8], float *mins);
+/* bf16 dot products in llama.cpp's two orders (ref.c), as running lanes that
+ * take a row's products k elements at a time from element i0 on (the x8 twin
+ * feeds them 2 columns at a time): one = 0, a batch (llamafile's tiles: lane
+ * i % 8 by fused multiply-adds) in l[8]; one = 1, a matmul of one token
+ * (ggml_vec_dot_bf16: four accumulators over chunks of 32, lane i % 32, each
+ * product rounded then added) in l[32]. pv__bf16_lanes_sum adds the lanes
+ * as llama.cpp does; elements past n & ~7 (batch) or n & ~31 (one token) are
+ * the caller's tail. */
+void pv__bf16_lanes_add(int one, float *l, int64_t i0, const uint16_t *x, const uint16_t *y, int64_t k);
+float pv__bf16_lanes_sum(int one, const float *l);
 
 static_assert(sizeof(pv_block_q4_0) == 18, "q4_0 block layout");
 static_assert(sizeof(pv_block_q8_0) == 34, "q8_0 block layout");
@@ -140,13 +150,13 @@ static inline const pv_block_q8_0 *pv__x8_act_blocks(const void *row, int64_t n)
 }
 
 /* What the x8 kernels of weight type t read: the activation row above for
- * q4_0 and q8_0, a plain q8_K row for K-quants, rounded floats for f16. */
+ * q4_0 and q8_0, a plain q8_K row for K-quants, rounded floats for f16 and bf16. */
 size_t pv__x8_act_row_size(pv_type_t t, int64_t n);
 void pv__x8_act_quantize(pv_type_t t, const float *x, void *row, int64_t n);
 /* Which of those formats t reads (types with equal values share a quantized row). */
 int pv__x8_act_format(pv_type_t t);
 
-/* Columns of one x8 block of type t (the file's block; 2 for f16). */
+/* Columns of one x8 block of type t (the file's block; 2 for f16 and bf16). */
 int64_t pv__x8_block_cols(pv_type_t t);
 
 /* Block b of the 8 rows of one x8 group, back in the file's block format
@@ -163,7 +173,9 @@ pv_vec_dot_fn pv__avx2_vec_dot(pv_type_t t);
 pv_vec_dot_fn pv__avx2_vec_dot1(pv_type_t t);
 pv_vec_dot4_fn pv__avx2_vec_dot4(pv_type_t t);
 pv_dot_x8_fn pv__x8_ref(pv_type_t t);   /* x8.c: the scalar twins, over pv__x8_unpack and ref.c's vec_dot */
+pv_dot_x8_fn pv__x8_ref1(pv_type_t t);  /* x8.c: one-token matmuls where they sum in another order (bf16) */
 pv_dot_x8_fn pv__avx2_dot_x8(pv_type_t t); /* avx2_x8.c */
+pv_dot_x8_fn pv__avx2_dot1_x8(pv_type_t t);
 pv_dot_x16_fn pv__avx2_dot_x16(pv_type_t t);
 pv_from_float_fn pv__avx2_from_float(pv_type_t t); /* avx2_quant.c: activation quantizers */
 pv_to_float_fn pv__avx2_to_float(pv_type_t t);     /* avx2_quant.c: f16 rows to floats */

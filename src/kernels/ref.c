@@ -352,31 +352,40 @@ static float f32_vec_dot(const void *w, const void *a, int64_t n) {
 /* llama.cpp's order (ggml_vec_dot_f16), which its plain f16 matmuls take. */
 static float f16_vec_dot(const void *w, const void *a, int64_t n) { return pv_dot_f16_ggml(w, a, n); }
 
-/* bf16 in a batch (llamafile's order): lane i % 8 by fused multiply-adds,
- * the lanes added as hsum_float_8 does, a tail past n & ~7 in float. */
+void pv__bf16_lanes_add(int one, float *l, int64_t i0, const uint16_t *x, const uint16_t *y, int64_t k) {
+    for (int64_t i = 0; i < k; i++) {
+        float a = pv_bf16_to_f32(x[i]), b = pv_bf16_to_f32(y[i]);
+        if (one) l[(i0 + i) % 32] += a * b;
+        else l[(i0 + i) % 8] = fmaf(a, b, l[(i0 + i) % 8]);
+    }
+}
+
+/* one: (c1 + c3) + (c2 + c4) lane by lane (c_j = l[8 (j - 1)..]), then as hsum_float_8. */
+float pv__bf16_lanes_sum(int one, const float *l) {
+    if (!one) return pv__lanes_sum(l);
+    float v[8];
+    for (int m = 0; m < 8; m++) v[m] = (l[m] + l[16 + m]) + (l[8 + m] + l[24 + m]);
+    return pv__lanes_sum(v);
+}
+
+/* bf16 in a batch (llamafile's order), the tail past n & ~7 in float. */
 static float bf16_vec_dot(const void *w, const void *a, int64_t n) {
     const uint16_t *x = w, *y = a;
     float l[8] = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int m = 0; m < 8; m++) l[m] = fmaf(pv_bf16_to_f32(x[i + m]), pv_bf16_to_f32(y[i + m]), l[m]);
-    float sum = pv__lanes_sum(l);
+    int64_t i = n & ~(int64_t)7;
+    pv__bf16_lanes_add(0, l, 0, x, y, i);
+    float sum = pv__bf16_lanes_sum(0, l);
     for (; i < n; i++) sum += pv_bf16_to_f32(x[i]) * pv_bf16_to_f32(y[i]);
     return sum;
 }
 
-/* bf16 for one token (ggml_vec_dot_bf16): four accumulators over chunks of
- * 32, each product rounded then added, (c1 + c3) + (c2 + c4), the lanes as
- * hsum_float_8, the tail in double. */
+/* bf16 for one token (ggml_vec_dot_bf16), the tail past n & ~31 in double. */
 static float bf16_vec_dot1(const void *w, const void *a, int64_t n) {
     const uint16_t *x = w, *y = a;
-    float c[4][8] = {{0}}, v[8];
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32)
-        for (int j = 0; j < 4; j++)
-            for (int m = 0; m < 8; m++) c[j][m] += pv_bf16_to_f32(x[i + 8 * j + m]) * pv_bf16_to_f32(y[i + 8 * j + m]);
-    for (int m = 0; m < 8; m++) v[m] = (c[0][m] + c[2][m]) + (c[1][m] + c[3][m]);
-    double sum = pv__lanes_sum(v);
+    float c[32] = {0};
+    int64_t i = n & ~(int64_t)31;
+    pv__bf16_lanes_add(1, c, 0, x, y, i);
+    double sum = pv__bf16_lanes_sum(1, c);
     for (; i < n; i++) sum += (double)(pv_bf16_to_f32(x[i]) * pv_bf16_to_f32(y[i]));
     return (float)sum;
 }

@@ -21,7 +21,8 @@
 
 int pv_x8_supported(pv_type_t t, int64_t n_rows, int64_t n_cols) {
     int quant = t == PV_TYPE_Q4_0 || t == PV_TYPE_Q8_0 || t == PV_TYPE_Q4_K || t == PV_TYPE_Q5_K || t == PV_TYPE_Q6_K;
-    return (quant || (t == PV_TYPE_F16 && n_cols % 8 == 0)) && n_rows > 0 && n_rows % PV_X8 == 0;
+    int half = (t == PV_TYPE_F16 && n_cols % 8 == 0) || (t == PV_TYPE_BF16 && n_cols % 32 == 0);
+    return (quant || half) && n_rows > 0 && n_rows % PV_X8 == 0;
 }
 
 /* Where a file block keeps its half-precision scales (n_half of them from
@@ -37,7 +38,8 @@ static x8_format_t x8_format(pv_type_t t) {
     case PV_TYPE_Q4_K: return (x8_format_t){sizeof(pv_block_q4_K), 0, 2};
     case PV_TYPE_Q5_K: return (x8_format_t){sizeof(pv_block_q5_K), 0, 2};
     case PV_TYPE_Q6_K: return (x8_format_t){sizeof(pv_block_q6_K), offsetof(pv_block_q6_K, d), 1};
-    case PV_TYPE_F16: return (x8_format_t){PV_X8_F16_COLS * sizeof(uint16_t), 0, 0}; /* 2 columns, no scale */
+    case PV_TYPE_F16:
+    case PV_TYPE_BF16: return (x8_format_t){PV_X8_F16_COLS * sizeof(uint16_t), 0, 0}; /* 2 columns, no scale */
     default: return (x8_format_t){pv_type_row_size(t, PV_QK), 0, 1}; /* q4_0, q8_0 */
     }
 }
@@ -86,33 +88,35 @@ void pv_x8_repack(pv_type_t t, const void *src, int64_t n_rows, int64_t n_cols, 
 /* q4_0 and q8_0 read the x8 activation rows; K-quants read plain q8_K rows. */
 static int reads_q8_K(pv_type_t t) { return t == PV_TYPE_Q4_K || t == PV_TYPE_Q5_K || t == PV_TYPE_Q6_K; }
 
-int pv__x8_act_format(pv_type_t t) { return t == PV_TYPE_F16 ? 2 : reads_q8_K(t); }
+static int reads_halves(pv_type_t t) { return t == PV_TYPE_F16 || t == PV_TYPE_BF16; }
+
+int pv__x8_act_format(pv_type_t t) { return t == PV_TYPE_F16 ? 2 : t == PV_TYPE_BF16 ? 3 : reads_q8_K(t); }
 
 size_t pv__x8_act_row_size(pv_type_t t, int64_t n) {
-    if (t == PV_TYPE_F16) return (size_t)n * sizeof(float);
+    if (reads_halves(t)) return (size_t)n * sizeof(float);
     return reads_q8_K(t) ? pv_type_row_size(PV_TYPE_Q8_K, n) : pv__x8_act_size(n);
 }
 
-/* f16 weights dot f16 activations (as ref.c's f16 vec_dot does, and
- * llama.cpp): the activations are rounded to half precision and kept as
- * floats, so that the kernels broadcast them without converting. The halves
- * are written to the row's second half, then widened in place: converting
- * in ascending order never overwrites a half not yet read. */
-static void f16_act_quantize(const float *x, void *row, int64_t n) {
-    const pv_kern_traits_t *k = pv_kern_traits(PV_TYPE_F16);
+/* f16 (bf16) weights dot f16 (bf16) activations (as ref.c's vec_dot does,
+ * and llama.cpp): the activations are rounded to half precision (bf16) and
+ * kept as floats, so that the kernels broadcast them without converting. The
+ * halves are written to the row's second half, then widened in place:
+ * converting in ascending order never overwrites a half not yet read. */
+static void halves_act_quantize(pv_type_t t, const float *x, void *row, int64_t n) {
+    const pv_kern_traits_t *k = pv_kern_traits(t);
     uint16_t *halves = (uint16_t *)((float *)row + n / 2);
     k->from_float(x, halves, n);
     k->to_float(halves, row, n);
 }
 
 void pv__x8_act_quantize(pv_type_t t, const float *x, void *row, int64_t n) {
-    if (t == PV_TYPE_F16) f16_act_quantize(x, row, n);
+    if (reads_halves(t)) halves_act_quantize(t, x, row, n);
     else if (reads_q8_K(t)) pv_kern_traits(PV_TYPE_Q8_K)->from_float(x, row, n);
     else pv__x8_quantize(x, row, n);
 }
 
 int64_t pv__x8_block_cols(pv_type_t t) {
-    return t == PV_TYPE_F16 ? PV_X8_F16_COLS : (int64_t)pv_type_layout(t)->blck_size;
+    return reads_halves(t) ? PV_X8_F16_COLS : (int64_t)pv_type_layout(t)->blck_size;
 }
 
 size_t pv__x8_act_size(int64_t n) {
@@ -153,6 +157,35 @@ static void f16_x8_ref(const void *w, const void *a, size_t a_stride, int n_tok,
         }
         for (int r = 0; r < PV_X8; r++) out[PV_X8 * j + r] = (float)sum[r];
     }
+}
+
+/* bf16: ref.c's running lanes (pv__bf16_lanes_add), fed each row a piece of 2
+ * columns at a time, in a batch's order (one = 0) or a one-token matmul's
+ * (one = 1); n is a multiple of 32 (pv_x8_supported). The activations are
+ * bf16 values widened to floats, so narrowing them back is exact. */
+static void bf16_x8_order(int one, const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out) {
+    uint16_t blocks[PV_X8][PV_X8_F16_COLS];
+    void *rows[PV_X8];
+    for (int r = 0; r < PV_X8; r++) rows[r] = blocks[r];
+    for (int j = 0; j < n_tok; j++) {
+        const float *y = (const float *)((const uint8_t *)a + (size_t)j * a_stride);
+        float l[PV_X8][32] = {{0}};
+        for (int64_t b = 0; b < n / PV_X8_F16_COLS; b++) {
+            int64_t at = PV_X8_F16_COLS * b;
+            uint16_t yb[PV_X8_F16_COLS] = {pv_f32_to_bf16(y[at]), pv_f32_to_bf16(y[at + 1])};
+            pv__x8_unpack(PV_TYPE_BF16, w, b, rows);
+            for (int r = 0; r < PV_X8; r++) pv__bf16_lanes_add(one, l[r], at, blocks[r], yb, PV_X8_F16_COLS);
+        }
+        for (int r = 0; r < PV_X8; r++) out[PV_X8 * j + r] = pv__bf16_lanes_sum(one, l[r]);
+    }
+}
+
+static void bf16_x8_ref(const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out) {
+    bf16_x8_order(0, w, a, a_stride, n_tok, n, out);
+}
+
+static void bf16_x8_ref1(const void *w, const void *a, size_t a_stride, int n_tok, int64_t n, float *out) {
+    bf16_x8_order(1, w, a, a_stride, n_tok, n, out);
 }
 
 /* q4_0 and q8_0 in llama.cpp's orders (as avx2_x8.c's kernels): q8_0 keeps
@@ -299,6 +332,9 @@ pv_dot_x8_fn pv__x8_ref(pv_type_t t) {
     case PV_TYPE_Q5_K: return q5_K_x8_ref;
     case PV_TYPE_Q6_K: return q6_K_x8_ref;
     case PV_TYPE_F16: return f16_x8_ref;
+    case PV_TYPE_BF16: return bf16_x8_ref;
     default: return NULL;
     }
 }
+
+pv_dot_x8_fn pv__x8_ref1(pv_type_t t) { return t == PV_TYPE_BF16 ? bf16_x8_ref1 : NULL; }
