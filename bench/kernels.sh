@@ -7,7 +7,7 @@
 set -euo pipefail
 shared=${1:-../shared}
 shift || true
-types=${*:-q4_0 q8_0 q4_k_m f16}
+types=${*:-q4_0 q8_0 q4_k_m q5_k f16 bf16}
 bin=${PENSIEVE:-build/pensieve}
 mkdir -p build/bench
 for t in $types; do
