@@ -600,6 +600,9 @@ PV_AVX2 static inline __m256i lane_piece(__m256i v, __m256i sc, const int8_t *aq
     return _mm256_add_epi32(lane, _mm256_madd_epi16(_mm256_maddubs_epi16(v, bcast4(aq)), sc));
 }
 
+/* A lane's int32 sums into its float lane, times d_w d_a. */
+PV_AVX2 static inline __m256 lane_fma(__m256 d, __m256i lane, __m256 acc) { return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lane), acc); }
+
 /* Lane m of a block's int32 sums, less its -32 offset (sub-blocks 2m, 2m + 1:
  * bytes 2(m % 2), +1 of scales piece m / 2, against the token's sums of 16),
  * into float lane m: acc + d_w d_a (lane - offset). */
@@ -607,13 +610,25 @@ PV_AVX2 static inline __m256 q6_K_finish(const pv_block_q6_Kx8 *x, const pv_bloc
                                          __m256 acc) {
     __m256i sc = signed_pair(_mm256_loadu_si256((const __m256i *)(x->scales + 32 * (m / 2))), 4 + m % 2);
     __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(sc, bcast4((const int8_t *)(y->bsums + 2 * m))), 5);
-    return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(lane, off)), acc);
+    return lane_fma(d, _mm256_sub_epi32(lane, off), acc);
 }
 
-/* d_w d_a of a block's 8 rows for one token. */
-PV_AVX2 static inline __m256 q6_K_d(const pv_block_q6_Kx8 *x, const pv_block_q8_K *y) {
-    return _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x->d)), _mm256_set1_ps(y->d));
+/* d_w d_a of a K-quant block's 8 rows (their d) for one token. */
+PV_AVX2 static inline __m256 k_d(const uint16_t *d, const pv_block_q8_K *y) {
+    return _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d)), _mm256_set1_ps(y->d));
 }
+
+/* One piece (v: its values, sc: its sub-block's scales) against 4 tokens'
+ * sums of its lane, l0..l3 (y, b: the tokens' q8_K rows and the block). */
+#define LANE_PIECE_X4(v, sc, at)                                                                         \
+    l0 = lane_piece(v, sc, y[0][b].qs + (at), l0);                                                       \
+    l1 = lane_piece(v, sc, y[1][b].qs + (at), l1);                                                       \
+    l2 = lane_piece(v, sc, y[2][b].qs + (at), l2);                                                       \
+    l3 = lane_piece(v, sc, y[3][b].qs + (at), l3);                                                       \
+    PIN(l0);                                                                                             \
+    PIN(l1);                                                                                             \
+    PIN(l2);                                                                                             \
+    PIN(l3)
 
 /* The 16 sub-block scales of a block's 8 rows (q6_K_sub_scale). */
 PV_AVX2 static inline void q6_K_scales(const pv_block_q6_Kx8 *x, __m256i *sc) {
@@ -646,7 +661,7 @@ PV_AVX2 static void q6_K_x8_1(const pv_block_q6_Kx8 *x, const uint8_t *a, int64_
         __m256i sc16[16];
         prefetch_ahead(&x[b], sizeof x[b]);
         q6_K_scales(&x[b], sc16);
-        __m256 d = q6_K_d(&x[b], &y[b]);
+        __m256 d = k_d(x[b].d, &y[b]);
 #pragma GCC unroll 8
         for (int m = 0; m < 8; m++) {
             __m256i l = _mm256_setzero_si256();
@@ -668,13 +683,11 @@ PV_AVX2 static void q6_K_x8_4(const pv_block_q6_Kx8 *x, const uint8_t *a, size_t
         __m256i sc16[16];
         if (ahead) prefetch_ahead(&x[b], sizeof x[b]);
         q6_K_scales(&x[b], sc16);
-        __m256 d0 = q6_K_d(&x[b], &y[0][b]), d1 = q6_K_d(&x[b], &y[1][b]);
-        __m256 d2 = q6_K_d(&x[b], &y[2][b]), d3 = q6_K_d(&x[b], &y[3][b]);
+        __m256 d0 = k_d(x[b].d, &y[0][b]), d1 = k_d(x[b].d, &y[1][b]);
+        __m256 d2 = k_d(x[b].d, &y[2][b]), d3 = k_d(x[b].d, &y[3][b]);
         for (int m = 0; m < 8; m++) {
             __m256i l0 = _mm256_setzero_si256(), l1 = l0, l2 = l0, l3 = l0;
-            Q6_K_LANE(&x[b], sc16, m, l0 = lane_piece(v, sc, y[0][b].qs + at, l0);
-                      l1 = lane_piece(v, sc, y[1][b].qs + at, l1); l2 = lane_piece(v, sc, y[2][b].qs + at, l2);
-                      l3 = lane_piece(v, sc, y[3][b].qs + at, l3); PIN(l0); PIN(l1); PIN(l2); PIN(l3))
+            Q6_K_LANE(&x[b], sc16, m, LANE_PIECE_X4(v, sc, at))
             acc[0][m] = q6_K_finish(&x[b], &y[0][b], m, l0, d0, acc[0][m]);
             acc[1][m] = q6_K_finish(&x[b], &y[1][b], m, l1, d1, acc[1][m]);
             acc[2][m] = q6_K_finish(&x[b], &y[2][b], m, l2, d2, acc[2][m]);
@@ -705,10 +718,10 @@ PV_AVX2 static inline __m256i q5_K_vals(const pv_block_q5_Kx8 *x, __m256i h, int
 }
 
 /* Lane m's pieces of a block (sub-block s = 2c + hi: elements 32s + 4m..+3),
- * c and hi spelled out so that q5_K_vals folds; STEP(q, sc, at) runs for each. */
+ * c and hi spelled out so that q5_K_vals folds; STEP(v, sc, at) runs for each. */
 #define Q5_K_PIECE(x, h, sc8, m, c, hi, STEP)                                         \
     {                                                                                 \
-        __m256i q = q5_K_vals(x, h, c, m, hi), sc = (sc8)[2 * (c) + (hi)];            \
+        __m256i v = q5_K_vals(x, h, c, m, hi), sc = (sc8)[2 * (c) + (hi)];            \
         int at = 64 * (c) + 32 * (hi) + 4 * (m);                                      \
         STEP;                                                                         \
     }
@@ -732,14 +745,6 @@ PV_AVX2 static inline __m256 q5_K_mins(const pv_block_q5_Kx8 *x, const k_scales_
     return _mm256_fmadd_ps(dmin, _mm256_cvtepi32_ps(k_mins(k, y)), rest);
 }
 
-/* d_w d_a of a block's 8 rows for one token. */
-PV_AVX2 static inline __m256 q5_K_d(const pv_block_q5_Kx8 *x, const pv_block_q8_K *y) {
-    return _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x->d)), _mm256_set1_ps(y->d));
-}
-
-/* A lane's int32 sums into its float lane. */
-PV_AVX2 static inline __m256 lane_fma(__m256 d, __m256i lane, __m256 acc) { return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lane), acc); }
-
 PV_AVX2 static void q5_K_x8_1(const pv_block_q5_Kx8 *x, const uint8_t *a, int64_t n, float *out) {
     const pv_block_q8_K *y = (const pv_block_q8_K *)a;
     __m256 acc[8], rest = _mm256_setzero_ps();
@@ -749,11 +754,11 @@ PV_AVX2 static void q5_K_x8_1(const pv_block_q5_Kx8 *x, const uint8_t *a, int64_
         prefetch_ahead(&x[b], sizeof x[b]);
         k_scales_t k = k_scales(x[b].scales);
         q5_K_scales(&k, sc8);
-        __m256 d = q5_K_d(&x[b], &y[b]);
+        __m256 d = k_d(x[b].d, &y[b]);
 #pragma GCC unroll 8
         for (int m = 0; m < 8; m++) {
             __m256i l = _mm256_setzero_si256();
-            Q5_K_LANE(&x[b], sc8, m, l = lane_piece(q, sc, y[b].qs + at, l); PIN(l))
+            Q5_K_LANE(&x[b], sc8, m, l = lane_piece(v, sc, y[b].qs + at, l); PIN(l))
             acc[m] = lane_fma(d, l, acc[m]);
         }
         rest = q5_K_mins(&x[b], &k, &y[b], rest);
@@ -774,13 +779,11 @@ PV_AVX2 static void q5_K_x8_4(const pv_block_q5_Kx8 *x, const uint8_t *a, size_t
         if (ahead) prefetch_ahead(&x[b], sizeof x[b]);
         k_scales_t k = k_scales(x[b].scales);
         q5_K_scales(&k, sc8);
-        __m256 d0 = q5_K_d(&x[b], &y[0][b]), d1 = q5_K_d(&x[b], &y[1][b]);
-        __m256 d2 = q5_K_d(&x[b], &y[2][b]), d3 = q5_K_d(&x[b], &y[3][b]);
+        __m256 d0 = k_d(x[b].d, &y[0][b]), d1 = k_d(x[b].d, &y[1][b]);
+        __m256 d2 = k_d(x[b].d, &y[2][b]), d3 = k_d(x[b].d, &y[3][b]);
         for (int m = 0; m < 8; m++) {
             __m256i l0 = _mm256_setzero_si256(), l1 = l0, l2 = l0, l3 = l0;
-            Q5_K_LANE(&x[b], sc8, m, l0 = lane_piece(q, sc, y[0][b].qs + at, l0);
-                      l1 = lane_piece(q, sc, y[1][b].qs + at, l1); l2 = lane_piece(q, sc, y[2][b].qs + at, l2);
-                      l3 = lane_piece(q, sc, y[3][b].qs + at, l3); PIN(l0); PIN(l1); PIN(l2); PIN(l3))
+            Q5_K_LANE(&x[b], sc8, m, LANE_PIECE_X4(v, sc, at))
             acc[0][m] = lane_fma(d0, l0, acc[0][m]);
             acc[1][m] = lane_fma(d1, l1, acc[1][m]);
             acc[2][m] = lane_fma(d2, l2, acc[2][m]);
