@@ -860,8 +860,10 @@ PV_AVX2 static void f16_x8_4(const uint16_t *w, const uint8_t *a, size_t a_strid
  * per row, lane m the columns 8i + m by fused multiply-adds; a matmul of one
  * token (ggml_vec_dot_bf16) in 32, lane (k, e) the columns 32i + 8k + e, each
  * product rounded then added. A lane's columns lie in every fourth piece
- * (batch) or every sixteenth (one token), so the kernels keep some lanes of
- * all 8 rows in registers and pass over the group once for each such set. */
+ * (batch) or every sixteenth (one token): the 4-token kernel keeps two lanes
+ * of all 8 rows in registers and passes over the group once per pair, the
+ * one-token kernels pass once (the batch's 8 lanes in registers, the one
+ * token's 32 in L1). */
 PV_AVX2 static inline __m256 bf16_even(__m256i v) { return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)); }
 PV_AVX2 static inline __m256 bf16_odd(__m256i v) {
     return _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32((int)0xffff0000u)));
