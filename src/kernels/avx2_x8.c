@@ -803,6 +803,13 @@ PV_AVX2 static inline __m256 f16_lo(const uint16_t *w) { return _mm256_cvtph_ps(
 PV_AVX2 static inline __m256 f16_hi(const uint16_t *w) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 8))); }
 PV_AVX2 static inline __m256 bcast2(const float *a) { return _mm256_castpd_ps(_mm256_broadcast_sd((const double *)a)); }
 
+/* A token's two activations (y) against two vectors of row-column pairs (ra, rb) into its sums a, b. */
+PV_AVX2 static inline void pairs_fma(__m256 ra, __m256 rb, const float *y, __m256 *a, __m256 *b) {
+    __m256 t = bcast2(y);
+    *a = _mm256_fmadd_ps(ra, t, *a);
+    *b = _mm256_fmadd_ps(rb, t, *b);
+}
+
 /* Rows 0-3 (lo) and 4-7 (hi), each as (even, odd) column sums -> the 8 row sums in order. */
 PV_AVX2 static inline __m256 f16_rows(__m256 lo, __m256 hi) {
     __m256 h = _mm256_hadd_ps(lo, hi); /* rows 0 1 4 5 | 2 3 6 7 */
@@ -833,19 +840,11 @@ PV_AVX2 static void f16_x8_4(const uint16_t *w, const uint8_t *a, size_t a_strid
     __m256 lo0 = _mm256_setzero_ps(), hi0 = lo0, lo1 = lo0, hi1 = lo0, lo2 = lo0, hi2 = lo0, lo3 = lo0, hi3 = lo0;
     for (int64_t i = 0; i < n; i += 2, w += 16) {
         if (ahead && i % 4 == 0) prefetch_ahead(w, 64);
-        __m256 wl = f16_lo(w), wh = f16_hi(w), b;
-        b = bcast2(y0 + i);
-        lo0 = _mm256_fmadd_ps(wl, b, lo0);
-        hi0 = _mm256_fmadd_ps(wh, b, hi0);
-        b = bcast2(y1 + i);
-        lo1 = _mm256_fmadd_ps(wl, b, lo1);
-        hi1 = _mm256_fmadd_ps(wh, b, hi1);
-        b = bcast2(y2 + i);
-        lo2 = _mm256_fmadd_ps(wl, b, lo2);
-        hi2 = _mm256_fmadd_ps(wh, b, hi2);
-        b = bcast2(y3 + i);
-        lo3 = _mm256_fmadd_ps(wl, b, lo3);
-        hi3 = _mm256_fmadd_ps(wh, b, hi3);
+        __m256 wl = f16_lo(w), wh = f16_hi(w);
+        pairs_fma(wl, wh, y0 + i, &lo0, &hi0);
+        pairs_fma(wl, wh, y1 + i, &lo1, &hi1);
+        pairs_fma(wl, wh, y2 + i, &lo2, &hi2);
+        pairs_fma(wl, wh, y3 + i, &lo3, &hi3);
     }
     _mm256_storeu_ps(out, f16_rows(lo0, hi0));
     _mm256_storeu_ps(out + 8, f16_rows(lo1, hi1));
@@ -893,9 +892,7 @@ PV_AVX2 static void bf16_x8_1(const uint16_t *w, const uint8_t *a, int64_t n, fl
 #pragma GCC unroll 4
         for (int p = 0; p < 4; p++) {
             __m256i v = bf16_piece(w, 4 * i + p);
-            __m256 b = bcast2(y + 8 * i + 2 * p);
-            la[p] = _mm256_fmadd_ps(bf16_rows_a(v), b, la[p]);
-            lb[p] = _mm256_fmadd_ps(bf16_rows_b(v), b, lb[p]);
+            pairs_fma(bf16_rows_a(v), bf16_rows_b(v), y + 8 * i + 2 * p, &la[p], &lb[p]);
         }
     }
     _mm256_storeu_ps(out, bf16_rows_out(la, lb));
@@ -912,20 +909,12 @@ PV_AVX2 static void bf16_x8_4(const uint16_t *w, const uint8_t *a, size_t a_stri
         for (int64_t i = 0; i < n / 8; i++) {
             if (ahead && p == 0) prefetch_ahead(w + 2 * PV_X8 * 4 * i, 4 * 32);
             __m256i v = bf16_piece(w, 4 * i + p);
-            __m256 ra = bf16_rows_a(v), rb = bf16_rows_b(v), t;
+            __m256 ra = bf16_rows_a(v), rb = bf16_rows_b(v);
             int64_t c = 8 * i + 2 * p;
-            t = bcast2(y[0] + c);
-            a0 = _mm256_fmadd_ps(ra, t, a0);
-            b0 = _mm256_fmadd_ps(rb, t, b0);
-            t = bcast2(y[1] + c);
-            a1 = _mm256_fmadd_ps(ra, t, a1);
-            b1 = _mm256_fmadd_ps(rb, t, b1);
-            t = bcast2(y[2] + c);
-            a2 = _mm256_fmadd_ps(ra, t, a2);
-            b2 = _mm256_fmadd_ps(rb, t, b2);
-            t = bcast2(y[3] + c);
-            a3 = _mm256_fmadd_ps(ra, t, a3);
-            b3 = _mm256_fmadd_ps(rb, t, b3);
+            pairs_fma(ra, rb, y[0] + c, &a0, &b0);
+            pairs_fma(ra, rb, y[1] + c, &a1, &b1);
+            pairs_fma(ra, rb, y[2] + c, &a2, &b2);
+            pairs_fma(ra, rb, y[3] + c, &a3, &b3);
         }
         la[0][p] = a0, la[1][p] = a1, la[2][p] = a2, la[3][p] = a3;
         lb[0][p] = b0, lb[1][p] = b1, lb[2][p] = b2, lb[3][p] = b3;
