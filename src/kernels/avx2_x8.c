@@ -455,30 +455,38 @@ PV_AVX2 static void q4_K_x8_4(const pv_block_q4_Kx8 *x, const uint8_t *a, size_t
     if (nt > 3) _mm256_storeu_ps(out + 24, _mm256_sub_ps(acc3, m3));
 }
 
-/* One sub-block (the low (hi = 0) or high nibbles of chunk c) of two groups
- * x and u against 4 tokens (y: their super-blocks): each broadcast meets
- * both groups' pieces; the int16 sums are weighted by each group's scales
- * of the sub-block (scx, scu) into is (token j, group g at is[2 j + g]). */
-PV_AVX2 static inline void q4_K_sub_x16(const pv_block_q4_Kx8 *x, const pv_block_q4_Kx8 *u, int c, int hi, __m256i scx,
-                                        __m256i scu, const pv_block_q8_K *const *y, __m256i *is) {
+/* A sub-block's int16 sums weighted by its scales: the int32 sums of its
+ * pair (add = 0: the first of the pair) or added to them. */
+PV_AVX2 static inline void q4_K_weigh(__m256i *is, __m256i p, __m256i sc, int add) {
+    __m256i m = _mm256_madd_epi16(p, sc);
+    _mm256_storeu_si256(is, add ? _mm256_add_epi32(_mm256_loadu_si256(is), m) : m);
+}
+
+/* One sub-block (the low (hi = 0) or high nibbles of one chunk: xq, uq its
+ * pieces in groups x and u) against 4 tokens (aq: their 32 activations of
+ * it): each broadcast meets both groups' pieces, and the int16 sums,
+ * weighted by the sub-block's scales (sc[g]: group g's), become the int32
+ * sums is[2 j + g] (hi = 0) or are added to them (hi = 1). */
+PV_AVX2 static inline void q4_K_sub_x16(const uint8_t *xq, const uint8_t *uq, int hi, const __m256i *sc,
+                                        const int8_t *const *aq, __m256i *is) {
     const __m256i low4 = _mm256_set1_epi8(0x0f);
     __m256i p0 = _mm256_setzero_si256(), p1 = p0, p2 = p0, p3 = p0, t0 = p0, t1 = p0, t2 = p0, t3 = p0;
+#pragma GCC unroll 8
     for (int i = 0; i < 8; i++) {
-        __m256i v = _mm256_loadu_si256((const __m256i *)(x->qs + 256 * c + 32 * i));
-        __m256i w = _mm256_loadu_si256((const __m256i *)(u->qs + 256 * c + 32 * i));
+        __m256i v = _mm256_loadu_si256((const __m256i *)(xq + 32 * i));
+        __m256i w = _mm256_loadu_si256((const __m256i *)(uq + 32 * i));
         __m256i q = _mm256_and_si256(hi ? _mm256_srli_epi16(v, 4) : v, low4);
         __m256i r = _mm256_and_si256(hi ? _mm256_srli_epi16(w, 4) : w, low4);
-        int at = 64 * c + 32 * hi + 4 * i;
-        __m256i b = bcast4(y[0]->qs + at);
+        __m256i b = bcast4(aq[0] + 4 * i);
         p0 = _mm256_add_epi16(p0, _mm256_maddubs_epi16(q, b));
         t0 = _mm256_add_epi16(t0, _mm256_maddubs_epi16(r, b));
-        b = bcast4(y[1]->qs + at);
+        b = bcast4(aq[1] + 4 * i);
         p1 = _mm256_add_epi16(p1, _mm256_maddubs_epi16(q, b));
         t1 = _mm256_add_epi16(t1, _mm256_maddubs_epi16(r, b));
-        b = bcast4(y[2]->qs + at);
+        b = bcast4(aq[2] + 4 * i);
         p2 = _mm256_add_epi16(p2, _mm256_maddubs_epi16(q, b));
         t2 = _mm256_add_epi16(t2, _mm256_maddubs_epi16(r, b));
-        b = bcast4(y[3]->qs + at);
+        b = bcast4(aq[3] + 4 * i);
         p3 = _mm256_add_epi16(p3, _mm256_maddubs_epi16(q, b));
         t3 = _mm256_add_epi16(t3, _mm256_maddubs_epi16(r, b));
         PIN(p0);
@@ -490,37 +498,67 @@ PV_AVX2 static inline void q4_K_sub_x16(const pv_block_q4_Kx8 *x, const pv_block
         PIN(t2);
         PIN(t3);
     }
-    is[0] = _mm256_add_epi32(is[0], _mm256_madd_epi16(p0, scx));
-    is[1] = _mm256_add_epi32(is[1], _mm256_madd_epi16(t0, scu));
-    is[2] = _mm256_add_epi32(is[2], _mm256_madd_epi16(p1, scx));
-    is[3] = _mm256_add_epi32(is[3], _mm256_madd_epi16(t1, scu));
-    is[4] = _mm256_add_epi32(is[4], _mm256_madd_epi16(p2, scx));
-    is[5] = _mm256_add_epi32(is[5], _mm256_madd_epi16(t2, scu));
-    is[6] = _mm256_add_epi32(is[6], _mm256_madd_epi16(p3, scx));
-    is[7] = _mm256_add_epi32(is[7], _mm256_madd_epi16(t3, scu));
+    q4_K_weigh(&is[0], p0, sc[0], hi);
+    q4_K_weigh(&is[1], t0, sc[1], hi);
+    q4_K_weigh(&is[2], p1, sc[0], hi);
+    q4_K_weigh(&is[3], t1, sc[1], hi);
+    q4_K_weigh(&is[4], p2, sc[0], hi);
+    q4_K_weigh(&is[5], t2, sc[1], hi);
+    q4_K_weigh(&is[6], p3, sc[0], hi);
+    q4_K_weigh(&is[7], t3, sc[1], hi);
 }
 
-/* The two groups' sums of 4 tokens (is[2 j + g]) into their float sums
- * (acc, accm: token j's 16 rows at 16 j), then zeroed: a pair of sub-blocks
- * (c) or, c < 0, a whole block. */
-PV_AVX2 static inline void q4_K_x16_add(const pv_block_q4_Kx8 *x, const pv_block_q4_Kx8 *u, const k_scales_t *kx,
-                                        const k_scales_t *ku, const pv_block_q8_K *const *yb, int c, __m256i *is,
-                                        float *acc, float *accm) {
-    for (int j = 0; j < 4; j++)
+/* A block's integer sums of two groups (is[c][2 j + g]: pair of sub-blocks
+ * c, token j, group g) into their float sums (acc, accm: token j's 16 rows
+ * at 16 j), as q4_K_add does them: a full group of 4 tokens (nt = 4) one
+ * pair of sub-blocks after the other, fewer a whole block at once (see
+ * q4_K_x8_4). The sums of 32 and the mins' shuffles are taken once per
+ * block, not per pair. */
+PV_AVX2 static inline void q4_K_x16_fold(const pv_block_q4_Kx8 *x, const pv_block_q4_Kx8 *u, const k_scales_t *kx,
+                                         const k_scales_t *ku, const pv_block_q8_K *const *yb, int nt,
+                                         __m256i is[4][8], float *acc, float *accm) {
+    const __m256i pair01 = LANE_PAIR(0, 1), pair23 = LANE_PAIR(2, 3);
+    const __m256i mins[2][4] = {
+        {_mm256_shuffle_epi8(kx->m03, pair01), _mm256_shuffle_epi8(kx->m03, pair23), _mm256_shuffle_epi8(kx->m47, pair01),
+         _mm256_shuffle_epi8(kx->m47, pair23)},
+        {_mm256_shuffle_epi8(ku->m03, pair01), _mm256_shuffle_epi8(ku->m03, pair23), _mm256_shuffle_epi8(ku->m47, pair01),
+         _mm256_shuffle_epi8(ku->m47, pair23)}};
+    const __m256 dw[2] = {_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x->d)),
+                          _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)u->d))};
+    const __m256 mw[2] = {_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x->dmin)),
+                          _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)u->dmin))};
+    for (int j = 0; j < 4; j++) {
+        __m256i s32 = k_sums32(yb[j]), sums[4];
+        for (int c = 0; c < 4; c++) sums[c] = _mm256_permutevar8x32_epi32(s32, _mm256_set1_epi32(c < 2 ? c : c + 2));
+        __m256 ya = _mm256_set1_ps(yb[j]->d);
         for (int g = 0; g < 2; g++) {
             float *o = acc + 2 * PV_X8 * j + PV_X8 * g, *om = accm + 2 * PV_X8 * j + PV_X8 * g;
-            const k_scales_t *k = g ? ku : kx;
-            __m256 sum = _mm256_loadu_ps(o), mins = _mm256_loadu_ps(om);
-            q4_K_add(g ? u : x, yb[j], is[2 * j + g], c < 0 ? k_mins(k, yb[j]) : k_mins_pair(k, yb[j], c), &sum, &mins);
+            __m256 d = _mm256_mul_ps(dw[g], ya), dmin = _mm256_mul_ps(mw[g], ya);
+            __m256 sum = _mm256_loadu_ps(o), msum = _mm256_loadu_ps(om);
+            if (nt == 4) {
+                for (int c = 0; c < 4; c++) {
+                    sum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[c][2 * j + g]), d, sum);
+                    msum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(mins[g][c], sums[c])), dmin, msum);
+                }
+            } else {
+                __m256i s = _mm256_add_epi32(_mm256_add_epi32(is[0][2 * j + g], is[1][2 * j + g]),
+                                             _mm256_add_epi32(is[2][2 * j + g], is[3][2 * j + g]));
+                __m256i m = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(mins[g][0], sums[0]), _mm256_madd_epi16(mins[g][1], sums[1])),
+                                             _mm256_add_epi32(_mm256_madd_epi16(mins[g][2], sums[2]), _mm256_madd_epi16(mins[g][3], sums[3])));
+                sum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, sum);
+                msum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(m), dmin, msum);
+            }
             _mm256_storeu_ps(o, sum);
-            _mm256_storeu_ps(om, mins);
-            is[2 * j + g] = _mm256_setzero_si256();
+            _mm256_storeu_ps(om, msum);
         }
+    }
 }
 
 /* Two adjacent groups (x, u: 16 rows) against up to 4 tokens (nt = 3: the
  * third token twice), as q4_0_x16_4 does for q4_0; token j's 16 rows at
- * acc + 16 j. */
+ * acc + 16 j. A block's sub-block scales are taken apart once, its chunks
+ * go through one loop (a body small enough for the op cache with its
+ * pieces unrolled), and its integer sums reach the float sums at its end. */
 PV_AVX2 static void q4_K_x16_4(const pv_block_q4_Kx8 *x, const pv_block_q4_Kx8 *u, const uint8_t *a, size_t a_stride,
                                int64_t n, float *acc, int nt, int ahead) {
     const pv_block_q8_K *y[4];
@@ -534,21 +572,21 @@ PV_AVX2 static void q4_K_x16_4(const pv_block_q4_Kx8 *x, const pv_block_q4_Kx8 *
             prefetch_far(&u[b], sizeof u[b]);
         }
         k_scales_t kx = k_scales(x[b].scales), ku = k_scales(u[b].scales);
+        __m256i sc[8][2], is[4][8];
+#pragma GCC unroll 8
+        for (int s = 0; s < 8; s++) {
+            sc[s][0] = k_sub_scale(&kx, s);
+            sc[s][1] = k_sub_scale(&ku, s);
+        }
         const pv_block_q8_K *yb[4] = {&y[0][b], &y[1][b], &y[2][b], &y[3][b]};
-        __m256i is[8];
-        for (int i = 0; i < 8; i++) is[i] = _mm256_setzero_si256();
-        /* sub-blocks spelled out, so that each k_sub_scale is one shuffle (no switch); a full
-         * group of 4 tokens adds each pair of sub-blocks, fewer whole blocks (as q4_K_x8_4) */
-#define Q4_K_PAIR_X16(c)                                                                                          \
-    q4_K_sub_x16(&x[b], &u[b], c, 0, k_sub_scale(&kx, 2 * (c)), k_sub_scale(&ku, 2 * (c)), yb, is);            \
-    q4_K_sub_x16(&x[b], &u[b], c, 1, k_sub_scale(&kx, 2 * (c) + 1), k_sub_scale(&ku, 2 * (c) + 1), yb, is);    \
-    if (nt == 4) q4_K_x16_add(&x[b], &u[b], &kx, &ku, yb, c, is, acc, accm);
-        Q4_K_PAIR_X16(0)
-        Q4_K_PAIR_X16(1)
-        Q4_K_PAIR_X16(2)
-        Q4_K_PAIR_X16(3)
-#undef Q4_K_PAIR_X16
-        if (nt < 4) q4_K_x16_add(&x[b], &u[b], &kx, &ku, yb, -1, is, acc, accm);
+#pragma GCC unroll 1
+        for (int c = 0; c < 4; c++) {
+            const int8_t *lo[4] = {yb[0]->qs + 64 * c, yb[1]->qs + 64 * c, yb[2]->qs + 64 * c, yb[3]->qs + 64 * c};
+            const int8_t *hi[4] = {lo[0] + 32, lo[1] + 32, lo[2] + 32, lo[3] + 32};
+            q4_K_sub_x16(x[b].qs + 256 * c, u[b].qs + 256 * c, 0, sc[2 * c], lo, is[c]);
+            q4_K_sub_x16(x[b].qs + 256 * c, u[b].qs + 256 * c, 1, sc[2 * c + 1], hi, is[c]);
+        }
+        q4_K_x16_fold(&x[b], &u[b], &kx, &ku, yb, nt, is, acc, accm);
     }
     for (int i = 0; i < 4 * 2 * PV_X8; i += 8)
         _mm256_storeu_ps(acc + i, _mm256_sub_ps(_mm256_loadu_ps(acc + i), _mm256_loadu_ps(accm + i)));
