@@ -670,6 +670,7 @@ PV_AVX2 static inline __m256 k_d(const uint16_t *d, const pv_block_q8_K *y) {
 
 /* The 16 sub-block scales of a block's 8 rows (q6_K_sub_scale). */
 PV_AVX2 static inline void q6_K_scales(const pv_block_q6_Kx8 *x, __m256i *sc) {
+#pragma GCC unroll 16
     for (int s = 0; s < 16; s++) sc[s] = q6_K_sub_scale(x, s);
 }
 
