@@ -871,43 +871,19 @@ PV_AVX2 static void f16_x8_1(const uint16_t *w, const uint8_t *a, int64_t n, flo
     _mm256_storeu_ps(out, f16_rows(_mm256_add_ps(lo0, lo1), _mm256_add_ps(hi0, hi1)));
 }
 
-/* 4 tokens: each column pair is widened once and meets every token; the 8
- * sums (2 per token) keep 8 FMAs in flight. Tokens 0-2 from one pointer and
- * the stride, token 3 (nt = 3: token 2 again) from another, as f16_x8_6. */
-PV_AVX2 static inline void f16_x8_4_pass(const uint16_t *w, const uint8_t *a, size_t a_stride, int64_t n, float *out,
-                                         int nt, const int ahead) {
-    const uint8_t *p = a, *q = a + (nt > 3 ? 3 : 2) * a_stride;
-    __m256 lo0 = _mm256_setzero_ps(), hi0 = lo0, lo1 = lo0, hi1 = lo0, lo2 = lo0, hi2 = lo0, lo3 = lo0, hi3 = lo0;
-    for (int64_t i = 0; i < n; i += 2, w += 16, p += 2 * sizeof(float), q += 2 * sizeof(float)) {
-        if (ahead && i % 4 == 0) prefetch_ahead(w, 64);
-        __m256 wl = f16_lo(w), wh = f16_hi(w);
-        pairs_fma(wl, wh, (const float *)p, &lo0, &hi0);
-        pairs_fma(wl, wh, (const float *)(p + a_stride), &lo1, &hi1);
-        pairs_fma(wl, wh, (const float *)(p + 2 * a_stride), &lo2, &hi2);
-        pairs_fma(wl, wh, (const float *)q, &lo3, &hi3);
-    }
-    _mm256_storeu_ps(out, f16_rows(lo0, hi0));
-    _mm256_storeu_ps(out + 8, f16_rows(lo1, hi1));
-    _mm256_storeu_ps(out + 16, f16_rows(lo2, hi2));
-    if (nt > 3) _mm256_storeu_ps(out + 24, f16_rows(lo3, hi3));
-}
-
-PV_AVX2 static void f16_x8_4(const uint16_t *w, const uint8_t *a, size_t a_stride, int64_t n, float *out, int nt, int ahead) {
-    if (ahead) f16_x8_4_pass(w, a, a_stride, n, out, nt, 1);
-    else f16_x8_4_pass(w, a, a_stride, n, out, nt, 0);
-}
-
-/* 6 tokens: 12 sums in registers, so each widened column pair meets 12 FMAs
- * where the 4-token kernel gives it 8. Per token the same FMAs in the same
- * order as f16_x8_4 (the same bits), with fewer instructions per FMA, which
- * is what counts when the core's other hardware thread is busy: the rows are
- * reached from two pointers and the stride (no address arithmetic per step),
- * and the pass without prefetches is a loop of its own (no test per step).
- * One core, 2048 x 5632 against 128 tokens: 21-22 -> 29-32 G multiply-adds/s
- * in the machine's slow spells, level (44-46) otherwise. */
-PV_AVX2 static inline void f16_x8_6_pass(const uint16_t *w, const uint8_t *a, size_t a_stride, int64_t n, float *out,
-                                         const int ahead) {
-    const uint8_t *p = a, *q = a + 3 * a_stride; /* the step's activations of tokens 0 and 3 */
+/* 4 or 6 tokens (six): each column pair is widened once and meets every
+ * token, 2 sums per token in registers (8 or 12 FMAs in flight). Tokens 0-2
+ * are reached from one pointer and the stride, 3-5 from another (4 tokens,
+ * nt = 3: token 2 again as token 3), so that the loop does no address
+ * arithmetic per token; the pass with prefetches (ahead) and the one without
+ * are loops of their own (no test per step). Per token the same FMAs in the
+ * same order either way (the same bits); 6 tokens take fewer instructions
+ * per FMA, which is what counts when the core's other hardware thread is
+ * busy: one core, 2048 x 5632 against 128 tokens, 21-22 -> 29-32 G
+ * multiply-adds/s in the machine's slow spells, level (44-46) otherwise. */
+PV_AVX2 static inline void f16_x8_pass(const uint16_t *w, const uint8_t *a, size_t a_stride, int64_t n, float *out, int nt,
+                                       const int six, const int ahead) {
+    const uint8_t *p = a, *q = a + (six || nt > 3 ? 3 : 2) * a_stride;
     __m256 lo0 = _mm256_setzero_ps(), hi0 = lo0, lo1 = lo0, hi1 = lo0, lo2 = lo0, hi2 = lo0, lo3 = lo0, hi3 = lo0;
     __m256 lo4 = lo0, hi4 = lo0, lo5 = lo0, hi5 = lo0;
     for (int64_t i = 0; i < n; i += 2, w += 16, p += 2 * sizeof(float), q += 2 * sizeof(float)) {
@@ -917,21 +893,29 @@ PV_AVX2 static inline void f16_x8_6_pass(const uint16_t *w, const uint8_t *a, si
         pairs_fma(wl, wh, (const float *)(p + a_stride), &lo1, &hi1);
         pairs_fma(wl, wh, (const float *)(p + 2 * a_stride), &lo2, &hi2);
         pairs_fma(wl, wh, (const float *)q, &lo3, &hi3);
-        pairs_fma(wl, wh, (const float *)(q + a_stride), &lo4, &hi4);
-        pairs_fma(wl, wh, (const float *)(q + 2 * a_stride), &lo5, &hi5);
+        if (six) {
+            pairs_fma(wl, wh, (const float *)(q + a_stride), &lo4, &hi4);
+            pairs_fma(wl, wh, (const float *)(q + 2 * a_stride), &lo5, &hi5);
+        }
     }
     _mm256_storeu_ps(out, f16_rows(lo0, hi0));
     _mm256_storeu_ps(out + 8, f16_rows(lo1, hi1));
     _mm256_storeu_ps(out + 16, f16_rows(lo2, hi2));
-    _mm256_storeu_ps(out + 24, f16_rows(lo3, hi3));
-    _mm256_storeu_ps(out + 32, f16_rows(lo4, hi4));
-    _mm256_storeu_ps(out + 40, f16_rows(lo5, hi5));
+    if (six || nt > 3) _mm256_storeu_ps(out + 24, f16_rows(lo3, hi3));
+    if (six) {
+        _mm256_storeu_ps(out + 32, f16_rows(lo4, hi4));
+        _mm256_storeu_ps(out + 40, f16_rows(lo5, hi5));
+    }
 }
 
-/* The pass with and without prefetches, each a loop of its own. */
+PV_AVX2 static void f16_x8_4(const uint16_t *w, const uint8_t *a, size_t a_stride, int64_t n, float *out, int nt, int ahead) {
+    if (ahead) f16_x8_pass(w, a, a_stride, n, out, nt, 0, 1);
+    else f16_x8_pass(w, a, a_stride, n, out, nt, 0, 0);
+}
+
 PV_AVX2 static void f16_x8_6(const uint16_t *w, const uint8_t *a, size_t a_stride, int64_t n, float *out, int ahead) {
-    if (ahead) f16_x8_6_pass(w, a, a_stride, n, out, 1);
-    else f16_x8_6_pass(w, a, a_stride, n, out, 0);
+    if (ahead) f16_x8_pass(w, a, a_stride, n, out, 6, 1, 1);
+    else f16_x8_pass(w, a, a_stride, n, out, 6, 1, 0);
 }
 
 /* bf16: the pieces are f16's (columns 2k, 2k + 1 of the 8 rows, row r's two
