@@ -775,6 +775,7 @@ PV_AVX2 static inline __m256i q5_K_vals(const pv_block_q5_Kx8 *x, __m256i h, int
 
 /* The 8 sub-block scales of a block's 8 rows, each twice per lane (for madd). */
 PV_AVX2 static inline void q5_K_scales(const k_scales_t *k, __m256i *sc8) {
+#pragma GCC unroll 8
     for (int s = 0; s < 8; s++) sc8[s] = k_sub_scale(k, s);
 }
 
