@@ -512,39 +512,34 @@ PV_AVX2 static inline void q4_K_sub_x16(const uint8_t *xq, const uint8_t *uq, in
  * c, token j, group g) into their float sums (acc, accm: token j's 16 rows
  * at 16 j), as q4_K_add does them: a full group of 4 tokens (nt = 4) one
  * pair of sub-blocks after the other, fewer a whole block at once (see
- * q4_K_x8_4). The sums of 32 and the mins' shuffles are taken once per
- * block, not per pair. */
+ * q4_K_x8_4). The tokens' sums of 32 are taken once per block, not per
+ * pair. */
 PV_AVX2 static inline void q4_K_x16_fold(const pv_block_q4_Kx8 *x, const pv_block_q4_Kx8 *u, const k_scales_t *kx,
                                          const k_scales_t *ku, const pv_block_q8_K *const *yb, int nt,
                                          __m256i is[4][8], float *acc, float *accm) {
-    const __m256i pair01 = LANE_PAIR(0, 1), pair23 = LANE_PAIR(2, 3);
-    const __m256i mins[2][4] = {
-        {_mm256_shuffle_epi8(kx->m03, pair01), _mm256_shuffle_epi8(kx->m03, pair23), _mm256_shuffle_epi8(kx->m47, pair01),
-         _mm256_shuffle_epi8(kx->m47, pair23)},
-        {_mm256_shuffle_epi8(ku->m03, pair01), _mm256_shuffle_epi8(ku->m03, pair23), _mm256_shuffle_epi8(ku->m47, pair01),
-         _mm256_shuffle_epi8(ku->m47, pair23)}};
+    const k_scales_t *k[2] = {kx, ku};
     const __m256 dw[2] = {_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x->d)),
                           _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)u->d))};
     const __m256 mw[2] = {_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x->dmin)),
                           _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)u->dmin))};
     for (int j = 0; j < 4; j++) {
-        __m256i s32 = k_sums32(yb[j]), sums[4];
-        for (int c = 0; c < 4; c++) sums[c] = _mm256_permutevar8x32_epi32(s32, _mm256_set1_epi32(c < 2 ? c : c + 2));
+        __m256i s32 = k_sums32(yb[j]);
         __m256 ya = _mm256_set1_ps(yb[j]->d);
         for (int g = 0; g < 2; g++) {
             float *o = acc + 2 * PV_X8 * j + PV_X8 * g, *om = accm + 2 * PV_X8 * j + PV_X8 * g;
             __m256 d = _mm256_mul_ps(dw[g], ya), dmin = _mm256_mul_ps(mw[g], ya);
             __m256 sum = _mm256_loadu_ps(o), msum = _mm256_loadu_ps(om);
+            __m256i mins[4];
+            for (int c = 0; c < 4; c++) mins[c] = k_mins_of(k[g], s32, c);
             if (nt == 4) {
                 for (int c = 0; c < 4; c++) {
                     sum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[c][2 * j + g]), d, sum);
-                    msum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(mins[g][c], sums[c])), dmin, msum);
+                    msum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins[c]), dmin, msum);
                 }
             } else {
                 __m256i s = _mm256_add_epi32(_mm256_add_epi32(is[0][2 * j + g], is[1][2 * j + g]),
                                              _mm256_add_epi32(is[2][2 * j + g], is[3][2 * j + g]));
-                __m256i m = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(mins[g][0], sums[0]), _mm256_madd_epi16(mins[g][1], sums[1])),
-                                             _mm256_add_epi32(_mm256_madd_epi16(mins[g][2], sums[2]), _mm256_madd_epi16(mins[g][3], sums[3])));
+                __m256i m = _mm256_add_epi32(_mm256_add_epi32(mins[0], mins[1]), _mm256_add_epi32(mins[2], mins[3]));
                 sum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, sum);
                 msum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(m), dmin, msum);
             }
