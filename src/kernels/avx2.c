@@ -367,19 +367,33 @@ PV_AVX2 static float bf16_bf16(const void *w, const void *a, int64_t n) {
  * Arm optimized-routines design; pv_exp_ggml is its scalar twin): x = n ln2 + b
  * with n rounded through the 1.5 * 2^23 shifter, a degree-5 polynomial in b,
  * 2^n from the shifter's low bits; beyond |n| > 126 the scale is split in two
- * factors so that the result over- or underflows only where e^x does. */
-PV_AVX2 static inline __m256 exp_ggml_ps(__m256 x) {
+ * factors so that the result over- or underflows only where e^x does.
+ * exp_ggml_parts computes n, the shifter's bits z, the polynomial j and the
+ * scale k = 2^n; e^x is k + j k wherever |n| <= 126. */
+PV_AVX2 static inline __m256 exp_ggml_parts(__m256 x, __m256 *n, __m256 *z, __m256 *j) {
     const __m256 shift = _mm256_set1_ps(0x1.8p23f);
-    __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), shift), n = _mm256_sub_ps(z, shift);
-    __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f), _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
-    __m256i e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
-    __m256 k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_castps_si256(_mm256_set1_ps(1.0f))));
-    __m256 an = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), n), u = _mm256_mul_ps(b, b);
+    *z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), shift), *n = _mm256_sub_ps(*z, shift);
+    __m256 b = _mm256_fnmadd_ps(*n, _mm256_set1_ps(0x1.7f7d1cp-20f), _mm256_fnmadd_ps(*n, _mm256_set1_ps(0x1.62e4p-1f), x));
+    __m256i e = _mm256_slli_epi32(_mm256_castps_si256(*z), 23);
+    __m256 u = _mm256_mul_ps(b, b);
     __m256 hi = _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
                                 _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f)));
-    __m256 j = _mm256_fmadd_ps(hi, u, _mm256_mul_ps(_mm256_set1_ps(0x1.ffffecp-1f), b));
+    *j = _mm256_fmadd_ps(hi, u, _mm256_mul_ps(_mm256_set1_ps(0x1.ffffecp-1f), b));
+    return _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_castps_si256(_mm256_set1_ps(1.0f))));
+}
+
+/* exp_ggml_ps for x in [-87, 87], where |n| <= 126 in every lane. */
+PV_AVX2 static inline __m256 exp_ggml_near_ps(__m256 x) {
+    __m256 n, z, j, k = exp_ggml_parts(x, &n, &z, &j);
+    return _mm256_fmadd_ps(j, k, k);
+}
+
+PV_AVX2 static inline __m256 exp_ggml_ps(__m256 x) {
+    __m256 n, z, j, k = exp_ggml_parts(x, &n, &z, &j);
+    __m256 an = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), n);
     __m256 big = _mm256_cmp_ps(an, _mm256_set1_ps(126.0f), _CMP_GT_OQ);
     if (!_mm256_movemask_ps(big)) return _mm256_fmadd_ps(j, k, k);
+    __m256i e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
     __m256i g = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)),
                                  _mm256_set1_epi32((int)0x82000000u));
     __m256 s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f000000))),
@@ -599,6 +613,32 @@ PV_AVX2 static PV_INLINE void attn_scores_tile2(const float *q0, const float *q1
     }
 }
 
+/* The exponentials of attn_weights_f32, w = e^(s - M) over len positions of
+ * one or two rows (s1 NULL: one), and their sums in llama.cpp's order: each 8
+ * summed in float, then in double. near: no position is masked and every
+ * s - M is at least -87, so that no lane needs exp_ggml_ps's range checks. */
+PV_AVX2 static PV_INLINE void attn_exp_pass(const float *s0, float M0, float *w0, double *sum0, const float *s1, float M1,
+                                            float *w1, double *sum1, int len, int near) {
+    __m256 none = _mm256_set1_ps(-INFINITY), m0 = _mm256_set1_ps(M0), m1 = _mm256_set1_ps(M1);
+    double t0 = 0.0, t1 = 0.0;
+    for (int p = 0; p < len; p += 8) {
+        __m256 a = _mm256_loadu_ps(s0 + p);
+        __m256 e = near ? exp_ggml_near_ps(_mm256_sub_ps(a, m0))
+                        : _mm256_and_ps(exp_ggml_ps(_mm256_sub_ps(a, m0)), _mm256_cmp_ps(a, none, _CMP_NEQ_OQ));
+        _mm256_storeu_ps(w0 + p, e);
+        t0 += hsum_ps(e);
+        if (s1) {
+            __m256 b = _mm256_loadu_ps(s1 + p);
+            __m256 g = near ? exp_ggml_near_ps(_mm256_sub_ps(b, m1))
+                            : _mm256_and_ps(exp_ggml_ps(_mm256_sub_ps(b, m1)), _mm256_cmp_ps(b, none, _CMP_NEQ_OQ));
+            _mm256_storeu_ps(w1 + p, g);
+            t1 += hsum_ps(g);
+        }
+    }
+    *sum0 = t0;
+    *sum1 = t1;
+}
+
 /* Tiled order: a row's weights over a tile from its scores s (which this
  * overwrites past the row's n positions), w[p] = e^(s_p - M'), 0 past them up
  * to PV_ATTN_TILE; S and M advance; f = e^(M - M'), the factor for what the
@@ -612,10 +652,16 @@ PV_AVX2 static PV_INLINE void attn_weights_f32(float *s0, int n0, pv_attn_state_
     for (int p = n0; p < len; p++) s0[p] = -INFINITY;
     if (s1)
         for (int p = n1; p < len; p++) s1[p] = -INFINITY;
-    __m256 none = _mm256_set1_ps(-INFINITY), mx0 = none, mx1 = none;
+    __m256 none = _mm256_set1_ps(-INFINITY), mx0 = none, mx1 = none, mn = _mm256_set1_ps(INFINITY);
     for (int p = 0; p < len; p += 8) {
-        mx0 = _mm256_max_ps(mx0, _mm256_loadu_ps(s0 + p));
-        if (s1) mx1 = _mm256_max_ps(mx1, _mm256_loadu_ps(s1 + p));
+        __m256 a = _mm256_loadu_ps(s0 + p);
+        mx0 = _mm256_max_ps(mx0, a);
+        mn = _mm256_min_ps(mn, a);
+        if (s1) {
+            __m256 b = _mm256_loadu_ps(s1 + p);
+            mx1 = _mm256_max_ps(mx1, b);
+            mn = _mm256_min_ps(mn, b);
+        }
     }
     float top0 = hmax_ps(mx0), M0 = top0 > st0->M ? top0 : st0->M, top1 = 0, M1 = 0;
     *f0 = top0 > st0->M ? expf(st0->M - M0) : 1.0f;
@@ -623,20 +669,12 @@ PV_AVX2 static PV_INLINE void attn_weights_f32(float *s0, int n0, pv_attn_state_
         top1 = hmax_ps(mx1), M1 = top1 > st1->M ? top1 : st1->M;
         *f1 = top1 > st1->M ? expf(st1->M - M1) : 1.0f;
     }
-    __m256 m0 = _mm256_set1_ps(M0), m1 = _mm256_set1_ps(M1);
-    double sum0 = 0.0, sum1 = 0.0; /* llama.cpp's softmax sum: each 8 weights summed in float, then in double */
-    for (int p = 0; p < len; p += 8) {
-        __m256 a = _mm256_loadu_ps(s0 + p);
-        __m256 e = _mm256_and_ps(exp_ggml_ps(_mm256_sub_ps(a, m0)), _mm256_cmp_ps(a, none, _CMP_NEQ_OQ));
-        _mm256_storeu_ps(w0 + p, e);
-        sum0 += hsum_ps(e);
-        if (s1) {
-            __m256 b = _mm256_loadu_ps(s1 + p);
-            __m256 g = _mm256_and_ps(exp_ggml_ps(_mm256_sub_ps(b, m1)), _mm256_cmp_ps(b, none, _CMP_NEQ_OQ));
-            _mm256_storeu_ps(w1 + p, g);
-            sum1 += hsum_ps(g);
-        }
-    }
+    double sum0 = 0.0, sum1 = 0.0;
+    float low = -hmax_ps(_mm256_sub_ps(_mm256_setzero_ps(), mn)); /* -inf where a position is masked */
+    if (low - M0 >= -87.0f && (!s1 || low - M1 >= -87.0f))
+        attn_exp_pass(s0, M0, w0, &sum0, s1, M1, w1, &sum1, len, 1);
+    else
+        attn_exp_pass(s0, M0, w0, &sum0, s1, M1, w1, &sum1, len, 0);
     for (int p = len; p < PV_ATTN_TILE; p += 8) {
         _mm256_storeu_ps(w0 + p, _mm256_setzero_ps());
         if (s1) _mm256_storeu_ps(w1 + p, _mm256_setzero_ps());
