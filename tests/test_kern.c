@@ -330,13 +330,13 @@ END_TEST
  * kernel and the scalar twin (bit for bit: both follow llama.cpp's order); both against a plain softmax in double, within what sums rounded to half at
  * every step allow (the tiled order, in float, much closer). Rows see
  * different numbers of positions (as the tokens of a prompt chunk do), head
- * sizes 8..256 and odd ones; in the tiled order also scores so far apart that
- * most weights underflow. */
+ * sizes 8..256 and odd ones; also scores so far apart that most weights
+ * underflow (and expf leaves its main path). */
 START_TEST(test_attn_block_matches_twin) {
     int sizes[] = {8, 32, 64, 128, 256, 12, 40};
     enum { R = 5 };
-    for (int si = 0; si < 21; si++) { /* the last 7: scores 200 apart, where e^(s - M) underflows */
-        int hd = sizes[si % 7], n = 1 + (int)(rnd() % 150), tiled = si >= 7;
+    for (int si = 0; si < 28; si++) { /* the last 14: scores 200 apart, where e^(s - M) underflows */
+        int hd = sizes[si % 7], n = 1 + (int)(rnd() % 150), tiled = si / 7 % 2;
         float qscale = si >= 14 ? 80.0f : 3.0f;
         double tol = tiled ? 2e-5 : 4e-3;
         size_t stride = (size_t)hd * 3;
@@ -908,11 +908,47 @@ START_TEST(test_exp_shifted_matches_twin) {
 }
 END_TEST
 
+/* The decode attention's vector expf against libm's expf, bit for bit, on
+ * every 4099th float of all 2^32 and on the edges of its main path. With
+ * PV_EXPF_STEP=1 CK_TIMEOUT_MULTIPLIER=4, every float (about a minute; all
+ * 2^32 agree with glibc 2.36). */
+START_TEST(test_expf8_matches_libm) {
+    if (strcmp(pv_kern_isa(), "avx2") != 0) return;
+    pv_expf8_fn f = pv__avx2_expf8();
+    const char *env = getenv("PV_EXPF_STEP");
+    uint64_t step = env && atoi(env) > 0 ? (uint64_t)atoi(env) : 4099, bad = 0;
+    float edges[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 88.0f, -88.0f, 0x1.62e42ep6f, 0x1.62e430p6f, -0x1.9fe368p6f,
+                     -0x1.9fe36ap6f, -0x1.9d1d9ep6f, -0x1.9d1da0p6f, -87.9999f, 1e-40f, -1e-40f, -150.0f, 100.0f};
+    float x[8], y[8];
+    for (int i = 0; i < (int)(sizeof edges / sizeof *edges); i += 8) {
+        for (int j = 0; j < 8; j++) x[j] = edges[(i + j) % (sizeof edges / sizeof *edges)];
+        f(x, y);
+        for (int j = 0; j < 8; j++)
+            ck_assert_msg(memcmp(&y[j], &(float){expf(x[j])}, 4) == 0 || (isnan(x[j]) && isnan(y[j])), "expf(%a): %a, libm %a",
+                          x[j], y[j], expf(x[j]));
+    }
+    for (uint64_t b = 0; b < (1ull << 32); b += 8 * step) {
+        for (int j = 0; j < 8; j++) {
+            uint32_t u = (uint32_t)(b + (uint64_t)j * step);
+            memcpy(&x[j], &u, 4);
+        }
+        f(x, y);
+        for (int j = 0; j < 8; j++) {
+            float want = expf(x[j]);
+            if (memcmp(&y[j], &want, 4) != 0 && !(isnan(want) && isnan(y[j])) && bad++ < 5)
+                fprintf(stderr, "expf(%a): %a, libm %a\n", x[j], y[j], want);
+        }
+    }
+    ck_assert_msg(bad == 0, "%llu values differ from libm's expf", (unsigned long long)bad);
+}
+END_TEST
+
 Suite *kern_suite(void) {
     Suite *s = suite_create("kern");
     TCase *tc = tcase_create("scalar");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_f16_roundtrip_exhaustive);
+    tcase_add_test(tc, test_expf8_matches_libm);
     tcase_add_test(tc, test_q4_0_by_hand);
     tcase_add_test(tc, test_q8_0_by_hand);
     tcase_add_test(tc, test_q4_K_by_hand);

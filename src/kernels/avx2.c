@@ -403,6 +403,51 @@ PV_AVX2 static inline __m256 exp_ggml_ps(__m256 x) {
     return _mm256_blendv_ps(r, _mm256_mul_ps(s1, s1), huge);
 }
 
+/* 2^(i/32) rounded to double, less i << 47 (i in the exponent's place), so
+ * that adding k << 47 for k = 32 m + i gives 2^(k/32). */
+static const uint64_t exp2_32nds[32] = {
+    0x3ff0000000000000ull, 0x3fefd9b0d3158574ull, 0x3fefb5586cf9890full, 0x3fef9301d0125b51ull,
+    0x3fef72b83c7d517bull, 0x3fef54873168b9aaull, 0x3fef387a6e756238ull, 0x3fef1e9df51fdee1ull,
+    0x3fef06fe0a31b715ull, 0x3feef1a7373aa9cbull, 0x3feedea64c123422ull, 0x3feece086061892dull,
+    0x3feebfdad5362a27ull, 0x3feeb42b569d4f82ull, 0x3feeab07dd485429ull, 0x3feea47eb03a5585ull,
+    0x3feea09e667f3bcdull, 0x3fee9f75e8ec5f74ull, 0x3feea11473eb0187ull, 0x3feea589994cce13ull,
+    0x3feeace5422aa0dbull, 0x3feeb737b0cdc5e5ull, 0x3feec49182a3f090ull, 0x3feed503b23e255dull,
+    0x3feee89f995ad3adull, 0x3feeff76f2fb5e47ull, 0x3fef199bdd85529cull, 0x3fef3720dcef9069ull,
+    0x3fef5818dcfba487ull, 0x3fef7c97337b9b5full, 0x3fefa4afa2a490daull, 0x3fefd0765b6e4540ull,
+};
+
+/* e^x for 4 floats, as doubles, in the arithmetic of glibc's expf (since
+ * 2.28; the build its dispatcher picks on FMA machines): k = round(x 32 /
+ * ln 2) through the 1.5 * 2^52 shifter, r = x 32 / ln 2 - k fused, a degree-3
+ * polynomial in r, times 2^(k/32) from the table. Rounded to float it is
+ * expf(x) to the bit wherever |x| < 88 (expf_lanes_beyond picks the rest). */
+PV_AVX2 static inline __m256d expf_glibc_pd(__m128 x) {
+    const __m256d inv_ln2_32 = _mm256_set1_pd(0x1.71547652b82fep+5), shift = _mm256_set1_pd(0x1.8p+52);
+    __m256d xd = _mm256_cvtps_pd(x), kd = _mm256_fmadd_pd(inv_ln2_32, xd, shift);
+    __m256i ki = _mm256_castpd_si256(kd);
+    __m256d r = _mm256_fmsub_pd(inv_ln2_32, xd, _mm256_sub_pd(kd, shift));
+    __m256i t = _mm256_i64gather_epi64((const long long *)exp2_32nds, _mm256_and_si256(ki, _mm256_set1_epi64x(31)), 8);
+    __m256d sc = _mm256_castsi256_pd(_mm256_add_epi64(t, _mm256_slli_epi64(ki, 47)));
+    __m256d z = _mm256_fmadd_pd(r, _mm256_set1_pd(0x1.c6af84b912394p-20), _mm256_set1_pd(0x1.ebfce50fac4f3p-13));
+    __m256d y = _mm256_fmadd_pd(r, _mm256_set1_pd(0x1.62e42ff0c52d6p-6), _mm256_set1_pd(1.0));
+    return _mm256_mul_pd(_mm256_fmadd_pd(z, _mm256_mul_pd(r, r), y), sc);
+}
+
+/* Lanes of x that glibc's expf takes out of its main path (|x| >= 88, inf, NaN): a bit each. */
+PV_AVX2 static inline unsigned expf_lanes_beyond(__m256 x) {
+    __m256i top = _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(x), 20), _mm256_set1_epi32(0x7ff));
+    return (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(top, _mm256_set1_epi32(0x42a))));
+}
+
+/* y[i] = expf(x[i]) for 8 floats, to the bit. */
+PV_AVX2 static inline void expf8(const float *x, float *y) {
+    __m256 v = _mm256_loadu_ps(x);
+    __m128 lo = _mm256_cvtpd_ps(expf_glibc_pd(_mm256_castps256_ps128(v)));
+    __m128 hi = _mm256_cvtpd_ps(expf_glibc_pd(_mm256_extractf128_ps(v, 1)));
+    _mm256_storeu_ps(y, _mm256_set_m128(hi, lo));
+    for (unsigned m = expf_lanes_beyond(v); m; m &= m - 1) y[__builtin_ctz(m)] = expf(x[__builtin_ctz(m)]);
+}
+
 #define PV_INLINE inline __attribute__((always_inline))
 
 
@@ -456,22 +501,32 @@ PV_AVX2 static inline float hmax_ps(__m256 x) {
  * of each of its first n positions (0 past them), and for the positions that
  * bring a new maximum, the factor ms[p] that rescales the sum so far (their
  * bit set in the mask returned). st advances to the block's end, position by
- * position with expf and S = fma(S, ms, w), as the twin (and llama.cpp) does. */
+ * position with expf and S = fma(S, ms, w), as the twin (and llama.cpp) does;
+ * the exponentials themselves are taken 8 at a time (expf8, the same bits). */
 PV_AVX2 static PV_INLINE unsigned attn_weights(const float *q, const float *kt, const float *kf, int n, int hd,
                                                float scale, pv_attn_state_t *st, float *w, float *ms) {
-    float s[PV_ATTN_BLOCK];
+    float s[PV_ATTN_BLOCK], arg[PV_ATTN_BLOCK], e[PV_ATTN_BLOCK];
     attn_scores(q, kt, kf, n, hd, scale, s);
     unsigned new_max = 0;
     float M = st->M, S = st->S;
-    for (int p = 0; p < n; p++) {
+    for (int p = 0; p < n; p++) { /* the running maximum first, then every exponential at once */
         if (s[p] > M) {
             new_max |= 1u << p;
-            ms[p] = expf(M - s[p]);
+            arg[p] = M - s[p];
             M = s[p];
+        } else {
+            arg[p] = s[p] - M;
+        }
+    }
+    for (int p = n; p < PV_ATTN_BLOCK; p++) arg[p] = 0.0f;
+    for (int p = 0; p < n; p += 8) expf8(arg + p, e + p);
+    for (int p = 0; p < n; p++) {
+        if (new_max >> p & 1) {
+            ms[p] = e[p];
             w[p] = 1.0f;
             S = fmaf(S, ms[p], 1.0f);
         } else {
-            w[p] = expf(s[p] - M);
+            w[p] = e[p];
             S += w[p];
         }
     }
@@ -944,6 +999,8 @@ pv_attn_tile_fn pv__avx2_attn_tile(void) { return attn_tile; }
 pv_swiglu_fn pv__avx2_swiglu(void) { return swiglu; }
 pv_exp_shifted_fn pv__avx2_exp_shifted(void) { return exp_shifted; }
 pv_rope_fn pv__avx2_rope(void) { return rope_apply; }
+PV_AVX2 static void expf8_call(const float *x, float *y) { expf8(x, y); }
+pv_expf8_fn pv__avx2_expf8(void) { return expf8_call; }
 
 pv_vec_dot4_fn pv__avx2_vec_dot4(pv_type_t t) {
     switch (t) {

@@ -184,5 +184,8 @@ pv_attn_tile_fn pv__avx2_attn_tile(void);
 pv_swiglu_fn pv__avx2_swiglu(void);
 pv_exp_shifted_fn pv__avx2_exp_shifted(void);
 pv_rope_fn pv__avx2_rope(void);
+/* y[i] = expf(x[i]) for 8 floats, glibc's expf to the bit (the decode attention's weights), for tests. */
+typedef void (*pv_expf8_fn)(const float *x, float *y);
+pv_expf8_fn pv__avx2_expf8(void);
 
 #endif
