@@ -544,64 +544,110 @@ PV_AVX2 static PV_INLINE unsigned attn_weights(const float *q, const float *kt, 
 /* The factor position p rescales a row's sum by: its e^(M_old - M) on a new maximum, else 1 (a no-op on halves). */
 static inline float attn_factor(const float *ms, unsigned nm, int p) { return nm >> p & 1 ? ms[p] : 1.0f; }
 
-/* The sums of one or two rows (acc1 NULL: one) over the block's values as
- * floats (vf), 32 dimensions of both in registers while the positions stream
- * past; the rest 8 dimensions at a time. Fused multiply-adds on the first
- * hd & ~31 dimensions, a multiply then an add on the rest, as the twin. */
-PV_AVX2 static PV_INLINE void attn_accumulate(float *acc0, const float *w0, const float *ms0, unsigned nm0, float *acc1,
-                                    const float *w1, const float *ms1, unsigned nm1, const float *vf, int n, int hd) {
+/* One row of the half-precision order: its sums, weights w over the block,
+ * and the factors ms of the positions in nm (a bit each) that bring a new
+ * maximum. */
+typedef struct {
+    float *acc;
+    const float *w, *ms;
+    unsigned nm;
+} attn_row_t;
+
+/* The sums of one to three rows (b, c NULL: fewer) over the block's values
+ * as floats (vf), 32 dimensions of each in registers while the positions
+ * stream past, the values read as memory operands; the rest 8 dimensions at
+ * a time. Each 8 sums are a chain of a multiply-add and two conversions per
+ * position, so three rows (12 chains) keep more of the machine busy than
+ * two, and a lone row (a model without grouped queries) still has 4. Fused
+ * multiply-adds on the first hd & ~31 dimensions, a multiply then an add on
+ * the rest, as the twin. */
+PV_AVX2 static PV_INLINE void attn_accumulate(const attn_row_t *a, const attn_row_t *b, const attn_row_t *c,
+                                              const float *vf, int n, int hd) {
     int i = 0;
-    if (acc1)
-        for (; i + 32 <= hd; i += 32) {
-            __m256 x0 = _mm256_loadu_ps(acc0 + i), x1 = _mm256_loadu_ps(acc0 + i + 8);
-            __m256 x2 = _mm256_loadu_ps(acc0 + i + 16), x3 = _mm256_loadu_ps(acc0 + i + 24);
-            __m256 y0 = _mm256_loadu_ps(acc1 + i), y1 = _mm256_loadu_ps(acc1 + i + 8);
-            __m256 y2 = _mm256_loadu_ps(acc1 + i + 16), y3 = _mm256_loadu_ps(acc1 + i + 24);
-            for (int p = 0; p < n; p++) {
-                const float *vp = vf + (size_t)p * hd + i;
-                if ((nm0 | nm1) >> p & 1) { /* rare: a new maximum in one of the rows */
-                    __m256 g0 = _mm256_set1_ps(attn_factor(ms0, nm0, p)), g1 = _mm256_set1_ps(attn_factor(ms1, nm1, p));
-                    ATTN_RESCALE(x0, g0);
-                    ATTN_RESCALE(x1, g0);
-                    ATTN_RESCALE(x2, g0);
-                    ATTN_RESCALE(x3, g0);
-                    ATTN_RESCALE(y0, g1);
-                    ATTN_RESCALE(y1, g1);
-                    ATTN_RESCALE(y2, g1);
-                    ATTN_RESCALE(y3, g1);
+    for (; i + 32 <= hd; i += 32) {
+        __m256 x0 = _mm256_loadu_ps(a->acc + i), x1 = _mm256_loadu_ps(a->acc + i + 8);
+        __m256 x2 = _mm256_loadu_ps(a->acc + i + 16), x3 = _mm256_loadu_ps(a->acc + i + 24);
+        __m256 y0 = x0, y1 = x1, y2 = x2, y3 = x3, z0 = x0, z1 = x1, z2 = x2, z3 = x3;
+        if (b) {
+            y0 = _mm256_loadu_ps(b->acc + i), y1 = _mm256_loadu_ps(b->acc + i + 8);
+            y2 = _mm256_loadu_ps(b->acc + i + 16), y3 = _mm256_loadu_ps(b->acc + i + 24);
+        }
+        if (c) {
+            z0 = _mm256_loadu_ps(c->acc + i), z1 = _mm256_loadu_ps(c->acc + i + 8);
+            z2 = _mm256_loadu_ps(c->acc + i + 16), z3 = _mm256_loadu_ps(c->acc + i + 24);
+        }
+        for (int p = 0; p < n; p++) {
+            const float *vp = vf + (size_t)p * hd + i;
+            if ((a->nm | (b ? b->nm : 0) | (c ? c->nm : 0)) >> p & 1) { /* rare: a new maximum in a row */
+                __m256 g = _mm256_set1_ps(attn_factor(a->ms, a->nm, p));
+                ATTN_RESCALE(x0, g);
+                ATTN_RESCALE(x1, g);
+                ATTN_RESCALE(x2, g);
+                ATTN_RESCALE(x3, g);
+                if (b) {
+                    g = _mm256_set1_ps(attn_factor(b->ms, b->nm, p));
+                    ATTN_RESCALE(y0, g);
+                    ATTN_RESCALE(y1, g);
+                    ATTN_RESCALE(y2, g);
+                    ATTN_RESCALE(y3, g);
                 }
-                __m256 b0 = _mm256_broadcast_ss(w0 + p), b1 = _mm256_broadcast_ss(w1 + p);
-                ATTN_FMA(x0, vp, b0);
+                if (c) {
+                    g = _mm256_set1_ps(attn_factor(c->ms, c->nm, p));
+                    ATTN_RESCALE(z0, g);
+                    ATTN_RESCALE(z1, g);
+                    ATTN_RESCALE(z2, g);
+                    ATTN_RESCALE(z3, g);
+                }
+            }
+            __m256 b0 = _mm256_broadcast_ss(a->w + p);
+            ATTN_FMA(x0, vp, b0);
+            ATTN_FMA(x1, vp + 8, b0);
+            ATTN_FMA(x2, vp + 16, b0);
+            ATTN_FMA(x3, vp + 24, b0);
+            if (b) {
+                __m256 b1 = _mm256_broadcast_ss(b->w + p);
                 ATTN_FMA(y0, vp, b1);
-                ATTN_FMA(x1, vp + 8, b0);
                 ATTN_FMA(y1, vp + 8, b1);
-                ATTN_FMA(x2, vp + 16, b0);
                 ATTN_FMA(y2, vp + 16, b1);
-                ATTN_FMA(x3, vp + 24, b0);
                 ATTN_FMA(y3, vp + 24, b1);
             }
-            _mm256_storeu_ps(acc0 + i, x0);
-            _mm256_storeu_ps(acc0 + i + 8, x1);
-            _mm256_storeu_ps(acc0 + i + 16, x2);
-            _mm256_storeu_ps(acc0 + i + 24, x3);
-            _mm256_storeu_ps(acc1 + i, y0);
-            _mm256_storeu_ps(acc1 + i + 8, y1);
-            _mm256_storeu_ps(acc1 + i + 16, y2);
-            _mm256_storeu_ps(acc1 + i + 24, y3);
-        }
-    int fused = hd & ~31;
-    for (int r = 0; r < (acc1 ? 2 : 1); r++) {
-        float *a = r ? acc1 : acc0;
-        const float *w = r ? w1 : w0, *ms = r ? ms1 : ms0;
-        unsigned nm = r ? nm1 : nm0;
-        for (int j = i; j < hd; j += 8) {
-            __m256 x = _mm256_loadu_ps(a + j);
-            for (int p = 0; p < n; p++) {
-                if (nm >> p & 1) ATTN_RESCALE(x, _mm256_set1_ps(ms[p]));
-                if (j < fused) ATTN_FMA(x, vf + (size_t)p * hd + j, _mm256_broadcast_ss(w + p));
-                else ATTN_ADD(x, vf + (size_t)p * hd + j, _mm256_broadcast_ss(w + p));
+            if (c) {
+                __m256 b2 = _mm256_broadcast_ss(c->w + p);
+                ATTN_FMA(z0, vp, b2);
+                ATTN_FMA(z1, vp + 8, b2);
+                ATTN_FMA(z2, vp + 16, b2);
+                ATTN_FMA(z3, vp + 24, b2);
             }
-            _mm256_storeu_ps(a + j, x);
+        }
+        _mm256_storeu_ps(a->acc + i, x0);
+        _mm256_storeu_ps(a->acc + i + 8, x1);
+        _mm256_storeu_ps(a->acc + i + 16, x2);
+        _mm256_storeu_ps(a->acc + i + 24, x3);
+        if (b) {
+            _mm256_storeu_ps(b->acc + i, y0);
+            _mm256_storeu_ps(b->acc + i + 8, y1);
+            _mm256_storeu_ps(b->acc + i + 16, y2);
+            _mm256_storeu_ps(b->acc + i + 24, y3);
+        }
+        if (c) {
+            _mm256_storeu_ps(c->acc + i, z0);
+            _mm256_storeu_ps(c->acc + i + 8, z1);
+            _mm256_storeu_ps(c->acc + i + 16, z2);
+            _mm256_storeu_ps(c->acc + i + 24, z3);
+        }
+    }
+    int fused = hd & ~31;
+    const attn_row_t *rows[3] = {a, b, c};
+    for (int r = 0; r < 3 && rows[r]; r++) {
+        const attn_row_t *t = rows[r];
+        for (int j = i; j < hd; j += 8) {
+            __m256 x = _mm256_loadu_ps(t->acc + j);
+            for (int p = 0; p < n; p++) {
+                if (t->nm >> p & 1) ATTN_RESCALE(x, _mm256_set1_ps(t->ms[p]));
+                if (j < fused) ATTN_FMA(x, vf + (size_t)p * hd + j, _mm256_broadcast_ss(t->w + p));
+                else ATTN_ADD(x, vf + (size_t)p * hd + j, _mm256_broadcast_ss(t->w + p));
+            }
+            _mm256_storeu_ps(t->acc + j, x);
         }
     }
 }
@@ -801,54 +847,66 @@ PV_AVX2 static PV_INLINE void attn_accumulate_f32(float *acc0, const float *w0, 
     }
 }
 
-/* Rows r0 and r1 (r1 < 0: r0 alone) over a block (half-precision order: kf
- * the keys as rows) or a tile (kf the keys transposed); w and ms are scratch
- * for two rows' weights and factors. */
-PV_AVX2 static PV_INLINE void attn_rows(const float *q, int r0, int r1, const float *kf, const float *vf,
+/* Where the half-precision order keeps, in its scratch after the block's keys
+ * and values: three rows' weights, then their factors, then the keys
+ * transposed. */
+#define ATTN_HALF_MS (3 * PV_ATTN_BLOCK)
+#define ATTN_HALF_KT (6 * PV_ATTN_BLOCK)
+
+/* A group of rows (r[0..nr-1]) over a block (half-precision order, up to
+ * three rows: kf the keys as rows) or a tile (tiled order, up to two: kf
+ * the keys transposed); w is scratch for the rows' weights and factors. */
+PV_AVX2 static PV_INLINE void attn_rows(const float *q, const int *r, int nr, const float *kf, const float *vf,
                                         const int *n_pos, int hd, float scale, pv_attn_state_t *st, float *acc,
                                         float *w, int tiled) {
-    float *a0 = acc + (size_t)r0 * hd, *a1 = r1 >= 0 ? acc + (size_t)r1 * hd : NULL;
-    int n = r1 >= 0 && n_pos[r1] > n_pos[r0] ? n_pos[r1] : n_pos[r0];
+    int n = 0;
+    for (int k = 0; k < nr; k++)
+        if (n_pos[r[k]] > n) n = n_pos[r[k]];
+    float *a0 = acc + (size_t)r[0] * hd;
     if (tiled) {
         float *w1 = w + PV_ATTN_TILE;
         float s0[PV_ATTN_TILE], s1[PV_ATTN_TILE];
-        if (!a1) { /* separate calls with a constant NULL, so that the inlined loops drop the second row */
-            attn_scores_tile(q + (size_t)r0 * hd, kf, hd, scale, s0);
+        if (nr == 1) { /* separate calls with a constant NULL, so that the inlined loops drop the second row */
+            attn_scores_tile(q + (size_t)r[0] * hd, kf, hd, scale, s0);
             float f0;
-            attn_weights_f32(s0, n_pos[r0], &st[r0], w, &f0, NULL, 0, NULL, NULL, NULL);
+            attn_weights_f32(s0, n_pos[r[0]], &st[r[0]], w, &f0, NULL, 0, NULL, NULL, NULL);
             attn_accumulate_f32(a0, w, f0, NULL, NULL, 1.0f, vf, n, hd);
             return;
         }
-        attn_scores_tile2(q + (size_t)r0 * hd, q + (size_t)r1 * hd, kf, hd, scale, s0, s1);
+        attn_scores_tile2(q + (size_t)r[0] * hd, q + (size_t)r[1] * hd, kf, hd, scale, s0, s1);
         float f0, f1;
-        attn_weights_f32(s0, n_pos[r0], &st[r0], w, &f0, s1, n_pos[r1], &st[r1], w1, &f1);
-        attn_accumulate_f32(a0, w, f0, a1, w1, f1, vf, n, hd);
+        attn_weights_f32(s0, n_pos[r[0]], &st[r[0]], w, &f0, s1, n_pos[r[1]], &st[r[1]], w1, &f1);
+        attn_accumulate_f32(a0, w, f0, acc + (size_t)r[1] * hd, w1, f1, vf, n, hd);
         return;
     }
-    float *w1 = w + PV_ATTN_BLOCK, *ms = w + 2 * PV_ATTN_BLOCK, *ms1 = ms + PV_ATTN_BLOCK, *kt = w + 4 * PV_ATTN_BLOCK;
-    unsigned nm0 = attn_weights(q + (size_t)r0 * hd, kt, kf, n_pos[r0], hd, scale, &st[r0], w, ms);
-    if (!a1) {
-        attn_accumulate(a0, w, ms, nm0, NULL, NULL, NULL, 0, vf, n, hd);
-        return;
+    attn_row_t row[3];
+    for (int k = 0; k < nr; k++) {
+        float *wk = w + k * PV_ATTN_BLOCK, *ms = w + ATTN_HALF_MS + k * PV_ATTN_BLOCK;
+        unsigned nm = attn_weights(q + (size_t)r[k] * hd, w + ATTN_HALF_KT, kf, n_pos[r[k]], hd, scale, &st[r[k]], wk, ms);
+        row[k] = (attn_row_t){acc + (size_t)r[k] * hd, wk, ms, nm};
     }
-    unsigned nm1 = attn_weights(q + (size_t)r1 * hd, kt, kf, n_pos[r1], hd, scale, &st[r1], w1, ms1);
-    attn_accumulate(a0, w, ms, nm0, a1, w1, ms1, nm1, vf, n, hd);
+    if (nr == 3) attn_accumulate(&row[0], &row[1], &row[2], vf, n, hd); /* constant NULLs again */
+    else if (nr == 2) attn_accumulate(&row[0], &row[1], NULL, vf, n, hd);
+    else attn_accumulate(&row[0], NULL, NULL, vf, n, hd);
 }
 
-/* The rows that see the keys kf and values vf, two at a time. */
-PV_AVX2 static PV_INLINE void attn_pairs(const float *q, int nr, const float *kf, const float *vf, const int *n_pos, int hd,
-                                         float scale, pv_attn_state_t *st, float *acc, float *w, int tiled) {
-    int pending = -1; /* a row that sees them, waiting for a partner */
+/* The rows that see the keys kf and values vf, in groups: two at a time in
+ * the tiled order; three in the half-precision order, or two where that
+ * would leave one alone (a lone row's sums are one chain at a time). */
+PV_AVX2 static PV_INLINE void attn_groups(const float *q, int nr, const float *kf, const float *vf, const int *n_pos,
+                                          int hd, float scale, pv_attn_state_t *st, float *acc, float *w, int tiled) {
+    int left = 0;
+    for (int r = 0; r < nr; r++) left += n_pos[r] > 0;
+    int rows[3], k = 0, size = 0;
     for (int r = 0; r < nr; r++) {
         if (n_pos[r] <= 0) continue;
-        if (pending < 0) {
-            pending = r;
-            continue;
-        }
-        attn_rows(q, pending, r, kf, vf, n_pos, hd, scale, st, acc, w, tiled);
-        pending = -1;
+        if (k == 0) size = tiled || left == 4 || left == 2 ? (left < 2 ? left : 2) : (left < 3 ? left : 3);
+        rows[k++] = r;
+        left--;
+        if (k < size) continue;
+        attn_rows(q, rows, k, kf, vf, n_pos, hd, scale, st, acc, w, tiled);
+        k = 0;
     }
-    if (pending >= 0) attn_rows(q, pending, -1, kf, vf, n_pos, hd, scale, st, acc, w, tiled);
 }
 
 /* dst[j][i] = src[i][j] for an 8x8 block of floats (row strides ss, ds). */
@@ -899,10 +957,10 @@ PV_AVX2 static PV_INLINE void attn_block_hd(const float *q, int nr, const uint16
             _mm256_storeu_ps(vd + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vp + i))));
         }
     }
-    float *kt = w + 4 * PV_ATTN_BLOCK; /* after the two rows' weights and factors (attn_rows) */
+    float *kt = w + ATTN_HALF_KT;
     for (int p = 0; p < n_max; p += 8)
         for (int d = 0; d < hd; d += 8) transpose8(kf + (size_t)p * hd + d, (size_t)hd, kt + (size_t)d * PV_ATTN_BLOCK + p, PV_ATTN_BLOCK);
-    attn_pairs(q, nr, kf, vf, n_pos, hd, scale, st, acc, w, 0);
+    attn_groups(q, nr, kf, vf, n_pos, hd, scale, st, acc, w, 0);
 }
 
 PV_AVX2 static void attn_block(const float *q, int nr, const uint16_t *k, const uint16_t *v, size_t stride,
@@ -930,7 +988,7 @@ PV_AVX2 static PV_INLINE void attn_tile_hd(const float *q, int nr, const float *
         for (int d = 0; d < hd; d += 8) transpose8(kf + (size_t)p * hd + d, (size_t)hd, kt + (size_t)d * PV_ATTN_TILE + p, PV_ATTN_TILE);
     if (len < PV_ATTN_TILE)
         for (int d = 0; d < hd; d++) memset(kt + (size_t)d * PV_ATTN_TILE + len, 0, (size_t)(PV_ATTN_TILE - len) * sizeof *kt);
-    attn_pairs(q, nr, kt, vf, n_pos, hd, scale, st, acc, w, 1);
+    attn_groups(q, nr, kt, vf, n_pos, hd, scale, st, acc, w, 1);
 }
 
 PV_AVX2 static void attn_tile(const float *q, int nr, const float *kf, const float *vf, const int *n_pos, int hd,
