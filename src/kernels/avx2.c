@@ -544,6 +544,35 @@ PV_AVX2 static PV_INLINE unsigned attn_weights(const float *q, const float *kt, 
 /* The factor position p rescales a row's sum by: its e^(M_old - M) on a new maximum, else 1 (a no-op on halves). */
 static inline float attn_factor(const float *ms, unsigned nm, int p) { return nm >> p & 1 ? ms[p] : 1.0f; }
 
+/* 32 of a row's sums in the half-precision order, in registers while a
+ * block's positions stream past. */
+typedef struct {
+    __m256 s[4];
+} attn_sums32_t;
+
+PV_AVX2 static PV_INLINE attn_sums32_t sums32_load(const float *p) {
+    return (attn_sums32_t){{_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8), _mm256_loadu_ps(p + 16), _mm256_loadu_ps(p + 24)}};
+}
+
+PV_AVX2 static PV_INLINE void sums32_store(float *p, attn_sums32_t x) {
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) _mm256_storeu_ps(p + 8 * k, x.s[k]);
+}
+
+/* x = half(x g), a new maximum's rescale. */
+PV_AVX2 static PV_INLINE void sums32_rescale(attn_sums32_t *x, float g) {
+    __m256 f = _mm256_set1_ps(g);
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) ATTN_RESCALE(x->s[k], f);
+}
+
+/* x = half(x + w v), one position's values v (read by the FMAs themselves). */
+PV_AVX2 static PV_INLINE void sums32_fma(attn_sums32_t *x, const float *v, const float *w) {
+    __m256 b = _mm256_broadcast_ss(w);
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) ATTN_FMA(x->s[k], v + 8 * k, b);
+}
+
 /* One row of the half-precision order: its sums, weights w over the block,
  * and the factors ms of the positions in nm (a bit each) that bring a new
  * maximum. */
@@ -563,81 +592,28 @@ typedef struct {
  * the rest, as the twin. */
 PV_AVX2 static PV_INLINE void attn_accumulate(const attn_row_t *a, const attn_row_t *b, const attn_row_t *c,
                                               const float *vf, int n, int hd) {
+    const attn_row_t *rows[3] = {a, b, c};
     int i = 0;
     for (; i + 32 <= hd; i += 32) {
-        __m256 x0 = _mm256_loadu_ps(a->acc + i), x1 = _mm256_loadu_ps(a->acc + i + 8);
-        __m256 x2 = _mm256_loadu_ps(a->acc + i + 16), x3 = _mm256_loadu_ps(a->acc + i + 24);
-        __m256 y0 = x0, y1 = x1, y2 = x2, y3 = x3, z0 = x0, z1 = x1, z2 = x2, z3 = x3;
-        if (b) {
-            y0 = _mm256_loadu_ps(b->acc + i), y1 = _mm256_loadu_ps(b->acc + i + 8);
-            y2 = _mm256_loadu_ps(b->acc + i + 16), y3 = _mm256_loadu_ps(b->acc + i + 24);
-        }
-        if (c) {
-            z0 = _mm256_loadu_ps(c->acc + i), z1 = _mm256_loadu_ps(c->acc + i + 8);
-            z2 = _mm256_loadu_ps(c->acc + i + 16), z3 = _mm256_loadu_ps(c->acc + i + 24);
-        }
+        attn_sums32_t x = sums32_load(a->acc + i), y = x, z = x;
+        if (b) y = sums32_load(b->acc + i);
+        if (c) z = sums32_load(c->acc + i);
         for (int p = 0; p < n; p++) {
             const float *vp = vf + (size_t)p * hd + i;
             if ((a->nm | (b ? b->nm : 0) | (c ? c->nm : 0)) >> p & 1) { /* rare: a new maximum in a row */
-                __m256 g = _mm256_set1_ps(attn_factor(a->ms, a->nm, p));
-                ATTN_RESCALE(x0, g);
-                ATTN_RESCALE(x1, g);
-                ATTN_RESCALE(x2, g);
-                ATTN_RESCALE(x3, g);
-                if (b) {
-                    g = _mm256_set1_ps(attn_factor(b->ms, b->nm, p));
-                    ATTN_RESCALE(y0, g);
-                    ATTN_RESCALE(y1, g);
-                    ATTN_RESCALE(y2, g);
-                    ATTN_RESCALE(y3, g);
-                }
-                if (c) {
-                    g = _mm256_set1_ps(attn_factor(c->ms, c->nm, p));
-                    ATTN_RESCALE(z0, g);
-                    ATTN_RESCALE(z1, g);
-                    ATTN_RESCALE(z2, g);
-                    ATTN_RESCALE(z3, g);
-                }
+                sums32_rescale(&x, attn_factor(a->ms, a->nm, p));
+                if (b) sums32_rescale(&y, attn_factor(b->ms, b->nm, p));
+                if (c) sums32_rescale(&z, attn_factor(c->ms, c->nm, p));
             }
-            __m256 b0 = _mm256_broadcast_ss(a->w + p);
-            ATTN_FMA(x0, vp, b0);
-            ATTN_FMA(x1, vp + 8, b0);
-            ATTN_FMA(x2, vp + 16, b0);
-            ATTN_FMA(x3, vp + 24, b0);
-            if (b) {
-                __m256 b1 = _mm256_broadcast_ss(b->w + p);
-                ATTN_FMA(y0, vp, b1);
-                ATTN_FMA(y1, vp + 8, b1);
-                ATTN_FMA(y2, vp + 16, b1);
-                ATTN_FMA(y3, vp + 24, b1);
-            }
-            if (c) {
-                __m256 b2 = _mm256_broadcast_ss(c->w + p);
-                ATTN_FMA(z0, vp, b2);
-                ATTN_FMA(z1, vp + 8, b2);
-                ATTN_FMA(z2, vp + 16, b2);
-                ATTN_FMA(z3, vp + 24, b2);
-            }
+            sums32_fma(&x, vp, a->w + p);
+            if (b) sums32_fma(&y, vp, b->w + p);
+            if (c) sums32_fma(&z, vp, c->w + p);
         }
-        _mm256_storeu_ps(a->acc + i, x0);
-        _mm256_storeu_ps(a->acc + i + 8, x1);
-        _mm256_storeu_ps(a->acc + i + 16, x2);
-        _mm256_storeu_ps(a->acc + i + 24, x3);
-        if (b) {
-            _mm256_storeu_ps(b->acc + i, y0);
-            _mm256_storeu_ps(b->acc + i + 8, y1);
-            _mm256_storeu_ps(b->acc + i + 16, y2);
-            _mm256_storeu_ps(b->acc + i + 24, y3);
-        }
-        if (c) {
-            _mm256_storeu_ps(c->acc + i, z0);
-            _mm256_storeu_ps(c->acc + i + 8, z1);
-            _mm256_storeu_ps(c->acc + i + 16, z2);
-            _mm256_storeu_ps(c->acc + i + 24, z3);
-        }
+        sums32_store(a->acc + i, x);
+        if (b) sums32_store(b->acc + i, y);
+        if (c) sums32_store(c->acc + i, z);
     }
     int fused = hd & ~31;
-    const attn_row_t *rows[3] = {a, b, c};
     for (int r = 0; r < 3 && rows[r]; r++) {
         const attn_row_t *t = rows[r];
         for (int j = i; j < hd; j += 8) {
