@@ -452,34 +452,66 @@ PV_AVX2 static inline void expf8(const float *x, float *y) {
 
 
 
+/* Lane l of the dot products' 32 accumulator lanes (accumulators j = 0..3,
+ * reduced as ggml_vec_dot_f16 reduces them) for the 8 positions at kt + g
+ * into *a and, b not NULL, for the 8 at kt + g + 8 into *b: each broadcast of
+ * the query meets both. */
+PV_AVX2 static PV_INLINE void attn_lane(const float *q, const float *kt, int g, int l, int np, __m256 *a, __m256 *b) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    for (int c = 0; c < np; c += 32) {
+        const float *k = kt + (size_t)(c + l) * PV_ATTN_BLOCK + g;
+        __m256 qj = _mm256_broadcast_ss(q + c + l); /* each broadcast used at once, for both groups */
+        a0 = _mm256_fmadd_ps(qj, _mm256_loadu_ps(k), a0);
+        if (b) b0 = _mm256_fmadd_ps(qj, _mm256_loadu_ps(k + 8), b0);
+        qj = _mm256_broadcast_ss(q + c + 8 + l);
+        a1 = _mm256_fmadd_ps(qj, _mm256_loadu_ps(k + 8 * PV_ATTN_BLOCK), a1);
+        if (b) b1 = _mm256_fmadd_ps(qj, _mm256_loadu_ps(k + 8 + 8 * PV_ATTN_BLOCK), b1);
+        qj = _mm256_broadcast_ss(q + c + 16 + l);
+        a2 = _mm256_fmadd_ps(qj, _mm256_loadu_ps(k + 16 * PV_ATTN_BLOCK), a2);
+        if (b) b2 = _mm256_fmadd_ps(qj, _mm256_loadu_ps(k + 8 + 16 * PV_ATTN_BLOCK), b2);
+        qj = _mm256_broadcast_ss(q + c + 24 + l);
+        a3 = _mm256_fmadd_ps(qj, _mm256_loadu_ps(k + 24 * PV_ATTN_BLOCK), a3);
+        if (b) b3 = _mm256_fmadd_ps(qj, _mm256_loadu_ps(k + 8 + 24 * PV_ATTN_BLOCK), b3);
+    }
+    *a = _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
+    if (b) *b = _mm256_add_ps(_mm256_add_ps(b0, b2), _mm256_add_ps(b1, b3));
+}
+
+/* The unscaled scores of the 8 positions at kt + g into s + g and, two, of the
+ * 8 after them: lane l's sums reduced as ggml_vec_dot_f16 reduces its lanes,
+ * ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7)). */
+PV_AVX2 static PV_INLINE void attn_scores8(const float *q, const float *kt, int g, int np, float *s, int two) {
+    __m256 x01 = _mm256_setzero_ps(), y01 = x01, x23 = x01, y23 = x01;
+#pragma GCC unroll 4
+    for (int l = 0; l < 4; l++) {
+        __m256 x, x4, y = x01, y4 = x01;
+        attn_lane(q, kt, g, l, np, &x, two ? &y : NULL);
+        attn_lane(q, kt, g, l + 4, np, &x4, two ? &y4 : NULL);
+        __m256 t = _mm256_add_ps(x, x4), u = _mm256_add_ps(y, y4);
+        if (l == 0) x01 = t, y01 = u;
+        else if (l == 1) x01 = _mm256_add_ps(x01, t), y01 = _mm256_add_ps(y01, u);
+        else if (l == 2) x23 = t, y23 = u;
+        else x23 = _mm256_add_ps(x23, t), y23 = _mm256_add_ps(y23, u);
+    }
+    _mm256_storeu_ps(s + g, _mm256_add_ps(x01, x23));
+    if (two) _mm256_storeu_ps(s + g + 8, _mm256_add_ps(y01, y23));
+}
+
 /* The scores of one row over a block in the order of llama.cpp's AVX2
- * ggml_vec_dot_f16 (pv_dot_f16_ggml, the twin), 8 positions at a time: kt
- * holds the block's keys transposed (hd rows of PV_ATTN_BLOCK positions), so
- * that each of the dot product's 32 accumulator lanes (accumulator j, lane l)
- * is one vector over the 8 positions; the lanes are then reduced in its
- * order, and the dimensions past hd & ~31 added in double from kf (the keys
- * as rows). s[p] = scale * (q . k_p) for the first n positions. */
+ * ggml_vec_dot_f16 (pv_dot_f16_ggml, the twin): kt holds the block's keys
+ * transposed (hd rows of PV_ATTN_BLOCK positions), so that each of the dot
+ * product's 32 accumulator lanes (accumulator j, lane l) is one vector over 8
+ * positions; the dimensions past hd & ~31 are added in double from kf (the
+ * keys as rows). Two groups of 8 positions at a time where a lane has two
+ * chunks of 32 or more to share its broadcasts over (with one, the second
+ * group's sums cost more registers than the broadcasts save). s[p] = scale *
+ * (q . k_p) for the first n positions. */
 PV_AVX2 static PV_INLINE void attn_scores(const float *q, const float *kt, const float *kf, int n, int hd, float scale,
                                           float *s) {
-    int np = hd & ~31;
-    for (int g = 0; g < n; g += 8) {
-        __m256 x[8];
-#pragma GCC unroll 8
-        for (int l = 0; l < 8; l++) {
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-            for (int c = 0; c < np; c += 32) {
-                const float *k = kt + (size_t)(c + l) * PV_ATTN_BLOCK + g;
-                a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(q + c + l), _mm256_loadu_ps(k), a0);
-                a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(q + c + 8 + l), _mm256_loadu_ps(k + 8 * PV_ATTN_BLOCK), a1);
-                a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(q + c + 16 + l), _mm256_loadu_ps(k + 16 * PV_ATTN_BLOCK), a2);
-                a3 = _mm256_fmadd_ps(_mm256_broadcast_ss(q + c + 24 + l), _mm256_loadu_ps(k + 24 * PV_ATTN_BLOCK), a3);
-            }
-            x[l] = _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
-        }
-        __m256 t0 = _mm256_add_ps(x[0], x[4]), t1 = _mm256_add_ps(x[1], x[5]);
-        __m256 t2 = _mm256_add_ps(x[2], x[6]), t3 = _mm256_add_ps(x[3], x[7]);
-        _mm256_storeu_ps(s + g, _mm256_add_ps(_mm256_add_ps(t0, t1), _mm256_add_ps(t2, t3)));
-    }
+    int np = hd & ~31, g = 0;
+    if (np >= 64)
+        for (; g + 8 < n; g += 16) attn_scores8(q, kt, g, np, s, 1);
+    for (; g < n; g += 8) attn_scores8(q, kt, g, np, s, 0);
     for (int p = 0; p < n; p++) {
         float v = s[p];
         if (np < hd) {
