@@ -908,7 +908,10 @@ PV_AVX2 static PV_INLINE void attn_groups(const float *q, int nr, const float *k
     int rows[3], k = 0, size = 0;
     for (int r = 0; r < nr; r++) {
         if (n_pos[r] <= 0) continue;
-        if (k == 0) size = tiled || left == 4 || left == 2 ? (left < 2 ? left : 2) : (left < 3 ? left : 3);
+        if (k == 0) {
+            size = tiled || left == 4 ? 2 : 3;
+            if (size > left) size = left;
+        }
         rows[k++] = r;
         left--;
         if (k < size) continue;

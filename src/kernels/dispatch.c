@@ -175,7 +175,6 @@ typedef struct {
     float *const *ys;   /* [n_tok] output rows */
     int n_tok;
     int64_t chunk;      /* groups a thread takes at a time, at least */
-    int nth;            /* threads that share the groups */
     atomic_int_fast64_t next; /* first group no thread has taken yet */
 } x8_task_t;
 
@@ -185,15 +184,15 @@ typedef struct {
 /* Threads take chunks of consecutive groups from a shared counter until none
  * are left, so that a thread the OS holds back (on a machine shared with
  * other work) delays only its current chunk, not a fixed half of the matmul.
- * Chunks are guided: each takes 1 / (2 threads) of the groups left, down to
+ * Chunks are guided: each takes 1 / (2 nth) of the groups left, down to
  * t->chunk, so that few are taken while much is left and the threads finish
  * within a small chunk of each other. Every token passes over a group (a
  * few KB) while it is in L1. Returns the chunk's size (0: none left) and
  * its first group in *g0. */
-static int64_t x8_take(x8_task_t *t, int64_t *g0) {
+static int64_t x8_take(x8_task_t *t, int nth, int64_t *g0) {
     int64_t at = atomic_load_explicit(&t->next, memory_order_relaxed);
     for (;;) {
-        int64_t left = t->n_groups - at, n = left / (2 * t->nth);
+        int64_t left = t->n_groups - at, n = left / (2 * nth);
         if (left <= 0) return 0;
         if (n < t->chunk) n = t->chunk;
         if (t->dot2) n += n & 1; /* whole pairs of groups: chunks start on even groups */
@@ -208,7 +207,7 @@ static int64_t x8_take(x8_task_t *t, int64_t *g0) {
 static void matmul_x8_groups(void *arg, int ith, int nth) {
     x8_task_t *t = arg;
     float out[X8_TOKENS * 2 * PV_X8];
-    for (int64_t g0, n; (n = x8_take(t, &g0)) > 0;) {
+    for (int64_t g0, n; (n = x8_take(t, nth, &g0)) > 0;) {
         for (int64_t g = g0, g1 = g0 + n; g < g1;) {
             int pair = t->dot2 && g + 1 < g1 && t->n_tok >= 3, rows = pair ? 2 * PV_X8 : PV_X8;
             for (int b = 0; b < t->n_tok; b += X8_TOKENS) {
@@ -281,8 +280,7 @@ static void x8_task_init(x8_task_t *task, pv_type_t t, const void *w, int64_t n_
                         .act_size = pv__x8_act_row_size(t, n_cols),
                         .ys = ys,
                         .n_tok = n_tok,
-                        .chunk = chunk > 0 ? chunk : 1,
-                        .nth = pv_pool_size(pool)};
+                        .chunk = chunk > 0 ? chunk : 1};
     atomic_init(&task->next, 0);
 }
 
