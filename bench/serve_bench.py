@@ -10,6 +10,12 @@ table and JSON.
 
   bench/serve_bench.py -m build/bench/issue6-32k.gguf --clients 4 --requests 2 --prefix-tokens 2000
 
+  --scenario scaling   rounds (--rounds) of 1 client and of --clients clients on one server, in alternating
+                       order, each run with prompts of its own: per round the ratio of their aggregate generated
+                       tokens/s (and of their rates while all streams generated at once), and the medians
+  bench/serve_bench.py -m build/bench/tinyllama-1.1b-q4_0.gguf --scenario scaling --clients 4 --rounds 5 \
+      --requests 2 --max-tokens 128 --prompt-words 20 --parallel 4 --threads 2 --ctx-size 2048
+
 Two-turn scenarios (a conversation's turn 2 repeats turn 1 and its reply, then asks more), each printing
 both turns' time to first token and their ratio:
   --scenario restart   turn 1 cold, then the server is stopped (SIGTERM) and started again with the same
@@ -205,6 +211,132 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] if xs else float("nan")
 
 
+def peak_rss_of(pid):
+    """The server's peak resident memory (VmHWM) in bytes, 0 if unknown."""
+    if pid:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    return 0
+
+
+def run_mix(a, host, port, clients, seed):
+    """clients concurrent clients, each sending a.requests streaming requests whose prompts come from seed:
+    (summary dict, errors)."""
+    rng = random.Random(seed)
+    lengths = [int(x) for x in a.prompt_words.split(",")]
+    prefix = text_of(a.prefix_tokens, rng) if a.prefix_tokens else ""
+    jobs = []
+    for i in range(clients * a.requests):
+        body = text_of(rng.choice(lengths), rng)
+        if prefix and rng.random() < a.shared_ratio:
+            body = prefix + " " + body
+        jobs.append({"model": "bench", "max_tokens": a.max_tokens, "temperature": 0.7, "stream": True,
+                     "messages": [{"role": "user", "content": body}]})
+    results, errors, lock, first_wave = [], [], threading.Lock(), []
+
+    def client(k):
+        for j in range(a.requests):
+            try:
+                r = stream_once(host, port, jobs[k * a.requests + j], a.timeout)
+                with lock:
+                    results.append(r)
+                    if j == 0:
+                        first_wave.append(r)
+            except Exception as e:  # reported, not fatal
+                with lock:
+                    errors.append(str(e))
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.monotonic() - t0
+    ttfts = [r[0] for r in results]
+    gen = sum(r[1] for r in results)
+    per_stream = [r[1] / r[2] for r in results if r[2] > 0 and r[1] > 1]
+    gaps = [g for r in results for g in gaps_of(r[5])]
+    # fairness: each client's first stream, over the time all of them were generating at once
+    lo = max((r[5][0] for r in first_wave if r[5]), default=0.0)
+    hi = min((r[5][-1] for r in first_wave if r[5]), default=0.0)
+    window = [sum(1 for t in r[5] if lo <= t <= hi) / (hi - lo) for r in first_wave] if hi - lo > 0.5 else []
+    cached = sum(r[3].get("cache_read_input_tokens", 0) for r in results)
+    prompt = sum(r[3].get("input_tokens", 0) + r[3].get("cache_read_input_tokens", 0) for r in results)
+    return {"clients": clients, "requests": len(results), "errors": len(errors),
+            "ttft_p50_s": pct(ttfts, 50), "ttft_p99_s": pct(ttfts, 99),
+            "aggregate_gen_tps": gen / wall if wall > 0 else 0.0,
+            "per_stream_gen_tps_p50": pct(per_stream, 50), "per_stream_gen_tps_min": min(per_stream, default=0.0),
+            "per_stream_gen_tps_max": max(per_stream, default=0.0),
+            "inter_token_gap_p50_s": pct(gaps, 50), "inter_token_gap_p99_s": pct(gaps, 99),
+            "together_s": max(hi - lo, 0.0), "together_tps_min": min(window, default=0.0),
+            "together_tps_max": max(window, default=0.0), "together_tps_sum": sum(window),
+            "prompt_tokens": prompt, "cached_prompt_tokens": cached, "wall_s": wall}, errors
+
+
+def print_mix(out, errors):
+    print(f"| clients | requests | errors | TTFT p50 s | TTFT p99 s | gen tok/s (all) | per stream p50 (min-max) | "
+          f"gap p99 s | cached / prompt tokens | peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(f"| {out['clients']} | {out['requests']} | {out['errors']} | {out['ttft_p50_s']:.2f} | "
+          f"{out['ttft_p99_s']:.2f} | {out['aggregate_gen_tps']:.1f} | {out['per_stream_gen_tps_p50']:.1f} "
+          f"({out['per_stream_gen_tps_min']:.1f}-{out['per_stream_gen_tps_max']:.1f}) | "
+          f"{out['inter_token_gap_p99_s']:.3f} | {out['cached_prompt_tokens']} / {out['prompt_tokens']} | "
+          f"{out['peak_rss_bytes'] / 1048576:.1f} |")
+    if out["together_tps_max"] > 0:
+        print(f"while all {out['clients']} first streams generated ({out['together_s']:.1f} s): "
+              f"{out['together_tps_min']:.1f}-{out['together_tps_max']:.1f} tok/s each (the slowest at "
+              f"{100 * out['together_tps_min'] / out['together_tps_max']:.0f}% of the fastest)")
+    for e in errors[:5]:
+        print("error:", e, file=sys.stderr)
+
+
+def scaling(a, host, port, pid):
+    """--scenario scaling: rounds of 1 client and of --clients clients on one server, in alternating order,
+    each run with prompts of its own (no prefix shared across runs); per round the ratio of the aggregate
+    generated tokens/s, and of the rates while all streams generated at once; medians over the rounds."""
+    rounds, errors = [], []
+    for r in range(a.rounds):
+        runs = {}
+        for clients in ((1, a.clients) if r % 2 == 0 else (a.clients, 1)):
+            runs[clients], errs = run_mix(a, host, port, clients, a.seed + 1000 * r + clients)
+            errors += errs
+        one, many = runs[1], runs[a.clients]
+        ratio = lambda x, y: x / y if x > 0 and y > 0 else None  # None: no such window (runs under 0.5 s)
+        rounds.append({"one_tps": one["aggregate_gen_tps"], "many_tps": many["aggregate_gen_tps"],
+                       "ratio": ratio(many["aggregate_gen_tps"], one["aggregate_gen_tps"]),
+                       "one_together_tps": one["together_tps_sum"], "many_together_tps": many["together_tps_sum"],
+                       "together_ratio": ratio(many["together_tps_sum"], one["together_tps_sum"]),
+                       "many_slowest_of_fastest": ratio(many["together_tps_min"], many["together_tps_max"]),
+                       "cached_prompt_tokens": one["cached_prompt_tokens"] + many["cached_prompt_tokens"]})
+    def med(k):
+        xs = [x[k] for x in rounds if x[k] is not None]
+        return statistics.median(xs) if xs else None
+    f = lambda v, fmt: "-" if v is None else fmt % v
+    out = {"scenario": "scaling", "clients": a.clients, "requests": a.requests, "max_tokens": a.max_tokens,
+           "errors": len(errors), "rounds": rounds, "ratio_median": med("ratio"),
+           "together_ratio_median": med("together_ratio"), "peak_rss_bytes": peak_rss_of(pid)}
+    if not a.json:
+        n = a.clients
+        print(f"| round | 1 client tok/s | {n} clients tok/s | ratio | while all generate: 1 / {n} tok/s | ratio | "
+              f"slowest of {n} |")
+        print("|---|---|---|---|---|---|---|")
+        for i, x in enumerate(rounds):
+            slowest = x["many_slowest_of_fastest"]
+            print(f"| {i + 1} | {x['one_tps']:.1f} | {x['many_tps']:.1f} | {f(x['ratio'], '%.2fx')} | "
+                  f"{x['one_together_tps']:.1f} / {x['many_together_tps']:.1f} | {f(x['together_ratio'], '%.2fx')} | "
+                  f"{f(slowest and 100 * slowest, '%.0f%%')} |")
+        print(f"median over {len(rounds)} rounds: {f(out['ratio_median'], '%.2fx')} aggregate, "
+              f"{f(out['together_ratio_median'], '%.2fx')} while all generate; peak RSS "
+              f"{out['peak_rss_bytes'] / 1048576:.1f} MiB")
+        for e in errors[:5]:
+            print("error:", e, file=sys.stderr)
+    print(json.dumps(out))
+    return 1 if errors else 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-m", "--model", help="GGUF to serve (omit with --url)")
@@ -221,13 +353,15 @@ def main():
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of the scaling scenario")
     ap.add_argument("--json", action="store_true", help="print only the JSON")
-    ap.add_argument("--scenario", choices=("mix", "restart", "reuse", "long"), default="mix",
-                    help="mix: concurrent clients (default); restart, reuse: two turns of one conversation; "
+    ap.add_argument("--scenario", choices=("mix", "scaling", "restart", "reuse", "long"), default="mix",
+                    help="mix: concurrent clients (default); scaling: 1 client against --clients, alternated; "
+                         "restart, reuse: two turns of one conversation; "
                          "long: streams keep generating while a long prompt is read")
     ap.add_argument("--cache-dir", help="--cache-dir of the restart scenario (default: a new temporary folder)")
     a = ap.parse_args()
-    if a.scenario != "mix":
+    if a.scenario not in ("mix", "scaling"):
         if not a.model:
             ap.error("--scenario %s starts its own server: give -m" % a.scenario)
         return long_prompt(a) if a.scenario == "long" else two_turns(a)
@@ -240,78 +374,12 @@ def main():
         port = free_port()
         proc = start_server(a, port)
     try:
-        rng = random.Random(a.seed)
-        lengths = [int(x) for x in a.prompt_words.split(",")]
-        prefix = text_of(a.prefix_tokens, rng) if a.prefix_tokens else ""
-        jobs = []
-        for i in range(a.clients * a.requests):
-            body = text_of(rng.choice(lengths), rng)
-            if prefix and rng.random() < a.shared_ratio:
-                body = prefix + " " + body
-            jobs.append({"model": "bench", "max_tokens": a.max_tokens, "temperature": 0.7, "stream": True,
-                         "messages": [{"role": "user", "content": body}]})
-        results, errors, lock, first_wave = [], [], threading.Lock(), []
-
-        def client(k):
-            for j in range(a.requests):
-                try:
-                    r = stream_once(host, port, jobs[k * a.requests + j], a.timeout)
-                    with lock:
-                        results.append(r)
-                        if j == 0:
-                            first_wave.append(r)
-                except Exception as e:  # reported, not fatal
-                    with lock:
-                        errors.append(str(e))
-
-        t0 = time.monotonic()
-        threads = [threading.Thread(target=client, args=(k,)) for k in range(a.clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.monotonic() - t0
-        peak_rss = 0
-        pid = None
-        if proc:
-            pid = proc.pid
-        if pid:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        peak_rss = int(line.split()[1]) * 1024
-        ttfts = [r[0] for r in results]
-        gen = sum(r[1] for r in results)
-        per_stream = [r[1] / r[2] for r in results if r[2] > 0 and r[1] > 1]
-        gaps = [g for r in results for g in gaps_of(r[5])]
-        # fairness: each client's first stream, over the time all of them were generating at once
-        lo = max((r[5][0] for r in first_wave if r[5]), default=0.0)
-        hi = min((r[5][-1] for r in first_wave if r[5]), default=0.0)
-        window = [sum(1 for t in r[5] if lo <= t <= hi) / (hi - lo) for r in first_wave] if hi - lo > 0.5 else []
-        cached = sum(r[3].get("cache_read_input_tokens", 0) for r in results)
-        prompt = sum(r[3].get("input_tokens", 0) + r[3].get("cache_read_input_tokens", 0) for r in results)
-        out = {"clients": a.clients, "requests": len(results), "errors": len(errors),
-               "ttft_p50_s": pct(ttfts, 50), "ttft_p99_s": pct(ttfts, 99),
-               "aggregate_gen_tps": gen / wall if wall > 0 else 0.0,
-               "per_stream_gen_tps_p50": pct(per_stream, 50), "per_stream_gen_tps_min": min(per_stream, default=0.0),
-               "per_stream_gen_tps_max": max(per_stream, default=0.0),
-               "inter_token_gap_p50_s": pct(gaps, 50), "inter_token_gap_p99_s": pct(gaps, 99),
-               "together_s": max(hi - lo, 0.0), "together_tps_min": min(window, default=0.0),
-               "together_tps_max": max(window, default=0.0),
-               "prompt_tokens": prompt, "cached_prompt_tokens": cached, "wall_s": wall, "peak_rss_bytes": peak_rss}
+        if a.scenario == "scaling":
+            return scaling(a, host, port, proc.pid if proc else None)
+        out, errors = run_mix(a, host, port, a.clients, a.seed)
+        out["peak_rss_bytes"] = peak_rss_of(proc.pid if proc else None)
         if not a.json:
-            print(f"| clients | requests | errors | TTFT p50 s | TTFT p99 s | gen tok/s (all) | per stream p50 (min-max) | "
-                  f"gap p99 s | cached / prompt tokens | peak RSS MiB |")
-            print("|---|---|---|---|---|---|---|---|---|---|")
-            print(f"| {a.clients} | {len(results)} | {len(errors)} | {out['ttft_p50_s']:.2f} | {out['ttft_p99_s']:.2f} | "
-                  f"{out['aggregate_gen_tps']:.1f} | {out['per_stream_gen_tps_p50']:.1f} "
-                  f"({out['per_stream_gen_tps_min']:.1f}-{out['per_stream_gen_tps_max']:.1f}) | "
-                  f"{out['inter_token_gap_p99_s']:.3f} | {cached} / {prompt} | {peak_rss / 1048576:.1f} |")
-            if window:
-                print(f"while all {len(window)} first streams generated ({hi - lo:.1f} s): {min(window):.1f}-"
-                      f"{max(window):.1f} tok/s each (the slowest at {100 * min(window) / max(window):.0f}% of the fastest)")
-            for e in errors[:5]:
-                print("error:", e, file=sys.stderr)
+            print_mix(out, errors)
         print(json.dumps(out))
         return 1 if errors else 0
     finally:

@@ -142,6 +142,18 @@ kill -TERM "$pid"; wait "$tpid"
 [ "$(grep -c 'warning: prefix cache not loaded: .*truncated' "$tmp/persist4.log")" = 1 ] &&
     echo "ok: a truncated cache file is ignored with one warning" || { echo "FAIL: damaged cache"; cat "$tmp/persist4.log"; fail=1; }
 
+# the serve bench (bench/serve_bench.py) runs and reports: the mix of concurrent clients, and the scaling rounds
+# (1 client against 2, alternated; every run's prompts its own, so nothing comes from the prefix cache)
+sb() { timeout 300 python3 "$here/../bench/serve_bench.py" -m "$m" --bin "$bin" --ctx-size 256 --max-tokens 8 \
+    --prompt-words 5,20 --json "$@" 2>"$tmp/sb.err" | tail -n 1; }
+sb --clients 2 | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(not (d["errors"] == 0 and
+    d["requests"] == 4 and d["aggregate_gen_tps"] > 0 and d["peak_rss_bytes"] > 0))' &&
+    echo "ok: serve bench, concurrent clients" || { echo "FAIL: serve bench mix"; cat "$tmp/sb.err"; fail=1; }
+sb --scenario scaling --clients 2 --rounds 2 | python3 -c 'import json,sys; d=json.load(sys.stdin); r=d["rounds"]
+sys.exit(not (d["errors"] == 0 and len(r) == 2 and all(x["ratio"] > 0 and x["cached_prompt_tokens"] == 0 for x in r)
+    and d["ratio_median"] > 0))' &&
+    echo "ok: serve bench, 1 client against 2 in alternated rounds" || { echo "FAIL: serve bench scaling"; cat "$tmp/sb.err"; fail=1; }
+
 # no key on a public address is refused
 if timeout 20 "$bin" serve -m "$m" --host 0.0.0.0 --port 0 >"$tmp/pub.log" 2>&1; then
     echo "FAIL: public bind without a key"; fail=1
