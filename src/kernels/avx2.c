@@ -480,13 +480,20 @@ PV_AVX2 static PV_INLINE void attn_lane(const float *q, const float *kt, int g, 
 /* The unscaled scores of the 8 positions at kt + g into s + g and, two, of the
  * 8 after them: lane l's sums reduced as ggml_vec_dot_f16 reduces its lanes,
  * ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7)). */
+/* A lane's sums x, y done before the next lane's loads start (the compiler
+ * would otherwise keep every lane's accumulators and add them at the end,
+ * more than the 16 vector registers hold). */
+#define LANE_DONE(x, y) __asm__ volatile("" : "+x"(x), "+x"(y)::"memory")
+
 PV_AVX2 static PV_INLINE void attn_scores8(const float *q, const float *kt, int g, int np, float *s, int two) {
     __m256 x01 = _mm256_setzero_ps(), y01 = x01, x23 = x01, y23 = x01;
 #pragma GCC unroll 4
     for (int l = 0; l < 4; l++) {
         __m256 x, x4, y = x01, y4 = x01;
         attn_lane(q, kt, g, l, np, &x, two ? &y : NULL);
+        LANE_DONE(x, y);
         attn_lane(q, kt, g, l + 4, np, &x4, two ? &y4 : NULL);
+        LANE_DONE(x4, y4);
         __m256 t = _mm256_add_ps(x, x4), u = _mm256_add_ps(y, y4);
         if (l == 0) x01 = t, y01 = u;
         else if (l == 1) x01 = _mm256_add_ps(x01, t), y01 = _mm256_add_ps(y01, u);
@@ -508,19 +515,20 @@ PV_AVX2 static PV_INLINE void attn_scores8(const float *q, const float *kt, int 
  * (q . k_p) for the first n positions. */
 PV_AVX2 static PV_INLINE void attn_scores(const float *q, const float *kt, const float *kf, int n, int hd, float scale,
                                           float *s) {
-    int np = hd & ~31, g = 0;
-    if (np >= 64)
-        for (; g + 8 < n; g += 16) attn_scores8(q, kt, g, np, s, 1);
-    for (; g < n; g += 8) attn_scores8(q, kt, g, np, s, 0);
-    for (int p = 0; p < n; p++) {
-        float v = s[p];
-        if (np < hd) {
-            double d = v;
-            for (int i = np; i < hd; i++) d += (double)(kf[(size_t)p * hd + i] * q[i]);
-            v = (float)d;
-        }
-        s[p] = v * scale;
+    int np = hd & ~31; /* n <= 16: no loops, whose invariant broadcasts the compiler would hoist and spill */
+    if (np >= 64 && n > 8) {
+        attn_scores8(q, kt, 0, np, s, 1);
+    } else {
+        attn_scores8(q, kt, 0, np, s, 0);
+        if (n > 8) attn_scores8(q, kt, 8, np, s, 0);
     }
+    if (np < hd)
+        for (int p = 0; p < n; p++) {
+            double d = s[p];
+            for (int i = np; i < hd; i++) d += (double)(kf[(size_t)p * hd + i] * q[i]);
+            s[p] = (float)d;
+        }
+    for (int p = 0; p < n; p += 8) _mm256_storeu_ps(s + p, _mm256_mul_ps(_mm256_loadu_ps(s + p), _mm256_set1_ps(scale)));
 }
 
 PV_AVX2 static inline float hmax_ps(__m256 x) {
@@ -529,42 +537,66 @@ PV_AVX2 static inline float hmax_ps(__m256 x) {
     return _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
 }
 
+/* Lanes below k (k <= 0: none, k >= 8: all) as a mask. */
+PV_AVX2 static inline __m256 lanes_below(int k) {
+    return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+}
+
+/* x moved up by k lanes, lanes below k from fill. */
+#define LANES_UP(x, fill, k, idx) _mm256_blend_ps(_mm256_permutevar8x32_ps((x), (idx)), (fill), (1 << (k)) - 1)
+
+/* Lane p: the running maximum of lanes 0..p in the twin's sense, where a
+ * value replaces the maximum only if greater (ties keep the earlier one,
+ * which max_ps(later, earlier) does); no lane is NaN. */
+PV_AVX2 static inline __m256 running_max8(__m256 x) {
+    const __m256 none = _mm256_set1_ps(-INFINITY);
+    x = _mm256_max_ps(x, LANES_UP(x, none, 1, _mm256_setr_epi32(0, 0, 1, 2, 3, 4, 5, 6)));
+    x = _mm256_max_ps(x, LANES_UP(x, none, 2, _mm256_setr_epi32(0, 0, 0, 1, 2, 3, 4, 5)));
+    return _mm256_max_ps(x, LANES_UP(x, none, 4, _mm256_setr_epi32(0, 0, 0, 0, 0, 1, 2, 3)));
+}
+
 /* What one row needs of a block in the half-precision order: the weight w[p]
  * of each of its first n positions (0 past them), and for the positions that
  * bring a new maximum, the factor ms[p] that rescales the sum so far (their
- * bit set in the mask returned). st advances to the block's end, position by
- * position with expf and S = fma(S, ms, w), as the twin (and llama.cpp) does;
- * the exponentials themselves are taken 8 at a time (expf8, the same bits). */
+ * bit set in the mask returned). st advances to the block's end as the twin
+ * (and llama.cpp) advances it position by position, M replaced by a greater
+ * score, the exponential of the difference (expf), S = fma(S, ms, 1) or
+ * S + w; here the maximum each position meets comes from a running maximum 8
+ * positions at a time, the exponentials 8 at a time (expf8, the same bits),
+ * and only the sum S goes position by position. */
 PV_AVX2 static PV_INLINE unsigned attn_weights(const float *q, const float *kt, const float *kf, int n, int hd,
                                                float scale, pv_attn_state_t *st, float *w, float *ms) {
-    float s[PV_ATTN_BLOCK], arg[PV_ATTN_BLOCK], e[PV_ATTN_BLOCK];
+    float s[PV_ATTN_BLOCK], arg[PV_ATTN_BLOCK];
     attn_scores(q, kt, kf, n, hd, scale, s);
+    const __m256 none = _mm256_set1_ps(-INFINITY), one = _mm256_set1_ps(1.0f);
+    __m256 m = _mm256_set1_ps(st->M); /* the maximum before the 8 positions */
     unsigned new_max = 0;
-    float M = st->M, S = st->S;
-    for (int p = 0; p < n; p++) { /* the running maximum first, then every exponential at once */
-        if (s[p] > M) {
-            new_max |= 1u << p;
-            arg[p] = M - s[p];
-            M = s[p];
-        } else {
-            arg[p] = s[p] - M;
+    for (int p = 0; p < PV_ATTN_BLOCK; p += 8) {
+        if (p >= n) {
+            _mm256_storeu_ps(w + p, _mm256_setzero_ps());
+            continue;
         }
+        __m256 sv = _mm256_loadu_ps(s + p), live = lanes_below(n - p);
+        __m256 seen = _mm256_blendv_ps(none, sv, _mm256_and_ps(live, _mm256_cmp_ps(sv, sv, _CMP_ORD_Q)));
+        __m256 upto = _mm256_max_ps(running_max8(seen), m); /* through each lane */
+        __m256 before = LANES_UP(upto, m, 1, _mm256_setr_epi32(0, 0, 1, 2, 3, 4, 5, 6));
+        __m256 nm = _mm256_and_ps(_mm256_cmp_ps(sv, before, _CMP_GT_OQ), live);
+        __m256 a = _mm256_blendv_ps(_mm256_sub_ps(sv, before), _mm256_sub_ps(before, sv), nm);
+        _mm256_storeu_ps(arg + p, _mm256_and_ps(a, live));
+        expf8(arg + p, ms + p); /* every lane's exponential; read as a factor only where nm */
+        __m256 e = _mm256_loadu_ps(ms + p);
+        _mm256_storeu_ps(w + p, _mm256_and_ps(_mm256_blendv_ps(e, one, nm), live));
+        new_max |= (unsigned)_mm256_movemask_ps(nm) << p;
+        m = _mm256_permutevar8x32_ps(upto, _mm256_set1_epi32(7));
     }
-    for (int p = n; p < PV_ATTN_BLOCK; p++) arg[p] = 0.0f;
-    for (int p = 0; p < n; p += 8) expf8(arg + p, e + p);
-    for (int p = 0; p < n; p++) {
-        if (new_max >> p & 1) {
-            ms[p] = e[p];
-            w[p] = 1.0f;
-            S = fmaf(S, ms[p], 1.0f);
-        } else {
-            w[p] = e[p];
-            S += w[p];
-        }
-    }
-    for (int p = n; p < PV_ATTN_BLOCK; p++) w[p] = 0.0f;
+    float S = st->S;
+    if (!new_max)
+#pragma GCC unroll 4
+        for (int p = 0; p < n; p++) S += w[p];
+    else
+        for (int p = 0; p < n; p++) S = new_max >> p & 1 ? fmaf(S, ms[p], 1.0f) : S + w[p];
     st->S = S;
-    st->M = M;
+    st->M = _mm256_cvtss_f32(m);
     return new_max;
 }
 
@@ -956,18 +988,17 @@ PV_AVX2 static PV_INLINE void attn_block_hd(const float *q, int nr, const uint16
         if (n_pos[r] > n_max) n_max = n_pos[r];
     if (n_max <= 0) return;
     float *kf = scratch, *vf = kf + (size_t)PV_ATTN_BLOCK * hd, *w = vf + (size_t)PV_ATTN_BLOCK * hd;
-    for (int p = 0; p < (n_max + 7) / 8 * 8; p++) {
+    for (int p = 0; p < n_max; p++) {
         const uint16_t *kp = k + (size_t)p * stride, *vp = v + (size_t)p * stride;
         float *kd = kf + (size_t)p * hd, *vd = vf + (size_t)p * hd;
+#pragma GCC unroll 16
         for (int i = 0; i < hd; i += 8) {
-            if (p >= n_max) { /* scores of 8 positions at a time read past the live ones */
-                _mm256_storeu_ps(kd + i, _mm256_setzero_ps());
-                continue;
-            }
             _mm256_storeu_ps(kd + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kp + i))));
             _mm256_storeu_ps(vd + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vp + i))));
         }
     }
+    for (int p = n_max; p < (n_max + 7) / 8 * 8; p++) /* scores of 8 positions at a time read past the live ones */
+        for (int i = 0; i < hd; i += 8) _mm256_storeu_ps(kf + (size_t)p * hd + i, _mm256_setzero_ps());
     float *kt = w + ATTN_HALF_KT;
     for (int p = 0; p < n_max; p += 8)
         for (int d = 0; d < hd; d += 8) transpose8(kf + (size_t)p * hd + d, (size_t)hd, kt + (size_t)d * PV_ATTN_BLOCK + p, PV_ATTN_BLOCK);
