@@ -608,33 +608,38 @@ PV_AVX2 static PV_INLINE unsigned attn_weights(const float *q, const float *kt, 
 /* The factor position p rescales a row's sum by: its e^(M_old - M) on a new maximum, else 1 (a no-op on halves). */
 static inline float attn_factor(const float *ms, unsigned nm, int p) { return nm >> p & 1 ? ms[p] : 1.0f; }
 
-/* 32 of a row's sums in the half-precision order, in registers while a
- * block's positions stream past. */
+/* Up to 12 vectors (96 dimensions) of a row's sums in the half-precision
+ * order, in registers while a block's positions stream past; nv (a constant
+ * where these are inlined) says how many are live. */
+#define ATTN_PASS_MAX 12
 typedef struct {
-    __m256 s[4];
-} attn_sums32_t;
+    __m256 s[ATTN_PASS_MAX];
+} attn_sums_t;
 
-PV_AVX2 static PV_INLINE attn_sums32_t sums32_load(const float *p) {
-    return (attn_sums32_t){{_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8), _mm256_loadu_ps(p + 16), _mm256_loadu_ps(p + 24)}};
+PV_AVX2 static PV_INLINE attn_sums_t sums_load(const float *p, int nv) {
+    attn_sums_t x;
+#pragma GCC unroll 12
+    for (int k = 0; k < nv; k++) x.s[k] = _mm256_loadu_ps(p + 8 * k);
+    return x;
 }
 
-PV_AVX2 static PV_INLINE void sums32_store(float *p, attn_sums32_t x) {
-#pragma GCC unroll 4
-    for (int k = 0; k < 4; k++) _mm256_storeu_ps(p + 8 * k, x.s[k]);
+PV_AVX2 static PV_INLINE void sums_store(float *p, const attn_sums_t *x, int nv) {
+#pragma GCC unroll 12
+    for (int k = 0; k < nv; k++) _mm256_storeu_ps(p + 8 * k, x->s[k]);
 }
 
 /* x = half(x g), a new maximum's rescale. */
-PV_AVX2 static PV_INLINE void sums32_rescale(attn_sums32_t *x, float g) {
+PV_AVX2 static PV_INLINE void sums_rescale(attn_sums_t *x, float g, int nv) {
     __m256 f = _mm256_set1_ps(g);
-#pragma GCC unroll 4
-    for (int k = 0; k < 4; k++) ATTN_RESCALE(x->s[k], f);
+#pragma GCC unroll 12
+    for (int k = 0; k < nv; k++) ATTN_RESCALE(x->s[k], f);
 }
 
 /* x = half(x + w v), one position's values v (read by the FMAs themselves). */
-PV_AVX2 static PV_INLINE void sums32_fma(attn_sums32_t *x, const float *v, const float *w) {
+PV_AVX2 static PV_INLINE void sums_fma(attn_sums_t *x, const float *v, const float *w, int nv) {
     __m256 b = _mm256_broadcast_ss(w);
-#pragma GCC unroll 4
-    for (int k = 0; k < 4; k++) ATTN_FMA(x->s[k], v + 8 * k, b);
+#pragma GCC unroll 12
+    for (int k = 0; k < nv; k++) ATTN_FMA(x->s[k], v + 8 * k, b);
 }
 
 /* One row of the half-precision order: its sums, weights w over the block,
@@ -646,46 +651,58 @@ typedef struct {
     unsigned nm;
 } attn_row_t;
 
-/* The sums of one to three rows (b, c NULL: fewer) over the block's values
- * as floats (vf), 32 dimensions of each in registers while the positions
- * stream past, the values read as memory operands; the rest 8 dimensions at
- * a time. Each 8 sums are a chain of a multiply-add and two conversions per
- * position, so three rows (12 chains) keep more of the machine busy than
- * two, and a lone row (a model without grouped queries) still has 4. Fused
+/* One pass of one to three rows (b, c NULL: fewer) over the block's values
+ * as floats (vf): nv vectors of each row from dimension i, the values read
+ * as memory operands, fused multiply-adds. */
+PV_AVX2 static PV_INLINE void attn_pass(const attn_row_t *a, const attn_row_t *b, const attn_row_t *c,
+                                        const float *vf, int n, int hd, int i, int nv) {
+    attn_sums_t x = sums_load(a->acc + i, nv), y = x, z = x;
+    if (b) y = sums_load(b->acc + i, nv);
+    if (c) z = sums_load(c->acc + i, nv);
+    for (int p = 0; p < n; p++) {
+        const float *vp = vf + (size_t)p * hd + i;
+        if ((a->nm | (b ? b->nm : 0) | (c ? c->nm : 0)) >> p & 1) { /* rare: a new maximum in a row */
+            sums_rescale(&x, attn_factor(a->ms, a->nm, p), nv);
+            if (b) sums_rescale(&y, attn_factor(b->ms, b->nm, p), nv);
+            if (c) sums_rescale(&z, attn_factor(c->ms, c->nm, p), nv);
+        }
+        sums_fma(&x, vp, a->w + p, nv);
+        if (b) sums_fma(&y, vp, b->w + p, nv);
+        if (c) sums_fma(&z, vp, c->w + p, nv);
+    }
+    sums_store(a->acc + i, &x, nv);
+    if (b) sums_store(b->acc + i, &y, nv);
+    if (c) sums_store(c->acc + i, &z, nv);
+}
+
+/* The sums of one to three rows (b, c NULL: fewer) over the block's values.
+ * Each 8 sums are a chain of a multiply-add and two conversions per
+ * position, so a pass keeps up to 12 chains in flight: three rows 32
+ * dimensions at a time, two rows 96 in two passes of 48, a lone row (a model
+ * without grouped queries) 96, or the last 64 in one pass; then 32 at a time. Fused
  * multiply-adds on the first hd & ~31 dimensions, a multiply then an add on
- * the rest, as the twin. */
+ * the rest, 8 at a time, as the twin. */
 PV_AVX2 static PV_INLINE void attn_accumulate(const attn_row_t *a, const attn_row_t *b, const attn_row_t *c,
                                               const float *vf, int n, int hd) {
     const attn_row_t *rows[3] = {a, b, c};
-    int i = 0;
-    for (; i + 32 <= hd; i += 32) {
-        attn_sums32_t x = sums32_load(a->acc + i), y = x, z = x;
-        if (b) y = sums32_load(b->acc + i);
-        if (c) z = sums32_load(c->acc + i);
-        for (int p = 0; p < n; p++) {
-            const float *vp = vf + (size_t)p * hd + i;
-            if ((a->nm | (b ? b->nm : 0) | (c ? c->nm : 0)) >> p & 1) { /* rare: a new maximum in a row */
-                sums32_rescale(&x, attn_factor(a->ms, a->nm, p));
-                if (b) sums32_rescale(&y, attn_factor(b->ms, b->nm, p));
-                if (c) sums32_rescale(&z, attn_factor(c->ms, c->nm, p));
-            }
-            sums32_fma(&x, vp, a->w + p);
-            if (b) sums32_fma(&y, vp, b->w + p);
-            if (c) sums32_fma(&z, vp, c->w + p);
+    int fused = hd & ~31, i = 0;
+    if (!b) {
+        for (; i + 96 <= fused; i += 96) attn_pass(a, NULL, NULL, vf, n, hd, i, 12);
+        if (i + 64 == fused) attn_pass(a, NULL, NULL, vf, n, hd, i, 8), i += 64;
+    } else if (!c) {
+        for (; i + 96 <= fused; i += 96) {
+            attn_pass(a, b, NULL, vf, n, hd, i, 6);
+            attn_pass(a, b, NULL, vf, n, hd, i + 48, 6);
         }
-        sums32_store(a->acc + i, x);
-        if (b) sums32_store(b->acc + i, y);
-        if (c) sums32_store(c->acc + i, z);
     }
-    int fused = hd & ~31;
+    for (; i < fused; i += 32) attn_pass(a, b, c, vf, n, hd, i, 4);
     for (int r = 0; r < 3 && rows[r]; r++) {
         const attn_row_t *t = rows[r];
         for (int j = i; j < hd; j += 8) {
             __m256 x = _mm256_loadu_ps(t->acc + j);
             for (int p = 0; p < n; p++) {
                 if (t->nm >> p & 1) ATTN_RESCALE(x, _mm256_set1_ps(t->ms[p]));
-                if (j < fused) ATTN_FMA(x, vf + (size_t)p * hd + j, _mm256_broadcast_ss(t->w + p));
-                else ATTN_ADD(x, vf + (size_t)p * hd + j, _mm256_broadcast_ss(t->w + p));
+                ATTN_ADD(x, vf + (size_t)p * hd + j, _mm256_broadcast_ss(t->w + p));
             }
             _mm256_storeu_ps(t->acc + j, x);
         }
