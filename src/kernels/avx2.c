@@ -477,14 +477,14 @@ PV_AVX2 static PV_INLINE void attn_lane(const float *q, const float *kt, int g, 
     if (b) *b = _mm256_add_ps(_mm256_add_ps(b0, b2), _mm256_add_ps(b1, b3));
 }
 
-/* The unscaled scores of the 8 positions at kt + g into s + g and, two, of the
- * 8 after them: lane l's sums reduced as ggml_vec_dot_f16 reduces its lanes,
- * ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7)). */
 /* A lane's sums x, y done before the next lane's loads start (the compiler
  * would otherwise keep every lane's accumulators and add them at the end,
  * more than the 16 vector registers hold). */
 #define LANE_DONE(x, y) __asm__ volatile("" : "+x"(x), "+x"(y)::"memory")
 
+/* The unscaled scores of the 8 positions at kt + g into s + g and, two, of the
+ * 8 after them: lane l's sums reduced as ggml_vec_dot_f16 reduces its lanes,
+ * ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7)). */
 PV_AVX2 static PV_INLINE void attn_scores8(const float *q, const float *kt, int g, int np, float *s, int two) {
     __m256 x01 = _mm256_setzero_ps(), y01 = x01, x23 = x01, y23 = x01;
 #pragma GCC unroll 4
@@ -515,7 +515,8 @@ PV_AVX2 static PV_INLINE void attn_scores8(const float *q, const float *kt, int 
  * (q . k_p) for the first n positions. */
 PV_AVX2 static PV_INLINE void attn_scores(const float *q, const float *kt, const float *kf, int n, int hd, float scale,
                                           float *s) {
-    int np = hd & ~31; /* n <= 16: no loops, whose invariant broadcasts the compiler would hoist and spill */
+    static_assert(PV_ATTN_BLOCK == 16, "a block's scores are one or two groups of 8");
+    int np = hd & ~31; /* no loops over the groups: the compiler would hoist their broadcasts and spill them */
     if (np >= 64 && n > 8) {
         attn_scores8(q, kt, 0, np, s, 1);
     } else {
