@@ -187,5 +187,14 @@ assert all(t["avg_ts"] > 0 for t in r.values()), r
 assert abs(r["tg8x3"]["bytes_per_token"] * 3 - r["tg8"]["bytes_per_token"]) < 1e-6 * r["tg8"]["bytes_per_token"], r
 PY
 
+# bench -d: every test after 40 positions already in its sequences' cache (llama-bench's depth)
+run bench -m "$shared/models/stories260K-q8_0.gguf" -p 8 -n 8 -b 2 -d 40 -t 2 -r 1 --json >"$tmp/bench-d.json" 2>&1
+check "bench -d names and runs every test at that depth" python3 - "$tmp/bench-d.json" <<'PY'
+import json, sys
+r = {t["test"]: t for t in json.load(open(sys.argv[1]))}
+assert set(r) == {"pp8 @ d40", "tg8 @ d40", "tg8x2 @ d40"}, r
+assert all(t["n_depth"] == 40 and t["avg_ts"] > 0 for t in r.values()), r
+PY
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -491,14 +491,11 @@ END_TEST
 /* ---- prefix cache ------------------------------------------------------------------------ */
 
 /* Logits after tokens[0..n) on seq, computing from position `from` on (earlier
- * positions must be in the cache), in batches of 8 entries. */
+ * positions must be in the cache), in passes of the context's batch (8 in
+ * these tests). */
 static void run_seq(pv_ctx_t *c, pv_seq_t *seq, const int32_t *tokens, uint32_t from, uint32_t n, float *logits) {
-    pv_batch_entry_t e[8];
-    for (uint32_t i = from; i < n;) {
-        int k = 0;
-        for (; k < 8 && i < n; k++, i++) e[k] = (pv_batch_entry_t){seq, i, tokens[i], i == n - 1 ? logits : NULL};
-        ck_assert_int_eq(pv_forward_batch(c, e, k), 0);
-    }
+    ck_assert_int_eq(pv_ctx_max_batch(c), 8);
+    ck_assert_int_eq(pv_prefill_seq(c, seq, tokens + from, (int)(n - from), from, logits), 0);
 }
 
 /* Reference logits of tokens[0..n), computed from scratch in a context of its

@@ -19,7 +19,8 @@
 typedef struct {
     const char *model_path;
     long n_prompt, n_gen, n_threads, reps;
-    long n_seq; /* > 1: also generation of this many sequences at once (batched decoding) */
+    long n_seq;   /* > 1: also generation of this many sequences at once (batched decoding) */
+    long n_depth; /* tokens every test finds in its sequences' KV cache first (llama-bench's -d) */
     int as_json, memory_only;
 } bench_opts_t;
 
@@ -118,40 +119,44 @@ typedef struct {
     long n_seq;
 } streams_t;
 
-/* n steps of n_seq streams from position 0, logits for every entry; the
- * blocks go back to the arena at the end. */
-static void run_streams(pv_ctx_t *ctx, streams_t *s, long n, const int32_t *toks, float *logits, uint32_t n_vocab) {
+/* n steps of n_seq streams from position pos0, logits for every entry. */
+static void run_streams(pv_ctx_t *ctx, streams_t *s, long n, uint32_t pos0, const int32_t *toks, float *logits,
+                        uint32_t n_vocab) {
     for (long i = 0; i < n; i++) {
         for (long j = 0; j < s->n_seq; j++)
-            s->e[j] = (pv_batch_entry_t){.seq = &s->seqs[j], .pos = (uint32_t)i, .token = toks[(i + 7 * j) % n],
+            s->e[j] = (pv_batch_entry_t){.seq = &s->seqs[j], .pos = pos0 + (uint32_t)i, .token = toks[(i + 7 * j) % n],
                                          .logits = logits + (size_t)j * n_vocab};
         pv_forward_batch(ctx, s->e, (int)s->n_seq);
     }
-    for (long j = 0; j < s->n_seq; j++) pv_kv_release(pv_ctx_kv(ctx), &s->seqs[j]);
 }
 
-/* Seconds to run n tokens of a fixed, varied token stream from position 0:
- * as one prompt (batched, logits of the last only), as generation (one
- * token per pass, logits each time) or as n steps of s's streams. */
-static double time_tokens(pv_ctx_t *ctx, const pv_model_t *m, long n, run_kind_t kind, streams_t *s, float *logits,
-                          int32_t *toks) {
+/* n tokens of a fixed, varied token stream. */
+static void bench_tokens(const pv_model_t *m, long n, int32_t *toks) {
     uint32_t id = 1;
     for (long i = 0; i < n; i++) toks[i] = (int32_t)(id = (id * 1103515245u + 12345u) % m->hp.n_vocab);
+}
+
+/* Seconds to run n tokens after the depth already in the cache: as one
+ * prompt (batched, logits of the last only), as generation (one token per
+ * pass, logits each time) or as n steps of s's streams. */
+static double time_tokens(pv_ctx_t *ctx, const pv_model_t *m, long n, long depth, run_kind_t kind, streams_t *s,
+                          float *logits, int32_t *toks) {
+    bench_tokens(m, n, toks);
     double t0 = now_s();
-    if (kind == RUN_PROMPT) pv_prefill(ctx, toks, (int)n, 0, logits);
+    if (kind == RUN_PROMPT) pv_prefill(ctx, toks, (int)n, (uint32_t)depth, logits);
     else if (kind == RUN_GEN)
-        for (long i = 0; i < n; i++) pv_forward(ctx, toks[i], (uint32_t)i, logits);
-    else run_streams(ctx, s, n, toks, logits, m->hp.n_vocab);
+        for (long i = 0; i < n; i++) pv_forward(ctx, toks[i], (uint32_t)(depth + i), logits);
+    else run_streams(ctx, s, n, (uint32_t)depth, toks, logits, m->hp.n_vocab);
     return now_s() - t0;
 }
 
 /* Tokens per second over reps runs (every stream's tokens counted). */
-static rate_t measure(pv_ctx_t *ctx, const pv_model_t *m, long n, run_kind_t kind, streams_t *s, long reps,
+static rate_t measure(pv_ctx_t *ctx, const pv_model_t *m, long n, long depth, run_kind_t kind, streams_t *s, long reps,
                       float *logits, int32_t *toks) {
     double sum = 0, sum2 = 0, per_run = kind == RUN_GEN_BATCHED ? (double)(n * s->n_seq) : (double)n;
-    time_tokens(ctx, m, n < 8 ? n : 8, kind, s, logits, toks); /* warm-up: pages in the weights */
+    time_tokens(ctx, m, n < 8 ? n : 8, depth, kind, s, logits, toks); /* warm-up: pages in the weights */
     for (long r = 0; r < reps; r++) {
-        double ts = per_run / time_tokens(ctx, m, n, kind, s, logits, toks);
+        double ts = per_run / time_tokens(ctx, m, n, depth, kind, s, logits, toks);
         sum += ts;
         sum2 += ts * ts;
     }
@@ -161,8 +166,9 @@ static rate_t measure(pv_ctx_t *ctx, const pv_model_t *m, long n, run_kind_t kin
 
 static json_t *result_json(const char *test, long n_prompt, long n_gen, const bench_opts_t *o, rate_t r,
                            const pv_model_t *m, double bpt, double bw) {
-    return json_pack("{s:s, s:i, s:i, s:i, s:f, s:f, s:I, s:f, s:f, s:s}", "test", test, "n_prompt", (json_int_t)n_prompt,
-                     "n_gen", (json_int_t)n_gen, "n_threads", (json_int_t)o->n_threads, "avg_ts", r.mean,
+    return json_pack("{s:s, s:i, s:i, s:i, s:i, s:f, s:f, s:I, s:f, s:f, s:s}", "test", test, "n_prompt",
+                     (json_int_t)n_prompt, "n_gen", (json_int_t)n_gen, "n_depth", (json_int_t)o->n_depth,
+                     "n_threads", (json_int_t)o->n_threads, "avg_ts", r.mean,
                      "stddev_ts", r.stddev, "model_size", (json_int_t)m->file->size, "bytes_per_token", bpt,
                      "bandwidth_limit_ts", bw > 0 ? bw / bpt : 0.0, "kernels", pv_kern_isa());
 }
@@ -181,6 +187,7 @@ static int parse_bench_opts(int argc, char **argv, bench_opts_t *o) {
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) rc = cli_parse_int(a, argv[++i], 1, PV_MAX_THREADS, &o->n_threads);
         else if (!strcmp(a, "-r")) rc = cli_parse_int(a, argv[++i], 1, 1000, &o->reps);
         else if (!strcmp(a, "-b")) rc = cli_parse_int(a, argv[++i], 1, PV_DEFAULT_BATCH, &o->n_seq);
+        else if (!strcmp(a, "-d")) rc = cli_parse_int(a, argv[++i], 0, 1 << 20, &o->n_depth);
         else rc = -1;
         if (rc) return -1;
     }
@@ -192,8 +199,8 @@ static int bench_model(const bench_opts_t *o, double bw) {
     pv_model_t *m = NULL;
     pv_ctx_t *ctx = NULL;
     pv_pool_t *pool = pv_pool_new((int)o->n_threads);
-    uint32_t n_ctx = (uint32_t)(o->n_prompt > o->n_gen ? o->n_prompt : o->n_gen) + 1;
-    uint32_t kv_tokens = n_ctx + (uint32_t)((o->n_seq > 1 ? o->n_seq : 0) * (o->n_gen + PV_KV_BLOCK));
+    uint32_t n_ctx = (uint32_t)(o->n_depth + (o->n_prompt > o->n_gen ? o->n_prompt : o->n_gen)) + 1;
+    uint32_t kv_tokens = n_ctx + (uint32_t)((o->n_seq > 1 ? o->n_seq : 0) * (o->n_depth + o->n_gen + PV_KV_BLOCK));
     if (pv_model_load(o->model_path, &m, err, sizeof err) ||
         pv_ctx_new_arena(m, n_ctx, kv_tokens, 0, &ctx, err, sizeof err) || !pool) {
         fprintf(stderr, "pensieve: %s\n", pool ? err : "cannot start threads");
@@ -207,21 +214,30 @@ static int bench_model(const bench_opts_t *o, double bw) {
     int32_t *toks = malloc(n_ctx * sizeof *toks);
     streams_t streams = {calloc((size_t)o->n_seq, sizeof(pv_seq_t)), calloc((size_t)o->n_seq, sizeof(pv_batch_entry_t)),
                          o->n_seq};
+    int batched = o->n_gen > 0 && o->n_seq > 1 && streams.seqs && streams.e;
     for (long j = 0; streams.seqs && j < o->n_seq; j++) pv_seq_init(&streams.seqs[j], n_ctx);
+    if (o->n_depth > 0) { /* every sequence's first n_depth positions, once, untimed */
+        bench_tokens(m, o->n_depth, toks);
+        int rc = pv_prefill(ctx, toks, (int)o->n_depth, 0, NULL);
+        for (long j = 0; batched && j < o->n_seq && !rc; j++)
+            rc = pv_prefill_seq(ctx, &streams.seqs[j], toks, (int)o->n_depth, 0, NULL);
+        if (rc) fprintf(stderr, "pensieve: cannot fill the KV cache to depth %ld: %s\n", o->n_depth, pv_strerror(rc));
+    }
     double bpt = bytes_per_token(m);
     json_t *out = json_array();
-    char name[64];
+    char name[64], at[32] = "";
+    if (o->n_depth > 0) snprintf(at, sizeof at, " @ d%ld", o->n_depth);
     if (o->n_prompt > 0) {
-        snprintf(name, sizeof name, "pp%ld", o->n_prompt);
-        json_array_append_new(out, result_json(name, o->n_prompt, 0, o, measure(ctx, m, o->n_prompt, RUN_PROMPT, NULL, o->reps, logits, toks), m, bpt, bw));
+        snprintf(name, sizeof name, "pp%ld%s", o->n_prompt, at);
+        json_array_append_new(out, result_json(name, o->n_prompt, 0, o, measure(ctx, m, o->n_prompt, o->n_depth, RUN_PROMPT, NULL, o->reps, logits, toks), m, bpt, bw));
     }
     if (o->n_gen > 0) {
-        snprintf(name, sizeof name, "tg%ld", o->n_gen);
-        json_array_append_new(out, result_json(name, 0, o->n_gen, o, measure(ctx, m, o->n_gen, RUN_GEN, NULL, o->reps, logits, toks), m, bpt, bw));
+        snprintf(name, sizeof name, "tg%ld%s", o->n_gen, at);
+        json_array_append_new(out, result_json(name, 0, o->n_gen, o, measure(ctx, m, o->n_gen, o->n_depth, RUN_GEN, NULL, o->reps, logits, toks), m, bpt, bw));
     }
-    if (o->n_gen > 0 && o->n_seq > 1 && streams.seqs && streams.e) {
-        snprintf(name, sizeof name, "tg%ldx%ld", o->n_gen, o->n_seq);
-        rate_t r = measure(ctx, m, o->n_gen, RUN_GEN_BATCHED, &streams, o->reps, logits, toks);
+    if (batched) {
+        snprintf(name, sizeof name, "tg%ldx%ld%s", o->n_gen, o->n_seq, at);
+        rate_t r = measure(ctx, m, o->n_gen, o->n_depth, RUN_GEN_BATCHED, &streams, o->reps, logits, toks);
         json_array_append_new(out, result_json(name, 0, o->n_gen, o, r, m, bpt / (double)o->n_seq, bw));
     }
     long rss = peak_rss_bytes();
@@ -235,8 +251,9 @@ static int bench_model(const bench_opts_t *o, double bw) {
         printf("read bandwidth: %.1f GB/s; weights read per token: %.1f MiB; peak RSS %.1f MiB (file + KV %.1f MiB)\n",
                bw / 1e9, bpt / 1048576, (double)rss / 1048576,
                (double)(m->file->size + pv_ctx_kv_bytes(ctx)) / 1048576);
-        printf("| %-8s | %14s | %22s |\n", "test", "t/s", "bandwidth limit t/s");
-        printf("|----------|----------------|------------------------|\n");
+        int wide = o->n_depth > 0 ? 20 : 8; /* "tg128x4 @ d20000" */
+        printf("| %-*s | %14s | %22s |\n", wide, "test", "t/s", "bandwidth limit t/s");
+        printf("|%.*s|----------------|------------------------|\n", wide + 2, "----------------------");
         size_t i;
         json_t *r;
         json_array_foreach(out, i, r) {
@@ -244,12 +261,15 @@ static int bench_model(const bench_opts_t *o, double bw) {
             char pct[32] = "";
             if (json_integer_value(json_object_get(r, "n_gen")) > 0 && lim > 0)
                 snprintf(pct, sizeof pct, " (%.0f%% of limit)", 100 * ts / lim);
-            printf("| %-8s | %7.2f ± %-4.2f | %8.1f%-14s |\n", json_string_value(json_object_get(r, "test")), ts,
+            printf("| %-*s | %7.2f ± %-4.2f | %8.1f%-14s |\n", wide, json_string_value(json_object_get(r, "test")), ts,
                    json_real_value(json_object_get(r, "stddev_ts")), lim, pct);
         }
     }
     json_decref(out);
-    for (long j = 0; streams.seqs && j < o->n_seq; j++) pv_seq_close(&streams.seqs[j]);
+    for (long j = 0; streams.seqs && j < o->n_seq; j++) {
+        pv_kv_release(pv_ctx_kv(ctx), &streams.seqs[j]);
+        pv_seq_close(&streams.seqs[j]);
+    }
     free(streams.seqs);
     free(streams.e);
     free(logits);
@@ -263,7 +283,7 @@ static int bench_model(const bench_opts_t *o, double bw) {
 int cmd_bench(int argc, char **argv) {
     bench_opts_t o;
     if (parse_bench_opts(argc, argv, &o)) {
-        fprintf(stderr, "usage: pensieve bench -m MODEL [-p 512] [-n 128] [-b STREAMS] [-t THREADS] [-r REPS] [--json]\n"
+        fprintf(stderr, "usage: pensieve bench -m MODEL [-p 512] [-n 128] [-b STREAMS] [-d DEPTH] [-t THREADS] [-r REPS] [--json]\n"
                         "       pensieve bench --memory [-t THREADS]\n");
         return 2;
     }

@@ -486,7 +486,7 @@ int pv_forward(pv_ctx_t *c, int32_t token, uint32_t pos, float *logits) {
     return pv_forward_batch(c, &e, 1);
 }
 
-int pv_prefill(pv_ctx_t *c, const int32_t *tokens, int n, uint32_t pos0, float *logits) {
+int pv_prefill_seq(pv_ctx_t *c, pv_seq_t *seq, const int32_t *tokens, int n, uint32_t pos0, float *logits) {
     pv_batch_entry_t *e = malloc((size_t)c->max_batch * sizeof *e);
     if (!e) return PV_ENOMEM;
     int rc = 0;
@@ -494,12 +494,16 @@ int pv_prefill(pv_ctx_t *c, const int32_t *tokens, int n, uint32_t pos0, float *
         int nb = n - i < c->max_batch ? n - i : c->max_batch;
         for (int j = 0; j < nb; j++) {
             uint32_t pos = pos0 + (uint32_t)(i + j);
-            e[j] = (pv_batch_entry_t){.seq = &c->seq, .pos = pos, .token = tokens[i + j],
+            e[j] = (pv_batch_entry_t){.seq = seq, .pos = pos, .token = tokens[i + j],
                                       .logits = i + j == n - 1 ? logits : NULL};
-            if (pos >= c->n_ctx) rc = PV_ERANGE;
+            if (seq == &c->seq && pos >= c->n_ctx) rc = PV_ERANGE;
         }
         if (!rc) rc = pv_forward_batch(c, e, nb);
     }
     free(e);
     return rc;
+}
+
+int pv_prefill(pv_ctx_t *c, const int32_t *tokens, int n, uint32_t pos0, float *logits) {
+    return pv_prefill_seq(c, &c->seq, tokens, n, pos0, logits);
 }

@@ -138,5 +138,7 @@ int pv_forward_batch(pv_ctx_t *c, const pv_batch_entry_t *e, int n);
  * batches (pv_prefill); logits of the last token when non-NULL. */
 int pv_forward(pv_ctx_t *c, int32_t token, uint32_t pos, float *logits);
 int pv_prefill(pv_ctx_t *c, const int32_t *tokens, int n, uint32_t pos0, float *logits);
+/* pv_prefill for any sequence of the context's arena. */
+int pv_prefill_seq(pv_ctx_t *c, pv_seq_t *seq, const int32_t *tokens, int n, uint32_t pos0, float *logits);
 
 #endif
