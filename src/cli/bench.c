@@ -216,9 +216,10 @@ static int bench_model(const bench_opts_t *o, double bw) {
                          o->n_seq};
     int batched = o->n_gen > 0 && o->n_seq > 1 && streams.seqs && streams.e;
     for (long j = 0; streams.seqs && j < o->n_seq; j++) pv_seq_init(&streams.seqs[j], n_ctx);
+    int rc = 0;
     if (o->n_depth > 0) { /* every sequence's first n_depth positions, once, untimed */
         bench_tokens(m, o->n_depth, toks);
-        int rc = pv_prefill(ctx, toks, (int)o->n_depth, 0, NULL);
+        rc = pv_prefill(ctx, toks, (int)o->n_depth, 0, NULL);
         for (long j = 0; batched && j < o->n_seq && !rc; j++)
             rc = pv_prefill_seq(ctx, &streams.seqs[j], toks, (int)o->n_depth, 0, NULL);
         if (rc) fprintf(stderr, "pensieve: cannot fill the KV cache to depth %ld: %s\n", o->n_depth, pv_strerror(rc));
@@ -227,21 +228,23 @@ static int bench_model(const bench_opts_t *o, double bw) {
     json_t *out = json_array();
     char name[64], at[32] = "";
     if (o->n_depth > 0) snprintf(at, sizeof at, " @ d%ld", o->n_depth);
-    if (o->n_prompt > 0) {
+    if (!rc && o->n_prompt > 0) {
         snprintf(name, sizeof name, "pp%ld%s", o->n_prompt, at);
         json_array_append_new(out, result_json(name, o->n_prompt, 0, o, measure(ctx, m, o->n_prompt, o->n_depth, RUN_PROMPT, NULL, o->reps, logits, toks), m, bpt, bw));
     }
-    if (o->n_gen > 0) {
+    if (!rc && o->n_gen > 0) {
         snprintf(name, sizeof name, "tg%ld%s", o->n_gen, at);
         json_array_append_new(out, result_json(name, 0, o->n_gen, o, measure(ctx, m, o->n_gen, o->n_depth, RUN_GEN, NULL, o->reps, logits, toks), m, bpt, bw));
     }
-    if (batched) {
+    if (!rc && batched) {
         snprintf(name, sizeof name, "tg%ldx%ld%s", o->n_gen, o->n_seq, at);
         rate_t r = measure(ctx, m, o->n_gen, o->n_depth, RUN_GEN_BATCHED, &streams, o->reps, logits, toks);
         json_array_append_new(out, result_json(name, 0, o->n_gen, o, r, m, bpt / (double)o->n_seq, bw));
     }
     long rss = peak_rss_bytes();
-    if (o->as_json) {
+    if (rc) {
+        /* nothing measured */
+    } else if (o->as_json) {
         char *s = json_dumps(out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         puts(s);
         free(s);
@@ -277,7 +280,7 @@ static int bench_model(const bench_opts_t *o, double bw) {
     pv_ctx_free(ctx);
     pv_pool_free(pool);
     pv_model_free(m);
-    return 0;
+    return rc ? 1 : 0;
 }
 
 int cmd_bench(int argc, char **argv) {
