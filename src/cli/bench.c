@@ -217,7 +217,7 @@ static int bench_model(const bench_opts_t *o, double bw) {
     int batched = o->n_gen > 0 && o->n_seq > 1 && streams.seqs && streams.e;
     for (long j = 0; streams.seqs && j < o->n_seq; j++) pv_seq_init(&streams.seqs[j], n_ctx);
     int rc = 0;
-    if (o->n_depth > 0) { /* every sequence's first n_depth positions, once, untimed */
+    if (o->n_depth > 0 && (o->n_prompt > 0 || o->n_gen > 0)) { /* every sequence's first n_depth positions, once, untimed */
         bench_tokens(m, o->n_depth, toks);
         rc = pv_prefill(ctx, toks, (int)o->n_depth, 0, NULL);
         for (long j = 0; batched && j < o->n_seq && !rc; j++)
