@@ -543,17 +543,20 @@ PV_AVX2 static inline __m256 lanes_below(int k) {
     return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
 }
 
-/* x moved up by k lanes, lanes below k from fill. */
-#define LANES_UP(x, fill, k, idx) _mm256_blend_ps(_mm256_permutevar8x32_ps((x), (idx)), (fill), (1 << (k)) - 1)
+/* x moved up by k lanes (a constant), lanes below k from fill (the blend replaces what wrapped around). */
+#define LANES_UP(x, fill, k)                                                                                    \
+    _mm256_blend_ps(_mm256_permutevar8x32_ps((x), _mm256_setr_epi32(-(k), 1 - (k), 2 - (k), 3 - (k), 4 - (k), 5 - (k), \
+                                                                    6 - (k), 7 - (k))),                          \
+                    (fill), (1 << (k)) - 1)
 
 /* Lane p: the running maximum of lanes 0..p in the twin's sense, where a
  * value replaces the maximum only if greater (ties keep the earlier one,
  * which max_ps(later, earlier) does); no lane is NaN. */
 PV_AVX2 static inline __m256 running_max8(__m256 x) {
     const __m256 none = _mm256_set1_ps(-INFINITY);
-    x = _mm256_max_ps(x, LANES_UP(x, none, 1, _mm256_setr_epi32(0, 0, 1, 2, 3, 4, 5, 6)));
-    x = _mm256_max_ps(x, LANES_UP(x, none, 2, _mm256_setr_epi32(0, 0, 0, 1, 2, 3, 4, 5)));
-    return _mm256_max_ps(x, LANES_UP(x, none, 4, _mm256_setr_epi32(0, 0, 0, 0, 0, 1, 2, 3)));
+    x = _mm256_max_ps(x, LANES_UP(x, none, 1));
+    x = _mm256_max_ps(x, LANES_UP(x, none, 2));
+    return _mm256_max_ps(x, LANES_UP(x, none, 4));
 }
 
 /* What one row needs of a block in the half-precision order: the weight w[p]
@@ -580,7 +583,7 @@ PV_AVX2 static PV_INLINE unsigned attn_weights(const float *q, const float *kt, 
         __m256 sv = _mm256_loadu_ps(s + p), live = lanes_below(n - p);
         __m256 seen = _mm256_blendv_ps(none, sv, _mm256_and_ps(live, _mm256_cmp_ps(sv, sv, _CMP_ORD_Q)));
         __m256 upto = _mm256_max_ps(running_max8(seen), m); /* through each lane */
-        __m256 before = LANES_UP(upto, m, 1, _mm256_setr_epi32(0, 0, 1, 2, 3, 4, 5, 6));
+        __m256 before = LANES_UP(upto, m, 1);
         __m256 nm = _mm256_and_ps(_mm256_cmp_ps(sv, before, _CMP_GT_OQ), live);
         __m256 a = _mm256_blendv_ps(_mm256_sub_ps(sv, before), _mm256_sub_ps(before, sv), nm);
         _mm256_storeu_ps(arg + p, _mm256_and_ps(a, live));
