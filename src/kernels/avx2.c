@@ -851,18 +851,19 @@ PV_AVX2 static PV_INLINE void attn_weights_f32(float *s0, int n0, pv_attn_state_
 
 #define ATTN_FMA_F32(acc, v, b) acc = _mm256_fmadd_ps(v, b, acc)
 
-/* Tiled order: acc = acc f + sum_p w[p] v_p for one or two rows (acc1 NULL:
- * one), 32 dimensions of both in registers while the positions stream past,
- * then 8 at a time. */
+/* Tiled order: acc = acc f + sum_p w[p] v_p for one or two rows (two = 0:
+ * acc0 alone; a constant at each call, so that the loops test nothing), 32
+ * dimensions of both in registers while the positions stream past, then 8 at
+ * a time. */
 PV_AVX2 static PV_INLINE void attn_accumulate_f32(float *acc0, const float *w0, float f0, float *acc1, const float *w1,
-                                                  float f1, const float *vf, int n, int hd) {
+                                                  float f1, const float *vf, int n, int hd, int two) {
     __m256 g0 = _mm256_set1_ps(f0), g1 = _mm256_set1_ps(f1);
     int i = 0;
     for (; i + 32 <= hd; i += 32) {
         __m256 x0 = _mm256_mul_ps(_mm256_loadu_ps(acc0 + i), g0), x1 = _mm256_mul_ps(_mm256_loadu_ps(acc0 + i + 8), g0);
         __m256 x2 = _mm256_mul_ps(_mm256_loadu_ps(acc0 + i + 16), g0), x3 = _mm256_mul_ps(_mm256_loadu_ps(acc0 + i + 24), g0);
         __m256 y0 = x0, y1 = x1, y2 = x2, y3 = x3;
-        if (acc1) {
+        if (two) {
             y0 = _mm256_mul_ps(_mm256_loadu_ps(acc1 + i), g1), y1 = _mm256_mul_ps(_mm256_loadu_ps(acc1 + i + 8), g1);
             y2 = _mm256_mul_ps(_mm256_loadu_ps(acc1 + i + 16), g1), y3 = _mm256_mul_ps(_mm256_loadu_ps(acc1 + i + 24), g1);
         }
@@ -878,7 +879,7 @@ PV_AVX2 static PV_INLINE void attn_accumulate_f32(float *acc0, const float *w0, 
             ATTN_FMA_F32(x1, v1, b0);
             ATTN_FMA_F32(x2, v2, b0);
             ATTN_FMA_F32(x3, v3, b0);
-            if (acc1) {
+            if (two) {
                 __m256 b1 = _mm256_broadcast_ss(w1 + p);
                 ATTN_FMA_F32(y0, v0, b1);
                 ATTN_FMA_F32(y1, v1, b1);
@@ -890,14 +891,14 @@ PV_AVX2 static PV_INLINE void attn_accumulate_f32(float *acc0, const float *w0, 
         _mm256_storeu_ps(acc0 + i + 8, x1);
         _mm256_storeu_ps(acc0 + i + 16, x2);
         _mm256_storeu_ps(acc0 + i + 24, x3);
-        if (acc1) {
+        if (two) {
             _mm256_storeu_ps(acc1 + i, y0);
             _mm256_storeu_ps(acc1 + i + 8, y1);
             _mm256_storeu_ps(acc1 + i + 16, y2);
             _mm256_storeu_ps(acc1 + i + 24, y3);
         }
     }
-    for (int r = 0; r < (acc1 ? 2 : 1); r++) {
+    for (int r = 0; r < (two ? 2 : 1); r++) {
         float *a = r ? acc1 : acc0;
         const float *w = r ? w1 : w0;
         for (int j = i; j < hd; j += 8) {
@@ -931,13 +932,13 @@ PV_AVX2 static PV_INLINE void attn_rows(const float *q, const int *r, int nr, co
             attn_scores_tile(q + (size_t)r[0] * hd, kf, hd, scale, s0);
             float f0;
             attn_weights_f32(s0, n_pos[r[0]], &st[r[0]], w, &f0, NULL, 0, NULL, NULL, NULL);
-            attn_accumulate_f32(a0, w, f0, NULL, NULL, 1.0f, vf, n, hd);
+            attn_accumulate_f32(a0, w, f0, NULL, NULL, 1.0f, vf, n, hd, 0);
             return;
         }
         attn_scores_tile2(q + (size_t)r[0] * hd, q + (size_t)r[1] * hd, kf, hd, scale, s0, s1);
         float f0, f1;
         attn_weights_f32(s0, n_pos[r[0]], &st[r[0]], w, &f0, s1, n_pos[r[1]], &st[r[1]], w1, &f1);
-        attn_accumulate_f32(a0, w, f0, acc + (size_t)r[1] * hd, w1, f1, vf, n, hd);
+        attn_accumulate_f32(a0, w, f0, acc + (size_t)r[1] * hd, w1, f1, vf, n, hd, 1);
         return;
     }
     attn_row_t row[3];
