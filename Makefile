@@ -38,7 +38,7 @@ BENCH_OBJ := $(BENCH_SRC:%.c=$(BUILD)/%.o)
 BIN      := $(BUILD)/pensieve
 TESTBIN  := $(BUILD)/check_pensieve
 
-.PHONY: all test check unit cli-test server-test e2e models clean bench-tok
+.PHONY: all test check unit cli-test server-test e2e models clean bench-tok bench-kern
 all: $(BIN)
 
 $(BUILD)/libpensieve.a: $(LIB_OBJ)
@@ -63,14 +63,25 @@ $(BUILD)/tok_bench: $(BUILD)/bench/tok_bench.o $(BUILD)/libpensieve.a
 bench-tok: $(BUILD)/tok_bench
 	$(BUILD)/tok_bench $(SHARED)
 
+# Kernel benchmark: each matmul kernel against the file-layout one and the tiled attention against its scalar
+# twin, alternating in one run (bench/kern_bench.c); the last matmul reads its 38 MB weight from memory.
+$(BUILD)/kern_bench: $(BUILD)/bench/kern_bench.o $(BUILD)/tests/rand_data.o $(BUILD)/libpensieve.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+bench-kern: $(BUILD)/kern_bench
+	for t in q4_0 q8_0 q4_K q5_K q6_K f16 bf16; do $(BUILD)/kern_bench matmul $$t 2048 2048 128 -r 10 || exit 1; done
+	$(BUILD)/kern_bench matmul q4_0 16384 4096 4 -r 20
+	for hd in 32 64 128; do $(BUILD)/kern_bench attn $$hd 256 -r 20 || exit 1; done
+
 # Synthetic models for the reference tests, recreated from ../shared/ref/arch.
 models:
 	@tests/make_models.sh $(SHARED) $(BUILD)/cache $(PYTHON)
 
 # every suite with the dispatched (AVX2) kernels, then the model suite again on the scalar twins
-unit: $(TESTBIN) models
+unit: $(TESTBIN) $(BUILD)/kern_bench models
 	PV_SHARED=$(SHARED) PV_CACHE=$(BUILD)/cache $(TESTBIN)
 	PV_SHARED=$(SHARED) PV_CACHE=$(BUILD)/cache PV_KERNELS=scalar $(TESTBIN) model
+	$(BUILD)/kern_bench matmul q4_K 16 512 5 -r 2 >/dev/null && $(BUILD)/kern_bench attn 40 3 -r 2 >/dev/null
 
 cli-test: $(BIN)
 	tests/cli_test.sh $(BIN) $(SHARED)

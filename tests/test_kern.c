@@ -10,60 +10,12 @@
 #include "kernels/kern.h"
 #include "kernels/kern_internal.h"
 #include "kernels/ops.h"
+#include "rand_data.h"
 #include "suites.h"
 
 static const pv_type_t supported[] = {PV_TYPE_F32,  PV_TYPE_F16,  PV_TYPE_BF16, PV_TYPE_Q4_0,
                                       PV_TYPE_Q8_0, PV_TYPE_Q4_K, PV_TYPE_Q5_K, PV_TYPE_Q6_K};
 #define N_SUPPORTED (int)(sizeof supported / sizeof supported[0])
-
-static uint32_t rng_state = 12345;
-static uint32_t rnd(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 17;
-    rng_state ^= rng_state << 5;
-    return rng_state;
-}
-static float rndf(void) { return (float)(rnd() % 20001) / 10000.0f - 1.0f; }
-
-/* Offset of each f16 scale inside a block, so random blocks get finite scales. */
-static void fix_scales(pv_type_t t, uint8_t *row, size_t n_blocks, size_t bsize) {
-    for (size_t b = 0; b < n_blocks; b++) {
-        uint8_t *p = row + b * bsize;
-        uint16_t d = pv_f32_to_f16(rndf() * 0.1f), m = pv_f32_to_f16(rndf() * 0.1f);
-        switch (t) {
-        case PV_TYPE_Q4_0:
-        case PV_TYPE_Q8_0: memcpy(p, &d, 2); break;
-        case PV_TYPE_Q4_K:
-        case PV_TYPE_Q5_K:
-            memcpy(p, &d, 2);
-            memcpy(p + 2, &m, 2);
-            break;
-        case PV_TYPE_Q6_K: memcpy(p + 208, &d, 2); break;
-        default: break;
-        }
-    }
-}
-
-/* A random row of n elements of type t (finite values throughout). */
-static uint8_t *random_row(pv_type_t t, int64_t n) {
-    size_t size = pv_type_row_size(t, n);
-    uint8_t *row = malloc(size);
-    const pv_type_layout_t *l = pv_type_layout(t);
-    if (l->blck_size == 1) {
-        for (int64_t i = 0; i < n; i++) {
-            float v = rndf();
-            if (t == PV_TYPE_F32) memcpy(row + 4 * i, &v, 4);
-            else {
-                uint16_t h = t == PV_TYPE_F16 ? pv_f32_to_f16(v) : pv_f32_to_bf16(v);
-                memcpy(row + 2 * i, &h, 2);
-            }
-        }
-        return row;
-    }
-    for (size_t i = 0; i < size; i++) row[i] = (uint8_t)rnd();
-    fix_scales(t, row, size / l->type_size, l->type_size);
-    return row;
-}
 
 START_TEST(test_f16_roundtrip_exhaustive) {
     for (uint32_t h = 0; h < 65536; h++) {
@@ -162,11 +114,11 @@ START_TEST(test_dot_matches_dequant) {
     ck_assert(pv_kern_supported(t));
     int64_t blk = pv_type_layout(k->vec_dot_type)->blck_size > l->blck_size ? pv_type_layout(k->vec_dot_type)->blck_size : l->blck_size;
     for (int rep = 0; rep < 20; rep++) {
-        int64_t n = blk * (1 + rnd() % 6);
-        if (blk == 1) n = 1 + rnd() % 700; /* odd sizes */
-        uint8_t *row = random_row(t, n);
+        int64_t n = blk * (1 + rd_u32() % 6);
+        if (blk == 1) n = 1 + rd_u32() % 700; /* odd sizes */
+        uint8_t *row = rd_row(t, n);
         float *x = malloc((size_t)n * sizeof *x), *xa = malloc((size_t)n * sizeof *xa), *y = malloc((size_t)n * sizeof *y);
-        for (int64_t i = 0; i < n; i++) x[i] = rndf() * (rep % 3 == 0 ? 1e4f : 1.0f); /* extreme scales too */
+        for (int64_t i = 0; i < n; i++) x[i] = rd_float() * (rep % 3 == 0 ? 1e4f : 1.0f); /* extreme scales too */
         void *q = activations(t, x, xa, n);
         k->to_float(row, y, n);
         double want = 0.0, exact = 0.0, mag = 0.0;
@@ -216,7 +168,7 @@ END_TEST
 START_TEST(test_activation_quantizers) {
     pv_type_t types[2] = {PV_TYPE_Q8_0, PV_TYPE_Q8_K};
     float x[512], xa[512];
-    for (int i = 0; i < 512; i++) x[i] = rndf() * (i < 256 ? 1.0f : 300.0f);
+    for (int i = 0; i < 512; i++) x[i] = rd_float() * (i < 256 ? 1.0f : 300.0f);
     for (int k = 0; k < 2; k++) {
         int blk = (int)pv_type_layout(types[k])->blck_size;
         void *q = malloc(pv_type_row_size(types[k], 512));
@@ -240,7 +192,7 @@ START_TEST(test_activation_quantizers_match_twins) {
     int64_t n = 1024;
     float *x = malloc(n * sizeof *x);
     for (int rep = 0; rep < 40; rep++) {
-        for (int64_t i = 0; i < n; i++) x[i] = rndf() * (rep % 3 == 0 ? 1e-5f : rep % 3 == 1 ? 5e3f : 1.0f);
+        for (int64_t i = 0; i < n; i++) x[i] = rd_float() * (rep % 3 == 0 ? 1e-5f : rep % 3 == 1 ? 5e3f : 1.0f);
         for (int64_t i = 0; i < 32; i++) x[i] = (float)((int)i - 16) + 0.5f; /* scale 1: every product a tie */
         x[0] = 127.0f;
         if (rep % 4 == 0) memset(x + 256, 0, 256 * sizeof *x); /* zero blocks */
@@ -279,13 +231,13 @@ START_TEST(test_fast_matches_scalar_twin) {
     int64_t blk = pv_type_layout(ref->vec_dot_type)->blck_size > l->blck_size ? pv_type_layout(ref->vec_dot_type)->blck_size : l->blck_size;
     printf("kern: %s dot products use %s\n", l->name, pv_kern_isa());
     for (int rep = 0; rep < 200; rep++) {
-        int64_t n = blk == 1 ? 1 + rnd() % 1100 : blk * (1 + rnd() % 12);
-        uint8_t *row = random_row(t, n);
+        int64_t n = blk == 1 ? 1 + rd_u32() % 1100 : blk * (1 + rd_u32() % 12);
+        uint8_t *row = rd_row(t, n);
         if (rep % 10 == 0) memset(row, 0, pv_type_row_size(t, n)); /* all-zero blocks */
         float *x = malloc((size_t)n * sizeof *x);
         float scale = rep % 4 == 0 ? 1e-6f : rep % 4 == 1 ? 3e4f : 1.0f;
-        for (int64_t i = 0; i < n; i++) x[i] = rndf() * scale;
-        if (rep % 7 == 0) x[rnd() % n] = scale * 2.0f; /* one outlier sets the block scale (within half range) */
+        for (int64_t i = 0; i < n; i++) x[i] = rd_float() * scale;
+        if (rep % 7 == 0) x[rd_u32() % n] = scale * 2.0f; /* one outlier sets the block scale (within half range) */
         void *q = malloc(pv_type_row_size(ref->vec_dot_type, n));
         act->from_float(x, q, n);
         float *y = malloc((size_t)n * sizeof *y), *xa = malloc((size_t)n * sizeof *xa);
@@ -336,7 +288,7 @@ START_TEST(test_attn_block_matches_twin) {
     int sizes[] = {8, 32, 64, 128, 256, 12, 40};
     enum { R = 5 };
     for (int si = 0; si < 28; si++) { /* the last 14: scores 200 apart, where e^(s - M) underflows */
-        int hd = sizes[si % 7], n = 1 + (int)(rnd() % 150), tiled = si / 7 % 2;
+        int hd = sizes[si % 7], n = 1 + (int)(rd_u32() % 150), tiled = si / 7 % 2;
         float qscale = si >= 14 ? 80.0f : 3.0f;
         double tol = tiled ? 2e-5 : 4e-3;
         size_t stride = (size_t)hd * 3;
@@ -344,12 +296,12 @@ START_TEST(test_attn_block_matches_twin) {
         float *q = malloc((size_t)R * hd * sizeof *q), *acc[2], *work = malloc(pv_attn_scratch_size(hd) * sizeof *work);
         float *kf = calloc((size_t)PV_ATTN_TILE * hd, sizeof *kf), *vf = calloc((size_t)PV_ATTN_TILE * hd, sizeof *vf);
         for (size_t i = 0; i < (size_t)n * stride; i++) {
-            k[i] = pv_f32_to_f16(rndf() * 3);
-            v[i] = pv_f32_to_f16(rndf());
+            k[i] = pv_f32_to_f16(rd_float() * 3);
+            v[i] = pv_f32_to_f16(rd_float());
         }
-        for (int i = 0; i < R * hd; i++) q[i] = pv_f16_to_f32(pv_f32_to_f16(rndf() * qscale));
+        for (int i = 0; i < R * hd; i++) q[i] = pv_f16_to_f32(pv_f32_to_f16(rd_float() * qscale));
         int last[R]; /* the last position row r sees */
-        for (int r = 0; r < R; r++) last[r] = r == 0 ? n - 1 : (int)(rnd() % (unsigned)n);
+        for (int r = 0; r < R; r++) last[r] = r == 0 ? n - 1 : (int)(rd_u32() % (unsigned)n);
         pv_attn_state_t st[2][R];
         for (int w = 0; w < 2; w++) {
             acc[w] = calloc((size_t)R * hd, sizeof *acc[w]);
@@ -409,10 +361,10 @@ END_TEST
 /* Threads split rows: any pool size gives the same result as one thread. */
 START_TEST(test_matvec_threads) {
     int64_t rows = 301, cols = 512;
-    uint8_t *w = random_row(PV_TYPE_Q4_K, rows * cols);
+    uint8_t *w = rd_row(PV_TYPE_Q4_K, rows * cols);
     float *x = malloc(cols * sizeof *x), *y1 = malloc(rows * sizeof *y1), *y3 = malloc(rows * sizeof *y3);
     void *work = malloc(pv_matvec_work_size(PV_TYPE_Q4_K, cols));
-    for (int64_t i = 0; i < cols; i++) x[i] = rndf();
+    for (int64_t i = 0; i < cols; i++) x[i] = rd_float();
     pv_pool_t *pool = pv_pool_new(3);
     ck_assert_ptr_nonnull(pool);
     pv_matvec(PV_TYPE_Q4_K, w, rows, cols, x, y1, work, NULL);
@@ -440,13 +392,13 @@ static const pv_type_t x8_types[] = {PV_TYPE_Q4_0, PV_TYPE_Q8_0, PV_TYPE_Q4_K, P
 /* n_rows random rows of t, some blocks all zero, with extreme scales now and then. */
 static uint8_t *random_weights(pv_type_t t, int64_t n_rows, int64_t n_cols, int rep) {
     size_t row_size = pv_type_row_size(t, n_cols), bsz = pv_type_layout(t)->type_size;
-    uint8_t *w = random_row(t, n_rows * n_cols);
+    uint8_t *w = rd_row(t, n_rows * n_cols);
     for (size_t b = 0; b < row_size * n_rows / bsz; b++) {
         uint8_t *blk = w + b * bsz;
-        if (rnd() % 9 == 0) memset(blk, 0, bsz);
+        if (rd_u32() % 9 == 0) memset(blk, 0, bsz);
         float v = rep % 3 == 0 ? 6e4f : rep % 3 == 1 ? 6e-8f : 0.01f;
         uint16_t d = t == PV_TYPE_BF16 ? pv_f32_to_bf16(v) : pv_f32_to_f16(v);
-        if (rep % 3 != 2 && rnd() % 2) memcpy(blk, &d, 2);
+        if (rep % 3 != 2 && rd_u32() % 2) memcpy(blk, &d, 2);
     }
     return w;
 }
@@ -510,8 +462,8 @@ START_TEST(test_x8_fast_matches_twin) {
     int same = t != PV_TYPE_F16; /* llama.cpp's orders: the kernel is the twin's to the bit */
     enum { ROWS = 2 * PV_X8 };
     for (int rep = 0; rep < 60; rep++) {
-        int64_t n = t == PV_TYPE_F16 ? 8 * (1 + rnd() % 40) : t == PV_TYPE_BF16 ? 32 * (1 + rnd() % 12)
-                                                                 : blk * (1 + rnd() % (blk == PV_QK ? 13 : 4));
+        int64_t n = t == PV_TYPE_F16 ? 8 * (1 + rd_u32() % 40) : t == PV_TYPE_BF16 ? 32 * (1 + rd_u32() % 12)
+                                                                 : blk * (1 + rd_u32() % (blk == PV_QK ? 13 : 4));
         int n_tok = rep % 3 == 2 ? 8 + rep % 9 : 1 + rep % 7;
         size_t row_size = pv_type_row_size(t, n), act_size = pv__x8_act_row_size(t, n), group_size = PV_X8 * row_size;
         uint8_t *w = random_weights(t, ROWS, n, rep), *x8 = malloc(ROWS * row_size), *act = malloc(act_size * n_tok);
@@ -521,7 +473,7 @@ START_TEST(test_x8_fast_matches_twin) {
         double mag[16] = {0};
         for (int j = 0; j < n_tok; j++) {
             float scale = (rep + j) % 4 == 0 ? 1e-6f : (rep + j) % 4 == 1 ? 3e4f : 1.0f;
-            for (int64_t i = 0; i < n; i++) x[i] = j == 3 && rep % 5 == 0 ? 0.0f : rndf() * scale;
+            for (int64_t i = 0; i < n; i++) x[i] = j == 3 && rep % 5 == 0 ? 0.0f : rd_float() * scale;
             pv__x8_act_quantize(t, x, act + j * act_size, n);
             pv_kern_ref(act_t)->to_float(x8_dot_act(t, act + j * act_size, n, halves), xa, n);
             for (int r = 0; r < ROWS; r++) {
@@ -583,14 +535,14 @@ START_TEST(test_x8_bf16_one_token) {
     ck_assert_ptr_nonnull(twin);
     enum { ROWS = 3 * PV_X8 };
     for (int rep = 0; rep < 30; rep++) {
-        int64_t n = 32 * (1 + rnd() % 12);
+        int64_t n = 32 * (1 + rd_u32() % 12);
         size_t row_size = pv_type_row_size(PV_TYPE_BF16, n);
         uint8_t *w = random_weights(PV_TYPE_BF16, ROWS, n, rep), *x8 = malloc(row_size * ROWS);
         pv_x8_repack(PV_TYPE_BF16, w, ROWS, n, x8);
         float *x = malloc(n * sizeof *x), *act = malloc(pv__x8_act_row_size(PV_TYPE_BF16, n)), y_rows[ROWS], y_x8[ROWS];
         uint16_t *halves = malloc(n * sizeof *halves);
         float scale = rep % 3 == 0 ? 1e-6f : rep % 3 == 1 ? 3e4f : 1.0f;
-        for (int64_t i = 0; i < n; i++) x[i] = rndf() * scale;
+        for (int64_t i = 0; i < n; i++) x[i] = rd_float() * scale;
         pv__x8_act_quantize(PV_TYPE_BF16, x, act, n);
         for (int g = 0; g < ROWS / PV_X8; g++) {
             float want[PV_X8], got[PV_X8];
@@ -635,7 +587,7 @@ START_TEST(test_x8_matmul_matches_rows) {
     const float *xs[9];
     float *ys_rows[9], *ys_x8[9], *ys_x8_t[9];
     for (int j = 0; j < n_tok; j++) {
-        for (int64_t i = 0; i < n_cols; i++) x[j * n_cols + i] = rndf();
+        for (int64_t i = 0; i < n_cols; i++) x[j * n_cols + i] = rd_float();
         xs[j] = x + j * n_cols;
         ys_rows[j] = y + j * n_rows;
         ys_x8[j] = y + (n_tok + j) * n_rows;
@@ -684,7 +636,7 @@ START_TEST(test_matmul_parts_match_singles) {
     const float *xs[NT];
     float *ys[2][3][NT];
     for (int j = 0; j < NT; j++) {
-        for (int64_t i = 0; i < n_cols; i++) x[j * n_cols + i] = rndf();
+        for (int64_t i = 0; i < n_cols; i++) x[j * n_cols + i] = rd_float();
         xs[j] = x + j * n_cols;
     }
     uint8_t *w[3];
@@ -734,7 +686,7 @@ START_TEST(test_x8_matmul_token_blocks) {
     const float *xs[NT];
     float *ys[NT], *ys_b[NT];
     for (int j = 0; j < NT; j++) {
-        for (int64_t i = 0; i < n_cols; i++) x[j * n_cols + i] = rndf();
+        for (int64_t i = 0; i < n_cols; i++) x[j * n_cols + i] = rd_float();
         xs[j] = x + j * n_cols;
         ys[j] = y + j * n_rows;
         ys_b[j] = y + (NT + j) * n_rows;
@@ -775,8 +727,8 @@ END_TEST
 START_TEST(test_rmsnorm_rows) {
     enum { N = 203, ROWS = 9 };
     float x[ROWS * N], w[N], out[ROWS * N], want[N];
-    for (int i = 0; i < N; i++) w[i] = rndf() * 2;
-    for (int i = 0; i < ROWS * N; i++) x[i] = rndf() * (i % 37 == 0 ? 300.0f : 3.0f);
+    for (int i = 0; i < N; i++) w[i] = rd_float() * 2;
+    for (int i = 0; i < ROWS * N; i++) x[i] = rd_float() * (i % 37 == 0 ? 300.0f : 3.0f);
     for (int rows = 1; rows <= ROWS; rows++) {
         pv_rmsnorm_rows(out, x, w, N, 1e-5f, rows);
         for (int r = 0; r < rows; r++) {
@@ -795,7 +747,7 @@ START_TEST(test_rope_matches_twin) {
         for (int neox = 0; neox < 2; neox++) {
             int n = rots[k];
             pv_rope_angles(cs, n, 1 + 37 * (int)k, 10000.0f, NULL, 1.0f);
-            for (int i = 0; i < n; i++) x[i] = rndf() * (i % 9 == 0 ? 1000.0f : 2.0f);
+            for (int i = 0; i < n; i++) x[i] = rd_float() * (i % 9 == 0 ? 1000.0f : 2.0f);
             memcpy(y, x, sizeof x);
             memcpy(want, x, sizeof x);
             pv_rope_apply(y, n, cs, neox);
@@ -848,8 +800,8 @@ START_TEST(test_swiglu_matches_twin) {
     enum { N = 203 };
     float a[N], b[N], x[N];
     for (int i = 0; i < N; i++) {
-        x[i] = i % 17 == 0 ? (i % 2 ? 100.0f : -100.0f) : i % 13 == 0 ? (i % 2 ? 130.0f : -130.0f) : rndf() * 12;
-        b[i] = rndf() * 3;
+        x[i] = i % 17 == 0 ? (i % 2 ? 100.0f : -100.0f) : i % 13 == 0 ? (i % 2 ? 130.0f : -130.0f) : rd_float() * 12;
+        b[i] = rd_float() * 3;
     }
     for (int n = 1; n <= N; n += 29) {
         float want[N];
@@ -874,9 +826,9 @@ START_TEST(test_x8_heads_match_twin) {
     pv_block_q8_0 y[NB];
     pv_x8_head h[NB], want[NB];
     for (int b = 0; b < NB; b++) {
-        y[b].d = pv_f32_to_f16(rndf() * (b % 5 == 0 ? 1e-6f : 3.0f));
+        y[b].d = pv_f32_to_f16(rd_float() * (b % 5 == 0 ? 1e-6f : 3.0f));
         for (int j = 0; j < PV_QK; j++)
-            y[b].qs[j] = (int8_t)(b % 7 == 1 ? -128 : b % 7 == 2 ? 127 : b % 7 == 3 ? 0 : (int)(rnd() % 256) - 128);
+            y[b].qs[j] = (int8_t)(b % 7 == 1 ? -128 : b % 7 == 2 ? 127 : b % 7 == 3 ? 0 : (int)(rd_u32() % 256) - 128);
     }
     memset(h, 0, sizeof h);
     memset(want, 0, sizeof want);
@@ -894,7 +846,7 @@ START_TEST(test_exp_shifted_matches_twin) {
     enum { N = 203 };
     float x[N], y[N], want[N];
     for (int i = 0; i < N; i++)
-        x[i] = i % 11 == 0 ? -INFINITY : i % 17 == 0 ? -300.0f : i % 19 == 0 ? 5.0f : rndf() * 40;
+        x[i] = i % 11 == 0 ? -INFINITY : i % 17 == 0 ? -300.0f : i % 19 == 0 ? 5.0f : rd_float() * 40;
     for (int n = 1; n <= N; n += 29) {
         pv_exp_shifted(y, x, n, 5.0f, 1.0f / 0.7f);
         pv_exp_shifted_ref(want, x, n, 5.0f, 1.0f / 0.7f);

@@ -15,9 +15,13 @@ const char *tu_shared(char *buf, size_t len, const char *rel) {
     return buf;
 }
 
+/* The folder tests write generated files to, made if it is not there (make's
+ * `models` target makes it too; a suite run on its own may come first). */
 const char *tu_cache_dir(void) {
     const char *d = getenv("PV_CACHE");
-    return d && *d ? d : "build/cache";
+    d = d && *d ? d : "build/cache";
+    mkdir(d, 0755); /* EEXIST is the usual answer */
+    return d;
 }
 
 char *tu_read_file(const char *path, size_t *len) {

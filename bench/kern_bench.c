@@ -1,0 +1,161 @@
+/* kern_bench.c - one kernel alone, against its baseline in the same run.
+ *
+ * usage: kern_bench matmul TYPE ROWS COLS TOKENS [-t THREADS] [-r REPS]
+ *        kern_bench attn HEAD_DIM ROWS [-r REPS]
+ *
+ * matmul: a random ROWS x COLS weight of TYPE (q4_0, q8_0, q4_K, q5_K, q6_K,
+ * f16, bf16) against TOKENS random activation rows, in the interleaved layout
+ * the model loads (x8) and in the file's layout (rows); G multiply-adds/s.
+ * A weight that fits the caches (32 MB of L3 here) measures arithmetic; a
+ * larger one, reading from memory.
+ * attn: one tile (PV_ATTN_TILE positions) of the tiled attention order for
+ * ROWS query rows of HEAD_DIM, the dispatched kernel against its scalar
+ * twin; ns per (row, position).
+ *
+ * The two variants alternate repetition by repetition (REPS each, default 30),
+ * so that the machine's changes of speed, which on a shared host come and go
+ * within seconds, fall on both; best and median of each and the ratio of the
+ * medians are printed. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "kernels/kern.h"
+#include "kernels/ops.h"
+#include "kernels/pool.h"
+#include "../tests/rand_data.h"
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Sorts each variant's times and prints best and median as work / time, scaled. */
+static void report(const char *what, const char *const names[2], double *t[2], int reps, double work,
+                   const char *unit, int per_time) {
+    double med[2];
+    printf("%s\n| variant | best %s | median %s |\n|---|---|---|\n", what, unit, unit);
+    for (int v = 0; v < 2; v++) {
+        qsort(t[v], (size_t)reps, sizeof *t[v], cmp_double);
+        double best = per_time ? work / t[v][0] : t[v][0] / work, m = t[v][reps / 2];
+        med[v] = per_time ? work / m : m / work;
+        printf("| %s | %.2f | %.2f |\n", names[v], best, med[v]);
+    }
+    printf("%s against %s: %.2fx as fast (medians)\n", names[0], names[1], per_time ? med[0] / med[1] : med[1] / med[0]);
+}
+
+static pv_type_t type_named(const char *name) {
+    for (int t = 0; t < PV_TYPE_COUNT; t++)
+        if (pv_kern_supported((pv_type_t)t) && !strcasecmp(pv_type_name((uint32_t)t), name)) return (pv_type_t)t;
+    return PV_TYPE_COUNT;
+}
+
+static int bench_matmul(pv_type_t t, int64_t rows, int64_t cols, int n_tok, int threads, int reps) {
+    if (!pv_x8_supported(t, rows, cols)) {
+        fprintf(stderr, "kern_bench: %s has no interleaved layout at %lld x %lld\n", pv_type_name(t), (long long)rows,
+                (long long)cols);
+        return 1;
+    }
+    uint8_t *w = rd_row(t, rows * cols), *x8 = malloc(pv_type_row_size(t, rows * cols));
+    float **xs = calloc((size_t)n_tok, sizeof *xs), **ys = calloc((size_t)n_tok, sizeof *ys);
+    void *work = malloc(pv_matmul_work_size(t, cols, n_tok));
+    double *times[2] = {malloc(sizeof(double) * (size_t)reps), malloc(sizeof(double) * (size_t)reps)};
+    pv_pool_t *pool = threads > 1 ? pv_pool_new(threads) : NULL;
+    pv_x8_repack(t, w, rows, cols, x8);
+    for (int j = 0; j < n_tok; j++) {
+        xs[j] = malloc(sizeof(float) * (size_t)cols);
+        ys[j] = malloc(sizeof(float) * (size_t)rows);
+        for (int64_t i = 0; i < cols; i++) xs[j][i] = rd_float();
+    }
+    const void *wl[2] = {x8, w};
+    const pv_layout_t layout[2] = {PV_LAYOUT_X8, PV_LAYOUT_ROWS};
+    for (int v = 0; v < 2; v++) /* warm-up */
+        pv_matmul(t, layout[v], wl[v], rows, cols, (const float *const *)xs, ys, n_tok, work, pool);
+    for (int r = 0; r < reps; r++)
+        for (int v = 0; v < 2; v++) {
+            double t0 = now_s();
+            pv_matmul(t, layout[v], wl[v], rows, cols, (const float *const *)xs, ys, n_tok, work, pool);
+            times[v][r] = now_s() - t0;
+        }
+    char what[160];
+    snprintf(what, sizeof what, "matmul %s %lld x %lld, %d tokens, %d thread%s, %s kernels, %d reps:", pv_type_name(t),
+             (long long)rows, (long long)cols, n_tok, threads, threads > 1 ? "s" : "", pv_kern_isa(), reps);
+    report(what, (const char *const[]){"x8", "rows"}, times, reps, (double)rows * (double)cols * n_tok * 1e-9,
+           "G multiply-adds/s", 1);
+    pv_pool_free(pool);
+    for (int j = 0; j < n_tok; j++) {
+        free(xs[j]);
+        free(ys[j]);
+    }
+    free(xs), free(ys), free(work), free(w), free(x8), free(times[0]), free(times[1]);
+    return 0;
+}
+
+static int bench_attn(int hd, int nr, int reps) {
+    if (hd < 1 || hd > PV_ATTN_MAX_HEAD || nr < 1 || nr > 65536) {
+        fprintf(stderr, "kern_bench: head size %d or rows %d out of range\n", hd, nr);
+        return 1;
+    }
+    size_t qn = (size_t)nr * (size_t)hd, tn = (size_t)PV_ATTN_TILE * (size_t)hd;
+    float *q = malloc(sizeof(float) * qn), *acc = malloc(sizeof(float) * qn);
+    float *kf = calloc(tn, sizeof(float)), *vf = malloc(sizeof(float) * tn);
+    float *scratch = malloc(sizeof(float) * pv_attn_scratch_size(hd));
+    pv_attn_state_t *st = malloc(sizeof *st * (size_t)nr);
+    int *n_pos = malloc(sizeof(int) * (size_t)nr);
+    double *times[2] = {malloc(sizeof(double) * (size_t)reps), malloc(sizeof(double) * (size_t)reps)};
+    for (size_t i = 0; i < qn; i++) q[i] = rd_float();
+    for (size_t i = 0; i < tn; i++) kf[i] = rd_float(), vf[i] = rd_float();
+    for (int r = 0; r < nr; r++) n_pos[r] = PV_ATTN_TILE;
+    const pv_attn_tile_fn fn[2] = {pv_attn_tile, pv_attn_tile_ref};
+    const int calls = 20; /* per timing: one tile is a few microseconds */
+    for (int r = 0; r < reps; r++)
+        for (int v = 0; v < 2; v++) {
+            memset(acc, 0, sizeof(float) * qn);
+            for (int k = 0; k < nr; k++) st[k] = (pv_attn_state_t){-INFINITY, 0.0f};
+            double t0 = now_s();
+            for (int c = 0; c < calls; c++) fn[v](q, nr, kf, vf, n_pos, hd, 1.0f / sqrtf((float)hd), st, acc, scratch);
+            times[v][r] = now_s() - t0;
+        }
+    char what[160];
+    snprintf(what, sizeof what, "tiled attention, head size %d, %d rows x %d positions, %s kernels, %d reps:", hd, nr,
+             PV_ATTN_TILE, pv_kern_isa(), reps);
+    report(what, (const char *const[]){pv_kern_isa(), "scalar"}, times, reps,
+           (double)calls * nr * PV_ATTN_TILE * 1e-9, "ns per (row, position)", 0);
+    free(q), free(acc), free(kf), free(vf), free(scratch), free(st), free(n_pos), free(times[0]), free(times[1]);
+    return 0;
+}
+
+static int usage(void) {
+    fprintf(stderr, "usage: kern_bench matmul TYPE ROWS COLS TOKENS [-t THREADS] [-r REPS]\n"
+                    "       kern_bench attn HEAD_DIM ROWS [-r REPS]\n");
+    return 2;
+}
+
+int main(int argc, char **argv) {
+    int threads = 1, reps = 30, n_pos = 0;
+    const char *pos[5];
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-t") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "-r") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (n_pos < 5) pos[n_pos++] = argv[i];
+        else return usage();
+    }
+    if (threads < 1 || threads > 256 || reps < 1 || reps > 100000 || n_pos < 1) return usage();
+    if (!strcmp(pos[0], "matmul") && n_pos == 5) {
+        pv_type_t t = type_named(pos[1]);
+        long long rows = atoll(pos[2]), cols = atoll(pos[3]), n_tok = atoll(pos[4]);
+        if (t == PV_TYPE_COUNT || rows < 1 || cols < 1 || n_tok < 1 || n_tok > 4096 || rows * cols > (1LL << 34)) return usage();
+        return bench_matmul(t, rows, cols, (int)n_tok, threads, reps);
+    }
+    if (!strcmp(pos[0], "attn") && n_pos == 3) return bench_attn(atoi(pos[1]), atoi(pos[2]), reps);
+    return usage();
+}
