@@ -64,13 +64,13 @@ bench-tok: $(BUILD)/tok_bench
 	$(BUILD)/tok_bench $(SHARED)
 
 # Kernel benchmark: each matmul kernel against the file-layout one and the tiled attention against its scalar
-# twin, alternating in one run (bench/kern_bench.c); the last matmul reads its 38 MB weight from memory.
+# twin, alternating in one run (bench/kern_bench.c); the last two read a 151 MB weight from memory (1 and 4 tokens: a decode step of one stream and of four).
 $(BUILD)/kern_bench: $(BUILD)/bench/kern_bench.o $(BUILD)/tests/rand_data.o $(BUILD)/libpensieve.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 bench-kern: $(BUILD)/kern_bench
 	for t in q4_0 q8_0 q4_K q5_K q6_K f16 bf16; do $(BUILD)/kern_bench matmul $$t 2048 2048 128 -r 10 || exit 1; done
-	$(BUILD)/kern_bench matmul q4_0 16384 4096 4 -r 20
+	for n in 1 4; do $(BUILD)/kern_bench matmul q4_0 32768 8192 $$n -r 10 || exit 1; done
 	for hd in 32 64 128; do $(BUILD)/kern_bench attn $$hd 256 -r 20 || exit 1; done
 
 # Synthetic models for the reference tests, recreated from ../shared/ref/arch.
