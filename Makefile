@@ -63,9 +63,9 @@ $(BUILD)/tok_bench: $(BUILD)/bench/tok_bench.o $(BUILD)/libpensieve.a
 bench-tok: $(BUILD)/tok_bench
 	$(BUILD)/tok_bench $(SHARED)
 
-# Kernel benchmark: each matmul kernel against the file-layout one and the tiled attention against its scalar
-# twin, alternating in one run (bench/kern_bench.c); the q4_0 matmuls of 1 and 4 tokens (a decode step of one
-# stream and of four) read a 151 MB weight from memory.
+# Kernel benchmark: each matmul kernel against the file-layout one and a plain read of the weight's bytes, the
+# tiled attention against its scalar twin, alternating in one run (bench/kern_bench.c); the q4_0 matmuls of 1
+# and 4 tokens (a decode step of one stream and of four) read a 151 MB weight from memory.
 $(BUILD)/kern_bench: $(BUILD)/bench/kern_bench.o $(BUILD)/tests/rand_data.o $(BUILD)/libpensieve.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

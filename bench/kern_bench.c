@@ -5,17 +5,18 @@
  *
  * matmul: a random ROWS x COLS weight of TYPE (q4_0, q8_0, q4_K, q5_K, q6_K,
  * f16, bf16) against TOKENS random activation rows, in the interleaved layout
- * the model loads (x8) and in the file's layout (rows); G multiply-adds/s.
- * A weight that fits the caches (32 MB of L3 here) measures arithmetic; a
- * larger one, reading from memory.
+ * the model loads (x8) and in the file's layout (rows), and a plain read of
+ * the weight's bytes (read: what the memory allows); G multiply-adds/s and
+ * GB/s of weight. A weight that fits the caches (32 MB of L3 here) measures
+ * arithmetic; a larger one (a few hundred MB), reading from memory.
  * attn: one tile (PV_ATTN_TILE positions) of the tiled attention order for
  * ROWS query rows of HEAD_DIM, the dispatched kernel against its scalar
  * twin; ns per (row, position).
  *
- * The two variants alternate repetition by repetition (REPS each, default 30),
- * so that the machine's changes of speed, which on a shared host come and go
- * within seconds, fall on both; best and median of each and the ratio of the
- * medians are printed. */
+ * The variants alternate repetition by repetition (REPS each, default 30), so
+ * that the machine's changes of speed, which on a shared host come and go
+ * within seconds, fall on all of them; best and median of each and the ratio
+ * of the first two's medians are printed. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,18 +40,46 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* Sorts each variant's times and prints best and median as work / time, scaled. */
-static void report(const char *what, const char *const names[2], double *t[2], int reps, double work,
-                   const char *unit, int per_time) {
-    double med[2];
-    printf("%s\n| variant | best %s | median %s |\n|---|---|---|\n", what, unit, unit);
-    for (int v = 0; v < 2; v++) {
+/* Sorts each variant's times and prints best and median as work[v] / time
+ * (per_time) or time / work[v], scaled (work[v] 0: none); bytes > 0 adds
+ * GB/s of them. The first two variants' medians are compared. */
+static void report(const char *what, const char *const *names, int n_var, double **t, int reps, const double *work,
+                   const char *unit, int per_time, double bytes) {
+    double med[2] = {0, 0};
+    printf("%s\n| variant | best %s | median %s |%s\n|---|---|---|%s\n", what, unit, unit,
+           bytes > 0 ? " best GB/s | median GB/s |" : "", bytes > 0 ? "---|---|" : "");
+    for (int v = 0; v < n_var; v++) {
         qsort(t[v], (size_t)reps, sizeof *t[v], cmp_double);
-        double best = per_time ? work / t[v][0] : t[v][0] / work, m = t[v][reps / 2];
-        med[v] = per_time ? work / m : m / work;
-        printf("| %s | %.2f | %.2f |\n", names[v], best, med[v]);
+        double best = t[v][0], m = t[v][reps / 2], w = work[v];
+        if (v < 2) med[v] = per_time ? w / m : m / w;
+        printf("| %s |", names[v]);
+        if (w > 0) printf(" %.2f | %.2f |", per_time ? w / best : best / w, per_time ? w / m : m / w);
+        else printf(" - | - |");
+        if (bytes > 0) printf(" %.1f | %.1f |", bytes / best * 1e-9, bytes / m * 1e-9);
+        printf("\n");
     }
     printf("%s against %s: %.2fx as fast (medians)\n", names[0], names[1], per_time ? med[0] / med[1] : med[1] / med[0]);
+}
+
+/* The plain read: every 8 bytes of the buffer xor-ed into four sums, the
+ * threads splitting it (what `pensieve bench --memory` measures, without
+ * its vector loads: memory, not the loads, bounds it). */
+typedef struct {
+    const uint8_t *buf;
+    size_t n_bytes;
+    uint64_t sums[64];
+} read_task_t;
+
+static void read_part(void *arg, int ith, int nth) {
+    read_task_t *t = arg;
+    size_t per = t->n_bytes / (size_t)nth / 32 * 32, off = per * (size_t)ith;
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (size_t i = off; i < off + per; i += 32) {
+        uint64_t v[4];
+        memcpy(v, t->buf + i, sizeof v);
+        s0 ^= v[0], s1 ^= v[1], s2 ^= v[2], s3 ^= v[3];
+    }
+    t->sums[ith % 64] = s0 ^ s1 ^ s2 ^ s3; /* keeps the loads alive */
 }
 
 static pv_type_t type_named(const char *name) {
@@ -68,7 +97,8 @@ static int bench_matmul(pv_type_t t, int64_t rows, int64_t cols, int n_tok, int 
     uint8_t *w = rd_row(t, rows * cols), *x8 = malloc(pv_type_row_size(t, rows * cols));
     float **xs = calloc((size_t)n_tok, sizeof *xs), **ys = calloc((size_t)n_tok, sizeof *ys);
     void *work = malloc(pv_matmul_work_size(t, cols, n_tok));
-    double *times[2] = {malloc(sizeof(double) * (size_t)reps), malloc(sizeof(double) * (size_t)reps)};
+    double *times[3] = {malloc(sizeof(double) * (size_t)reps), malloc(sizeof(double) * (size_t)reps),
+                        malloc(sizeof(double) * (size_t)reps)};
     pv_pool_t *pool = threads > 1 ? pv_pool_new(threads) : NULL;
     pv_x8_repack(t, w, rows, cols, x8);
     for (int j = 0; j < n_tok; j++) {
@@ -78,25 +108,29 @@ static int bench_matmul(pv_type_t t, int64_t rows, int64_t cols, int n_tok, int 
     }
     const void *wl[2] = {x8, w};
     const pv_layout_t layout[2] = {PV_LAYOUT_X8, PV_LAYOUT_ROWS};
+    size_t bytes = pv_type_row_size(t, rows * cols);
+    read_task_t rd = {.buf = x8, .n_bytes = bytes};
     for (int v = 0; v < 2; v++) /* warm-up */
         pv_matmul(t, layout[v], wl[v], rows, cols, (const float *const *)xs, ys, n_tok, work, pool);
     for (int r = 0; r < reps; r++)
-        for (int v = 0; v < 2; v++) {
+        for (int v = 0; v < 3; v++) {
             double t0 = now_s();
-            pv_matmul(t, layout[v], wl[v], rows, cols, (const float *const *)xs, ys, n_tok, work, pool);
+            if (v < 2) pv_matmul(t, layout[v], wl[v], rows, cols, (const float *const *)xs, ys, n_tok, work, pool);
+            else pv_pool_run(pool, read_part, &rd);
             times[v][r] = now_s() - t0;
         }
     char what[160];
     snprintf(what, sizeof what, "matmul %s %lld x %lld, %d tokens, %d thread%s, %s kernels, %d reps:", pv_type_name(t),
              (long long)rows, (long long)cols, n_tok, threads, threads > 1 ? "s" : "", pv_kern_isa(), reps);
-    report(what, (const char *const[]){"x8", "rows"}, times, reps, (double)rows * (double)cols * n_tok * 1e-9,
-           "G multiply-adds/s", 1);
+    double macs = (double)rows * (double)cols * n_tok * 1e-9;
+    report(what, (const char *const[]){"x8", "rows", "read"}, 3, times, reps, (const double[]){macs, macs, 0},
+           "G multiply-adds/s", 1, (double)bytes);
     pv_pool_free(pool);
     for (int j = 0; j < n_tok; j++) {
         free(xs[j]);
         free(ys[j]);
     }
-    free(xs), free(ys), free(work), free(w), free(x8), free(times[0]), free(times[1]);
+    free(xs), free(ys), free(work), free(w), free(x8), free(times[0]), free(times[1]), free(times[2]);
     return 0;
 }
 
@@ -128,8 +162,9 @@ static int bench_attn(int hd, int nr, int reps) {
     char what[160];
     snprintf(what, sizeof what, "tiled attention, head size %d, %d rows x %d positions, %s kernels, %d reps:", hd, nr,
              PV_ATTN_TILE, pv_kern_isa(), reps);
-    report(what, (const char *const[]){pv_kern_isa(), "scalar"}, times, reps,
-           (double)calls * nr * PV_ATTN_TILE * 1e-9, "ns per (row, position)", 0);
+    double pairs = (double)calls * nr * PV_ATTN_TILE * 1e-9;
+    report(what, (const char *const[]){pv_kern_isa(), "scalar"}, 2, times, reps, (const double[]){pairs, pairs},
+           "ns per (row, position)", 0, 0);
     free(q), free(acc), free(kf), free(vf), free(scratch), free(st), free(n_pos), free(times[0]), free(times[1]);
     return 0;
 }
