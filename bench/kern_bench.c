@@ -100,12 +100,18 @@ static int bench_matmul(pv_type_t t, int64_t rows, int64_t cols, int n_tok, int 
     double *times[3] = {malloc(sizeof(double) * (size_t)reps), malloc(sizeof(double) * (size_t)reps),
                         malloc(sizeof(double) * (size_t)reps)};
     pv_pool_t *pool = threads > 1 ? pv_pool_new(threads) : NULL;
-    pv_x8_repack(t, w, rows, cols, x8);
-    for (int j = 0; j < n_tok; j++) {
+    int ok = w && x8 && xs && ys && work && times[0] && times[1] && times[2] && (threads == 1 || pool);
+    for (int j = 0; ok && j < n_tok; j++) {
         xs[j] = malloc(sizeof(float) * (size_t)cols);
         ys[j] = malloc(sizeof(float) * (size_t)rows);
-        for (int64_t i = 0; i < cols; i++) xs[j][i] = rd_float();
+        ok = xs[j] && ys[j];
+        for (int64_t i = 0; ok && i < cols; i++) xs[j][i] = rd_float();
     }
+    if (!ok) {
+        fprintf(stderr, "kern_bench: out of memory\n");
+        exit(1);
+    }
+    pv_x8_repack(t, w, rows, cols, x8);
     const void *wl[2] = {x8, w};
     const pv_layout_t layout[2] = {PV_LAYOUT_X8, PV_LAYOUT_ROWS};
     size_t bytes = pv_type_row_size(t, rows * cols);
@@ -146,6 +152,10 @@ static int bench_attn(int hd, int nr, int reps) {
     pv_attn_state_t *st = malloc(sizeof *st * (size_t)nr);
     int *n_pos = malloc(sizeof(int) * (size_t)nr);
     double *times[2] = {malloc(sizeof(double) * (size_t)reps), malloc(sizeof(double) * (size_t)reps)};
+    if (!q || !acc || !kf || !vf || !scratch || !st || !n_pos || !times[0] || !times[1]) {
+        fprintf(stderr, "kern_bench: out of memory\n");
+        exit(1);
+    }
     for (size_t i = 0; i < qn; i++) q[i] = rd_float();
     for (size_t i = 0; i < tn; i++) kf[i] = rd_float(), vf[i] = rd_float();
     for (int r = 0; r < nr; r++) n_pos[r] = PV_ATTN_TILE;
