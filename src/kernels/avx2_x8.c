@@ -513,9 +513,12 @@ PV_AVX2 static inline void q4_K_sub_x16(const uint8_t *xq, const uint8_t *uq, in
  * at 16 j), as q4_K_add does them: a full group of 4 tokens (nt = 4) one
  * pair of sub-blocks after the other, fewer a whole block at once (see
  * q4_K_x8_4). The tokens' sums of 32 are taken once per block, not per
- * pair. */
+ * pair. The loops over groups and pairs unroll and nt is a constant at the
+ * call for a full group: as plain loops, with the mins kept in an array,
+ * their own counting and tests and the array's stores were a quarter of the
+ * kernel's instructions. */
 PV_AVX2 static inline void q4_K_x16_fold(const pv_block_q4_Kx8 *x, const pv_block_q4_Kx8 *u, const k_scales_t *kx,
-                                         const k_scales_t *ku, const pv_block_q8_K *const *yb, int nt,
+                                         const k_scales_t *ku, const pv_block_q8_K *const *yb, const int nt,
                                          __m256i is[4][8], float *acc, float *accm) {
     const k_scales_t *k[2] = {kx, ku};
     const __m256 dw[2] = {_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x->d)),
@@ -525,21 +528,22 @@ PV_AVX2 static inline void q4_K_x16_fold(const pv_block_q4_Kx8 *x, const pv_bloc
     for (int j = 0; j < 4; j++) {
         __m256i s32 = k_sums32(yb[j]);
         __m256 ya = _mm256_set1_ps(yb[j]->d);
+#pragma GCC unroll 2
         for (int g = 0; g < 2; g++) {
             float *o = acc + 2 * PV_X8 * j + PV_X8 * g, *om = accm + 2 * PV_X8 * j + PV_X8 * g;
             __m256 d = _mm256_mul_ps(dw[g], ya), dmin = _mm256_mul_ps(mw[g], ya);
             __m256 sum = _mm256_loadu_ps(o), msum = _mm256_loadu_ps(om);
-            __m256i mins[4];
-            for (int c = 0; c < 4; c++) mins[c] = k_mins_of(k[g], s32, c);
             if (nt == 4) {
+#pragma GCC unroll 4
                 for (int c = 0; c < 4; c++) {
                     sum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[c][2 * j + g]), d, sum);
-                    msum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins[c]), dmin, msum);
+                    msum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(k_mins_of(k[g], s32, c)), dmin, msum);
                 }
             } else {
                 __m256i s = _mm256_add_epi32(_mm256_add_epi32(is[0][2 * j + g], is[1][2 * j + g]),
                                              _mm256_add_epi32(is[2][2 * j + g], is[3][2 * j + g]));
-                __m256i m = _mm256_add_epi32(_mm256_add_epi32(mins[0], mins[1]), _mm256_add_epi32(mins[2], mins[3]));
+                __m256i m = _mm256_add_epi32(_mm256_add_epi32(k_mins_of(k[g], s32, 0), k_mins_of(k[g], s32, 1)),
+                                             _mm256_add_epi32(k_mins_of(k[g], s32, 2), k_mins_of(k[g], s32, 3)));
                 sum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, sum);
                 msum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(m), dmin, msum);
             }
@@ -581,7 +585,8 @@ PV_AVX2 static void q4_K_x16_4(const pv_block_q4_Kx8 *x, const pv_block_q4_Kx8 *
             q4_K_sub_x16(x[b].qs + 256 * c, u[b].qs + 256 * c, 0, sc[2 * c], lo, is[c]);
             q4_K_sub_x16(x[b].qs + 256 * c, u[b].qs + 256 * c, 1, sc[2 * c + 1], hi, is[c]);
         }
-        q4_K_x16_fold(&x[b], &u[b], &kx, &ku, yb, nt, is, acc, accm);
+        if (nt == 4) q4_K_x16_fold(&x[b], &u[b], &kx, &ku, yb, 4, is, acc, accm); /* a constant: no test per row group */
+        else q4_K_x16_fold(&x[b], &u[b], &kx, &ku, yb, nt, is, acc, accm);
     }
     for (int i = 0; i < 4 * 2 * PV_X8; i += 8)
         _mm256_storeu_ps(acc + i, _mm256_sub_ps(_mm256_loadu_ps(acc + i), _mm256_loadu_ps(accm + i)));
