@@ -462,7 +462,7 @@ START_TEST(test_x8_fast_matches_twin) {
     int same = t != PV_TYPE_F16; /* llama.cpp's orders: the kernel is the twin's to the bit */
     enum { ROWS = 2 * PV_X8 };
     for (int rep = 0; rep < 60; rep++) {
-        int64_t n = t == PV_TYPE_F16 ? 8 * (1 + rd_u32() % 40) : t == PV_TYPE_BF16 ? 32 * (1 + rd_u32() % 12)
+        int64_t n = t == PV_TYPE_F16 ? 8 * (1 + rd_u32() % 40) : t == PV_TYPE_BF16 ? 32 * (1 + rd_u32() % 40) /* 1-3 spans */
                                                                  : blk * (1 + rd_u32() % (blk == PV_QK ? 13 : 4));
         int n_tok = rep % 3 == 2 ? 8 + rep % 9 : 1 + rep % 7;
         size_t row_size = pv_type_row_size(t, n), act_size = pv__x8_act_row_size(t, n), group_size = PV_X8 * row_size;
