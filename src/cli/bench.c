@@ -242,13 +242,11 @@ static int bench_model(const bench_opts_t *o, double bw) {
         json_array_append_new(out, result_json(name, 0, o->n_gen, o, r, m, bpt / (double)o->n_seq, bw));
     }
     long rss = peak_rss_bytes();
-    if (rc) {
-        /* nothing measured */
-    } else if (o->as_json) {
+    if (!rc && o->as_json) { /* rc: nothing was measured */
         char *s = json_dumps(out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         puts(s);
         free(s);
-    } else {
+    } else if (!rc) {
         printf("model: %s (%.1f MiB, %s), %ld threads, %s kernels\n", o->model_path, (double)m->file->size / 1048576,
                m->hp.arch, o->n_threads, pv_kern_isa());
         printf("read bandwidth: %.1f GB/s; weights read per token: %.1f MiB; peak RSS %.1f MiB (file + KV %.1f MiB)\n",

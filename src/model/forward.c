@@ -486,7 +486,10 @@ int pv_forward(pv_ctx_t *c, int32_t token, uint32_t pos, float *logits) {
     return pv_forward_batch(c, &e, 1);
 }
 
-int pv_prefill_seq(pv_ctx_t *c, pv_seq_t *seq, const int32_t *tokens, int n, uint32_t pos0, float *logits) {
+/* seq's positions pos0.. in batches of the context's size; a batch reaching
+ * max_pos is refused (PV_ERANGE) and the rest with it. */
+static int prefill(pv_ctx_t *c, pv_seq_t *seq, uint32_t max_pos, const int32_t *tokens, int n, uint32_t pos0,
+                   float *logits) {
     pv_batch_entry_t *e = malloc((size_t)c->max_batch * sizeof *e);
     if (!e) return PV_ENOMEM;
     int rc = 0;
@@ -496,7 +499,7 @@ int pv_prefill_seq(pv_ctx_t *c, pv_seq_t *seq, const int32_t *tokens, int n, uin
             uint32_t pos = pos0 + (uint32_t)(i + j);
             e[j] = (pv_batch_entry_t){.seq = seq, .pos = pos, .token = tokens[i + j],
                                       .logits = i + j == n - 1 ? logits : NULL};
-            if (seq == &c->seq && pos >= c->n_ctx) rc = PV_ERANGE;
+            if (pos >= max_pos) rc = PV_ERANGE;
         }
         if (!rc) rc = pv_forward_batch(c, e, nb);
     }
@@ -504,6 +507,11 @@ int pv_prefill_seq(pv_ctx_t *c, pv_seq_t *seq, const int32_t *tokens, int n, uin
     return rc;
 }
 
+int pv_prefill_seq(pv_ctx_t *c, pv_seq_t *seq, const int32_t *tokens, int n, uint32_t pos0, float *logits) {
+    return prefill(c, seq, pv_seq_capacity(seq), tokens, n, pos0, logits);
+}
+
+/* The default sequence stops at the context's size, as pv_forward does. */
 int pv_prefill(pv_ctx_t *c, const int32_t *tokens, int n, uint32_t pos0, float *logits) {
-    return pv_prefill_seq(c, &c->seq, tokens, n, pos0, logits);
+    return prefill(c, &c->seq, c->n_ctx, tokens, n, pos0, logits);
 }
