@@ -65,14 +65,16 @@ bench-tok: $(BUILD)/tok_bench
 
 # Kernel benchmark: each matmul kernel against the file-layout one and a plain read of the weight's bytes, the
 # tiled attention against its scalar twin, alternating in one run (bench/kern_bench.c); the q4_0 matmuls of 1
-# and 4 tokens (a decode step of one stream and of four) read a 151 MB weight from memory.
-$(BUILD)/kern_bench: $(BUILD)/bench/kern_bench.o $(BUILD)/tests/rand_data.o $(BUILD)/libpensieve.a
+# and 4 tokens (a decode step of one stream and of four) read a 151 MB weight from memory; the int8 dot
+# products' instruction sequences alone (bench/kern_loops.c).
+$(BUILD)/kern_bench: $(BUILD)/bench/kern_bench.o $(BUILD)/bench/kern_loops.o $(BUILD)/tests/rand_data.o $(BUILD)/libpensieve.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 bench-kern: $(BUILD)/kern_bench
 	for t in q4_0 q8_0 q4_K q5_K q6_K f16 bf16; do $(BUILD)/kern_bench matmul $$t 2048 2048 128 -r 10 || exit 1; done
 	for n in 1 4; do $(BUILD)/kern_bench matmul q4_0 32768 8192 $$n -r 10 || exit 1; done
 	for hd in 32 64 128; do $(BUILD)/kern_bench attn $$hd 256 -r 20 || exit 1; done
+	$(BUILD)/kern_bench loops -r 20
 
 # Synthetic models for the reference tests, recreated from ../shared/ref/arch.
 models:
@@ -82,7 +84,8 @@ models:
 unit: $(TESTBIN) $(BUILD)/kern_bench models
 	PV_SHARED=$(SHARED) PV_CACHE=$(BUILD)/cache $(TESTBIN)
 	PV_SHARED=$(SHARED) PV_CACHE=$(BUILD)/cache PV_KERNELS=scalar $(TESTBIN) model
-	$(BUILD)/kern_bench matmul q4_K 16 512 5 -r 2 >/dev/null && $(BUILD)/kern_bench attn 40 3 -r 2 >/dev/null
+	$(BUILD)/kern_bench matmul q4_K 16 512 5 -r 2 >/dev/null && $(BUILD)/kern_bench attn 40 3 -r 2 >/dev/null && \
+	  $(BUILD)/kern_bench loops -r 1 >/dev/null
 
 cli-test: $(BIN)
 	tests/cli_test.sh $(BIN) $(SHARED)

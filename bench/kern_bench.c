@@ -2,6 +2,7 @@
  *
  * usage: kern_bench matmul TYPE ROWS COLS TOKENS [-t THREADS] [-r REPS]
  *        kern_bench attn HEAD_DIM ROWS [-r REPS]
+ *        kern_bench loops [-r REPS]
  *
  * matmul: a random ROWS x COLS weight of TYPE (q4_0, q8_0, q4_K, q5_K, q6_K,
  * f16, bf16) against TOKENS random activation rows, in the interleaved layout
@@ -12,6 +13,8 @@
  * attn: one tile (PV_ATTN_TILE positions) of the tiled attention order for
  * ROWS query rows of HEAD_DIM, the dispatched kernel against its scalar
  * twin; ns per (row, position).
+ * loops: the int8 dot products' instruction sequences alone, in L1
+ * (kern_loops.c): what the vector units allow q4_0 and q8_0 weights.
  *
  * The variants alternate repetition by repetition (REPS each, default 30), so
  * that the machine's changes of speed, which on a shared host come and go
@@ -28,6 +31,7 @@
 #include "kernels/ops.h"
 #include "kernels/pool.h"
 #include "../tests/rand_data.h"
+#include "kern_loops.h"
 
 static double now_s(void) {
     struct timespec t;
@@ -179,9 +183,38 @@ static int bench_attn(int hd, int nr, int reps) {
     return 0;
 }
 
+static int bench_loops(int reps) {
+    if (!kern_loops_supported()) { /* nothing to measure: not a failure of the tool */
+        printf("int8 dot product loops: skipped, this CPU lacks AVX2 or FMA\n");
+        return 0;
+    }
+    void *data = kern_loops_data_new();
+    float *out = malloc(sizeof(float) * 64);
+    double *times[KERN_LOOPS], work[KERN_LOOPS];
+    int ok = data && out;
+    for (int v = 0; v < KERN_LOOPS; v++) ok = (times[v] = malloc(sizeof(double) * (size_t)reps)) && ok;
+    if (!ok) {
+        fprintf(stderr, "kern_bench: out of memory\n");
+        exit(1);
+    }
+    for (int r = 0; r < reps; r++)
+        for (int v = 0; v < KERN_LOOPS; v++) {
+            double t0 = now_s();
+            work[v] = kern_loop_run(v, data, out) * 1e-9;
+            times[v][r] = now_s() - t0;
+        }
+    char what[120];
+    snprintf(what, sizeof what, "int8 dot product loops in L1, one thread, %d reps:", reps);
+    report(what, kern_loop_names, KERN_LOOPS, times, reps, work, "G multiply-adds/s", 1, 0);
+    for (int v = 0; v < KERN_LOOPS; v++) free(times[v]);
+    free(data), free(out);
+    return 0;
+}
+
 static int usage(void) {
     fprintf(stderr, "usage: kern_bench matmul TYPE ROWS COLS TOKENS [-t THREADS] [-r REPS]\n"
-                    "       kern_bench attn HEAD_DIM ROWS [-r REPS]\n");
+                    "       kern_bench attn HEAD_DIM ROWS [-r REPS]\n"
+                    "       kern_bench loops [-r REPS]\n");
     return 2;
 }
 
@@ -202,5 +235,6 @@ int main(int argc, char **argv) {
         return bench_matmul(t, rows, cols, (int)n_tok, threads, reps);
     }
     if (!strcmp(pos[0], "attn") && n_pos == 3) return bench_attn(atoi(pos[1]), atoi(pos[2]), reps);
+    if (!strcmp(pos[0], "loops") && n_pos == 1) return bench_loops(reps);
     return usage();
 }
