@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # server_test.sh PENSIEVE SHARED - the server over real HTTP on 127.0.0.1: endpoints (Anthropic and OpenAI), errors, auth,
-# streaming, disconnects, the queue bound under load, memory (VmRSS/VmHWM), shutdown.
+# streaming, disconnects, the queue bound under load, hostile bodies (fuzz_server.py), memory (VmRSS/VmHWM), shutdown.
 # Bounded: every server runs under `timeout`, every client call has a timeout, servers are stopped by PID.
 set -uo pipefail
 bin=${1:-build/pensieve}
@@ -44,6 +44,12 @@ if PENSIEVE_PORT=$port "$bin" status | grep -q '"status":"ok"'; then echo "ok: p
 "$bin" stop --port "$port" --pid-file "$tmp/main.pid" >/dev/null
 wait "$tpid"; rc=$? # the `timeout` wrapper passes the server's exit status on
 if [ $rc -eq 0 ]; then echo "ok: pensieve stop -> exit 0"; else echo "FAIL: server exit status $rc after stop"; fail=1; fi
+
+# hostile bodies of every endpoint, mutated at random (fixed seed), with a template that renders tools
+start fuzz -m "$m" --chat-template "$shared/templates/Qwen-Qwen2.5-7B-Instruct.jinja" --parallel 2 --queue 16 \
+    --api-key sekrit --ctx-size 256 || exit 1
+python3 "$here/fuzz_server.py" "$port" "$pid" 10000 120 1 || { fail=1; tail -n 20 "$tmp/fuzz.log"; }
+kill -TERM "$pid"; wait "$tpid"
 
 # memory on a bigger model: sequential flat, 4 concurrent inside the KV budget, back to idle after
 # (skipped under sanitizers: ASan's quarantine keeps freed memory resident by design)
