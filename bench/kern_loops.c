@@ -40,9 +40,11 @@ typedef struct {
 
 #define BCAST(d, b, j, c) _mm256_set1_epi32((d)->a[b][j][c])
 
+/* A block's (or piece's) int32 sums into float sums by a multiply-add, as the kernels finish them. */
+PV_AVX2 static inline __m256 fold(__m256i s, __m256 acc) { return _mm256_fmadd_ps(_mm256_set1_ps(1e-6f), _mm256_cvtepi32_ps(s), acc); }
+
 PV_AVX2 static double q4_0_x16(const loop_data_t *d, float *out) {
     const __m256i low4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi16(1);
-    const __m256 scale = _mm256_set1_ps(1e-6f);
     __m256 acc[8];
     for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
     for (int64_t i = 0; i < N_BLOCKS; i++) {
@@ -66,8 +68,8 @@ PV_AVX2 static double q4_0_x16(const loop_data_t *d, float *out) {
             }
         }
         for (int j = 0; j < 4; j++) {
-            acc[2 * j] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(_mm256_madd_epi16(s[j], one)), acc[2 * j]);
-            acc[2 * j + 1] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(_mm256_madd_epi16(t[j], one)), acc[2 * j + 1]);
+            acc[2 * j] = fold(_mm256_madd_epi16(s[j], one), acc[2 * j]);
+            acc[2 * j + 1] = fold(_mm256_madd_epi16(t[j], one), acc[2 * j + 1]);
         }
     }
     for (int j = 0; j < 8; j++) _mm256_storeu_ps(out + 8 * j, acc[j]);
@@ -77,7 +79,6 @@ PV_AVX2 static double q4_0_x16(const loop_data_t *d, float *out) {
 /* The q8_0 loops: one token, 8 pieces (32 columns of 8 rows) per block. */
 PV_AVX2 static double q8_0_lanes(const loop_data_t *d, float *out) {
     const __m256i one = _mm256_set1_epi16(1);
-    const __m256 scale = _mm256_set1_ps(1e-6f);
     __m256 l[8];
     for (int c = 0; c < 8; c++) l[c] = _mm256_setzero_ps();
     for (int64_t i = 0; i < N_BLOCKS; i++) {
@@ -85,7 +86,7 @@ PV_AVX2 static double q8_0_lanes(const loop_data_t *d, float *out) {
 #pragma GCC unroll 8
         for (int c = 0; c < 8; c++) {
             __m256i p = _mm256_maddubs_epi16(d->q8_abs[c], _mm256_sign_epi8(BCAST(d, b, 0, c), d->q8[c]));
-            l[c] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(_mm256_madd_epi16(p, one)), l[c]);
+            l[c] = fold(_mm256_madd_epi16(p, one), l[c]);
         }
     }
     for (int c = 0; c < 8; c++) _mm256_storeu_ps(out + 8 * c, l[c]);
@@ -94,7 +95,6 @@ PV_AVX2 static double q8_0_lanes(const loop_data_t *d, float *out) {
 
 PV_AVX2 static double q8_0_blocks(const loop_data_t *d, float *out) {
     const __m256i one = _mm256_set1_epi16(1);
-    const __m256 scale = _mm256_set1_ps(1e-6f);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < N_BLOCKS; i++) {
         int b = (int)(i % RING);
@@ -105,7 +105,7 @@ PV_AVX2 static double q8_0_blocks(const loop_data_t *d, float *out) {
             if (c % 2) t = _mm256_add_epi32(t, _mm256_madd_epi16(p, one)); /* two chains */
             else s = _mm256_add_epi32(s, _mm256_madd_epi16(p, one));
         }
-        acc = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(_mm256_add_epi32(s, t)), acc);
+        acc = fold(_mm256_add_epi32(s, t), acc);
     }
     _mm256_storeu_ps(out, acc);
     return (double)N_BLOCKS * 8 * 32;
@@ -113,7 +113,6 @@ PV_AVX2 static double q8_0_blocks(const loop_data_t *d, float *out) {
 
 PV_AVX2 static double q8_0_nibbles(const loop_data_t *d, float *out) {
     const __m256i one = _mm256_set1_epi16(1), sixteen = _mm256_set1_epi16(16);
-    const __m256 scale = _mm256_set1_ps(1e-6f);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < N_BLOCKS; i++) {
         int b = (int)(i % RING);
@@ -124,8 +123,7 @@ PV_AVX2 static double q8_0_nibbles(const loop_data_t *d, float *out) {
             hs = _mm256_add_epi16(hs, _mm256_maddubs_epi16(d->q8_hi[c], a));
             ls = _mm256_add_epi16(ls, _mm256_maddubs_epi16(d->q8_lo[c], a));
         }
-        __m256i s = _mm256_add_epi32(_mm256_madd_epi16(hs, sixteen), _mm256_madd_epi16(ls, one));
-        acc = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(s), acc);
+        acc = fold(_mm256_add_epi32(_mm256_madd_epi16(hs, sixteen), _mm256_madd_epi16(ls, one)), acc);
     }
     _mm256_storeu_ps(out, acc);
     return (double)N_BLOCKS * 8 * 32;
