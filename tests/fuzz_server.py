@@ -4,10 +4,11 @@
 Valid requests of every endpoint (tools, tool results, forced tool calls, JSON schemas, streams, stop sequences)
 are mutated: values replaced by odd strings (NUL, lone surrogates, control tokens, 5,000 characters), odd numbers
 (2^64, 1e308, -1), random JSON schemas, nesting thousands deep; keys dropped or added; the text itself cut, bit-flipped
-or spliced with bad UTF-8; clients that leave mid-body or mid-stream. Every answer must be an HTTP response of the
-API's shape (200, or a 4xx with a JSON error body; 503/529 only under memory pressure), and the server must live
-through all of it and serve a plain request after. Bounded by REQUESTS (default 3000) and SECONDS (default 60);
-the seed (default 1) makes a failure reproducible."""
+or spliced with bad UTF-8; damaged HTTP around the bodies (methods, versions, lengths, chunking, pipelining,
+headers of 20 KB or 500 of them, sent in dribbles); clients that leave mid-body or mid-stream. Every answer to a
+well-formed HTTP request must be of the API's shape (200, or a 4xx with a JSON error body; 503/529 only under
+memory pressure), and the server must live through all of it and serve a plain request after. Bounded by REQUESTS
+(default 3000) and SECONDS (default 60); the seed (default 1) makes a failure reproducible."""
 import copy, http.client, json, random, re, socket, sys, time
 
 port, pid = int(sys.argv[1]), int(sys.argv[2])
@@ -201,6 +202,43 @@ def leave_early(path, data):
             pass
 
 
+def raw_request(path, data):
+    """A damaged HTTP request (method, version, headers, lengths, chunking, pipelining, bytes), sent whole or
+    dribbled; whatever comes back is read briefly and not judged: the server has only to live on."""
+    method = rng.choice([b"POST", b"GET", b"PUT", b"HEAD", b"OPTIONS", b"POSTX", b""])
+    target = rng.choice([path.encode(), b"/health", b"/v1/models/x", b"/" + b"a" * 9000, b"/%00", b"//v1//messages"])
+    version = rng.choice([b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2.0", b"HTTP/9", b""])
+    heads = [b"Host: x", b"x-api-key: " + KEY.encode()]
+    length = rng.choice([len(data), len(data), 0, -1, 2**63, len(data) + 5, max(len(data) - 3, 0), None, "abc"])
+    if length is not None:
+        heads.append(b"Content-Length: " + str(length).encode())
+    if rng.random() < 0.2:
+        heads.append(b"Transfer-Encoding: chunked")
+        data = (b"%x\r\n" % len(data) + data + b"\r\n0\r\n\r\n") if rng.random() < 0.7 else b"zz\r\n" + data
+    for _ in range(rng.randint(0, 4)):
+        heads.append(rng.choice([b"Content-Type: application/json", b"X: " + b"y" * rng.randint(0, 20000), b"Bad Header",
+                                 b":", b"\x00: \x00", b"Expect: 100-continue", b"Connection: close",
+                                 b"Accept: text/event-stream"]))
+    if rng.random() < 0.05:
+        heads += [b"H%d: v" % i for i in range(500)]
+    sep = rng.choice([b"\r\n", b"\r\n", b"\n"])
+    raw = method + b" " + target + b" " + version + sep + sep.join(heads) + sep + sep + data
+    if rng.random() < 0.3:
+        raw *= rng.randint(2, 3)  # pipelined
+    if rng.random() < 0.2:
+        raw = damage(raw)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        step = 7 if rng.random() < 0.1 else len(raw) or 1
+        try:  # the server may answer a broken request and close before it is all sent
+            for i in range(0, len(raw), step):
+                s.sendall(raw[i:i + step])
+            s.settimeout(0.3)
+            while s.recv(65536):
+                pass
+        except OSError:  # the timeout included
+            pass
+
+
 def post(path, data, timeout=60):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
@@ -227,8 +265,12 @@ while n < n_max and time.monotonic() < t_end and alive():
     data = body_of(path, seed_body)
     n += 1
     try:
-        if rng.random() < 0.05:
+        r = rng.random()
+        if r < 0.04:
             leave_early(path, data)
+            continue
+        if r < 0.08:
+            raw_request(path, data)
             continue
         status, ctype, raw = post(path, data)
     except (OSError, http.client.HTTPException) as e:
