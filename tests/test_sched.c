@@ -217,6 +217,37 @@ START_TEST(test_cancel_and_queue_bound) {
 }
 END_TEST
 
+/* A stream that decodes does not shrink another's prompt chunk: the step
+ * holds its decode token and a full chunk (64 tokens, which keeps a long
+ * prompt in the tiled attention order), not 63 cut back to 48. */
+START_TEST(test_decoding_keeps_full_chunks) {
+    pv_model_t *m = load_model();
+    if (!m) return;
+    pv_sched_t *s = make_sched(m, 2, 2, 64);
+    pv_req_t *a = make_req(m, prompts[0], 100, 0.0f, 1, NULL);
+    ck_assert_int_eq(pv_sched_submit(s, a), 0);
+    pv_sched_step(s); /* a reads its prompt and draws its first token */
+    char text[1024] = "";
+    while (strlen(text) < 600) strcat(text, "The little dog ran to the park to play with a red ball. ");
+    int32_t toks[256];
+    ck_assert_int_gt(pv_tokenize(m->vocab, text, strlen(text), PV_TOK_ADD_BOS, toks, 256), 128);
+    pv_req_t *b = make_req(m, text, 4, 0.0f, 1, NULL);
+    ck_assert_int_eq(pv_sched_submit(s, b), 0);
+    pv_sched_stats_t before, after;
+    for (int k = 0; k < 2; k++) {
+        pv_sched_stats(s, &before);
+        pv_sched_step(s);
+        pv_sched_stats(s, &after);
+        ck_assert_uint_eq(after.n_gen_tokens - before.n_gen_tokens, 1);     /* a's decode token */
+        ck_assert_uint_eq(after.n_prompt_tokens - before.n_prompt_tokens, 64); /* and a whole chunk of b's */
+    }
+    pv_sched_free(s);
+    pv_req_unref(a);
+    pv_req_unref(b);
+    pv_model_free(m);
+}
+END_TEST
+
 static int parse(const char *body, pv_anth_req_t *r, char *err) {
     pv_chat_t *plain = NULL;
     ck_assert_int_eq(pv_chat_new(NULL, NULL, 0, &plain, err, 256), 0);
@@ -281,6 +312,7 @@ Suite *sched_suite(void) {
     tcase_add_test(tc, test_stop_sequence);
     tcase_add_test(tc, test_constrained_output);
     tcase_add_test(tc, test_cancel_and_queue_bound);
+    tcase_add_test(tc, test_decoding_keeps_full_chunks);
     tcase_add_test(tc, test_anthropic_parse);
     tcase_add_test(tc, test_prompt_formats);
     suite_add_tcase(s, tc);

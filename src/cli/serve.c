@@ -38,7 +38,7 @@ typedef struct {
     long idle_timeout;      /* --idle-timeout s */
     long grace;             /* --grace s */
     long ping;              /* --ping-interval s */
-    long batch;             /* --batch: tokens per forward pass */
+    long batch;             /* --batch: prompt tokens per forward pass */
     long mem_critical_mb;   /* --mem-critical MB */
     long mem_emergency_mb;  /* --mem-emergency MB */
     const char *pid_file;   /* --pid-file */
@@ -81,7 +81,8 @@ static const opt_t opts[] = {
     {"--grace", "PENSIEVE_GRACE", 'i', 0, 86400, O(grace), "seconds running requests get at shutdown (default 30)"},
     {"--ping-interval", "PENSIEVE_PING_INTERVAL", 'i', 1, 3600, O(ping),
      "seconds between keep-alive pings of a stream waiting for tokens (default 3)"},
-    {"--batch", "PENSIEVE_BATCH", 'i', 1, 4096, O(batch), "tokens per forward pass (default 64)"},
+    {"--batch", "PENSIEVE_BATCH", 'i', 1, 4096, O(batch),
+     "prompt tokens per forward pass, decode tokens on top (default 64)"},
     {"--mem-critical", "PENSIEVE_MEM_CRITICAL", 'i', 0, 1L << 30, O(mem_critical_mb),
      "refuse new requests at or below this many MB available (default 1024)"},
     {"--mem-emergency", "PENSIEVE_MEM_EMERGENCY", 'i', 0, 1L << 30, O(mem_emergency_mb),
@@ -186,7 +187,7 @@ static void *load_main(void *arg) {
         if (fit < n_ctx) n_ctx = fit / 16 * 16;
     }
     pv_sched_opts_t so = {.n_slots = (int)o->parallel, .queue_limit = (int)o->queue, .n_ctx = (uint32_t)n_ctx,
-                          .n_threads = (int)o->threads, .max_batch = (int)o->batch,
+                          .n_threads = (int)o->threads, .prompt_batch = (int)o->batch,
                           .notify = pv_server_notify, .notify_ud = L->srv};
     if (pv_sched_new(L->model, &so, &L->sched, err, sizeof err)) {
         pv_server_fail(L->srv, err);

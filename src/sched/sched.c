@@ -181,8 +181,8 @@ struct pv_sched {
     pv_pool_t *pool;       /* owned: the compute pool the forward pass runs on */
     pv_ctx_t *ctx;         /* owned: the KV arena of every slot, and batch scratch */
     pv_gram_vocab_t *gv;   /* owned: token bytes for constrained requests (scheduler thread) */
-    pv_batch_entry_t *batch; /* [max_batch] owned: the step's entries */
-    int max_batch;         /* entries per forward pass */
+    pv_batch_entry_t *batch; /* [prompt_batch + n_slots] owned: the step's entries */
+    int prompt_batch;      /* prompt tokens per forward pass */
     int rr;                /* the slot that prefills first next step (round robin) */
     slot_t *slots;         /* [n_slots] owned */
     pthread_mutex_t mu;    /* guards everything below */
@@ -228,7 +228,11 @@ int pv_sched_new(const pv_model_t *m, const pv_sched_opts_t *o, pv_sched_t **out
         rc = pv_errorf(err, errlen, PV_ERANGE, "%d slots of %u positions are too many", o->n_slots, n_ctx);
         goto fail;
     }
-    if ((rc = pv_ctx_new_arena(m, n_ctx, n_ctx * (uint32_t)o->n_slots, o->max_batch, &s->ctx, err, errlen)))
+    s->prompt_batch = o->prompt_batch > 0 ? o->prompt_batch : PV_DEFAULT_BATCH;
+    /* a full prompt batch besides one decode token per slot: with fewer than PV_ATTN_TILED_ROWS
+     * tokens a prompt's chunk would leave the tiled attention order, 3x slower on a long prompt */
+    if ((rc = pv_ctx_new_arena(m, n_ctx, n_ctx * (uint32_t)o->n_slots, s->prompt_batch + o->n_slots, &s->ctx, err,
+                               errlen)))
         goto fail;
     pv_ctx_set_pool(s->ctx, s->pool);
     if (!(s->gv = pv_gram_vocab_new(m->vocab))) {
@@ -236,8 +240,7 @@ int pv_sched_new(const pv_model_t *m, const pv_sched_opts_t *o, pv_sched_t **out
         goto fail;
     }
     s->n_ctx = n_ctx;
-    s->max_batch = pv_ctx_max_batch(s->ctx);
-    if (!(s->batch = calloc((size_t)s->max_batch, sizeof *s->batch))) {
+    if (!(s->batch = calloc((size_t)pv_ctx_max_batch(s->ctx), sizeof *s->batch))) {
         rc = pv_errorf(err, errlen, PV_ENOMEM, "out of memory");
         goto fail;
     }
@@ -519,23 +522,25 @@ static int catch_up(pv_sched_t *s, slot_t *sl, uint64_t *n_cached) {
 }
 
 /* Advances every active slot: one decode token for each generating slot,
- * then prompt chunks (round robin) while the batch has room; one forward pass. */
+ * then prompt chunks (round robin) while the prompt batch has room; one
+ * forward pass. */
 static void step_slots(pv_sched_t *s, uint64_t *n_prompt, uint64_t *n_gen, uint64_t *n_cached) {
-    int n_slots = s->o.n_slots, nb = 0;
+    int n_slots = s->o.n_slots, nb = 0, room = s->prompt_batch;
     for (int i = 0; i < n_slots; i++) {
         slot_t *sl = &s->slots[i];
         sl->n_take = 0;
-        if (sl->req && sl->n_fed >= sl->req->n_prompt && nb < s->max_batch) nb = batch_add(s, sl, 1, nb);
+        if (sl->req && sl->n_fed >= sl->req->n_prompt) nb = batch_add(s, sl, 1, nb);
     }
-    for (int j = 0; j < n_slots && nb < s->max_batch; j++) {
+    for (int j = 0; j < n_slots && room > 0; j++) {
         slot_t *sl = &s->slots[(s->rr + j) % n_slots];
         if (!reading_prompt(sl) || catch_up(s, sl, n_cached)) continue;
         int n = sl->req->n_prompt - sl->n_fed;
         if (n > s->o.prefill_chunk) n = s->o.prefill_chunk;
-        if (n > s->max_batch - nb) n = s->max_batch - nb;
+        if (n > room) n = room;
         int end = (sl->n_fed + n) / PV_KV_BLOCK * PV_KV_BLOCK; /* a cut chunk ends on a block boundary */
         if (n < sl->req->n_prompt - sl->n_fed && end > sl->n_fed) n = end - sl->n_fed;
         nb = batch_add(s, sl, n, nb);
+        room -= n;
     }
     s->rr = (s->rr + 1) % n_slots;
     if (nb == 0) return;
