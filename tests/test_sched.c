@@ -248,6 +248,32 @@ START_TEST(test_decoding_keeps_full_chunks) {
 }
 END_TEST
 
+/* Prompts are read least left first: a short prompt submitted beside a long
+ * one (in the slot after it) draws its first token in the first step. */
+START_TEST(test_short_prompt_first) {
+    pv_model_t *m = load_model();
+    if (!m) return;
+    pv_sched_t *s = make_sched(m, 2, 2, 64);
+    char text[1024] = "";
+    while (strlen(text) < 600) strcat(text, "The little dog ran to the park to play with a red ball. ");
+    pv_req_t *a = make_req(m, text, 4, 0.0f, 1, NULL), *b = make_req(m, prompts[1], 4, 0.0f, 1, NULL);
+    ck_assert_int_eq(pv_sched_submit(s, a), 0); /* slot 0 */
+    ck_assert_int_eq(pv_sched_submit(s, b), 0); /* slot 1 */
+    pv_sched_step(s);
+    pv_req_status_t st;
+    pv_text_t t = {0};
+    pv_req_poll(b, &st, &t);
+    ck_assert_int_eq(st.n_gen, 1);
+    pv_req_poll(a, &st, &t);
+    ck_assert_int_eq(st.n_gen, 0);
+    pv_text_free(&t);
+    pv_sched_free(s);
+    pv_req_unref(a);
+    pv_req_unref(b);
+    pv_model_free(m);
+}
+END_TEST
+
 static int parse(const char *body, pv_anth_req_t *r, char *err) {
     pv_chat_t *plain = NULL;
     ck_assert_int_eq(pv_chat_new(NULL, NULL, 0, &plain, err, 256), 0);
@@ -313,6 +339,7 @@ Suite *sched_suite(void) {
     tcase_add_test(tc, test_constrained_output);
     tcase_add_test(tc, test_cancel_and_queue_bound);
     tcase_add_test(tc, test_decoding_keeps_full_chunks);
+    tcase_add_test(tc, test_short_prompt_first);
     tcase_add_test(tc, test_anthropic_parse);
     tcase_add_test(tc, test_prompt_formats);
     suite_add_tcase(s, tc);

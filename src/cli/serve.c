@@ -61,7 +61,7 @@ static const opt_t opts[] = {
     {"-m", "PENSIEVE_MODEL", 's', 0, 0, O(model_path), "GGUF model (required)"},
     {"--host", "PENSIEVE_HOST", 's', 0, 0, O(host), "address to bind (default 127.0.0.1)"},
     {"--port", "PENSIEVE_PORT", 'i', 0, 65535, O(port), "TCP port (default 7777; 0: any free port)"},
-    {"--parallel", "PENSIEVE_PARALLEL", 'i', 1, 256, O(parallel), "requests generated together (default 2)"},
+    {"--parallel", "PENSIEVE_PARALLEL", 'i', 1, PV_SCHED_MAX_SLOTS, O(parallel), "requests generated together (default 2)"},
     {"--queue", "PENSIEVE_QUEUE", 'i', 0, 100000, O(queue), "requests that may wait for a slot (default 16)"},
     {"--ctx-size", "PENSIEVE_CTX_SIZE", 'i', 0, 1 << 20, O(ctx_size),
      "context per slot in tokens (default: the model's, at most 32768)"},

@@ -11,7 +11,7 @@
  * it, so that concurrent requests with a common prefix compute and hold it
  * once. A step is one pv_forward_batch(): one decode token per generating
  * slot, then prompt chunks (ending on block boundaries) of the slots still
- * reading their prompt, up to the batch size. */
+ * reading their prompt, least of it left first, up to the prompt batch. */
 #include "sched/sched.h"
 
 #include <pthread.h>
@@ -183,7 +183,6 @@ struct pv_sched {
     pv_gram_vocab_t *gv;   /* owned: token bytes for constrained requests (scheduler thread) */
     pv_batch_entry_t *batch; /* [prompt_batch + n_slots] owned: the step's entries */
     int prompt_batch;      /* prompt tokens per forward pass */
-    int rr;                /* the slot that prefills first next step (round robin) */
     slot_t *slots;         /* [n_slots] owned */
     pthread_mutex_t mu;    /* guards everything below */
     pthread_cond_t cv;     /* signalled on submit and stop */
@@ -205,7 +204,7 @@ struct pv_sched {
 
 int pv_sched_new(const pv_model_t *m, const pv_sched_opts_t *o, pv_sched_t **out, char *err, size_t errlen) {
     *out = NULL;
-    if (o->n_slots < 1 || o->n_slots > 256 || o->queue_limit < 0)
+    if (o->n_slots < 1 || o->n_slots > PV_SCHED_MAX_SLOTS || o->queue_limit < 0)
         return pv_errorf(err, errlen, PV_EINVAL, "bad scheduler options (slots %d, queue %d)", o->n_slots,
                          o->queue_limit);
     pv_sched_t *s = calloc(1, sizeof *s);
@@ -521,28 +520,46 @@ static int catch_up(pv_sched_t *s, slot_t *sl, uint64_t *n_cached) {
     return next_block_coming(s, sl);
 }
 
+static int prompt_left(const slot_t *sl) { return sl->req->n_prompt - sl->n_fed; }
+
+/* The slots that read their prompts this step (into order), least of the
+ * prompt left first, ties in slot order: a short prompt is not held behind a
+ * long one, and of two long ones the nearer is finished first (round robin
+ * would finish both at the later one's time). Each first attaches what other
+ * slots registered; one waiting for a block another slot computes is left out. */
+static int prompt_readers(pv_sched_t *s, int *order, uint64_t *n_cached) {
+    int n = 0;
+    for (int i = 0; i < s->o.n_slots; i++) {
+        slot_t *sl = &s->slots[i];
+        if (!reading_prompt(sl) || catch_up(s, sl, n_cached)) continue;
+        int k = n++;
+        for (; k > 0 && prompt_left(&s->slots[order[k - 1]]) > prompt_left(sl); k--) order[k] = order[k - 1];
+        order[k] = i;
+    }
+    return n;
+}
+
 /* Advances every active slot: one decode token for each generating slot,
- * then prompt chunks (round robin) while the prompt batch has room; one
- * forward pass. */
+ * then prompt chunks (prompt_readers' order) while the prompt batch has
+ * room; one forward pass. */
 static void step_slots(pv_sched_t *s, uint64_t *n_prompt, uint64_t *n_gen, uint64_t *n_cached) {
-    int n_slots = s->o.n_slots, nb = 0, room = s->prompt_batch;
+    int n_slots = s->o.n_slots, nb = 0, room = s->prompt_batch, order[PV_SCHED_MAX_SLOTS];
     for (int i = 0; i < n_slots; i++) {
         slot_t *sl = &s->slots[i];
         sl->n_take = 0;
         if (sl->req && sl->n_fed >= sl->req->n_prompt) nb = batch_add(s, sl, 1, nb);
     }
-    for (int j = 0; j < n_slots && room > 0; j++) {
-        slot_t *sl = &s->slots[(s->rr + j) % n_slots];
-        if (!reading_prompt(sl) || catch_up(s, sl, n_cached)) continue;
-        int n = sl->req->n_prompt - sl->n_fed;
+    int n_read = prompt_readers(s, order, n_cached);
+    for (int j = 0; j < n_read && room > 0; j++) {
+        slot_t *sl = &s->slots[order[j]];
+        int n = prompt_left(sl);
         if (n > s->o.prefill_chunk) n = s->o.prefill_chunk;
         if (n > room) n = room;
         int end = (sl->n_fed + n) / PV_KV_BLOCK * PV_KV_BLOCK; /* a cut chunk ends on a block boundary */
-        if (n < sl->req->n_prompt - sl->n_fed && end > sl->n_fed) n = end - sl->n_fed;
+        if (n < prompt_left(sl) && end > sl->n_fed) n = end - sl->n_fed;
         nb = batch_add(s, sl, n, nb);
         room -= n;
     }
-    s->rr = (s->rr + 1) % n_slots;
     if (nb == 0) return;
     int rc = pv_forward_batch(s->ctx, s->batch, nb);
     for (int i = 0; i < n_slots; i++) {

@@ -30,6 +30,7 @@
 #include "model/model.h"
 #include "model/sample.h"
 
+#define PV_SCHED_MAX_SLOTS 256    /* slots (--parallel) at most */
 #define PV_SCHED_MAX_STOPS 16     /* stop sequences per request */
 #define PV_SCHED_MAX_STOP_LEN 256 /* bytes per stop sequence */
 
