@@ -248,8 +248,9 @@ START_TEST(test_decoding_keeps_full_chunks) {
 }
 END_TEST
 
-/* Prompts are read least left first: a short prompt submitted beside a long
- * one (in the slot after it) draws its first token in the first step. */
+/* Prompts are read least left first, and a short one comes on top of a long
+ * one's full chunk: submitted beside a long prompt (in the slot after it), it
+ * draws its first token in the first step, while the long one reads 64. */
 START_TEST(test_short_prompt_first) {
     pv_model_t *m = load_model();
     if (!m) return;
@@ -259,7 +260,13 @@ START_TEST(test_short_prompt_first) {
     pv_req_t *a = make_req(m, text, 4, 0.0f, 1, NULL), *b = make_req(m, prompts[1], 4, 0.0f, 1, NULL);
     ck_assert_int_eq(pv_sched_submit(s, a), 0); /* slot 0 */
     ck_assert_int_eq(pv_sched_submit(s, b), 0); /* slot 1 */
+    int32_t toks[64];
+    int n_b = pv_tokenize(m->vocab, prompts[1], strlen(prompts[1]), PV_TOK_ADD_BOS, toks, 64);
+    pv_sched_stats_t before, after;
+    pv_sched_stats(s, &before);
     pv_sched_step(s);
+    pv_sched_stats(s, &after);
+    ck_assert_uint_eq(after.n_prompt_tokens - before.n_prompt_tokens, (uint64_t)(64 + n_b));
     pv_req_status_t st;
     pv_text_t t = {0};
     pv_req_poll(b, &st, &t);

@@ -10,8 +10,9 @@
  * tokens from position 0, further along) waits for that block and attaches
  * it, so that concurrent requests with a common prefix compute and hold it
  * once. A step is one pv_forward_batch(): one decode token per generating
- * slot, then prompt chunks (ending on block boundaries) of the slots still
- * reading their prompt, least of it left first, up to the prompt batch. */
+ * slot, then of the slots still reading their prompts, least left first,
+ * whole prompts shorter than a chunk and full chunks (ending on block
+ * boundaries), up to a prompt batch of each. */
 #include "sched/sched.h"
 
 #include <pthread.h>
@@ -181,7 +182,7 @@ struct pv_sched {
     pv_pool_t *pool;       /* owned: the compute pool the forward pass runs on */
     pv_ctx_t *ctx;         /* owned: the KV arena of every slot, and batch scratch */
     pv_gram_vocab_t *gv;   /* owned: token bytes for constrained requests (scheduler thread) */
-    pv_batch_entry_t *batch; /* [prompt_batch + n_slots] owned: the step's entries */
+    pv_batch_entry_t *batch; /* [2 prompt_batch + n_slots] owned: the step's entries */
     int prompt_batch;      /* prompt tokens per forward pass */
     slot_t *slots;         /* [n_slots] owned */
     pthread_mutex_t mu;    /* guards everything below */
@@ -228,10 +229,10 @@ int pv_sched_new(const pv_model_t *m, const pv_sched_opts_t *o, pv_sched_t **out
         goto fail;
     }
     s->prompt_batch = o->prompt_batch > 0 ? o->prompt_batch : PV_DEFAULT_BATCH;
-    /* a full prompt batch besides one decode token per slot: with fewer than PV_ATTN_TILED_ROWS
-     * tokens a prompt's chunk would leave the tiled attention order, 3x slower on a long prompt */
-    if ((rc = pv_ctx_new_arena(m, n_ctx, n_ctx * (uint32_t)o->n_slots, s->prompt_batch + o->n_slots, &s->ctx, err,
-                               errlen)))
+    /* room for a prompt batch of full chunks, one of prompts shorter than a chunk, and a decode token per slot
+     * (step_slots): none of them cuts another's chunk below the tiled attention order's threshold */
+    if ((rc = pv_ctx_new_arena(m, n_ctx, n_ctx * (uint32_t)o->n_slots, 2 * s->prompt_batch + o->n_slots, &s->ctx,
+                               err, errlen)))
         goto fail;
     pv_ctx_set_pool(s->ctx, s->pool);
     if (!(s->gv = pv_gram_vocab_new(m->vocab))) {
@@ -540,25 +541,32 @@ static int prompt_readers(pv_sched_t *s, int *order, uint64_t *n_cached) {
 }
 
 /* Advances every active slot: one decode token for each generating slot,
- * then prompt chunks (prompt_readers' order) while the prompt batch has
- * room; one forward pass. */
+ * then the prompts in prompt_readers' order, each either whole (less than a
+ * chunk left: a short prompt or a long one's tail, up to a prompt batch of
+ * them) or a full chunk (up to a prompt batch of those). A chunk is never cut
+ * to fill the batch: fewer than PV_ATTN_TILED_ROWS tokens of a long prompt
+ * would leave the tiled attention order, at several times the cost per token
+ * on a long context. One forward pass. */
 static void step_slots(pv_sched_t *s, uint64_t *n_prompt, uint64_t *n_gen, uint64_t *n_cached) {
-    int n_slots = s->o.n_slots, nb = 0, room = s->prompt_batch, order[PV_SCHED_MAX_SLOTS];
+    int n_slots = s->o.n_slots, nb = 0, order[PV_SCHED_MAX_SLOTS];
+    int chunk = s->o.prefill_chunk < s->prompt_batch ? s->o.prefill_chunk : s->prompt_batch;
+    int room = s->prompt_batch, tails = s->prompt_batch; /* for full chunks; for whole prompts shorter than one */
     for (int i = 0; i < n_slots; i++) {
         slot_t *sl = &s->slots[i];
         sl->n_take = 0;
         if (sl->req && sl->n_fed >= sl->req->n_prompt) nb = batch_add(s, sl, 1, nb);
     }
     int n_read = prompt_readers(s, order, n_cached);
-    for (int j = 0; j < n_read && room > 0; j++) {
+    for (int j = 0; j < n_read; j++) {
         slot_t *sl = &s->slots[order[j]];
-        int n = prompt_left(sl);
-        if (n > s->o.prefill_chunk) n = s->o.prefill_chunk;
-        if (n > room) n = room;
-        int end = (sl->n_fed + n) / PV_KV_BLOCK * PV_KV_BLOCK; /* a cut chunk ends on a block boundary */
-        if (n < prompt_left(sl) && end > sl->n_fed) n = end - sl->n_fed;
+        int n = prompt_left(sl), *budget = n < chunk ? &tails : &room;
+        if (n > chunk) {
+            int end = (sl->n_fed + chunk) / PV_KV_BLOCK * PV_KV_BLOCK; /* a cut chunk ends on a block boundary */
+            n = end > sl->n_fed ? end - sl->n_fed : chunk;
+        }
+        if (n > *budget) continue;
         nb = batch_add(s, sl, n, nb);
-        room -= n;
+        *budget -= n;
     }
     if (nb == 0) return;
     int rc = pv_forward_batch(s->ctx, s->batch, nb);

@@ -107,9 +107,9 @@ typedef struct {
     uint32_t n_ctx;            /* positions per slot (0: the model's) */
     int n_threads;             /* compute threads of the shared pool */
     int prefill_chunk;         /* prompt tokens per slot per step (0: 64) */
-    int prompt_batch;          /* prompt tokens per forward pass (0: PV_DEFAULT_BATCH); each generating
-                                  slot's decode token comes on top, so that streams decoding never
-                                  shrink a prompt's chunk */
+    int prompt_batch;          /* prompt tokens per forward pass in full chunks (0: PV_DEFAULT_BATCH); as
+                                  many again of prompts shorter than a chunk, and each generating slot's
+                                  decode token, come on top, so that none of them cuts a long prompt's chunk */
     pv_sched_notify_fn notify; /* may be NULL (tests that poll) */
     void *notify_ud;           /* passed to notify */
 } pv_sched_opts_t;
