@@ -40,6 +40,25 @@ static pv_req_t *make_req(pv_model_t *m, const char *prompt, int max_tokens, flo
     return r;
 }
 
+/* A request whose prompt is well over two chunks (128 tokens) but fits n_ctx. */
+static pv_req_t *long_req(pv_model_t *m, int max_tokens) {
+    char text[1024] = "";
+    while (strlen(text) < 600) strcat(text, "The little dog ran to the park to play with a red ball. ");
+    int32_t toks[256];
+    ck_assert_int_gt(pv_tokenize(m->vocab, text, strlen(text), PV_TOK_ADD_BOS, toks, 256), 128);
+    return make_req(m, text, max_tokens, 0.0f, 1, NULL);
+}
+
+/* One step; the prompt tokens it computed (and, n_gen not NULL, the tokens it generated). */
+static uint64_t step_counting(pv_sched_t *s, uint64_t *n_gen) {
+    pv_sched_stats_t before, after;
+    pv_sched_stats(s, &before);
+    pv_sched_step(s);
+    pv_sched_stats(s, &after);
+    if (n_gen) *n_gen = after.n_gen_tokens - before.n_gen_tokens;
+    return after.n_prompt_tokens - before.n_prompt_tokens;
+}
+
 /* Steps until every request is done; collects each one's text (owned by the caller). */
 static void run_all(pv_sched_t *s, pv_req_t **r, int n, char **texts, pv_req_status_t *st) {
     pv_text_t acc[8] = {0}, t = {0};
@@ -227,19 +246,12 @@ START_TEST(test_decoding_keeps_full_chunks) {
     pv_req_t *a = make_req(m, prompts[0], 100, 0.0f, 1, NULL);
     ck_assert_int_eq(pv_sched_submit(s, a), 0);
     pv_sched_step(s); /* a reads its prompt and draws its first token */
-    char text[1024] = "";
-    while (strlen(text) < 600) strcat(text, "The little dog ran to the park to play with a red ball. ");
-    int32_t toks[256];
-    ck_assert_int_gt(pv_tokenize(m->vocab, text, strlen(text), PV_TOK_ADD_BOS, toks, 256), 128);
-    pv_req_t *b = make_req(m, text, 4, 0.0f, 1, NULL);
+    pv_req_t *b = long_req(m, 4);
     ck_assert_int_eq(pv_sched_submit(s, b), 0);
-    pv_sched_stats_t before, after;
     for (int k = 0; k < 2; k++) {
-        pv_sched_stats(s, &before);
-        pv_sched_step(s);
-        pv_sched_stats(s, &after);
-        ck_assert_uint_eq(after.n_gen_tokens - before.n_gen_tokens, 1);     /* a's decode token */
-        ck_assert_uint_eq(after.n_prompt_tokens - before.n_prompt_tokens, 64); /* and a whole chunk of b's */
+        uint64_t n_gen, n_prompt = step_counting(s, &n_gen);
+        ck_assert_uint_eq(n_gen, 1);     /* a's decode token */
+        ck_assert_uint_eq(n_prompt, 64); /* and a whole chunk of b's */
     }
     pv_sched_free(s);
     pv_req_unref(a);
@@ -255,18 +267,12 @@ START_TEST(test_short_prompt_first) {
     pv_model_t *m = load_model();
     if (!m) return;
     pv_sched_t *s = make_sched(m, 2, 2, 64);
-    char text[1024] = "";
-    while (strlen(text) < 600) strcat(text, "The little dog ran to the park to play with a red ball. ");
-    pv_req_t *a = make_req(m, text, 4, 0.0f, 1, NULL), *b = make_req(m, prompts[1], 4, 0.0f, 1, NULL);
+    pv_req_t *a = long_req(m, 4), *b = make_req(m, prompts[1], 4, 0.0f, 1, NULL);
     ck_assert_int_eq(pv_sched_submit(s, a), 0); /* slot 0 */
     ck_assert_int_eq(pv_sched_submit(s, b), 0); /* slot 1 */
     int32_t toks[64];
     int n_b = pv_tokenize(m->vocab, prompts[1], strlen(prompts[1]), PV_TOK_ADD_BOS, toks, 64);
-    pv_sched_stats_t before, after;
-    pv_sched_stats(s, &before);
-    pv_sched_step(s);
-    pv_sched_stats(s, &after);
-    ck_assert_uint_eq(after.n_prompt_tokens - before.n_prompt_tokens, (uint64_t)(64 + n_b));
+    ck_assert_uint_eq(step_counting(s, NULL), (uint64_t)(64 + n_b));
     pv_req_status_t st;
     pv_text_t t = {0};
     pv_req_poll(b, &st, &t);
