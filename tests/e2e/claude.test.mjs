@@ -5,23 +5,27 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const baseURL = process.env.PENSIEVE_URL;
 const apiKey = process.env.PENSIEVE_KEY;
-if (!baseURL || !apiKey) throw new Error('PENSIEVE_URL and PENSIEVE_KEY must be set (tests/e2e/run.sh does it)');
+const loopURL = process.env.PENSIEVE_LOOP_URL;
+if (!baseURL || !apiKey || !loopURL) {
+  throw new Error('PENSIEVE_URL, PENSIEVE_KEY and PENSIEVE_LOOP_URL must be set (tests/e2e/run.sh does it)');
+}
 const claude = join(dirname(fileURLToPath(import.meta.url)), 'node_modules', '.bin', 'claude');
 const limitS = Number(process.env.PENSIEVE_E2E_CLAUDE_TIMEOUT || 480);
 
-// runs claude with ARGS and the auth variables AUTH; resolves {code, signal, stdout, stderr, seconds}
-function runClaude(args, auth) {
+// runs claude with ARGS and the auth variables AUTH against URL; inspect(dir), if given, sees its working
+// directory after it exits and before it is removed; resolves {code, signal, stdout, stderr, seconds}
+function runClaude(args, auth, { url = baseURL, inspect = null } = {}) {
   const home = mkdtempSync(join(tmpdir(), 'pv-claude-'));
   const env = {
     PATH: process.env.PATH, HOME: home, TMPDIR: process.env.TMPDIR || '/tmp', LANG: 'C.UTF-8',
-    ANTHROPIC_BASE_URL: baseURL, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1', DISABLE_TELEMETRY: '1',
+    ANTHROPIC_BASE_URL: url, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1', DISABLE_TELEMETRY: '1',
     DISABLE_AUTOUPDATER: '1',
     CLAUDE_CODE_MAX_RETRIES: '0', // fail fast: a refused or broken response is not retried for minutes
     ...auth,
@@ -35,6 +39,7 @@ function runClaude(args, auth) {
     const timer = setTimeout(() => child.kill('SIGKILL'), limitS * 1000);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
+      if (inspect) inspect(home);
       rmSync(home, { recursive: true, force: true });
       const seconds = (Date.now() - t0) / 1000;
       console.log(`# claude ${args.join(' ')}: exit ${code}${signal ? ' ' + signal : ''} after ${seconds.toFixed(1)} s`);
@@ -67,4 +72,32 @@ test('claude -p with a wrong key fails (the server refuses it)', T, async () => 
   assert.equal(r.signal, null, `killed after ${limitS} s; stderr: ${r.stderr}`);
   assert.notEqual(r.code, 0);
   assert.match(r.stdout + r.stderr, /401|authentication|api key/i);
+});
+
+// the server's counters of prompt tokens: {computed, cached}
+async function promptCounters(url) {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const read = (name) => Number(text.match(new RegExp(`^${name} (\\d+)$`, 'm'))[1]);
+  return { computed: read('pensieve_prompt_tokens_computed_total'), cached: read('pensieve_prompt_tokens_cached_total') };
+}
+
+// The tool loop (../shared/docs/claude-code.md): the first answer is a Bash tool_use, which Claude Code runs in its
+// working directory and returns as a tool_result; the model (hi_model.py --tool-loop) answers that second request
+// with text, and the turn ends. The second request repeats the first one's ~20k-token system prompt and tools: the
+// prefix cache must serve them.
+test('claude -p runs the model\'s Bash call, sends the result back and prints the answer', T, async () => {
+  const before = await promptCounters(loopURL);
+  let proof = null;
+  const r = await runClaude(['-p', 'write the proof file', '--allowedTools', 'Bash'], { ANTHROPIC_API_KEY: apiKey }, {
+    url: loopURL,
+    inspect: (dir) => { try { proof = readFileSync(join(dir, 'proof.txt'), 'utf8'); } catch { proof = null; } },
+  });
+  assert.equal(r.signal, null, `killed after ${limitS} s; stderr: ${r.stderr}`);
+  assert.equal(r.code, 0, `exit ${r.code}; stdout: ${r.stdout}; stderr: ${r.stderr}`);
+  assert.equal(proof, 'pensieve-ok\n', 'the Bash call did not run in claude\'s working directory');
+  assert.match(r.stdout, /Hello from pensieve!/);
+  const after = await promptCounters(loopURL);
+  const computed = after.computed - before.computed, cached = after.cached - before.cached;
+  console.log(`# tool loop: ${computed} prompt tokens computed, ${cached} from the prefix cache`);
+  assert.ok(cached > 10000 && cached > computed * 0.9, `prefix not reused: ${computed} computed, ${cached} cached`);
 });

@@ -4,7 +4,9 @@
 # context, on a free 127.0.0.1 port. The model is synthetic (SHARED/tools/synth_gguf.py, made into CACHE once) and
 # rewritten by hi_model.py so that it answers "Hello from pensieve!" and ends its turn. A second server (4k
 # context, SHARED's Qwen2.5 chat template, so Hermes tool-call parsing) serves hi_model.py --tool-call's model,
-# which answers every prompt with a <tool_call>, for the OpenAI SDK's tool-call tests (PENSIEVE_TOOL_URL).
+# which answers every prompt with a <tool_call>, for the OpenAI SDK's tool-call tests (PENSIEVE_TOOL_URL). A third
+# (32k, the same template) serves hi_model.py --tool-loop's model for Claude Code's tool loop (PENSIEVE_LOOP_URL): it
+# calls Bash, and answers once the tool's result is in its prompt.
 # Expects node_modules (`make e2e` runs `npm ci` first). Skips (exit 0) without node/npm or SHARED. Bounded: the
 # servers run under `timeout`, the tests under `timeout`, each Claude Code run under its own; the servers are
 # stopped by PID on any exit.
@@ -40,6 +42,12 @@ toolmodel="$cache/e2e-32k-toolcall.gguf"
 if [ ! -f "$toolmodel" ] || [ "$toolmodel" -ot "$base" ] || [ "$toolmodel" -ot "$here/hi_model.py" ]; then
     "$python" "$here/hi_model.py" --tool-call "$base" "$toolmodel.tmp" && mv "$toolmodel.tmp" "$toolmodel" ||
         { echo "e2e: FAIL: hi_model.py --tool-call"; exit 1; }
+fi
+
+loopmodel="$cache/e2e-32k-toolloop.gguf"
+if [ ! -f "$loopmodel" ] || [ "$loopmodel" -ot "$base" ] || [ "$loopmodel" -ot "$here/hi_model.py" ]; then
+    "$python" "$here/hi_model.py" --tool-loop "$base" "$loopmodel.tmp" && mv "$loopmodel.tmp" "$loopmodel" ||
+        { echo "e2e: FAIL: hi_model.py --tool-loop"; exit 1; }
 fi
 
 # Claude Code's postinstall puts the native binary in place; run it if it was skipped (npm ci --ignore-scripts)
@@ -84,12 +92,16 @@ start_server() {
 }
 start_server tool -m "$toolmodel" --ctx-size 4096 --alias pensieve-e2e-tool --chat-template "$tmpl"
 tport=$port
+start_server loop -m "$loopmodel" --ctx-size 32768 --alias pensieve-e2e-loop --chat-template "$tmpl"
+lport=$port
 start_server main -m "$model" --ctx-size 32768 --alias pensieve-e2e
-echo "e2e: $(node --version), pensieve on http://127.0.0.1:$port (ctx 32768, 1 slot), tool-call model on :$tport"
+echo "e2e: $(node --version), pensieve on http://127.0.0.1:$port (ctx 32768, 1 slot), tool-call model on :$tport," \
+    "tool-loop model on :$lport"
 
 cd "$here" || exit 1
 PENSIEVE_URL="http://127.0.0.1:$port" PENSIEVE_KEY="$key" PENSIEVE_MODEL_NAME=pensieve-e2e \
     PENSIEVE_TOOL_URL="http://127.0.0.1:$tport" PENSIEVE_TOOL_MODEL_NAME=pensieve-e2e-tool \
+    PENSIEVE_LOOP_URL="http://127.0.0.1:$lport" \
     timeout 1200 node --test sdk.test.mjs openai.test.mjs claude.test.mjs &
 npid=$!
 wait "$npid" # in the background so that a signal runs the trap at once
@@ -113,7 +125,13 @@ if [ $rc -ne 0 ]; then
     tail -50 "$tmp/main.log"
     echo "--- tool-call server"
     tail -20 "$tmp/tool.log"
+    echo "--- tool-loop server"
+    tail -20 "$tmp/loop.log"
     exit 1
 fi
-if [ $src -ne 0 ]; then echo "e2e: FAIL: server exit status $src after SIGTERM"; tail -20 "$tmp/main.log" "$tmp/tool.log"; exit 1; fi
+if [ $src -ne 0 ]; then
+    echo "e2e: FAIL: server exit status $src after SIGTERM"
+    tail -20 "$tmp/main.log" "$tmp/tool.log" "$tmp/loop.log"
+    exit 1
+fi
 echo "e2e: all passed"
