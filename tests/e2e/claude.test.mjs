@@ -19,10 +19,11 @@ if (!baseURL || !apiKey || !loopURL) {
 const claude = join(dirname(fileURLToPath(import.meta.url)), 'node_modules', '.bin', 'claude');
 const limitS = Number(process.env.PENSIEVE_E2E_CLAUDE_TIMEOUT || 480);
 
-// runs claude with ARGS and the auth variables AUTH against URL; inspect(dir), if given, sees its working
-// directory after it exits and before it is removed; resolves {code, signal, stdout, stderr, seconds}
-function runClaude(args, auth, { url = baseURL, inspect = null } = {}) {
-  const home = mkdtempSync(join(tmpdir(), 'pv-claude-'));
+// runs claude with ARGS and the auth variables AUTH against URL, with HOME and working directory `home` (default: a
+// fresh one, removed afterwards); resolves {code, signal, stdout, stderr, seconds}
+function runClaude(args, auth, { url = baseURL, home = null } = {}) {
+  const own = !home;
+  if (own) home = mkdtempSync(join(tmpdir(), 'pv-claude-'));
   const env = {
     PATH: process.env.PATH, HOME: home, TMPDIR: process.env.TMPDIR || '/tmp', LANG: 'C.UTF-8',
     ANTHROPIC_BASE_URL: url, CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1', DISABLE_TELEMETRY: '1',
@@ -39,8 +40,7 @@ function runClaude(args, auth, { url = baseURL, inspect = null } = {}) {
     const timer = setTimeout(() => child.kill('SIGKILL'), limitS * 1000);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      if (inspect) inspect(home);
-      rmSync(home, { recursive: true, force: true });
+      if (own) rmSync(home, { recursive: true, force: true });
       const seconds = (Date.now() - t0) / 1000;
       console.log(`# claude ${args.join(' ')}: exit ${code}${signal ? ' ' + signal : ''} after ${seconds.toFixed(1)} s`);
       resolve({ code, signal, stdout, stderr, seconds });
@@ -83,21 +83,42 @@ async function promptCounters(url) {
 
 // The tool loop (../shared/docs/claude-code.md): the first answer is a Bash tool_use, which Claude Code runs in its
 // working directory and returns as a tool_result; the model (hi_model.py --tool-loop) answers that second request
-// with text, and the turn ends. The second request repeats the first one's ~20k-token system prompt and tools: the
-// prefix cache must serve them.
-test('claude -p runs the model\'s Bash call, sends the result back and prints the answer', T, async () => {
-  const before = await promptCounters(loopURL);
-  let proof = null;
-  const r = await runClaude(['-p', 'write the proof file', '--allowedTools', 'Bash'], { ANTHROPIC_API_KEY: apiKey }, {
-    url: loopURL,
-    inspect: (dir) => { try { proof = readFileSync(join(dir, 'proof.txt'), 'utf8'); } catch { proof = null; } },
-  });
+// with text, and the turn ends. Each request starts with the same ~21k tokens of system prompt and tools (the system
+// prompt names the project's directory and HOME: the same for two terminals in one project), which the prefix cache
+// must serve after the first time.
+async function toolLoop(home) {
+  const r = await runClaude(['-p', 'write the proof file', '--allowedTools', 'Bash'], { ANTHROPIC_API_KEY: apiKey },
+    { url: loopURL, home });
   assert.equal(r.signal, null, `killed after ${limitS} s; stderr: ${r.stderr}`);
   assert.equal(r.code, 0, `exit ${r.code}; stdout: ${r.stdout}; stderr: ${r.stderr}`);
-  assert.equal(proof, 'pensieve-ok\n', 'the Bash call did not run in claude\'s working directory');
   assert.match(r.stdout, /Hello from pensieve!/);
-  const after = await promptCounters(loopURL);
-  const computed = after.computed - before.computed, cached = after.cached - before.cached;
-  console.log(`# tool loop: ${computed} prompt tokens computed, ${cached} from the prefix cache`);
-  assert.ok(cached > 10000 && cached > computed * 0.9, `prefix not reused: ${computed} computed, ${cached} cached`);
+}
+
+// runs fn(home) in a fresh directory, checks that the Bash call ran there, and returns the prompt tokens the loop
+// server computed and took from its cache meanwhile
+async function inProject(fn) {
+  const home = mkdtempSync(join(tmpdir(), 'pv-claude-'));
+  try {
+    const before = await promptCounters(loopURL);
+    await fn(home);
+    const after = await promptCounters(loopURL);
+    assert.equal(readFileSync(join(home, 'proof.txt'), 'utf8'), 'pensieve-ok\n');
+    const n = { computed: after.computed - before.computed, cached: after.cached - before.cached };
+    console.log(`# ${n.computed} prompt tokens computed, ${n.cached} from the prefix cache`);
+    return n;
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
+}
+
+test('claude -p runs the model\'s Bash call, sends the result back and prints the answer', T, async () => {
+  const n = await inProject(toolLoop);
+  // the second request's prefix (the first one's whole prompt but its last few tokens) is not computed again
+  assert.ok(n.cached > 10000 && n.cached > 0.9 * n.computed, `prefix not reused: ${JSON.stringify(n)}`);
+});
+
+test('two claude sessions at once in one project (two slots) compute their shared prefix once', T, async () => {
+  const n = await inProject((home) => Promise.all([toolLoop(home), toolLoop(home)]));
+  // four requests: the prefix computed once (by whichever came first), read from the cache three times
+  assert.ok(n.cached > 2 * n.computed, `prefix not shared: ${JSON.stringify(n)}`);
 });

@@ -5,8 +5,8 @@
 # rewritten by hi_model.py so that it answers "Hello from pensieve!" and ends its turn. A second server (4k
 # context, SHARED's Qwen2.5 chat template, so Hermes tool-call parsing) serves hi_model.py --tool-call's model,
 # which answers every prompt with a <tool_call>, for the OpenAI SDK's tool-call tests (PENSIEVE_TOOL_URL). A third
-# (32k, the same template) serves hi_model.py --tool-loop's model for Claude Code's tool loop (PENSIEVE_LOOP_URL): it
-# calls Bash, and answers once the tool's result is in its prompt.
+# (32k, the same template, 2 slots) serves hi_model.py --tool-loop's model for Claude Code's tool loop
+# (PENSIEVE_LOOP_URL): it calls Bash, and answers once the tool's result is in its prompt.
 # Expects node_modules (`make e2e` runs `npm ci` first). Skips (exit 0) without node/npm or SHARED. Bounded: the
 # servers run under `timeout`, the tests under `timeout`, each Claude Code run under its own; the servers are
 # stopped by PID on any exit.
@@ -92,7 +92,7 @@ start_server() {
 }
 start_server tool -m "$toolmodel" --ctx-size 4096 --alias pensieve-e2e-tool --chat-template "$tmpl"
 tport=$port
-start_server loop -m "$loopmodel" --ctx-size 32768 --alias pensieve-e2e-loop --chat-template "$tmpl"
+start_server loop -m "$loopmodel" --ctx-size 32768 --alias pensieve-e2e-loop --chat-template "$tmpl" --parallel 2
 lport=$port
 start_server main -m "$model" --ctx-size 32768 --alias pensieve-e2e
 echo "e2e: $(node --version), pensieve on http://127.0.0.1:$port (ctx 32768, 1 slot), tool-call model on :$tport," \
