@@ -1,7 +1,8 @@
-// The Claude Code CLI (`claude -p`) against `pensieve serve` (started by run.sh: PENSIEVE_URL, PENSIEVE_KEY).
+// The Claude Code CLI (`claude -p`) against `pensieve serve` (started by run.sh: PENSIEVE_URL, PENSIEVE_KEY; the
+// restart test starts its own from PENSIEVE_BIN, PENSIEVE_LOOP_MODEL and PENSIEVE_TEMPLATE).
 // Its first request is ~77 KB of JSON (system prompt, 24 tool definitions, a system turn): see
-// ../shared/docs/claude-code.md. Each run gets a fresh HOME and working directory, no telemetry, and a hard
-// timeout (PENSIEVE_E2E_CLAUDE_TIMEOUT seconds, default 480) after which it is killed and the test fails.
+// ../shared/docs/claude-code.md. Each run gets a fresh HOME and working directory (or one shared with the runs of
+// the same test, as two terminals in one project would), no telemetry, and a hard timeout (PENSIEVE_E2E_CLAUDE_TIMEOUT seconds, default 480) after which it is killed and the test fails.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -13,8 +14,9 @@ import { fileURLToPath } from 'node:url';
 const baseURL = process.env.PENSIEVE_URL;
 const apiKey = process.env.PENSIEVE_KEY;
 const loopURL = process.env.PENSIEVE_LOOP_URL;
-if (!baseURL || !apiKey || !loopURL) {
-  throw new Error('PENSIEVE_URL, PENSIEVE_KEY and PENSIEVE_LOOP_URL must be set (tests/e2e/run.sh does it)');
+const { PENSIEVE_BIN: bin, PENSIEVE_LOOP_MODEL: loopModel, PENSIEVE_TEMPLATE: template } = process.env;
+if (!baseURL || !apiKey || !loopURL || !bin || !loopModel || !template) {
+  throw new Error('PENSIEVE_URL, _KEY, _LOOP_URL, _BIN, _LOOP_MODEL and _TEMPLATE must be set (tests/e2e/run.sh does it)');
 }
 const claude = join(dirname(fileURLToPath(import.meta.url)), 'node_modules', '.bin', 'claude');
 const limitS = Number(process.env.PENSIEVE_E2E_CLAUDE_TIMEOUT || 480);
@@ -86,29 +88,66 @@ async function promptCounters(url) {
 // with text, and the turn ends. Each request starts with the same ~21k tokens of system prompt and tools (the system
 // prompt names the project's directory and HOME: the same for two terminals in one project), which the prefix cache
 // must serve after the first time.
-async function toolLoop(home) {
+async function toolLoop(home, url = loopURL) {
   const r = await runClaude(['-p', 'write the proof file', '--allowedTools', 'Bash'], { ANTHROPIC_API_KEY: apiKey },
-    { url: loopURL, home });
+    { url, home });
   assert.equal(r.signal, null, `killed after ${limitS} s; stderr: ${r.stderr}`);
   assert.equal(r.code, 0, `exit ${r.code}; stdout: ${r.stdout}; stderr: ${r.stderr}`);
   assert.match(r.stdout, /Hello from pensieve!/);
 }
 
-// runs fn(home) in a fresh directory, checks that the Bash call ran there, and returns the prompt tokens the loop
-// server computed and took from its cache meanwhile
+// runs fn() and checks that the Bash call ran in home; returns the prompt tokens the server at url computed and
+// took from its cache meanwhile
+async function countingTokens(url, home, fn) {
+  rmSync(join(home, 'proof.txt'), { force: true });
+  const before = await promptCounters(url);
+  await fn();
+  const after = await promptCounters(url);
+  assert.equal(readFileSync(join(home, 'proof.txt'), 'utf8'), 'pensieve-ok\n');
+  const n = { computed: after.computed - before.computed, cached: after.cached - before.cached };
+  console.log(`# ${n.computed} prompt tokens computed, ${n.cached} from the prefix cache`);
+  return n;
+}
+
+// runs fn(home) in a fresh directory (removed afterwards) with the loop server's counts (countingTokens)
 async function inProject(fn) {
   const home = mkdtempSync(join(tmpdir(), 'pv-claude-'));
   try {
-    const before = await promptCounters(loopURL);
-    await fn(home);
-    const after = await promptCounters(loopURL);
-    assert.equal(readFileSync(join(home, 'proof.txt'), 'utf8'), 'pensieve-ok\n');
-    const n = { computed: after.computed - before.computed, cached: after.cached - before.cached };
-    console.log(`# ${n.computed} prompt tokens computed, ${n.cached} from the prefix cache`);
-    return n;
+    return await countingTokens(loopURL, home, () => fn(home));
   } finally {
     rmSync(home, { recursive: true, force: true });
   }
+}
+
+const servers = new Set(); // processes this file started, killed by PID if it ends early
+process.on('exit', () => { for (const p of servers) p.kill('SIGKILL'); });
+
+// starts `pensieve serve ARGS` on a free 127.0.0.1 port; resolves {proc, url} once /health answers 200
+async function startServer(args) {
+  const proc = spawn(bin, ['serve', '--port', '0', '--api-key', apiKey, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  servers.add(proc);
+  let log = '';
+  proc.stderr.on('data', (d) => { log += d; });
+  for (let i = 0; i < 600; i++) {
+    const m = log.match(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
+    if (m) {
+      const ok = await fetch(`${m[1]}/health`).then((r) => r.status === 200, () => false);
+      if (ok) return { proc, url: m[1] };
+    }
+    if (proc.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  proc.kill('SIGKILL');
+  throw new Error(`pensieve serve ${args.join(' ')} did not start: ${log}`);
+}
+
+// SIGTERM, then the exit status (a clean shutdown writes the prefix cache)
+async function stopServer({ proc }) {
+  const done = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+  proc.kill('SIGTERM');
+  const r = await done;
+  servers.delete(proc);
+  return r;
 }
 
 test('claude -p runs the model\'s Bash call, sends the result back and prints the answer', T, async () => {
@@ -121,4 +160,24 @@ test('two claude sessions at once in one project (two slots) compute their share
   const n = await inProject((home) => Promise.all([toolLoop(home), toolLoop(home)]));
   // four requests: the prefix computed once (by whichever came first), read from the cache three times
   assert.ok(n.cached > 2 * n.computed, `prefix not shared: ${JSON.stringify(n)}`);
+});
+
+test('after a clean restart with --cache-dir, the next session reads its prefix from the saved cache', T, async () => {
+  const home = mkdtempSync(join(tmpdir(), 'pv-claude-'));
+  const cacheDir = mkdtempSync(join(tmpdir(), 'pv-cache-'));
+  const args = ['-m', loopModel, '--ctx-size', '32768', '--chat-template', template, '--cache-dir', cacheDir];
+  try {
+    let srv = await startServer(args);
+    const cold = await countingTokens(srv.url, home, () => toolLoop(home, srv.url));
+    assert.deepEqual(await stopServer(srv), { code: 0, signal: null });
+    srv = await startServer(args);
+    const warm = await countingTokens(srv.url, home, () => toolLoop(home, srv.url));
+    assert.deepEqual(await stopServer(srv), { code: 0, signal: null });
+    // the cold session computed its prefix; the restarted server computes only what follows it
+    assert.ok(cold.computed > 10000, `cold: ${JSON.stringify(cold)}`);
+    assert.ok(warm.cached > 10 * warm.computed, `restart did not keep the prefix: ${JSON.stringify(warm)}`);
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+    rmSync(cacheDir, { recursive: true, force: true });
+  }
 });

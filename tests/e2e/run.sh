@@ -98,10 +98,12 @@ start_server main -m "$model" --ctx-size 32768 --alias pensieve-e2e
 echo "e2e: $(node --version), pensieve on http://127.0.0.1:$port (ctx 32768, 1 slot), tool-call model on :$tport," \
     "tool-loop model on :$lport"
 
+abs_bin=$(realpath "$bin") && abs_loopmodel=$(realpath "$loopmodel") && abs_tmpl=$(realpath "$tmpl") || exit 1
 cd "$here" || exit 1
 PENSIEVE_URL="http://127.0.0.1:$port" PENSIEVE_KEY="$key" PENSIEVE_MODEL_NAME=pensieve-e2e \
     PENSIEVE_TOOL_URL="http://127.0.0.1:$tport" PENSIEVE_TOOL_MODEL_NAME=pensieve-e2e-tool \
-    PENSIEVE_LOOP_URL="http://127.0.0.1:$lport" \
+    PENSIEVE_LOOP_URL="http://127.0.0.1:$lport" PENSIEVE_BIN="$abs_bin" PENSIEVE_LOOP_MODEL="$abs_loopmodel" \
+    PENSIEVE_TEMPLATE="$abs_tmpl" \
     timeout 1200 node --test sdk.test.mjs openai.test.mjs claude.test.mjs &
 npid=$!
 wait "$npid" # in the background so that a signal runs the trap at once
