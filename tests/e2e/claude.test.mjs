@@ -2,7 +2,8 @@
 // restart test starts its own from PENSIEVE_BIN, PENSIEVE_LOOP_MODEL and PENSIEVE_TEMPLATE).
 // Its first request is ~77 KB of JSON (system prompt, 24 tool definitions, a system turn): see
 // ../shared/docs/claude-code.md. Each run gets a fresh HOME and working directory (or one shared with the runs of
-// the same test, as two terminals in one project would), no telemetry, and a hard timeout (PENSIEVE_E2E_CLAUDE_TIMEOUT seconds, default 480) after which it is killed and the test fails.
+// the same test, as two terminals in one project would), no telemetry, and a hard timeout
+// (PENSIEVE_E2E_CLAUDE_TIMEOUT seconds, default 480) after which it is killed and the test fails.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
