@@ -17,7 +17,7 @@ const apiKey = process.env.PENSIEVE_KEY;
 const loopURL = process.env.PENSIEVE_LOOP_URL;
 const { PENSIEVE_BIN: bin, PENSIEVE_LOOP_MODEL: loopModel, PENSIEVE_TEMPLATE: template } = process.env;
 if (!baseURL || !apiKey || !loopURL || !bin || !loopModel || !template) {
-  throw new Error('PENSIEVE_URL, _KEY, _LOOP_URL, _BIN, _LOOP_MODEL and _TEMPLATE must be set (tests/e2e/run.sh does it)');
+  throw new Error('PENSIEVE_URL, _KEY, _LOOP_URL, _BIN, _LOOP_MODEL and _TEMPLATE must be set (run.sh does it)');
 }
 const claude = join(dirname(fileURLToPath(import.meta.url)), 'node_modules', '.bin', 'claude');
 const limitS = Number(process.env.PENSIEVE_E2E_CLAUDE_TIMEOUT || 480);
@@ -81,7 +81,9 @@ test('claude -p with a wrong key fails (the server refuses it)', T, async () => 
 async function promptCounters(url) {
   const text = await (await fetch(`${url}/metrics`)).text();
   const read = (name) => Number(text.match(new RegExp(`^${name} (\\d+)$`, 'm'))[1]);
-  return { computed: read('pensieve_prompt_tokens_computed_total'), cached: read('pensieve_prompt_tokens_cached_total') };
+  return {
+    computed: read('pensieve_prompt_tokens_computed_total'), cached: read('pensieve_prompt_tokens_cached_total'),
+  };
 }
 
 // The tool loop (../shared/docs/claude-code.md): the first answer is a Bash tool_use, which Claude Code runs in its
@@ -125,7 +127,8 @@ process.on('exit', () => { for (const p of servers) p.kill('SIGKILL'); });
 
 // starts `pensieve serve ARGS` on a free 127.0.0.1 port; resolves {proc, url} once /health answers 200
 async function startServer(args) {
-  const proc = spawn(bin, ['serve', '--port', '0', '--api-key', apiKey, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(bin, ['serve', '--port', '0', '--api-key', apiKey, ...args],
+    { stdio: ['ignore', 'ignore', 'pipe'] });
   servers.add(proc);
   let log = '';
   proc.stderr.on('data', (d) => { log += d; });
