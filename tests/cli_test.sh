@@ -68,6 +68,8 @@ check "a bad option value is a usage error" test $? -eq 2
 run run -m "$m" -p "Once upon a time" -n 40 --temp 0 >"$tmp/lily.txt" 2>"$tmp/speed.txt"
 check "run prints the Lily story" grep -q "^, there was a little girl named Lily. She loved to play outside in the park." "$tmp/lily.txt"
 check "run reports speeds on stderr" grep -q "generation: 40 tokens" "$tmp/speed.txt"
+run run -m "$m" -p "Once upon a time" -n 40 --temp 0 --attn-float >"$tmp/lily-float.txt" 2>/dev/null
+check "run --attn-float tells the same story (F32: greedy agrees with the references)" cmp -s "$tmp/lily.txt" "$tmp/lily-float.txt"
 # near-tie margins as in tests/test_model.c: ../shared/ref/README.md's 0.02 (the kernels sum in llama.cpp's orders)
 for ref_tie in stories260K:0.02 stories260K-q8_0:0.02 tinyllama-v0-q4_0:0.02; do
     ref=${ref_tie%%:*}

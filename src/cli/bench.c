@@ -21,7 +21,7 @@ typedef struct {
     long n_prompt, n_gen, n_threads, reps;
     long n_seq;   /* > 1: also generation of this many sequences at once (batched decoding) */
     long n_depth; /* tokens every test finds in its sequences' KV cache first (llama-bench's -d) */
-    int as_json, memory_only;
+    int as_json, memory_only, float_attn;
 } bench_opts_t;
 
 typedef struct {
@@ -180,6 +180,7 @@ static int parse_bench_opts(int argc, char **argv, bench_opts_t *o) {
         int rc = 0;
         if (!strcmp(a, "--json")) o->as_json = 1;
         else if (!strcmp(a, "--memory")) o->memory_only = 1;
+        else if (!strcmp(a, "--attn-float")) o->float_attn = 1;
         else if (!v) rc = -1;
         else if (!strcmp(a, "-m") || !strcmp(a, "--model")) o->model_path = argv[++i];
         else if (!strcmp(a, "-p")) rc = cli_parse_int(a, argv[++i], 0, 1 << 16, &o->n_prompt);
@@ -210,6 +211,7 @@ static int bench_model(const bench_opts_t *o, double bw) {
         return 1;
     }
     pv_ctx_set_pool(ctx, pool);
+    pv_ctx_set_float_attn(ctx, o->float_attn);
     float *logits = malloc((size_t)o->n_seq * m->hp.n_vocab * sizeof *logits);
     int32_t *toks = malloc(n_ctx * sizeof *toks);
     streams_t streams = {calloc((size_t)o->n_seq, sizeof(pv_seq_t)), calloc((size_t)o->n_seq, sizeof(pv_batch_entry_t)),

@@ -33,6 +33,7 @@ typedef struct {
     long threads;           /* --threads */
     const char *alias;      /* --alias: served model name */
     long insecure_public;   /* --insecure-public */
+    long float_attn;        /* --attn-float */
     long max_body;          /* --max-body bytes */
     long max_conns;         /* --max-connections */
     long idle_timeout;      /* --idle-timeout s */
@@ -73,6 +74,8 @@ static const opt_t opts[] = {
     {"--alias", "PENSIEVE_ALIAS", 's', 0, 0, O(alias), "model name to report (default: the file name)"},
     {"--insecure-public", "PENSIEVE_INSECURE_PUBLIC", 'b', 0, 1, O(insecure_public),
      "allow a non-loopback --host without an API key"},
+    {"--attn-float", "PENSIEVE_ATTN_FLOAT", 'b', 0, 1, O(float_attn),
+     "decode with float attention sums: faster at long contexts, not llama.cpp's bits"},
     {"--max-body", "PENSIEVE_MAX_BODY", 'i', 1024, 1L << 30, O(max_body),
      "request body limit in bytes (default: max(1 MiB, 24 x context))"},
     {"--max-connections", "PENSIEVE_MAX_CONNECTIONS", 'i', 1, 100000, O(max_conns),
@@ -188,7 +191,7 @@ static void *load_main(void *arg) {
         if (fit < n_ctx) n_ctx = fit / 16 * 16;
     }
     pv_sched_opts_t so = {.n_slots = (int)o->parallel, .queue_limit = (int)o->queue, .n_ctx = (uint32_t)n_ctx,
-                          .n_threads = (int)o->threads, .prompt_batch = (int)o->batch,
+                          .n_threads = (int)o->threads, .prompt_batch = (int)o->batch, .float_attn = (int)o->float_attn,
                           .notify = pv_server_notify, .notify_ud = L->srv};
     if (pv_sched_new(L->model, &so, &L->sched, err, sizeof err)) {
         pv_server_fail(L->srv, err);

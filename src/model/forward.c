@@ -51,6 +51,7 @@ struct pv_ctx {
     int n_att;
     int *groups;           /* [max_batch + 1] first entry of each attention group, then n (end marker) */
     unsigned char *tiled;  /* [max_batch] 1 where a group takes the tiled attention order */
+    int float_attn;        /* every group takes the tiled order (pv_ctx_set_float_attn) */
     void *work;            /* activations converted for a matmul (B rows) */
     pv_pool_t *pool;       /* borrowed compute threads; NULL: the caller's thread alone */
 };
@@ -206,6 +207,8 @@ void pv_ctx_free(pv_ctx_t *c) {
 uint32_t pv_ctx_size(const pv_ctx_t *c) { return c->n_ctx; }
 int pv_ctx_max_batch(const pv_ctx_t *c) { return c->max_batch; }
 pv_kv_t *pv_ctx_kv(pv_ctx_t *c) { return &c->kv; }
+void pv_ctx_set_float_attn(pv_ctx_t *c, int on) { c->float_attn = on != 0; }
+
 int pv_ctx_set_pool(pv_ctx_t *c, pv_pool_t *pool) {
     if (pv_pool_size(pool) > PV_MAX_THREADS) return PV_ERANGE;
     if (pv_pool_size(pool) != c->n_att) {
@@ -259,7 +262,7 @@ static int attention_groups(pv_ctx_t *c, const pv_batch_entry_t *e, int n) {
         int len = b1 - b0, size = (len + parts - 1) / parts;
         if (size > PV_ATTN_GROUP) size = PV_ATTN_GROUP;
         for (int b = b0; b < b1; b += size) {
-            c->tiled[g] = len >= PV_ATTN_TILED_ROWS;
+            c->tiled[g] = c->float_attn || len >= PV_ATTN_TILED_ROWS;
             c->groups[g++] = b;
         }
     }

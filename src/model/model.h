@@ -113,6 +113,15 @@ size_t pv_ctx_kv_bytes(const pv_ctx_t *c);
 pv_kv_t *pv_ctx_kv(pv_ctx_t *c); /* the arena, for sequences other than the default one */
 int pv_ctx_long_rope(const pv_ctx_t *c); /* 1 when Phi-3's long RoPE factors apply (context > original) */
 
+/* on: every token's attention takes the tiled order, with float sums, that
+ * prompt chunks of PV_ATTN_TILED_ROWS rows or more take; off (the default):
+ * shorter runs, decoding among them, take llama.cpp's decoding order, value
+ * sums rounded to half at every position, and give its results to the bit.
+ * On, decoding at long contexts runs about 1.5x as fast on a 1B model (4k
+ * and 8k positions), and its results leave llama.cpp's: a last-bit change
+ * that quantized models' 8-bit activations amplify (tests/test_model.c). */
+void pv_ctx_set_float_attn(pv_ctx_t *c, int on);
+
 #define PV_MAX_THREADS 64 /* largest pool a context takes (it keeps attention scratch per thread) */
 
 /* Matmuls and attention run on pool's threads from now on (NULL: the caller's

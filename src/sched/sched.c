@@ -235,6 +235,7 @@ int pv_sched_new(const pv_model_t *m, const pv_sched_opts_t *o, pv_sched_t **out
                                err, errlen)))
         goto fail;
     pv_ctx_set_pool(s->ctx, s->pool);
+    pv_ctx_set_float_attn(s->ctx, o->float_attn);
     if (!(s->gv = pv_gram_vocab_new(m->vocab))) {
         rc = pv_errorf(err, errlen, PV_ENOMEM, "out of memory");
         goto fail;

@@ -110,6 +110,7 @@ typedef struct {
     int prompt_batch;          /* prompt tokens per forward pass in full chunks (0: PV_DEFAULT_BATCH); as
                                   many again of prompts shorter than a chunk, and each generating slot's
                                   decode token, come on top, so that none of them cuts a long prompt's chunk */
+    int float_attn;            /* every token's attention in the tiled order (pv_ctx_set_float_attn) */
     pv_sched_notify_fn notify; /* may be NULL (tests that poll) */
     void *notify_ud;           /* passed to notify */
 } pv_sched_opts_t;
