@@ -135,7 +135,8 @@ async function startServer(args) {
   for (let i = 0; i < 600; i++) {
     const m = log.match(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
     if (m) {
-      const ok = await fetch(`${m[1]}/health`).then((r) => r.status === 200, () => false);
+      const ok = await fetch(`${m[1]}/health`, { signal: AbortSignal.timeout(2000) }).then((r) => r.status === 200,
+        () => false);
       if (ok) return { proc, url: m[1] };
     }
     if (proc.exitCode !== null) break;
@@ -145,11 +146,18 @@ async function startServer(args) {
   throw new Error(`pensieve serve ${args.join(' ')} did not start: ${log}`);
 }
 
-// SIGTERM, then the exit status (a clean shutdown writes the prefix cache)
-async function stopServer({ proc }) {
-  const done = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+// SIGTERM (SIGKILL 60 s later if it is still there), then the exit status (a clean shutdown writes the prefix
+// cache); a server already stopped gives null
+async function stopServer(srv) {
+  if (!srv || !servers.has(srv.proc)) return null;
+  const { proc } = srv;
+  const gone = proc.exitCode !== null || proc.signalCode !== null;
+  const done = gone ? Promise.resolve({ code: proc.exitCode, signal: proc.signalCode })
+    : new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
   proc.kill('SIGTERM');
+  const timer = setTimeout(() => proc.kill('SIGKILL'), 60000);
   const r = await done;
+  clearTimeout(timer);
   servers.delete(proc);
   return r;
 }
@@ -170,8 +178,9 @@ test('after a clean restart with --cache-dir, the next session reads its prefix 
   const home = mkdtempSync(join(tmpdir(), 'pv-claude-'));
   const cacheDir = mkdtempSync(join(tmpdir(), 'pv-cache-'));
   const args = ['-m', loopModel, '--ctx-size', '32768', '--chat-template', template, '--cache-dir', cacheDir];
+  let srv = null;
   try {
-    let srv = await startServer(args);
+    srv = await startServer(args);
     const cold = await countingTokens(srv.url, home, () => toolLoop(home, srv.url));
     assert.deepEqual(await stopServer(srv), { code: 0, signal: null });
     srv = await startServer(args);
@@ -181,6 +190,7 @@ test('after a clean restart with --cache-dir, the next session reads its prefix 
     assert.ok(cold.computed > 10000, `cold: ${JSON.stringify(cold)}`);
     assert.ok(warm.cached > 10 * warm.computed, `restart did not keep the prefix: ${JSON.stringify(warm)}`);
   } finally {
+    await stopServer(srv); // after a failure on the way
     rmSync(home, { recursive: true, force: true });
     rmSync(cacheDir, { recursive: true, force: true });
   }
